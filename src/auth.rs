@@ -1,0 +1,232 @@
+//! Authentication: where a request's key is taken out and checked.
+//!
+//! [`take_credentials`] runs before routing, on every request: it removes the key from the
+//! `api_key` query parameter, the `Authorization: Bearer` header and the `X-API-Key` header,
+//! and leaves only its SHA-256 digest in the request's extensions. Nothing after it — router,
+//! handlers, rmcp, tools, logs, spans — can see the key. [`require_key`] then admits a
+//! request whose digest matches a configured key.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error_response::json_error;
+use crate::keys::{KeyDigest, KeySet};
+
+/// The query parameter that carries the key in a connector URL.
+pub const QUERY_PARAM: &str = "api_key";
+/// The header Claude's static-header allowlist accepts.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// How a client sent its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    Bearer,
+    Header,
+    Query,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Bearer => "bearer",
+            AuthMethod::Header => "header",
+            AuthMethod::Query => "query",
+        }
+    }
+}
+
+/// The keys a request carried, as digests, in the order they are tried.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials(Vec<(AuthMethod, KeyDigest)>);
+
+impl Credentials {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Takes every key out of `request` and stores the digests as [`Credentials`].
+pub fn take_credentials<B>(mut request: http::Request<B>) -> http::Request<B> {
+    let mut found = Vec::new();
+    take_bearer(request.headers_mut(), &mut found);
+    for value in take_all(request.headers_mut(), HeaderName::from_static(API_KEY_HEADER)) {
+        found.push((AuthMethod::Header, KeyDigest::of(value.as_bytes())));
+    }
+    if let Some(stripped) = strip_query_key(request.uri(), &mut found) {
+        *request.uri_mut() = stripped;
+    }
+    request.extensions_mut().insert(Credentials(found));
+    request
+}
+
+fn take_all(headers: &mut HeaderMap, name: HeaderName) -> Vec<HeaderValue> {
+    match headers.entry(name) {
+        header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
+        header::Entry::Vacant(_) => Vec::new(),
+    }
+}
+
+/// Takes `Authorization: Bearer …` values; other schemes (e.g. a proxy's Basic) stay.
+fn take_bearer(headers: &mut HeaderMap, found: &mut Vec<(AuthMethod, KeyDigest)>) {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return;
+    }
+    for value in take_all(headers, header::AUTHORIZATION) {
+        let bytes = value.as_bytes();
+        let is_bearer = bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ");
+        if is_bearer {
+            let token = bytes[7..].trim_ascii();
+            found.push((AuthMethod::Bearer, KeyDigest::of(token)));
+        } else {
+            headers.append(header::AUTHORIZATION, value);
+        }
+    }
+}
+
+/// Returns `uri` without its `api_key` parameters (the rest of the query kept byte for byte),
+/// or `None` when it has none.
+fn strip_query_key(uri: &Uri, found: &mut Vec<(AuthMethod, KeyDigest)>) -> Option<Uri> {
+    let query = uri.query()?;
+    let mut kept: Vec<&str> = Vec::new();
+    let mut stripped = false;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Percent-decoding only: keys hold no spaces, so a `+` is taken as itself.
+        let is_key = percent_encoding::percent_decode_str(name).decode_utf8_lossy() == QUERY_PARAM;
+        if is_key {
+            let decoded: Vec<u8> = percent_encoding::percent_decode_str(value).collect();
+            found.push((AuthMethod::Query, KeyDigest::of(&decoded)));
+            stripped = true;
+        } else if !pair.is_empty() {
+            kept.push(pair);
+        }
+    }
+    if !stripped {
+        return None;
+    }
+    let path_and_query = if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .expect("a path and query taken from a valid URI stays valid"),
+    );
+    Some(Uri::from_parts(parts).expect("only the query changed"))
+}
+
+const HOW_TO_SEND: &str = "Send the API key as an `Authorization: Bearer <key>` header, as an \
+     `X-API-Key: <key>` header, or as the `api_key` query parameter (…/mcp?api_key=<key>).";
+
+/// Middleware: admits requests that carry a configured key, answers 401 to the rest.
+/// The method that worked is left in the request's (and response's) extensions.
+pub async fn require_key(
+    State(keys): State<Arc<ArcSwap<KeySet>>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let credentials = request
+        .extensions()
+        .get::<Credentials>()
+        .cloned()
+        .unwrap_or_default();
+    let keys = keys.load();
+    // Every presented key is checked, so the time taken does not depend on which one matched.
+    let mut method = None;
+    for (how, digest) in &credentials.0 {
+        if keys.verify(digest) && method.is_none() {
+            method = Some(*how);
+        }
+    }
+    match method {
+        Some(method) => {
+            request.extensions_mut().insert(method);
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(method);
+            response
+        }
+        None => unauthorized(if credentials.is_empty() {
+            "No API key was sent."
+        } else {
+            "The API key is not valid."
+        }),
+    }
+}
+
+fn unauthorized(problem: &str) -> Response {
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        &format!("{problem} {HOW_TO_SEND}"),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"latchkey\""),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "k3y-0123456789abcdef0123456789abcdef";
+
+    fn run(uri: &str, headers: &[(&str, &str)]) -> (http::Request<()>, Vec<AuthMethod>) {
+        let mut builder = http::Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = take_credentials(builder.body(()).unwrap());
+        let methods = request.extensions().get::<Credentials>().unwrap().0.iter().map(|c| c.0).collect();
+        (request, methods)
+    }
+
+    #[test]
+    fn query_key_is_removed_and_the_rest_kept() {
+        let (req, methods) = run(&format!("/mcp?a=1&api_key={KEY}&b=%20x"), &[]);
+        assert_eq!(req.uri().to_string(), "/mcp?a=1&b=%20x");
+        assert_eq!(methods, [AuthMethod::Query]);
+        let (req, _) = run(&format!("http://h/mcp?api_key={KEY}"), &[]);
+        assert_eq!(req.uri().to_string(), "http://h/mcp");
+        let (req, _) = run(&format!("/mcp?api%5Fkey={KEY}&api_key=x"), &[]);
+        assert_eq!(req.uri().to_string(), "/mcp");
+        let (req, methods) = run("/mcp?x=1", &[]);
+        assert_eq!(req.uri().to_string(), "/mcp?x=1");
+        assert!(methods.is_empty());
+    }
+
+    #[test]
+    fn percent_encoded_query_key_digests_like_the_plain_key() {
+        let encoded = KEY.replace('-', "%2D");
+        let (req, _) = run(&format!("/mcp?api_key={encoded}"), &[]);
+        let found = &req.extensions().get::<Credentials>().unwrap().0;
+        assert_eq!(found[0].1, KeyDigest::of(KEY.as_bytes()));
+    }
+
+    #[test]
+    fn headers_are_removed_but_other_schemes_stay() {
+        let (req, methods) = run(
+            "/mcp",
+            &[
+                ("authorization", &format!("bearer  {KEY} ")),
+                ("authorization", "Basic dXNlcjpwYXNz"),
+                ("x-api-key", KEY),
+            ],
+        );
+        assert_eq!(methods, [AuthMethod::Bearer, AuthMethod::Header]);
+        let found = &req.extensions().get::<Credentials>().unwrap().0;
+        assert_eq!(found[0].1, KeyDigest::of(KEY.as_bytes()));
+        assert!(req.headers().get("x-api-key").is_none());
+        let left: Vec<_> = req.headers().get_all("authorization").iter().collect();
+        assert_eq!(left, ["Basic dXNlcjpwYXNz"]);
+    }
+}

@@ -1,0 +1,252 @@
+//! The command line: every flag, its environment variable and its help text.
+//!
+//! Values are parsed into their final types here, so a bad value is reported by clap as
+//! one line naming the flag. Keys are the exception: they are checked later, by a message
+//! that never repeats them (clap would echo a rejected value).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use nix::unistd::Gid;
+use secrecy::SecretString;
+
+use crate::configuration::{BasePath, PublicUrl};
+use crate::host_origin::{HostPattern, OriginPattern};
+use crate::listen::{self, ListenAddr};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Reach your own tools from ChatGPT, Claude and any remote MCP client, behind a key.",
+    long_about = "latchkey serves MCP (Streamable HTTP) behind an API key, on TCP or a Unix socket.\n\n\
+        Run with no command to serve (the same as `latchkey serve`). With no key configured, \
+        latchkey generates one, keeps it in the state directory and reuses it on every start; \
+        `latchkey url` prints the connector URL to paste into ChatGPT.\n\n\
+        Every flag can also be set by the environment variable shown with it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process arguments; with no command given, `serve` is implied.
+    pub fn parse_with_default_command() -> Self {
+        Self::parse_from(with_default_command(std::env::args_os()))
+    }
+}
+
+/// Inserts `serve` when the first argument is not a command (or a top-level help/version
+/// flag), so `latchkey` and `latchkey --listen …` serve.
+pub fn with_default_command(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let is_command = matches!(
+        first,
+        "serve" | "keygen" | "healthcheck" | "url" | "help" | "-h" | "--help" | "-V" | "--version"
+    );
+    if !is_command {
+        args.insert(1.min(args.len()), OsString::from("serve"));
+    }
+    args
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over HTTP (what `latchkey` does with no command).
+    Serve(ServeArgs),
+    /// Print a new random API key (256 bits, URL-safe), or the sha256: form of a key.
+    Keygen(KeygenArgs),
+    /// Exit 0 when latchkey's /healthz answers 200, else 1 with the reason (for Docker).
+    Healthcheck(HealthcheckArgs),
+    /// Print the connector URL, key included, to paste into ChatGPT.
+    Url(UrlArgs),
+}
+
+/// Where latchkey listens and under which path it serves.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on: HOST:PORT, or unix:/path/to/socket. Repeat the flag (or separate
+    /// with commas in the variable) to listen on several.
+    #[arg(
+        long = "listen",
+        env = "LATCHKEY_LISTEN",
+        value_name = "ADDR",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: Vec<ListenAddr>,
+
+    /// Path prefix for every route: with /mcptest, MCP is served at /mcptest/mcp. Empty serves
+    /// MCP at /mcp. Behind a reverse proxy, use the proxy's prefix.
+    #[arg(long, env = "LATCHKEY_BASE_PATH", value_name = "PATH", default_value = "")]
+    pub base_path: BasePath,
+}
+
+/// Which keys open the connector.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// API key(s), comma-separated: each a plain key of 32+ characters or sha256:<64 hex>
+    /// (see `latchkey keygen --digest`). Prefer --api-key-file: a flag shows in `ps`.
+    #[arg(
+        long = "api-key",
+        env = "LATCHKEY_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub api_key: Vec<SecretString>,
+
+    /// File with one key (or sha256: digest) per line; `#` starts a comment. Re-read on
+    /// SIGHUP, so keys rotate without a restart. Fits Docker secrets (/run/secrets/…).
+    #[arg(long, env = "LATCHKEY_API_KEY_FILE", value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Where latchkey keeps the key it generates when none is configured
+    /// [default: $XDG_STATE_HOME/latchkey, else ~/.local/state/latchkey].
+    #[arg(long, env = "LATCHKEY_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The address people and clients use to reach latchkey.
+#[derive(Debug, Args)]
+pub struct PublicUrlArgs {
+    /// The URL clients use to reach latchkey's base path, e.g. https://example.com/mcptest.
+    /// Used wherever latchkey tells its own address; its host is allowed as Host and its origin
+    /// as Origin.
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<PublicUrl>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    #[command(flatten)]
+    pub public_url: PublicUrlArgs,
+
+    /// Permission bits of Unix sockets (octal). 0660 lets the socket's group connect.
+    #[arg(long, env = "LATCHKEY_SOCKET_MODE", value_name = "MODE", default_value = "0660",
+          value_parser = listen::parse_socket_mode)]
+    pub socket_mode: u32,
+
+    /// Group (name or gid) given to Unix sockets, e.g. the reverse proxy's group.
+    #[arg(long, env = "LATCHKEY_SOCKET_GROUP", value_name = "GROUP",
+          value_parser = listen::parse_group)]
+    pub socket_group: Option<Gid>,
+
+    /// Host header values accepted (DNS-rebinding guard): host or host:port, `*` for any.
+    /// Replaces the default: localhost, 127.0.0.1, ::1 and the host of --public-url.
+    #[arg(long = "allowed-host", env = "LATCHKEY_ALLOWED_HOST", value_name = "HOST",
+          value_delimiter = ',')]
+    pub allowed_hosts: Vec<HostPattern>,
+
+    /// Origin header values accepted: scheme://host[:port], port `*` for any, `*` for all.
+    /// Replaces the default: ChatGPT's and Claude's origins and that of --public-url.
+    /// Requests without Origin (not from a browser) always pass.
+    #[arg(long = "allowed-origin", env = "LATCHKEY_ALLOWED_ORIGIN", value_name = "ORIGIN",
+          value_delimiter = ',')]
+    pub allowed_origins: Vec<OriginPattern>,
+
+    /// Keep MCP sessions (rmcp stateful mode, SSE responses) instead of answering every
+    /// request on its own (stateless, JSON responses: what ChatGPT works best with).
+    #[arg(long, env = "LATCHKEY_SESSIONS")]
+    pub sessions: bool,
+
+    /// With --sessions: most live sessions; a new one beyond it gets 503.
+    #[arg(long, env = "LATCHKEY_MAX_SESSIONS", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions: u32,
+
+    /// With --sessions: a session idle this long is closed (e.g. 300s, 10m, 1h).
+    #[arg(long, env = "LATCHKEY_SESSION_IDLE_TIMEOUT", value_name = "DURATION",
+          default_value = "5m", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish before exit.
+    #[arg(long, env = "LATCHKEY_SHUTDOWN_TIMEOUT", value_name = "DURATION",
+          default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Read a key on stdin and print its sha256:<hex> form, to configure without the key.
+    #[arg(long)]
+    pub digest: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Health URL to GET [default: /healthz on the first --listen address].
+    #[arg(long, value_name = "URL", conflicts_with = "socket")]
+    pub url: Option<String>,
+
+    /// Unix socket to GET /healthz on (the base path applies).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    #[command(flatten)]
+    pub listen: ListenArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UrlArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    #[command(flatten)]
+    pub public_url: PublicUrlArgs,
+}
+
+/// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.
+fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s.to_owned()))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 30s, 5m, 1h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        with_default_command(list.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default_command() {
+        assert_eq!(args(&["latchkey"]), ["latchkey", "serve"]);
+        assert_eq!(
+            args(&["latchkey", "--listen", "x"]),
+            ["latchkey", "serve", "--listen", "x"]
+        );
+        assert_eq!(args(&["latchkey", "url"]), ["latchkey", "url"]);
+        assert_eq!(args(&["latchkey", "--help"]), ["latchkey", "--help"]);
+    }
+}

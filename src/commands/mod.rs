@@ -1,0 +1,5 @@
+//! The commands besides `serve` (which is `startup`).
+
+pub mod healthcheck;
+pub mod keygen;
+pub mod url;

@@ -1,0 +1,23 @@
+//! `latchkey url`: print the connector URL, key included, for pasting into ChatGPT.
+
+use secrecy::ExposeSecret;
+
+use crate::cli::UrlArgs;
+use crate::configuration::KeySources;
+use crate::listen::ListenAddr;
+
+pub fn run(args: UrlArgs) -> anyhow::Result<()> {
+    let sources = KeySources::resolve(&args.keys)?;
+    let first_tcp = args.listen.listen.iter().find_map(|l| match l {
+        ListenAddr::Tcp(addr) => Some(*addr),
+        ListenAddr::Unix(_) => None,
+    });
+    let url = crate::url::connector_url(
+        args.public_url.public_url.as_ref(),
+        first_tcp,
+        &args.listen.base_path,
+        &sources,
+    )?;
+    println!("{}", url.expose_secret());
+    Ok(())
+}

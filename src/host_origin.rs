@@ -1,0 +1,330 @@
+//! Host and Origin checks against DNS rebinding: a web page must not be able to reach
+//! latchkey through the victim's browser under a name or origin latchkey does not serve.
+//! The MCP spec requires servers to validate Origin; requests without one (servers, CLIs)
+//! pass.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::configuration::PublicUrl;
+use crate::error_response::json_error;
+
+/// Origins of the hosted clients latchkey is built for.
+pub const DEFAULT_ORIGINS: [&str; 4] = [
+    "https://chatgpt.com",
+    "https://chat.openai.com",
+    "https://claude.ai",
+    "https://claude.com",
+];
+
+/// Host names that always mean this machine.
+pub const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// An `--allowed-host` entry: `*`, `host` (any port) or `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostPattern {
+    Any,
+    Host { host: String, port: Option<u16> },
+}
+
+/// Splits `host[:port]` / `[v6][:port]` / bare `v6`; the host comes back lowercase, without
+/// brackets or a trailing dot. `port` is `Some(None)` for `*` when `star_port` is allowed.
+fn split_host_port(s: &str, star_port: bool) -> Option<(String, Option<Option<u16>>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else if s.matches(':').count() > 1 {
+        (s, None) // a bare IPv6 address
+    } else {
+        match s.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (s, None),
+        }
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let valid_host = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if !valid_host {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some("*") if star_port => Some(None),
+        Some(p) => Some(Some(p.parse::<u16>().ok()?)),
+    };
+    Some((host, port))
+}
+
+impl FromStr for HostPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "*" {
+            return Ok(HostPattern::Any);
+        }
+        match split_host_port(s, false) {
+            Some((host, port)) => Ok(HostPattern::Host {
+                host,
+                port: port.flatten(),
+            }),
+            None => Err("expected a host name, host:port, [v6]:port or *".into()),
+        }
+    }
+}
+
+impl HostPattern {
+    fn matches(&self, host: &str, port: Option<u16>) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Host { host: h, port: p } => h == host && (p.is_none() || *p == port),
+        }
+    }
+}
+
+/// An `--allowed-origin` entry: `*`, `null`, or `scheme://host[:port|:*]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginPattern {
+    Any,
+    Null,
+    Origin {
+        scheme: String,
+        host: String,
+        /// `None` matches any port; an origin without a port means the scheme's default.
+        port: Option<u16>,
+    },
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    }
+}
+
+/// Parses `scheme://host[:port]` (and `:*` when `star_port`) into scheme, host and port
+/// (`None` = any port).
+fn parse_origin(s: &str, star_port: bool) -> Option<(String, String, Option<u16>)> {
+    let (scheme, rest) = s.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        return None;
+    }
+    let (host, port) = split_host_port(rest, star_port)?;
+    let port = match port {
+        Some(port) => port,
+        None => Some(default_port(&scheme)?),
+    };
+    Some((scheme, host, port))
+}
+
+impl FromStr for OriginPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "*" => Ok(OriginPattern::Any),
+            "null" => Ok(OriginPattern::Null),
+            _ => parse_origin(s.trim_end_matches('/'), true)
+                .map(|(scheme, host, port)| OriginPattern::Origin { scheme, host, port })
+                .ok_or_else(|| {
+                    "expected scheme://host[:port] (port * for any), null, or *".into()
+                }),
+        }
+    }
+}
+
+impl OriginPattern {
+    fn matches(&self, origin: &str) -> bool {
+        match self {
+            OriginPattern::Any => true,
+            OriginPattern::Null => origin == "null",
+            OriginPattern::Origin { scheme, host, port } => parse_origin(origin, false)
+                .is_some_and(|(s, h, p)| {
+                    &s == scheme && &h == host && (port.is_none() || *port == p)
+                }),
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Host(String),
+    Origin(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Host(host) => write!(
+                f,
+                "Host {host:?} is not served here; start latchkey with --allowed-host or \
+                 --public-url naming it"
+            ),
+            Refusal::Origin(origin) => write!(
+                f,
+                "Origin {origin:?} is not allowed; start latchkey with --allowed-origin naming it \
+                 if a browser app of yours needs it"
+            ),
+        }
+    }
+}
+
+/// The allowed Host and Origin values.
+#[derive(Debug)]
+pub struct HostOriginGuard {
+    hosts: Vec<HostPattern>,
+    origins: Vec<OriginPattern>,
+}
+
+impl HostOriginGuard {
+    /// Explicit lists replace the defaults; the defaults include `--public-url`'s host/origin.
+    pub fn new(
+        hosts: &[HostPattern],
+        origins: &[OriginPattern],
+        public_url: Option<&PublicUrl>,
+    ) -> Self {
+        let hosts = if hosts.is_empty() {
+            DEFAULT_HOSTS
+                .iter()
+                .copied()
+                .chain(public_url.map(PublicUrl::authority))
+                .map(|h| h.parse().expect("default hosts parse"))
+                .collect()
+        } else {
+            hosts.to_vec()
+        };
+        let origins = if origins.is_empty() {
+            DEFAULT_ORIGINS
+                .iter()
+                .copied()
+                .chain(public_url.map(PublicUrl::origin))
+                .map(|o| o.parse().expect("default origins parse"))
+                .collect()
+        } else {
+            origins.to_vec()
+        };
+        Self { hosts, origins }
+    }
+
+    pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
+        let host = headers
+            .get(header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
+        // No Host at all (HTTP/1.0, some local tools) cannot come from a rebinding browser.
+        if let Some(host) = host {
+            let allowed = split_host_port(&host, false).is_some_and(|(name, port)| {
+                let port = port.flatten();
+                self.hosts.iter().any(|p| p.matches(&name, port))
+            });
+            if !allowed {
+                return Err(Refusal::Host(host));
+            }
+        }
+        for origin in headers.get_all(header::ORIGIN) {
+            let origin = String::from_utf8_lossy(origin.as_bytes());
+            if !self.origins.iter().any(|p| p.matches(&origin)) {
+                return Err(Refusal::Origin(origin.into_owned()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Middleware: 403 for a Host or Origin not allowed.
+pub async fn guard(
+    State(guard): State<Arc<HostOriginGuard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match guard.check(request.headers(), request.uri()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::warn!(reason = %refusal, "refused a request (DNS-rebinding guard)");
+            json_error(StatusCode::FORBIDDEN, "forbidden", &refusal.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(host: Option<&str>, origin: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(host) = host {
+            h.insert(header::HOST, host.parse().unwrap());
+        }
+        if let Some(origin) = origin {
+            h.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        h
+    }
+
+    fn check(guard: &HostOriginGuard, host: Option<&str>, origin: Option<&str>) -> bool {
+        guard.check(&headers(host, origin), &Uri::from_static("/mcp")).is_ok()
+    }
+
+    #[test]
+    fn defaults_allow_loopback_and_the_public_url() {
+        let public: PublicUrl = "https://example.com/mcptest".parse().unwrap();
+        let guard = HostOriginGuard::new(&[], &[], Some(&public));
+        assert!(check(&guard, Some("localhost"), None));
+        assert!(check(&guard, Some("127.0.0.1:8080"), None));
+        assert!(check(&guard, Some("[::1]:8080"), None));
+        assert!(check(&guard, Some("LOCALHOST."), None));
+        assert!(check(&guard, Some("example.com"), None));
+        assert!(check(&guard, None, None));
+        assert!(!check(&guard, Some("evil.com"), None));
+        assert!(!check(&guard, Some("example.com.evil.com"), None));
+        assert!(check(&guard, Some("example.com:8443"), None), "a bare host allows any port");
+        assert!(check(&guard, Some("localhost"), Some("https://chatgpt.com")));
+        assert!(check(&guard, Some("localhost"), Some("https://claude.ai:443")));
+        assert!(check(&guard, Some("localhost"), Some("https://example.com")));
+        assert!(!check(&guard, Some("localhost"), Some("http://chatgpt.com")));
+        assert!(!check(&guard, Some("localhost"), Some("https://chatgpt.com:8443")));
+        assert!(!check(&guard, Some("localhost"), Some("https://evil.com")));
+        assert!(!check(&guard, Some("localhost"), Some("null")));
+    }
+
+    #[test]
+    fn explicit_lists_replace_defaults() {
+        let hosts = ["mcp.example.org:8443".parse().unwrap()];
+        let origins = [
+            "http://localhost:*".parse().unwrap(),
+            "null".parse().unwrap(),
+        ];
+        let guard = HostOriginGuard::new(&hosts, &origins, None);
+        assert!(check(&guard, Some("mcp.example.org:8443"), None));
+        assert!(!check(&guard, Some("mcp.example.org"), None));
+        assert!(!check(&guard, Some("localhost"), None));
+        assert!(check(&guard, Some("mcp.example.org:8443"), Some("http://localhost:6274")));
+        assert!(check(&guard, Some("mcp.example.org:8443"), Some("null")));
+        assert!(!check(&guard, Some("mcp.example.org:8443"), Some("https://chatgpt.com")));
+        let any = HostOriginGuard::new(&[HostPattern::Any], &[OriginPattern::Any], None);
+        assert!(check(&any, Some("anything.test"), Some("https://whatever.test")));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for bad in ["", "a b", "host:port", "[::1", "host:*"] {
+            assert!(bad.parse::<HostPattern>().is_err(), "{bad:?} accepted");
+        }
+        for bad in ["chatgpt.com", "https://", "ftp://x", "https://x:y"] {
+            assert!(bad.parse::<OriginPattern>().is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! API keys: parsing, generation, storage and constant-time verification.
+//!
+//! Plain keys are turned into SHA-256 digests as soon as they are read, so the
+//! running server holds digests only. Both plain keys ([`SecretString`]) and
+//! digests ([`KeyDigest`]) refuse to print themselves: a digest is enough to
+//! recognise a key in a log, so it is treated as a secret too.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+/// Shortest plain key accepted: 32 characters keep a random key out of reach of guessing.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// Bytes of OS randomness in a generated key (256 bits).
+const GENERATED_KEY_BYTES: usize = 32;
+
+/// Name of the generated key file inside the state directory.
+pub const GENERATED_KEY_FILE: &str = "api_key";
+
+/// The SHA-256 digest of a key. Compared in constant time; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyDigest([u8; 32]);
+
+impl KeyDigest {
+    /// Digest of whatever bytes a client presented.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// The `sha256:<hex>` form that can stand in a configuration file instead of the key.
+    pub fn to_config_form(&self) -> String {
+        format!("sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest(REDACTED)")
+    }
+}
+
+/// One configured key: the plain key (kept only so `latchkey url` can print it) or a digest.
+#[derive(Clone)]
+pub enum KeyEntry {
+    Plain(SecretString),
+    Digest(KeyDigest),
+}
+
+impl KeyEntry {
+    pub fn digest(&self) -> KeyDigest {
+        match self {
+            KeyEntry::Plain(key) => KeyDigest::of(key.expose_secret().as_bytes()),
+            KeyEntry::Digest(digest) => digest.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyEntry::Plain(_) => f.write_str("KeyEntry::Plain(REDACTED)"),
+            KeyEntry::Digest(_) => f.write_str("KeyEntry::Digest(REDACTED)"),
+        }
+    }
+}
+
+/// Why a key entry was refused. Never carries the entry itself.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EntryError {
+    #[error(
+        "a plain key must be at least {MIN_KEY_LEN} characters (this one has {0}); make one with `latchkey keygen`"
+    )]
+    TooShort(usize),
+    #[error("a key may hold only visible ASCII characters (no spaces, no control characters)")]
+    BadCharacter,
+    #[error("a sha256: entry needs exactly 64 hex digits after `sha256:`")]
+    BadDigest,
+}
+
+/// Parses one configured entry: a plain key or `sha256:<64 hex>`.
+pub fn parse_entry(raw: &str) -> Result<KeyEntry, EntryError> {
+    let raw = raw.trim();
+    if let Some(hex_part) = raw.strip_prefix("sha256:") {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| EntryError::BadDigest)?;
+        return Ok(KeyEntry::Digest(KeyDigest(bytes)));
+    }
+    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(EntryError::BadCharacter);
+    }
+    if raw.len() < MIN_KEY_LEN {
+        return Err(EntryError::TooShort(raw.len()));
+    }
+    Ok(KeyEntry::Plain(SecretString::from(raw.to_owned())))
+}
+
+/// Parses the `--api-key` values: each may hold several comma-separated entries.
+pub fn parse_flag_entries(values: &[SecretString]) -> anyhow::Result<Vec<KeyEntry>> {
+    let mut entries = Vec::new();
+    let mut number = 0;
+    for value in values {
+        for raw in value.expose_secret().split(',') {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            number += 1;
+            let entry = parse_entry(raw)
+                .map_err(|e| anyhow::anyhow!("--api-key (LATCHKEY_API_KEY) entry {number}: {e}"))?;
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// Reads a key file: one entry per line, blank lines and `#` comments ignored.
+pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read key file {}: {e}", path.display()))?;
+    let text = SecretString::from(text);
+    let mut entries = Vec::new();
+    for (index, line) in text.expose_secret().lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let entry = parse_entry(line)
+            .map_err(|e| anyhow::anyhow!("key file {}:{}: {e}", path.display(), index + 1))?;
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        anyhow::bail!(
+            "key file {} holds no key (one key or sha256: digest per line)",
+            path.display()
+        );
+    }
+    Ok(entries)
+}
+
+/// A new random key: 256 bits from the OS, base64url without padding (43 characters).
+pub fn generate() -> anyhow::Result<SecretString> {
+    let mut bytes = [0u8; GENERATED_KEY_BYTES];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read randomness from the OS: {e}"))?;
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    Ok(SecretString::from(key))
+}
+
+/// Returns the generated key file in `state_dir`, creating it (mode 0600, directory 0700)
+/// with a new key when it does not exist yet. `true` when it was just created.
+pub fn ensure_generated_key(state_dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    let path = state_dir.join(GENERATED_KEY_FILE);
+    if path.exists() {
+        return Ok((path, false));
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state_dir.display()))?;
+    let key = generate()?;
+    let write = || -> io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        writeln!(
+            file,
+            "# latchkey API key, generated on first start. Print the connector URL with `latchkey url`."
+        )?;
+        writeln!(file, "{}", key.expose_secret())?;
+        file.sync_all()
+    };
+    match write() {
+        Ok(()) => Ok((path, true)),
+        // Another process made it between our check and our write: use theirs.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((path, false)),
+        Err(e) => Err(anyhow::anyhow!("cannot write key file {}: {e}", path.display())),
+    }
+}
+
+/// The digests a request is checked against.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    digests: Vec<KeyDigest>,
+}
+
+impl KeySet {
+    pub fn new(entries: &[KeyEntry]) -> Self {
+        Self {
+            digests: entries.iter().map(KeyEntry::digest).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// True when `presented` matches a configured key. Every configured digest is compared,
+    /// in constant time, whatever matched before: timing tells nothing about which key or byte.
+    pub fn verify(&self, presented: &KeyDigest) -> bool {
+        let mut matched = Choice::from(0);
+        for digest in &self.digests {
+            matched |= digest.0.ct_eq(&presented.0);
+        }
+        matched.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef-XYZ";
+
+    #[test]
+    fn plain_and_digest_entries_verify_the_same_key() {
+        let digest = KeyDigest::of(KEY.as_bytes()).to_config_form();
+        let set = KeySet::new(&[parse_entry(KEY).unwrap(), parse_entry(&digest).unwrap()]);
+        assert_eq!(set.len(), 2);
+        assert!(set.verify(&KeyDigest::of(KEY.as_bytes())));
+        assert!(!set.verify(&KeyDigest::of(b"0123456789abcdef0123456789abcdef-XYz")));
+    }
+
+    #[test]
+    fn short_spaced_and_bad_digest_entries_are_refused() {
+        assert_eq!(parse_entry("short").unwrap_err(), EntryError::TooShort(5));
+        assert_eq!(
+            parse_entry("0123456789abcdef 0123456789abcdef").unwrap_err(),
+            EntryError::BadCharacter
+        );
+        assert_eq!(parse_entry("sha256:abcd").unwrap_err(), EntryError::BadDigest);
+        assert_eq!(
+            parse_entry(&format!("sha256:{}", "g".repeat(64))).unwrap_err(),
+            EntryError::BadDigest
+        );
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_the_key() {
+        let short = "sekrit-value";
+        let message = parse_entry(short).unwrap_err().to_string();
+        assert!(!message.contains(short));
+        let entry = parse_entry(KEY).unwrap();
+        assert!(!format!("{entry:?}").contains(KEY));
+        let digest = entry.digest();
+        assert!(!format!("{digest:?}").contains(&hex::encode(digest.0)));
+    }
+
+    #[test]
+    fn generated_keys_are_long_url_safe_and_different() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_eq!(a.expose_secret().len(), 43);
+        assert!(
+            a.expose_secret()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert!(parse_entry(a.expose_secret()).is_ok());
+    }
+
+    #[test]
+    fn key_file_skips_comments_and_reports_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        fs::write(&path, format!("# comment\n\n{KEY}\nshort\n")).unwrap();
+        let err = read_key_file(&path).unwrap_err().to_string();
+        assert!(err.contains(":4:"), "{err}");
+        assert!(!err.contains("short"), "{err}");
+        fs::write(&path, format!("# comment\n\n  {KEY}  \n")).unwrap();
+        assert_eq!(read_key_file(&path).unwrap().len(), 1);
+        fs::write(&path, "# only a comment\n").unwrap();
+        assert!(read_key_file(&path).unwrap_err().to_string().contains("holds no key"));
+    }
+
+    #[test]
+    fn generated_key_file_is_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (path, created) = ensure_generated_key(&state).unwrap();
+        assert!(created);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        let first = read_key_file(&path).unwrap();
+        let (again, created) = ensure_generated_key(&state).unwrap();
+        assert!(!created);
+        assert_eq!(again, path);
+        let second = read_key_file(&path).unwrap();
+        assert_eq!(first[0].digest(), second[0].digest());
+    }
+}

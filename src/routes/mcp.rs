@@ -1,0 +1,150 @@
+//! The MCP endpoint: rmcp's Streamable HTTP service, stateless by default.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any_service, get};
+use futures::StreamExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::error_response::json_error;
+use crate::server::Latchkey;
+
+/// How often an idle SSE stream gets a comment, so proxies and clients keep it open.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How the MCP endpoint behaves.
+#[derive(Clone, Debug)]
+pub struct McpOptions {
+    /// `None`: stateless, JSON responses. `Some`: rmcp sessions, SSE responses.
+    pub sessions: Option<SessionLimits>,
+    /// Cancelled at shutdown: ends every stream and session.
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    pub max_sessions: usize,
+    pub idle_timeout: Duration,
+}
+
+fn rmcp_config(shutdown: &CancellationToken) -> StreamableHttpServerConfig {
+    StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown.child_token())
+        .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
+        // No SSE priming event: some clients misparse its empty `data:`, and without an
+        // event store there is nothing to resume anyway.
+        .with_sse_retry(None)
+        // Host and Origin are checked for every route in `host_origin`, before this.
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
+}
+
+/// The method router for `{base}/mcp`.
+pub fn endpoint(options: &McpOptions) -> MethodRouter {
+    match options.sessions {
+        None => {
+            let config = rmcp_config(&options.shutdown)
+                .with_legacy_session_mode(false)
+                .with_json_response(true);
+            let service = StreamableHttpService::new(
+                || Ok(Latchkey::new()),
+                Arc::new(NeverSessionManager::default()),
+                config,
+            );
+            get(idle_event_stream)
+                .with_state(options.shutdown.clone())
+                .fallback_service(service)
+        }
+        Some(limits) => {
+            let mut manager = LocalSessionManager::default();
+            manager.session_config.keep_alive = Some(limits.idle_timeout);
+            manager.session_config.sse_retry = None;
+            let manager = Arc::new(manager);
+            let config = rmcp_config(&options.shutdown).with_legacy_session_mode(true);
+            let service =
+                StreamableHttpService::new(|| Ok(Latchkey::new()), manager.clone(), config);
+            any_service(service).layer(middleware::from_fn_with_state(
+                SessionCap {
+                    manager,
+                    max: limits.max_sessions,
+                },
+                cap_sessions,
+            ))
+        }
+    }
+}
+
+/// Stateless mode has no server-to-client messages, but ChatGPT is reported to open this
+/// GET stream after a long idle and to reconnect in a loop when it gets 405. So the stream
+/// is opened, announced with one comment, and kept alive with comment pings until shutdown.
+async fn idle_event_stream(State(shutdown): State<CancellationToken>, headers: HeaderMap) -> Response {
+    if !accepts_event_stream(&headers) {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: Client must accept text/event-stream",
+        )
+            .into_response();
+    }
+    let hello = Event::default().comment("latchkey: stateless, no server-initiated messages");
+    let stream = futures::stream::once(async move { Ok::<_, Infallible>(hello) })
+        .chain(futures::stream::pending())
+        .take_until(shutdown.cancelled_owned());
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE).text("ping"))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').any(|item| {
+                let essence = item.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("text/event-stream") || essence == "*/*"
+            })
+        })
+    })
+}
+
+#[derive(Clone)]
+struct SessionCap {
+    manager: Arc<LocalSessionManager>,
+    max: usize,
+}
+
+/// rmcp keeps no limit on sessions; a client that initializes in a loop would otherwise
+/// grow memory without bound. An `initialize` (a POST without a session id) beyond the cap
+/// gets 503; idle sessions expire after the idle timeout and free their slot.
+async fn cap_sessions(State(cap): State<SessionCap>, request: Request, next: Next) -> Response {
+    let opens_session =
+        request.method() == Method::POST && !request.headers().contains_key("mcp-session-id");
+    if opens_session {
+        let live = cap.manager.sessions.read().await.len();
+        if live >= cap.max {
+            tracing::warn!(live, max = cap.max, "refused a new MCP session: at --max-sessions");
+            let mut response = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_sessions",
+                "The server holds as many MCP sessions as --max-sessions allows; retry later.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return response;
+        }
+    }
+    next.run(request).await
+}

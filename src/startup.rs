@@ -1,0 +1,218 @@
+//! `latchkey serve`: bind every listener, serve the routes, rotate keys on SIGHUP and shut
+//! down gracefully on SIGTERM/SIGINT.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use secrecy::ExposeSecret;
+use axum::ServiceExt as _;
+use axum::body::Body;
+use axum::serve::ListenerExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+
+use crate::auth;
+use crate::cli::ServeArgs;
+use crate::configuration::KeySources;
+use crate::host_origin::HostOriginGuard;
+use crate::keys::KeySet;
+use crate::listen::{self, ListenAddr, SocketFile};
+use crate::routes::{self, McpOptions, RouteConfig, SessionLimits};
+use crate::url;
+
+/// A started server: its bound addresses and a handle to stop it (used by `main` and tests).
+pub struct Server {
+    /// The TCP addresses actually bound (port 0 resolved).
+    pub tcp_addrs: Vec<std::net::SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<std::io::Result<()>>,
+    sockets: Vec<SocketFile>,
+    shutdown_timeout: Duration,
+}
+
+/// Binds everything and starts serving; errors are one line, for bad configuration.
+pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
+    let sources = KeySources::resolve(&args.keys)?;
+    let entries = sources.load()?;
+    let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&entries)));
+
+    let shutdown = CancellationToken::new();
+    let guard = HostOriginGuard::new(
+        &args.allowed_hosts,
+        &args.allowed_origins,
+        args.public_url.public_url.as_ref(),
+    );
+    let sessions = args.sessions.then_some(SessionLimits {
+        max_sessions: args.max_sessions as usize,
+        idle_timeout: args.session_idle_timeout,
+    });
+    let router = routes::router(RouteConfig {
+        base_path: args.listen.base_path.clone(),
+        keys: keys.clone(),
+        guard: Arc::new(guard),
+        mcp: McpOptions {
+            sessions,
+            shutdown: shutdown.clone(),
+        },
+    });
+    // Outermost: the key leaves the request before routing, logging or anything else.
+    let app = tower::util::MapRequestLayer::new(auth::take_credentials::<Body>).layer(router);
+
+    // Bind all first, so a bad listener fails the start before anything is served.
+    let mut tcp = Vec::new();
+    let mut unix = Vec::new();
+    for addr in &args.listen.listen {
+        match addr {
+            ListenAddr::Tcp(addr) => tcp.push(listen::bind_tcp(*addr).await?),
+            ListenAddr::Unix(path) => {
+                unix.push(listen::bind_unix(path, args.socket_mode, args.socket_group)?)
+            }
+        }
+    }
+
+    let mut tasks = JoinSet::new();
+    let mut tcp_addrs = Vec::new();
+    for listener in tcp {
+        let local = listener.local_addr()?;
+        tcp_addrs.push(local);
+        tracing::info!("listening on {}", ListenAddr::local_http_base(local));
+        // Without TCP_NODELAY every SSE response waits ~40 ms for a delayed ACK.
+        let listener = listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
+        let service = app.clone().into_make_service();
+        tasks.spawn(
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+    }
+    let mut sockets = Vec::new();
+    for (listener, file) in unix {
+        tracing::info!("listening on unix:{}", file.path.display());
+        sockets.push(file);
+        let service = app.clone().into_make_service();
+        tasks.spawn(
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+    }
+
+    announce_keys(&args, &sources, keys.load().len(), tcp_addrs.first().copied());
+    spawn_key_reloader(sources, keys, shutdown.clone())?;
+
+    Ok(Server {
+        tcp_addrs,
+        shutdown,
+        tasks,
+        sockets,
+        shutdown_timeout: args.shutdown_timeout,
+    })
+}
+
+/// Says where the keys come from. A generated key's URL is printed only to a terminal:
+/// stderr that goes to a file or a log collector must not hold the key.
+fn announce_keys(
+    args: &ServeArgs,
+    sources: &KeySources,
+    count: usize,
+    first_tcp: Option<std::net::SocketAddr>,
+) {
+    if !sources.generated {
+        tracing::info!("{count} API key(s) loaded from {}", sources.describe());
+        return;
+    }
+    let file = sources.describe();
+    let verb = if sources.newly_generated { "generated a new" } else { "using the" };
+    tracing::info!("no API key configured: {verb} key in {file}");
+    if std::io::stderr().is_terminal() {
+        match url::connector_url(
+            args.public_url.public_url.as_ref(),
+            first_tcp,
+            &args.listen.base_path,
+            sources,
+        ) {
+            Ok(url) => eprintln!(
+                "\n  Connector URL (paste into ChatGPT): {}\n",
+                url.expose_secret()
+            ),
+            Err(e) => tracing::warn!("cannot show the connector URL: {e}"),
+        }
+    } else {
+        tracing::info!("print the connector URL with `latchkey url` (it contains the key)");
+    }
+}
+
+/// On SIGHUP, re-reads the key file; a broken file keeps the keys in force.
+fn spawn_key_reloader(
+    sources: KeySources,
+    keys: Arc<ArcSwap<KeySet>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| anyhow::anyhow!("cannot watch SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = hangups.recv() => if received.is_none() { return },
+            }
+            match sources.load() {
+                Ok(entries) => {
+                    // Requests in flight keep the set they loaded; new ones see the new set.
+                    keys.store(Arc::new(KeySet::new(&entries)));
+                    tracing::info!(
+                        "SIGHUP: reloaded {} API key(s) from {}",
+                        entries.len(),
+                        sources.describe()
+                    );
+                }
+                Err(e) => tracing::error!("SIGHUP: keeping the current keys: {e:#}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+impl Server {
+    /// Serves until SIGTERM or SIGINT, then shuts down.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let mut terminate = signal(SignalKind::terminate())
+            .map_err(|e| anyhow::anyhow!("cannot watch SIGTERM: {e}"))?;
+        let mut interrupt = signal(SignalKind::interrupt())
+            .map_err(|e| anyhow::anyhow!("cannot watch SIGINT: {e}"))?;
+        let why = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{why}: shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the shutdown timeout) and
+    /// removes the Unix sockets.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(self.shutdown_timeout, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "requests still running after {:?}; exiting anyway",
+                self.shutdown_timeout
+            );
+            self.tasks.abort_all();
+        }
+        self.sockets.clear();
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,51 @@
+//! The connector URL: the one place that puts a key into text, and only when asked.
+
+use std::net::SocketAddr;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::QUERY_PARAM;
+use crate::configuration::{BasePath, KeySources, PublicUrl};
+use crate::keys::KeyEntry;
+use crate::listen::ListenAddr;
+
+/// The address of latchkey's base path: `--public-url`, else the first TCP listener.
+pub fn base_url(
+    public_url: Option<&PublicUrl>,
+    first_tcp: Option<SocketAddr>,
+    base_path: &BasePath,
+) -> anyhow::Result<String> {
+    match (public_url, first_tcp) {
+        (Some(url), _) => Ok(url.as_str().to_owned()),
+        (None, Some(addr)) => Ok(format!("{}{base_path}", ListenAddr::local_http_base(addr))),
+        (None, None) => anyhow::bail!(
+            "latchkey listens on Unix sockets only: set --public-url to the address clients use"
+        ),
+    }
+}
+
+/// `<base>/mcp?api_key=<key>` with the first plain key configured.
+pub fn connector_url(
+    public_url: Option<&PublicUrl>,
+    first_tcp: Option<SocketAddr>,
+    base_path: &BasePath,
+    sources: &KeySources,
+) -> anyhow::Result<SecretString> {
+    let base = base_url(public_url, first_tcp, base_path)?;
+    let key = sources
+        .load()?
+        .into_iter()
+        .find_map(|entry| match entry {
+            KeyEntry::Plain(key) => Some(key),
+            KeyEntry::Digest(_) => None,
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "only sha256: digests are configured, so the key itself is not known here: \
+                 build the URL yourself as {base}/mcp?{QUERY_PARAM}=<key>"
+            )
+        })?;
+    let encoded =
+        percent_encoding::utf8_percent_encode(key.expose_secret(), percent_encoding::NON_ALPHANUMERIC);
+    Ok(SecretString::from(format!("{base}/mcp?{QUERY_PARAM}={encoded}")))
+}
