@@ -54,7 +54,10 @@ impl Credentials {
 pub fn take_credentials<B>(mut request: http::Request<B>) -> http::Request<B> {
     let mut found = Vec::new();
     take_bearer(request.headers_mut(), &mut found);
-    for value in take_all(request.headers_mut(), HeaderName::from_static(API_KEY_HEADER)) {
+    for value in take_all(
+        request.headers_mut(),
+        HeaderName::from_static(API_KEY_HEADER),
+    ) {
         found.push((AuthMethod::Header, KeyDigest::of(value.as_bytes())));
     }
     if let Some(stripped) = strip_query_key(request.uri(), &mut found) {
@@ -186,7 +189,14 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let request = take_credentials(builder.body(()).unwrap());
-        let methods = request.extensions().get::<Credentials>().unwrap().0.iter().map(|c| c.0).collect();
+        let methods = request
+            .extensions()
+            .get::<Credentials>()
+            .unwrap()
+            .0
+            .iter()
+            .map(|c| c.0)
+            .collect();
         (request, methods)
     }
 

@@ -82,7 +82,12 @@ pub struct ListenArgs {
 
     /// Path prefix for every route: with /mcptest, MCP is served at /mcptest/mcp. Empty serves
     /// MCP at /mcp. Behind a reverse proxy, use the proxy's prefix.
-    #[arg(long, env = "LATCHKEY_BASE_PATH", value_name = "PATH", default_value = "")]
+    #[arg(
+        long,
+        env = "LATCHKEY_BASE_PATH",
+        value_name = "PATH",
+        default_value = ""
+    )]
     pub base_path: BasePath,
 }
 
@@ -144,15 +149,23 @@ pub struct ServeArgs {
 
     /// Host header values accepted (DNS-rebinding guard): host or host:port, `*` for any.
     /// Replaces the default: localhost, 127.0.0.1, ::1 and the host of --public-url.
-    #[arg(long = "allowed-host", env = "LATCHKEY_ALLOWED_HOST", value_name = "HOST",
-          value_delimiter = ',')]
+    #[arg(
+        long = "allowed-host",
+        env = "LATCHKEY_ALLOWED_HOST",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
     pub allowed_hosts: Vec<HostPattern>,
 
     /// Origin header values accepted: scheme://host[:port], port `*` for any, `*` for all.
     /// Replaces the default: ChatGPT's and Claude's origins and that of --public-url.
     /// Requests without Origin (not from a browser) always pass.
-    #[arg(long = "allowed-origin", env = "LATCHKEY_ALLOWED_ORIGIN", value_name = "ORIGIN",
-          value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origin",
+        env = "LATCHKEY_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<OriginPattern>,
 
     /// Keep MCP sessions (rmcp stateful mode, SSE responses) instead of answering every

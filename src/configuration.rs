@@ -38,9 +38,11 @@ impl FromStr for BasePath {
                         .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
             });
         if !valid {
-            return Err("expected a path such as /mcptest: starting with /, made of letters, \
+            return Err(
+                "expected a path such as /mcptest: starting with /, made of letters, \
                  digits and - . _ ~ between single slashes"
-                .into());
+                    .into(),
+            );
         }
         Ok(BasePath(trimmed.to_owned()))
     }
@@ -196,8 +198,14 @@ mod tests {
     fn base_paths() {
         assert_eq!("".parse::<BasePath>().unwrap().as_str(), "");
         assert_eq!("/".parse::<BasePath>().unwrap().as_str(), "");
-        assert_eq!("/mcptest/".parse::<BasePath>().unwrap().as_str(), "/mcptest");
-        assert_eq!("/a/b-c".parse::<BasePath>().unwrap().join("/mcp"), "/a/b-c/mcp");
+        assert_eq!(
+            "/mcptest/".parse::<BasePath>().unwrap().as_str(),
+            "/mcptest"
+        );
+        assert_eq!(
+            "/a/b-c".parse::<BasePath>().unwrap().join("/mcp"),
+            "/a/b-c/mcp"
+        );
         for bad in ["mcptest", "/a//b", "/a b", "/a?x=1", "/%2e"] {
             assert!(bad.parse::<BasePath>().is_err(), "{bad:?} accepted");
         }
@@ -212,7 +220,12 @@ mod tests {
         let url: PublicUrl = "http://host:8443".parse().unwrap();
         assert_eq!(url.as_str(), "http://host:8443");
         assert_eq!(url.authority(), "host:8443");
-        for bad in ["example.com", "ftp://x/", "https://x/?api_key=1", "https://u:p@x/"] {
+        for bad in [
+            "example.com",
+            "ftp://x/",
+            "https://x/?api_key=1",
+            "https://u:p@x/",
+        ] {
             assert!(bad.parse::<PublicUrl>().is_err(), "{bad:?} accepted");
         }
     }

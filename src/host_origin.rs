@@ -118,7 +118,11 @@ fn default_port(scheme: &str) -> Option<u16> {
 fn parse_origin(s: &str, star_port: bool) -> Option<(String, String, Option<u16>)> {
     let (scheme, rest) = s.split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
-    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
         return None;
     }
     let (host, port) = split_host_port(rest, star_port)?;
@@ -138,9 +142,7 @@ impl FromStr for OriginPattern {
             "null" => Ok(OriginPattern::Null),
             _ => parse_origin(s.trim_end_matches('/'), true)
                 .map(|(scheme, host, port)| OriginPattern::Origin { scheme, host, port })
-                .ok_or_else(|| {
-                    "expected scheme://host[:port] (port * for any), null, or *".into()
-                }),
+                .ok_or_else(|| "expected scheme://host[:port] (port * for any), null, or *".into()),
         }
     }
 }
@@ -275,7 +277,9 @@ mod tests {
     }
 
     fn check(guard: &HostOriginGuard, host: Option<&str>, origin: Option<&str>) -> bool {
-        guard.check(&headers(host, origin), &Uri::from_static("/mcp")).is_ok()
+        guard
+            .check(&headers(host, origin), &Uri::from_static("/mcp"))
+            .is_ok()
     }
 
     #[test]
@@ -290,12 +294,35 @@ mod tests {
         assert!(check(&guard, None, None));
         assert!(!check(&guard, Some("evil.com"), None));
         assert!(!check(&guard, Some("example.com.evil.com"), None));
-        assert!(check(&guard, Some("example.com:8443"), None), "a bare host allows any port");
-        assert!(check(&guard, Some("localhost"), Some("https://chatgpt.com")));
-        assert!(check(&guard, Some("localhost"), Some("https://claude.ai:443")));
-        assert!(check(&guard, Some("localhost"), Some("https://example.com")));
-        assert!(!check(&guard, Some("localhost"), Some("http://chatgpt.com")));
-        assert!(!check(&guard, Some("localhost"), Some("https://chatgpt.com:8443")));
+        assert!(
+            check(&guard, Some("example.com:8443"), None),
+            "a bare host allows any port"
+        );
+        assert!(check(
+            &guard,
+            Some("localhost"),
+            Some("https://chatgpt.com")
+        ));
+        assert!(check(
+            &guard,
+            Some("localhost"),
+            Some("https://claude.ai:443")
+        ));
+        assert!(check(
+            &guard,
+            Some("localhost"),
+            Some("https://example.com")
+        ));
+        assert!(!check(
+            &guard,
+            Some("localhost"),
+            Some("http://chatgpt.com")
+        ));
+        assert!(!check(
+            &guard,
+            Some("localhost"),
+            Some("https://chatgpt.com:8443")
+        ));
         assert!(!check(&guard, Some("localhost"), Some("https://evil.com")));
         assert!(!check(&guard, Some("localhost"), Some("null")));
     }
@@ -311,11 +338,23 @@ mod tests {
         assert!(check(&guard, Some("mcp.example.org:8443"), None));
         assert!(!check(&guard, Some("mcp.example.org"), None));
         assert!(!check(&guard, Some("localhost"), None));
-        assert!(check(&guard, Some("mcp.example.org:8443"), Some("http://localhost:6274")));
+        assert!(check(
+            &guard,
+            Some("mcp.example.org:8443"),
+            Some("http://localhost:6274")
+        ));
         assert!(check(&guard, Some("mcp.example.org:8443"), Some("null")));
-        assert!(!check(&guard, Some("mcp.example.org:8443"), Some("https://chatgpt.com")));
+        assert!(!check(
+            &guard,
+            Some("mcp.example.org:8443"),
+            Some("https://chatgpt.com")
+        ));
         let any = HostOriginGuard::new(&[HostPattern::Any], &[OriginPattern::Any], None);
-        assert!(check(&any, Some("anything.test"), Some("https://whatever.test")));
+        assert!(check(
+            &any,
+            Some("anything.test"),
+            Some("https://whatever.test")
+        ));
     }
 
     #[test]

@@ -164,7 +164,9 @@ pub fn ensure_generated_key(state_dir: &Path) -> anyhow::Result<(PathBuf, bool)>
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", state_dir.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!("cannot create state directory {}: {e}", state_dir.display())
+        })?;
     let key = generate()?;
     let write = || -> io::Result<()> {
         let mut file = fs::OpenOptions::new()
@@ -183,7 +185,10 @@ pub fn ensure_generated_key(state_dir: &Path) -> anyhow::Result<(PathBuf, bool)>
         Ok(()) => Ok((path, true)),
         // Another process made it between our check and our write: use theirs.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((path, false)),
-        Err(e) => Err(anyhow::anyhow!("cannot write key file {}: {e}", path.display())),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot write key file {}: {e}",
+            path.display()
+        )),
     }
 }
 
@@ -241,7 +246,10 @@ mod tests {
             parse_entry("0123456789abcdef 0123456789abcdef").unwrap_err(),
             EntryError::BadCharacter
         );
-        assert_eq!(parse_entry("sha256:abcd").unwrap_err(), EntryError::BadDigest);
+        assert_eq!(
+            parse_entry("sha256:abcd").unwrap_err(),
+            EntryError::BadDigest
+        );
         assert_eq!(
             parse_entry(&format!("sha256:{}", "g".repeat(64))).unwrap_err(),
             EntryError::BadDigest
@@ -284,7 +292,12 @@ mod tests {
         fs::write(&path, format!("# comment\n\n  {KEY}  \n")).unwrap();
         assert_eq!(read_key_file(&path).unwrap().len(), 1);
         fs::write(&path, "# only a comment\n").unwrap();
-        assert!(read_key_file(&path).unwrap_err().to_string().contains("holds no key"));
+        assert!(
+            read_key_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("holds no key")
+        );
     }
 
     #[test]
@@ -294,8 +307,14 @@ mod tests {
         let state = dir.path().join("state");
         let (path, created) = ensure_generated_key(&state).unwrap();
         assert!(created);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let first = read_key_file(&path).unwrap();
         let (again, created) = ensure_generated_key(&state).unwrap();
         assert!(!created);

@@ -188,7 +188,14 @@ mod tests {
             "localhost:9000".parse::<ListenAddr>().unwrap(),
             ListenAddr::Tcp(a) if a.port() == 9000 && a.ip().is_loopback()
         ));
-        for bad in ["", "8080", "unix:", "127.0.0.1", "127.0.0.1:99999", "http://x:1/"] {
+        for bad in [
+            "",
+            "8080",
+            "unix:",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "http://x:1/",
+        ] {
             assert!(bad.parse::<ListenAddr>().is_err(), "{bad:?} accepted");
         }
     }
@@ -207,6 +214,9 @@ mod tests {
             ListenAddr::local_http_base("0.0.0.0:80".parse().unwrap()),
             "http://127.0.0.1:80"
         );
-        assert_eq!(ListenAddr::local_http_base("[::]:80".parse().unwrap()), "http://[::1]:80");
+        assert_eq!(
+            ListenAddr::local_http_base("[::]:80".parse().unwrap()),
+            "http://[::1]:80"
+        );
     }
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use secrecy::ExposeSecret;
 use axum::ServiceExt as _;
 use axum::body::Body;
 use axum::serve::ListenerExt;
+use secrecy::ExposeSecret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -68,9 +68,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     for addr in &args.listen.listen {
         match addr {
             ListenAddr::Tcp(addr) => tcp.push(listen::bind_tcp(*addr).await?),
-            ListenAddr::Unix(path) => {
-                unix.push(listen::bind_unix(path, args.socket_mode, args.socket_group)?)
-            }
+            ListenAddr::Unix(path) => unix.push(listen::bind_unix(
+                path,
+                args.socket_mode,
+                args.socket_group,
+            )?),
         }
     }
 
@@ -105,7 +107,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         );
     }
 
-    announce_keys(&args, &sources, keys.load().len(), tcp_addrs.first().copied());
+    announce_keys(
+        &args,
+        &sources,
+        keys.load().len(),
+        tcp_addrs.first().copied(),
+    );
     spawn_key_reloader(sources, keys, shutdown.clone())?;
 
     Ok(Server {
@@ -130,7 +137,11 @@ fn announce_keys(
         return;
     }
     let file = sources.describe();
-    let verb = if sources.newly_generated { "generated a new" } else { "using the" };
+    let verb = if sources.newly_generated {
+        "generated a new"
+    } else {
+        "using the"
+    };
     tracing::info!("no API key configured: {verb} key in {file}");
     if std::io::stderr().is_terminal() {
         match url::connector_url(

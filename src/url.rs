@@ -9,6 +9,13 @@ use crate::configuration::{BasePath, KeySources, PublicUrl};
 use crate::keys::KeyEntry;
 use crate::listen::ListenAddr;
 
+/// Everything but RFC 3986's unreserved characters is percent-encoded in the key.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// The address of latchkey's base path: `--public-url`, else the first TCP listener.
 pub fn base_url(
     public_url: Option<&PublicUrl>,
@@ -45,7 +52,8 @@ pub fn connector_url(
                  build the URL yourself as {base}/mcp?{QUERY_PARAM}=<key>"
             )
         })?;
-    let encoded =
-        percent_encoding::utf8_percent_encode(key.expose_secret(), percent_encoding::NON_ALPHANUMERIC);
-    Ok(SecretString::from(format!("{base}/mcp?{QUERY_PARAM}={encoded}")))
+    let encoded = percent_encoding::utf8_percent_encode(key.expose_secret(), QUERY_VALUE);
+    Ok(SecretString::from(format!(
+        "{base}/mcp?{QUERY_PARAM}={encoded}"
+    )))
 }

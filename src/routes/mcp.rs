@@ -63,7 +63,8 @@ pub fn endpoint(options: &McpOptions) -> MethodRouter {
             );
             get(idle_event_stream)
                 .with_state(options.shutdown.clone())
-                .fallback_service(service)
+                .post_service(service.clone())
+                .delete_service(service)
         }
         Some(limits) => {
             let mut manager = LocalSessionManager::default();
@@ -87,7 +88,10 @@ pub fn endpoint(options: &McpOptions) -> MethodRouter {
 /// Stateless mode has no server-to-client messages, but ChatGPT is reported to open this
 /// GET stream after a long idle and to reconnect in a loop when it gets 405. So the stream
 /// is opened, announced with one comment, and kept alive with comment pings until shutdown.
-async fn idle_event_stream(State(shutdown): State<CancellationToken>, headers: HeaderMap) -> Response {
+async fn idle_event_stream(
+    State(shutdown): State<CancellationToken>,
+    headers: HeaderMap,
+) -> Response {
     if !accepts_event_stream(&headers) {
         return (
             StatusCode::NOT_ACCEPTABLE,
@@ -134,7 +138,11 @@ async fn cap_sessions(State(cap): State<SessionCap>, request: Request, next: Nex
     if opens_session {
         let live = cap.manager.sessions.read().await.len();
         if live >= cap.max {
-            tracing::warn!(live, max = cap.max, "refused a new MCP session: at --max-sessions");
+            tracing::warn!(
+                live,
+                max = cap.max,
+                "refused a new MCP session: at --max-sessions"
+            );
             let mut response = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_sessions",

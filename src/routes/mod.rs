@@ -55,7 +55,10 @@ pub fn router(config: RouteConfig) -> Router {
         .route(&mcp_path, mcp.clone())
         .route(&format!("{mcp_path}/"), mcp)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(config.keys, auth::require_key));
+        .layer(middleware::from_fn_with_state(
+            config.keys,
+            auth::require_key,
+        ));
 
     let mut well_known = Router::new();
     for path in both(base, "/.well-known/{*rest}") {
@@ -64,7 +67,10 @@ pub fn router(config: RouteConfig) -> Router {
 
     let guarded = protected
         .merge(well_known)
-        .layer(middleware::from_fn_with_state(config.guard, host_origin::guard));
+        .layer(middleware::from_fn_with_state(
+            config.guard,
+            host_origin::guard,
+        ));
 
     let mut health = Router::new();
     for path in both(base, "/healthz") {

@@ -1,0 +1,410 @@
+//! Who gets in: keys in each place, wrong and missing keys, digests, several keys, and the
+//! routes that need no key.
+
+mod common;
+
+use common::{App, KEY, OTHER_KEY, Spawn, call_hello, http, mcp_post};
+use reqwest::StatusCode;
+
+async fn assert_401(response: reqwest::Response, problem: &str, sent: Option<&str>) {
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"latchkey\""
+    );
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.text().await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "invalid_token");
+    let description = json["error_description"].as_str().unwrap();
+    assert!(description.contains(problem), "{description}");
+    for way in ["Authorization: Bearer", "X-API-Key", "api_key"] {
+        assert!(
+            description.contains(way),
+            "{description} does not name {way}"
+        );
+    }
+    if let Some(sent) = sent {
+        assert!(!body.contains(sent), "the 401 echoes what was sent");
+    }
+}
+
+async fn hello_ok(response: reqwest::Response) {
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Hello you!"), "{body}");
+}
+
+#[tokio::test]
+async fn each_way_of_sending_the_key_is_accepted() {
+    let app = App::start(Spawn::default());
+    let client = http();
+    let mcp = app.url("/mcp");
+    hello_ok(
+        mcp_post(&client, &format!("{mcp}?api_key={KEY}"), &call_hello("you"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    hello_ok(
+        mcp_post(&client, &mcp, &call_hello("you"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    hello_ok(
+        mcp_post(&client, &mcp, &call_hello("you"))
+            .header("authorization", format!("bearer {KEY}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    hello_ok(
+        mcp_post(&client, &mcp, &call_hello("you"))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // Percent-encoded in the query, and with other parameters around it.
+    let encoded = KEY.replace('-', "%2D");
+    hello_ok(
+        mcp_post(
+            &client,
+            &format!("{mcp}?x=1&api_key={encoded}&y=2"),
+            &call_hello("you"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    // A trailing slash on the MCP path works too.
+    hello_ok(
+        mcp_post(&client, &format!("{mcp}/"), &call_hello("you"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn missing_wrong_and_malformed_keys_get_401() {
+    let app = App::start(Spawn::default());
+    let client = http();
+    let mcp = app.url("/mcp");
+    let body = call_hello("you");
+    assert_401(
+        mcp_post(&client, &mcp, &body).send().await.unwrap(),
+        "No API key was sent",
+        None,
+    )
+    .await;
+    let wrong = "lk-wrong-key-000000000000000000000000000000000";
+    assert_401(
+        mcp_post(&client, &format!("{mcp}?api_key={wrong}"), &body)
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        Some(wrong),
+    )
+    .await;
+    assert_401(
+        mcp_post(&client, &mcp, &body)
+            .bearer_auth(wrong)
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        Some(wrong),
+    )
+    .await;
+    assert_401(
+        mcp_post(&client, &mcp, &body)
+            .header("x-api-key", wrong)
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        Some(wrong),
+    )
+    .await;
+    // A prefix of the key, the key with a character more, an empty key, another scheme.
+    let prefix = &KEY[..KEY.len() - 1];
+    assert_401(
+        mcp_post(&client, &mcp, &body)
+            .bearer_auth(prefix)
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        None,
+    )
+    .await;
+    assert_401(
+        mcp_post(&client, &mcp, &body)
+            .bearer_auth(format!("{KEY}x"))
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        None,
+    )
+    .await;
+    assert_401(
+        mcp_post(&client, &format!("{mcp}?api_key="), &body)
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        None,
+    )
+    .await;
+    assert_401(
+        mcp_post(&client, &mcp, &body)
+            .basic_auth("user", Some(KEY))
+            .send()
+            .await
+            .unwrap(),
+        "No API key was sent",
+        None,
+    )
+    .await;
+    // Any other path needs the key too, and then is a JSON 404.
+    assert_401(
+        client.get(app.url("/anything")).send().await.unwrap(),
+        "No API key",
+        None,
+    )
+    .await;
+    let response = client
+        .get(app.url("/anything"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn several_keys_and_sha256_digests() {
+    let digest = {
+        let out = std::process::Command::new(common::bin())
+            .args(["keygen", "--digest"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(OTHER_KEY.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    let third = "lk-third-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let app = App::start(Spawn::default().args(&["--api-key", &format!("{third},{digest}")]));
+    let client = http();
+    let mcp = app.url("/mcp");
+    for key in [KEY, OTHER_KEY, third] {
+        hello_ok(
+            mcp_post(&client, &mcp, &call_hello("you"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    // The digest itself is not a key.
+    assert_401(
+        mcp_post(&client, &mcp, &call_hello("you"))
+            .bearer_auth(&digest)
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        None,
+    )
+    .await;
+    // A digest that does not match.
+    let wrong_digest = format!("sha256:{}", "0".repeat(64));
+    let only_digest = App::start(
+        Spawn::default()
+            .no_default_key()
+            .args(&["--api-key", &wrong_digest]),
+    );
+    assert_401(
+        mcp_post(&client, &only_digest.url("/mcp"), &call_hello("you"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap(),
+        "not valid",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn healthz_and_well_known_need_no_key() {
+    let app = App::start(Spawn::default().args(&["--base-path", "/mcptest"]));
+    let client = http();
+    for path in ["/healthz", "/mcptest/healthz"] {
+        let response = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource/mcptest/mcp",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/mcptest/.well-known/oauth-protected-resource",
+        "/mcptest/.well-known/openid-configuration",
+    ] {
+        let response = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "GET {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "GET {path}"
+        );
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(json["error"], "not_found");
+        let response = client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "HEAD {path}");
+        assert!(
+            response.text().await.unwrap().is_empty(),
+            "HEAD {path} has a body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn base_path_moves_the_mcp_endpoint() {
+    let app = App::start(Spawn::default().args(&["--base-path", "/mcptest"]));
+    let client = http();
+    hello_ok(
+        mcp_post(&client, &app.url("/mcptest/mcp"), &call_hello("you"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let response = mcp_post(&client, &app.url("/mcp"), &call_hello("you"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn foreign_host_and_origin_get_403() {
+    let app = App::start(Spawn::default().args(&["--public-url", "https://mcp.example.com/x"]));
+    let client = http();
+    let mcp = app.url("/mcp");
+    let send = |host: Option<&str>, origin: Option<&str>| {
+        let mut request = mcp_post(&client, &mcp, &call_hello("you")).bearer_auth(KEY);
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    // Allowed: loopback, the public URL's host (as Apache with ProxyPreserveHost sends it),
+    // the hosted clients' origins and the public URL's origin.
+    hello_ok(send(None, None).await.unwrap()).await;
+    hello_ok(send(Some("localhost"), None).await.unwrap()).await;
+    hello_ok(send(Some("mcp.example.com"), None).await.unwrap()).await;
+    for origin in [
+        "https://chatgpt.com",
+        "https://chat.openai.com",
+        "https://claude.ai",
+        "https://claude.com",
+        "https://mcp.example.com",
+    ] {
+        hello_ok(send(None, Some(origin)).await.unwrap()).await;
+    }
+    for (host, origin) in [
+        (Some("evil.example"), None),
+        (Some("mcp.example.com.evil.example"), None),
+        (None, Some("https://evil.example")),
+        (None, Some("http://chatgpt.com")),
+        (None, Some("null")),
+    ] {
+        let response = send(host, origin).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "{host:?} {origin:?}"
+        );
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(json["error"], "forbidden");
+    }
+    // The guard stands before the key check: a foreign Host is refused even with no key.
+    let response = client
+        .get(app.url("/mcp"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // healthz stays reachable for health checks under any name.
+    let response = client
+        .get(app.url("/healthz"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let custom = App::start(Spawn::default().args(&[
+        "--allowed-host",
+        "*",
+        "--allowed-origin",
+        "http://localhost:*",
+    ]));
+    let response = mcp_post(&client, &custom.url("/mcp"), &call_hello("you"))
+        .bearer_auth(KEY)
+        .header("host", "anything.example")
+        .header("origin", "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
+    hello_ok(response).await;
+    let response = mcp_post(&client, &custom.url("/mcp"), &call_hello("you"))
+        .bearer_auth(KEY)
+        .header("origin", "https://chatgpt.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "an explicit list replaces the default"
+    );
+}

@@ -1,0 +1,374 @@
+//! The one way tests start latchkey: the real binary, on ephemeral ports and temporary
+//! sockets, with everything it writes kept for inspection.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::RoleClient;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+/// A key long enough to be accepted, easy to search for in output.
+pub const KEY: &str = "lk-test-key-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e";
+pub const OTHER_KEY: &str = "lk-other-key-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+/// How long anything in a test may take before it counts as hung.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_latchkey")
+}
+
+/// A running latchkey process.
+pub struct App {
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// Temporary directory: HOME, state and sockets live here.
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT` of each TCP listener, in order.
+    pub tcp: Vec<String>,
+    /// Each Unix socket path, in order.
+    pub sockets: Vec<PathBuf>,
+}
+
+/// What to start latchkey with.
+#[derive(Default, Clone)]
+pub struct Spawn {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Listen on a Unix socket (in the temp dir) besides TCP.
+    pub unix: bool,
+    /// Don't add `--api-key KEY`.
+    pub no_default_key: bool,
+}
+
+impl Spawn {
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+    pub fn unix(mut self) -> Self {
+        self.unix = true;
+        self
+    }
+    pub fn no_default_key(mut self) -> Self {
+        self.no_default_key = true;
+        self
+    }
+    pub fn start(self) -> App {
+        App::start(self)
+    }
+}
+
+/// A command for the latchkey binary with a clean environment rooted in `dir`.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("LATCHKEY_") || name.starts_with("OTEL_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("HOME", dir)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+}
+
+/// Polls `condition` every 10 ms until it holds or `PATIENCE` runs out.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls the async `condition` every 10 ms until it holds or `PATIENCE` runs out.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl App {
+    pub fn start(spawn: Spawn) -> App {
+        Self::try_start(spawn).unwrap_or_else(|(status, output)| {
+            panic!("latchkey exited early ({status}):\n{output}")
+        })
+    }
+
+    /// Starts latchkey and waits until every listener is up; on an early exit, returns the
+    /// exit status and everything written.
+    pub fn try_start(spawn: Spawn) -> Result<App, (ExitStatus, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        Self::try_start_in(dir, spawn)
+    }
+
+    pub fn try_start_in(dir: tempfile::TempDir, spawn: Spawn) -> Result<App, (ExitStatus, String)> {
+        let mut cmd = command(dir.path());
+        cmd.arg("serve");
+        let has_listen = spawn.args.iter().any(|a| a == "--listen");
+        let mut expected = spawn.args.iter().filter(|a| *a == "--listen").count();
+        if !has_listen {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+            expected = 1;
+            if spawn.unix {
+                let socket = dir.path().join("latchkey.sock");
+                cmd.arg("--listen")
+                    .arg(format!("unix:{}", socket.display()));
+                expected = 2;
+            }
+        }
+        if !spawn.no_default_key {
+            cmd.args(["--api-key", KEY]);
+        }
+        cmd.args(&spawn.args);
+        for (name, value) in &spawn.env {
+            cmd.env(name, value);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("latchkey starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        let start = Instant::now();
+        loop {
+            let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+            let listening: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim()))
+                .collect();
+            if listening.len() >= expected {
+                let tcp = listening
+                    .iter()
+                    .filter(|a| a.starts_with("http://"))
+                    .map(|a| a.to_string())
+                    .collect();
+                let sockets = listening
+                    .iter()
+                    .filter_map(|a| a.strip_prefix("unix:"))
+                    .map(PathBuf::from)
+                    .collect();
+                return Ok(App {
+                    child,
+                    output,
+                    dir,
+                    tcp,
+                    sockets,
+                });
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                // Let the reader threads drain what is left.
+                std::thread::sleep(Duration::from_millis(50));
+                let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+                return Err((status, text));
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "latchkey never listened:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.tcp[0])
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "latchkey did not exit:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything written to stdout and stderr so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    pub fn output_bytes(&self) -> Vec<u8> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the output holds `needle`.
+    pub fn wait_for_output(&self, needle: &str) {
+        wait_for(&format!("{needle:?} in the output"), || {
+            self.output().contains(needle)
+        });
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP client (no proxy from the environment).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The body of an MCP JSON-RPC request.
+pub fn rpc(method: &str, params: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+}
+
+pub fn call_hello(name: &str) -> serde_json::Value {
+    rpc(
+        "tools/call",
+        serde_json::json!({"name": "hello", "arguments": {"name": name}}),
+    )
+}
+
+/// A POST with the headers MCP requires.
+pub fn mcp_post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(body)
+}
+
+/// How a test's MCP client sends the key.
+#[derive(Clone, Copy, Debug)]
+pub enum Via {
+    Query,
+    Bearer,
+    Header,
+}
+
+/// A real rmcp client over TCP.
+pub async fn mcp_client(url: &str, key: &str, how: Via) -> RunningService<RoleClient, ()> {
+    let (_, config) = client_config(url, key, how);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport)
+        .await
+        .expect("the MCP client initializes")
+}
+
+/// A real rmcp client over a Unix socket.
+pub async fn mcp_client_unix(
+    socket: &Path,
+    url: &str,
+    key: &str,
+    how: Via,
+) -> RunningService<RoleClient, ()> {
+    let (uri, config) = client_config(url, key, how);
+    let client = rmcp::transport::UnixSocketHttpClient::new(socket.to_str().unwrap(), &uri);
+    let transport = StreamableHttpClientTransport::with_client(client, config);
+    ().serve(transport)
+        .await
+        .expect("the MCP client initializes over the socket")
+}
+
+fn client_config(url: &str, key: &str, how: Via) -> (String, StreamableHttpClientTransportConfig) {
+    match how {
+        Via::Query => {
+            let uri = format!("{url}?api_key={key}");
+            (
+                uri.clone(),
+                StreamableHttpClientTransportConfig::with_uri(uri),
+            )
+        }
+        Via::Bearer => (
+            url.to_owned(),
+            StreamableHttpClientTransportConfig::with_uri(url).auth_header(key),
+        ),
+        Via::Header => {
+            let mut headers = std::collections::HashMap::new();
+            headers.insert(
+                http::HeaderName::from_static("x-api-key"),
+                http::HeaderValue::from_str(key).unwrap(),
+            );
+            (
+                url.to_owned(),
+                StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
+            )
+        }
+    }
+}
+
+/// Lists tools and calls `hello`, checking both answers.
+pub async fn exercise(client: &RunningService<RoleClient, ()>) {
+    let info = client.peer_info().expect("server info after initialize");
+    let server = info.server_info.as_ref().expect("serverInfo");
+    assert_eq!(server.name, "latchkey");
+    assert_eq!(server.version, env!("CARGO_PKG_VERSION"));
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let hello = tools
+        .iter()
+        .find(|t| t.name == "hello")
+        .expect("hello is listed");
+    let annotations = hello.annotations.as_ref().expect("hello has annotations");
+    assert_eq!(annotations.title.as_deref(), Some("Say hello to someone"));
+    assert_eq!(annotations.read_only_hint, Some(true));
+    assert_eq!(annotations.destructive_hint, Some(false));
+    assert_eq!(annotations.open_world_hint, Some(false));
+    let mut args = serde_json::Map::new();
+    args.insert("name".into(), "Ada".into());
+    let result = client
+        .call_tool(CallToolRequestParams::new("hello").with_arguments(args))
+        .await
+        .expect("tools/call hello");
+    let text = serde_json::to_string(&result.content).unwrap();
+    assert!(text.contains("Hello Ada!"), "{text}");
+    assert_ne!(result.is_error, Some(true));
+}
