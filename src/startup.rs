@@ -76,11 +76,21 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         }
     }
 
+    let tcp_addrs = tcp
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    announce_keys(
+        &args,
+        &sources,
+        keys.load().len(),
+        tcp_addrs.first().copied(),
+    );
+    spawn_key_reloader(sources, keys, shutdown.clone())?;
+
+    // "listening on" comes last: once every listener has said it, latchkey is ready.
     let mut tasks = JoinSet::new();
-    let mut tcp_addrs = Vec::new();
-    for listener in tcp {
-        let local = listener.local_addr()?;
-        tcp_addrs.push(local);
+    for (listener, local) in tcp.into_iter().zip(tcp_addrs.iter().copied()) {
         tracing::info!("listening on {}", ListenAddr::local_http_base(local));
         // Without TCP_NODELAY every SSE response waits ~40 ms for a delayed ACK.
         let listener = listener.tap_io(|stream| {
@@ -106,14 +116,6 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
                 .into_future(),
         );
     }
-
-    announce_keys(
-        &args,
-        &sources,
-        keys.load().len(),
-        tcp_addrs.first().copied(),
-    );
-    spawn_key_reloader(sources, keys, shutdown.clone())?;
 
     Ok(Server {
         tcp_addrs,

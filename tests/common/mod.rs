@@ -169,6 +169,7 @@ impl App {
             let listening: Vec<&str> = text
                 .lines()
                 .filter_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim()))
+                .filter(|a| a.starts_with("http://") || a.starts_with("unix:"))
                 .collect();
             if listening.len() >= expected {
                 let tcp = listening

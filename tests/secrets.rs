@@ -1,0 +1,165 @@
+//! No key in any output: latchkey runs at RUST_LOG=trace, serves requests that carry the key
+//! in every place — good, wrong, malformed, refused — and not one byte it wrote holds the
+//! key, its percent-encoded form or its digest.
+
+mod common;
+
+use common::{App, KEY, Spawn, Via, call_hello, http, mcp_client, mcp_client_unix, mcp_post};
+
+/// Every form of `key` that would give it away.
+fn forms(key: &str) -> Vec<String> {
+    let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+    let digest = {
+        use std::io::Write;
+        let mut child = std::process::Command::new(common::bin())
+            .args(["keygen", "--digest"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(key.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let hex = digest.trim_start_matches("sha256:").to_owned();
+    assert_eq!(hex.len(), 64);
+    vec![
+        key.to_owned(),
+        encoded.clone(),
+        encoded.to_lowercase(),
+        key.replace('-', "%2D"),
+        digest,
+        hex,
+    ]
+}
+
+fn assert_no_secret(output: &[u8], key: &str) {
+    let text = String::from_utf8_lossy(output);
+    assert!(
+        text.len() > 1000,
+        "trace output is suspiciously small:\n{text}"
+    );
+    for form in forms(key) {
+        assert!(!text.contains(&form), "output holds {form:?}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn no_key_reaches_any_output_at_trace_level() {
+    let wrong = "lk-wrong-key-feedfacefeedfacefeedfacefeedface";
+    let app = App::start(Spawn::default().unix().env("RUST_LOG", "trace").args(&[
+        "--sessions",
+        "--public-url",
+        "https://mcp.example.com",
+    ]));
+    let client = http();
+    let mcp = app.url("/mcp");
+
+    // Good keys, each way, through a real MCP client (TCP and Unix socket).
+    for how in [Via::Query, Via::Bearer, Via::Header] {
+        let mcp_client = mcp_client(&mcp, KEY, how).await;
+        common::exercise(&mcp_client).await;
+        mcp_client.cancel().await.unwrap();
+    }
+    let unix = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Query).await;
+    common::exercise(&unix).await;
+    unix.cancel().await.unwrap();
+
+    // Wrong, malformed and refused requests that carry the real or a wrong key.
+    let encoded = KEY.replace('-', "%2D");
+    let requests = vec![
+        mcp_post(&client, &format!("{mcp}?api_key={wrong}"), &call_hello("x")),
+        mcp_post(&client, &mcp, &call_hello("x")).bearer_auth(wrong),
+        mcp_post(&client, &mcp, &call_hello("x")).header("x-api-key", wrong),
+        mcp_post(
+            &client,
+            &format!("{mcp}?api_key={encoded}&api_key=%ZZ"),
+            &call_hello("x"),
+        ),
+        client
+            .post(format!("{mcp}?api_key={KEY}"))
+            .body("{not json"),
+        client
+            .post(format!("{mcp}?api_key={KEY}"))
+            .header("content-type", "application/json")
+            .body("{\"jsonrpc\":\"2.0\"}"),
+        client.get(format!("{mcp}?api_key={KEY}")),
+        client.delete(format!("{mcp}?api_key={KEY}")),
+        client.get(app.url(&format!("/healthz?api_key={KEY}"))),
+        client.head(app.url(&format!(
+            "/.well-known/oauth-protected-resource?api_key={KEY}"
+        ))),
+        client
+            .get(app.url(&format!("/nowhere?api_key={KEY}")))
+            .bearer_auth(KEY),
+        mcp_post(&client, &format!("{mcp}?api_key={KEY}"), &call_hello("x"))
+            .header("host", "evil.example"),
+        mcp_post(&client, &mcp, &call_hello("x"))
+            .bearer_auth(KEY)
+            .header("origin", "https://evil.example"),
+        mcp_post(&client, &mcp, &call_hello("x"))
+            .header("mcp-session-id", "no-such-session")
+            .header("x-api-key", KEY),
+        mcp_post(&client, &mcp, &call_hello("x"))
+            .header("mcp-protocol-version", "1999-01-01")
+            .bearer_auth(KEY),
+    ];
+    for request in requests {
+        let _ = request.send().await.unwrap().bytes().await;
+    }
+    // A key put into a tool's arguments is the caller's business, but the tool's own name
+    // argument is echoed back by design, so it is not part of this check.
+
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut app = app;
+    assert!(app.wait().success());
+    assert_no_secret(&app.output_bytes(), KEY);
+    assert_no_secret(&app.output_bytes(), wrong);
+}
+
+#[tokio::test]
+async fn key_flags_and_files_are_not_echoed_on_errors() {
+    // A refused key, from a flag, from the environment and from a file, is not repeated.
+    let short = "tooshort-secret-value";
+    let dir = tempfile::tempdir().unwrap();
+    for (args, env) in [
+        (vec!["--api-key", short], None),
+        (vec![], Some(("LATCHKEY_API_KEY", short))),
+    ] {
+        let mut cmd = common::command(dir.path());
+        cmd.arg("serve").args(&args);
+        if let Some((name, value)) = env {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("at least 32 characters"), "{text}");
+        assert!(!text.contains(short), "{text}");
+    }
+    let file = dir.path().join("keys");
+    std::fs::write(&file, format!("{KEY}\n{short}\n")).unwrap();
+    let out = common::command(dir.path())
+        .arg("serve")
+        .arg("--api-key-file")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(":2:"), "{text}");
+    assert!(!text.contains(short) && !text.contains(KEY), "{text}");
+    // --help shows the variable, never its value.
+    let out = common::command(dir.path())
+        .args(["serve", "--help"])
+        .env("LATCHKEY_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("LATCHKEY_API_KEY"), "{text}");
+    assert!(!text.contains(KEY), "{text}");
+}
