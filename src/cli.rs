@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use nix::unistd::Gid;
 use secrecy::SecretString;
@@ -170,7 +171,7 @@ pub struct ServeArgs {
 
     /// Keep MCP sessions (rmcp stateful mode, SSE responses) instead of answering every
     /// request on its own (stateless, JSON responses: what ChatGPT works best with).
-    #[arg(long, env = "LATCHKEY_SESSIONS")]
+    #[arg(long, env = "LATCHKEY_SESSIONS", value_parser = BoolishValueParser::new())]
     pub sessions: bool,
 
     /// With --sessions: most live sessions; a new one beyond it gets 503.
@@ -192,22 +193,28 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Read a key on stdin and print its sha256:<hex> form, to configure without the key.
-    #[arg(long)]
+    #[arg(long, env = "LATCHKEY_KEYGEN_DIGEST", value_parser = BoolishValueParser::new())]
     pub digest: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
     /// Health URL to GET [default: /healthz on the first --listen address].
-    #[arg(long, value_name = "URL", conflicts_with = "socket")]
+    #[arg(
+        long,
+        env = "LATCHKEY_HEALTHCHECK_URL",
+        value_name = "URL",
+        conflicts_with = "socket"
+    )]
     pub url: Option<String>,
 
     /// Unix socket to GET /healthz on (the base path applies).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "LATCHKEY_HEALTHCHECK_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
     /// Give up after this long.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "LATCHKEY_HEALTHCHECK_TIMEOUT", value_name = "DURATION", default_value = "5s",
+          value_parser = parse_duration)]
     pub timeout: Duration,
 
     #[command(flatten)]

@@ -88,6 +88,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     );
     spawn_key_reloader(sources, keys, shutdown.clone())?;
 
+    let mcp_path = args.listen.base_path.join("/mcp");
+    match sessions {
+        None => tracing::info!("MCP at {mcp_path}: stateless, JSON responses"),
+        Some(limits) => tracing::info!(
+            "MCP at {mcp_path}: sessions (at most {}, closed after {:?} idle), SSE responses",
+            limits.max_sessions,
+            limits.idle_timeout
+        ),
+    }
+
     // "listening on" comes last: once every listener has said it, latchkey is ready.
     let mut tasks = JoinSet::new();
     for (listener, local) in tcp.into_iter().zip(tcp_addrs.iter().copied()) {
