@@ -41,59 +41,21 @@ async fn each_way_of_sending_the_key_is_accepted() {
     let app = App::start(Spawn::default());
     let client = http();
     let mcp = app.url("/mcp");
-    hello_ok(
-        mcp_post(&client, &format!("{mcp}?api_key={KEY}"), &call_hello("you"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    hello_ok(
-        mcp_post(&client, &mcp, &call_hello("you"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    hello_ok(
-        mcp_post(&client, &mcp, &call_hello("you"))
-            .header("authorization", format!("bearer {KEY}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    hello_ok(
-        mcp_post(&client, &mcp, &call_hello("you"))
-            .header("x-api-key", KEY)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    // Percent-encoded in the query, and with other parameters around it.
     let encoded = KEY.replace('-', "%2D");
-    hello_ok(
-        mcp_post(
-            &client,
-            &format!("{mcp}?x=1&api_key={encoded}&y=2"),
-            &call_hello("you"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    // A trailing slash on the MCP path works too.
-    hello_ok(
-        mcp_post(&client, &format!("{mcp}/"), &call_hello("you"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let body = call_hello("you");
+    let requests = [
+        mcp_post(&client, &format!("{mcp}?api_key={KEY}"), &body),
+        mcp_post(&client, &mcp, &body).bearer_auth(KEY),
+        mcp_post(&client, &mcp, &body).header("authorization", format!("bearer {KEY}")),
+        mcp_post(&client, &mcp, &body).header("x-api-key", KEY),
+        // Percent-encoded in the query, and with other parameters around it.
+        mcp_post(&client, &format!("{mcp}?x=1&api_key={encoded}&y=2"), &body),
+        // A trailing slash on the MCP path works too.
+        mcp_post(&client, &format!("{mcp}/"), &body).bearer_auth(KEY),
+    ];
+    for request in requests {
+        hello_ok(request.send().await.unwrap()).await;
+    }
 }
 
 #[tokio::test]
@@ -102,83 +64,50 @@ async fn missing_wrong_and_malformed_keys_get_401() {
     let client = http();
     let mcp = app.url("/mcp");
     let body = call_hello("you");
-    assert_401(
-        mcp_post(&client, &mcp, &body).send().await.unwrap(),
-        "No API key was sent",
-        None,
-    )
-    .await;
     let wrong = "lk-wrong-key-000000000000000000000000000000000";
-    assert_401(
-        mcp_post(&client, &format!("{mcp}?api_key={wrong}"), &body)
-            .send()
-            .await
-            .unwrap(),
-        "not valid",
-        Some(wrong),
-    )
-    .await;
-    assert_401(
-        mcp_post(&client, &mcp, &body)
-            .bearer_auth(wrong)
-            .send()
-            .await
-            .unwrap(),
-        "not valid",
-        Some(wrong),
-    )
-    .await;
-    assert_401(
-        mcp_post(&client, &mcp, &body)
-            .header("x-api-key", wrong)
-            .send()
-            .await
-            .unwrap(),
-        "not valid",
-        Some(wrong),
-    )
-    .await;
-    // A prefix of the key, the key with a character more, an empty key, another scheme.
     let prefix = &KEY[..KEY.len() - 1];
-    assert_401(
-        mcp_post(&client, &mcp, &body)
-            .bearer_auth(prefix)
-            .send()
-            .await
-            .unwrap(),
-        "not valid",
-        None,
-    )
-    .await;
-    assert_401(
-        mcp_post(&client, &mcp, &body)
-            .bearer_auth(format!("{KEY}x"))
-            .send()
-            .await
-            .unwrap(),
-        "not valid",
-        None,
-    )
-    .await;
-    assert_401(
-        mcp_post(&client, &format!("{mcp}?api_key="), &body)
-            .send()
-            .await
-            .unwrap(),
-        "not valid",
-        None,
-    )
-    .await;
-    assert_401(
-        mcp_post(&client, &mcp, &body)
-            .basic_auth("user", Some(KEY))
-            .send()
-            .await
-            .unwrap(),
-        "No API key was sent",
-        None,
-    )
-    .await;
+    let cases = [
+        (mcp_post(&client, &mcp, &body), "No API key was sent", None),
+        (
+            mcp_post(&client, &format!("{mcp}?api_key={wrong}"), &body),
+            "not valid",
+            Some(wrong),
+        ),
+        (
+            mcp_post(&client, &mcp, &body).bearer_auth(wrong),
+            "not valid",
+            Some(wrong),
+        ),
+        (
+            mcp_post(&client, &mcp, &body).header("x-api-key", wrong),
+            "not valid",
+            Some(wrong),
+        ),
+        // A prefix of the key, the key with a character more, an empty key, another scheme.
+        (
+            mcp_post(&client, &mcp, &body).bearer_auth(prefix),
+            "not valid",
+            None,
+        ),
+        (
+            mcp_post(&client, &mcp, &body).bearer_auth(format!("{KEY}x")),
+            "not valid",
+            None,
+        ),
+        (
+            mcp_post(&client, &format!("{mcp}?api_key="), &body),
+            "not valid",
+            None,
+        ),
+        (
+            mcp_post(&client, &mcp, &body).basic_auth("user", Some(KEY)),
+            "No API key was sent",
+            None,
+        ),
+    ];
+    for (request, problem, sent) in cases {
+        assert_401(request.send().await.unwrap(), problem, sent).await;
+    }
     // Any other path needs the key too, and then is a JSON 404.
     assert_401(
         client.get(app.url("/anything")).send().await.unwrap(),

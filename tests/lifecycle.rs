@@ -34,15 +34,7 @@ async fn sighup_rotates_keys_without_a_restart() {
     assert_eq!(status_with(&app, OTHER_KEY).await, StatusCode::UNAUTHORIZED);
 
     // A request in flight (an open event stream) outlives the rotation.
-    let stream = http()
-        .get(app.url("/mcp"))
-        .bearer_auth(KEY)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
-    let mut stream = stream.bytes_stream();
+    let mut stream = common::open_event_stream(&app, KEY).await.bytes_stream();
     assert!(stream.next().await.unwrap().is_ok());
 
     std::fs::write(&file, format!("{OTHER_KEY}\n")).unwrap();
@@ -81,14 +73,7 @@ async fn sigterm_and_sigint_exit_zero_and_remove_the_socket() {
         let socket = app.sockets[0].clone();
         assert!(socket.exists());
         // An open event stream must not hold the shutdown up.
-        let stream = http()
-            .get(app.url("/mcp"))
-            .bearer_auth(KEY)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stream.status(), StatusCode::OK);
+        let stream = common::open_event_stream(&app, KEY).await;
         app.signal(signal);
         let status = app.wait();
         assert!(status.success(), "{signal}: {status}\n{}", app.output());
@@ -177,43 +162,35 @@ fn bad_configuration_exits_non_zero_with_one_line() {
             .output()
             .unwrap()
     };
-    fails_with(
-        run(&["--listen", "nonsense"]),
-        "invalid value 'nonsense' for '--listen <ADDR>': expected HOST:PORT",
-    );
-    fails_with(run(&["--listen", "127.0.0.1:99999"]), "expected HOST:PORT");
-    fails_with(
-        run(&["--base-path", "mcptest"]),
-        "invalid value 'mcptest' for '--base-path <PATH>'",
-    );
-    fails_with(
-        run(&["--api-key-file", "/nonexistent/keys"]),
-        "cannot read key file /nonexistent/keys: No such file",
-    );
-    fails_with(
-        run(&["--listen", "unix:/nonexistent/dir/mcp.sock"]),
-        "cannot listen on unix:/nonexistent/dir/mcp.sock: directory /nonexistent/dir does not exist",
-    );
-    fails_with(
-        run(&["--socket-group", "no-such-group-here"]),
-        "no such group",
-    );
-    fails_with(
-        run(&["--socket-mode", "999"]),
-        "expected octal permission bits",
-    );
-    fails_with(
-        run(&["--public-url", "example.com"]),
-        "expected an http(s) URL",
-    );
-    fails_with(
-        run(&["--allowed-origin", "chatgpt.com"]),
-        "expected scheme://host",
-    );
-    fails_with(
-        run(&["--session-idle-timeout", "soon"]),
-        "expected e.g. 30s",
-    );
+    for (args, message) in [
+        (
+            &["--listen", "nonsense"][..],
+            "invalid value 'nonsense' for '--listen <ADDR>': expected HOST:PORT",
+        ),
+        (&["--listen", "127.0.0.1:99999"], "expected HOST:PORT"),
+        (
+            &["--base-path", "mcptest"],
+            "invalid value 'mcptest' for '--base-path <PATH>'",
+        ),
+        (
+            &["--api-key-file", "/nonexistent/keys"],
+            "cannot read key file /nonexistent/keys: No such file",
+        ),
+        (
+            &["--listen", "unix:/nonexistent/dir/mcp.sock"],
+            "cannot listen on unix:/nonexistent/dir/mcp.sock: directory /nonexistent/dir does not exist",
+        ),
+        (&["--socket-group", "no-such-group-here"], "no such group"),
+        (&["--socket-mode", "999"], "expected octal permission bits"),
+        (&["--public-url", "example.com"], "expected an http(s) URL"),
+        (
+            &["--allowed-origin", "chatgpt.com"],
+            "expected scheme://host",
+        ),
+        (&["--session-idle-timeout", "soon"], "expected e.g. 30s"),
+    ] {
+        fails_with(run(args), message);
+    }
     let not_a_socket = dir.path().join("file");
     std::fs::write(&not_a_socket, "mine").unwrap();
     fails_with(

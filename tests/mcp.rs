@@ -165,26 +165,20 @@ async fn sessions_are_capped_and_expire() {
     let json: serde_json::Value = third.json().await.unwrap();
     assert_eq!(json["error"], "too_many_sessions");
     // An existing session still works while the cap holds.
-    let response = mcp_post(&client, &url, &rpc("ping", serde_json::json!({})))
-        .bearer_auth(KEY)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let ping = || {
+        mcp_post(&client, &url, &rpc("ping", serde_json::json!({})))
+            .bearer_auth(KEY)
+            .header("mcp-session-id", &session)
+            .send()
+    };
+    assert_eq!(ping().await.unwrap().status(), StatusCode::OK);
     // Idle sessions expire, and their slots free up.
     common::eventually("idle sessions to expire", || async {
         initialize(&client, &url).await.status() == StatusCode::OK
     })
     .await;
-    let response = mcp_post(&client, &url, &rpc("ping", serde_json::json!({})))
-        .bearer_auth(KEY)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        response.status(),
+        ping().await.unwrap().status(),
         StatusCode::NOT_FOUND,
         "an expired session is gone"
     );

@@ -288,6 +288,19 @@ pub fn mcp_post(
         .json(body)
 }
 
+/// Opens the MCP GET event stream with `key`; checks it is accepted.
+pub async fn open_event_stream(app: &App, key: &str) -> reqwest::Response {
+    let response = http()
+        .get(app.url("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    response
+}
+
 /// How a test's MCP client sends the key.
 #[derive(Clone, Copy, Debug)]
 pub enum Via {
