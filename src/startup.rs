@@ -88,6 +88,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     );
     spawn_key_reloader(sources, keys, shutdown.clone())?;
 
+    let exposed = tcp_addrs.iter().any(|a| !a.ip().is_loopback());
+    if exposed && args.allowed_hosts.is_empty() && args.public_url.public_url.is_none() {
+        tracing::warn!(
+            "listening beyond loopback, but only loopback Host names are allowed: requests by \
+             domain or IP get 403 until --public-url or --allowed-host names them"
+        );
+    }
     let mcp_path = args.listen.base_path.join("/mcp");
     match sessions {
         None => tracing::info!("MCP at {mcp_path}: stateless, JSON responses"),
@@ -101,7 +108,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     // "listening on" comes last: once every listener has said it, latchkey is ready.
     let mut tasks = JoinSet::new();
     for (listener, local) in tcp.into_iter().zip(tcp_addrs.iter().copied()) {
-        tracing::info!("listening on {}", ListenAddr::local_http_base(local));
+        tracing::info!("listening on http://{local}");
         // Without TCP_NODELAY every SSE response waits ~40 ms for a delayed ACK.
         let listener = listener.tap_io(|stream| {
             if let Err(e) = stream.set_nodelay(true) {
