@@ -123,7 +123,7 @@ pub struct PublicUrlArgs {
     /// The URL clients use to reach latchkey's base path, e.g. https://example.com/mcptest.
     /// Used wherever latchkey tells its own address; its host is allowed as Host and its origin
     /// as Origin.
-    #[arg(long, env = "LATCHKEY_PUBLIC_URL", value_name = "URL")]
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", value_name = "URL", value_parser = PublicUrlParser)]
     pub public_url: Option<PublicUrl>,
 }
 
@@ -236,6 +236,34 @@ pub struct UrlArgs {
 /// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.
 fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(s.to_owned()))
+}
+
+/// Parses `--public-url` with an error that does not repeat the value: a URL pasted with its
+/// `?api_key=` would otherwise land in the error message.
+#[derive(Clone)]
+struct PublicUrlParser;
+
+impl clap::builder::TypedValueParser for PublicUrlParser {
+    type Value = PublicUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PublicUrl, clap::Error> {
+        value
+            .to_str()
+            .ok_or_else(|| "not valid UTF-8".to_owned())
+            .and_then(str::parse)
+            .map_err(|e| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("invalid value for '--public-url <URL>': {e}\n"),
+                )
+                .with_cmd(cmd)
+            })
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -153,6 +153,38 @@ async fn key_flags_and_files_are_not_echoed_on_errors() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains(":2:"), "{text}");
     assert!(!text.contains(short) && !text.contains(KEY), "{text}");
+    // A URL pasted with its key into --public-url or healthcheck --url is not repeated.
+    let out = common::command(dir.path())
+        .args([
+            "serve",
+            "--api-key",
+            KEY,
+            "--public-url",
+            &format!("https://x.example/?api_key={short}"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("--public-url"),
+        "{text}"
+    );
+    assert!(!text.contains(short), "{text}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = common::command(dir.path())
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{closed}/healthz?api_key={short}"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("/healthz"), "{text}");
+    assert!(!text.contains(short), "{text}");
     // --help shows the variable, never its value.
     let out = common::command(dir.path())
         .args(["serve", "--help"])

@@ -33,10 +33,9 @@ impl Target {
                 Some(_) => authority.to_string(),
                 None => format!("{authority}:80"),
             };
-            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             return Ok(Target::Tcp {
                 authority,
-                path: path.to_owned(),
+                path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
             });
         }
         if let Some(socket) = &args.socket {
@@ -60,12 +59,19 @@ impl Target {
         }
     }
 
+    /// For messages: without the query, which is nobody's business in a health check log.
     fn describe(&self) -> String {
         match self {
-            Target::Tcp { authority, path } => format!("http://{authority}{path}"),
-            Target::Unix { socket, path } => format!("unix:{}{path}", socket.display()),
+            Target::Tcp { authority, path } => format!("http://{authority}{}", without_query(path)),
+            Target::Unix { socket, path } => {
+                format!("unix:{}{}", socket.display(), without_query(path))
+            }
         }
     }
+}
+
+fn without_query(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(path, _)| path)
 }
 
 pub async fn run(args: HealthcheckArgs) -> anyhow::Result<()> {
