@@ -16,6 +16,8 @@ use axum::response::Response;
 
 use crate::error_response::json_error;
 use crate::keys::{KeyDigest, KeySet};
+use crate::telemetry::access_log::RecordedQuery;
+use crate::telemetry::redact;
 
 /// The query parameter that carries the key in a connector URL.
 pub const QUERY_PARAM: &str = "api_key";
@@ -59,6 +61,10 @@ pub fn take_credentials<B>(mut request: http::Request<B>) -> http::Request<B> {
         HeaderName::from_static(API_KEY_HEADER),
     ) {
         found.push((AuthMethod::Header, KeyDigest::of(value.as_bytes())));
+    }
+    if let Some(query) = request.uri().query() {
+        let recorded = RecordedQuery(redact::query(query));
+        request.extensions_mut().insert(recorded);
     }
     if let Some(stripped) = strip_query_key(request.uri(), &mut found) {
         *request.uri_mut() = stripped;

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use crate::configuration::{BasePath, PublicUrl};
 use crate::host_origin::{HostPattern, OriginPattern};
 use crate::listen::{self, ListenAddr};
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -183,6 +184,15 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_SESSION_IDLE_TIMEOUT", value_name = "DURATION",
           default_value = "5m", value_parser = parse_duration)]
     pub session_idle_timeout: Duration,
+
+    /// Log line format on stderr [default: text on a terminal, json otherwise].
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Record tool arguments and results on exported spans (values under sensitive-looking
+    /// keys such as password or token redacted). Off: only their sizes are recorded.
+    #[arg(long, env = "LATCHKEY_TRACE_TOOL_IO", value_parser = BoolishValueParser::new())]
+    pub trace_tool_io: bool,
 
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish before exit.
     #[arg(long, env = "LATCHKEY_SHUTDOWN_TIMEOUT", value_name = "DURATION",

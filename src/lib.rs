@@ -26,8 +26,13 @@ use cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            telemetry::init();
-            startup::start(args).await?.run_until_signalled().await
+            let telemetry = telemetry::init(args.log_format)?;
+            let served = match startup::start(args, telemetry.exporting()).await {
+                Ok(server) => server.run_until_signalled().await,
+                Err(e) => Err(e),
+            };
+            telemetry.shutdown();
+            served
         }
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Healthcheck(args) => commands::healthcheck::run(args).await,

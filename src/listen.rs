@@ -65,6 +65,28 @@ impl ListenAddr {
     }
 }
 
+/// Who is on the other end of a connection, for logs and spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    /// A Unix socket peer has no address; behind a proxy, `X-Forwarded-For` names the client.
+    Unix,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> Self {
+        Peer::Tcp(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>>
+    for Peer
+{
+    fn connect_info(_: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        Peer::Unix
+    }
+}
+
 /// Parses `--socket-mode`: octal permission bits such as `0660`.
 pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
@@ -86,10 +108,32 @@ pub fn parse_group(s: &str) -> Result<Gid, String> {
     }
 }
 
-/// Binds a TCP listener. TCP_NODELAY is set per connection by the server (see `startup`).
-pub async fn bind_tcp(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+/// A TCP listener whose connections have TCP_NODELAY set: without it, each SSE response
+/// waits ~40 ms for the peer's delayed ACK (rmcp writes an event in several small writes).
+pub struct NoDelayListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// Binds a TCP listener.
+pub async fn bind_tcp(addr: SocketAddr) -> anyhow::Result<NoDelayListener> {
     tokio::net::TcpListener::bind(addr)
         .await
+        .map(NoDelayListener)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 

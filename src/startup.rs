@@ -8,7 +8,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::ServiceExt as _;
 use axum::body::Body;
-use axum::serve::ListenerExt;
 use secrecy::ExposeSecret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
@@ -20,8 +19,10 @@ use crate::cli::ServeArgs;
 use crate::configuration::KeySources;
 use crate::host_origin::HostOriginGuard;
 use crate::keys::KeySet;
-use crate::listen::{self, ListenAddr, SocketFile};
+use crate::listen::{self, ListenAddr, Peer, SocketFile};
 use crate::routes::{self, McpOptions, RouteConfig, SessionLimits};
+use crate::telemetry::mcp_span::McpTracing;
+use crate::telemetry::metrics::Metrics;
 use crate::url;
 
 /// A started server: its bound addresses and a handle to stop it (used by `main` and tests).
@@ -35,7 +36,8 @@ pub struct Server {
 }
 
 /// Binds everything and starts serving; errors are one line, for bad configuration.
-pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
+/// `exporting`: spans are exported, so MCP messages get their own spans.
+pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
     let sources = KeySources::resolve(&args.keys)?;
     let entries = sources.load()?;
     let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&entries)));
@@ -50,6 +52,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         max_sessions: args.max_sessions as usize,
         idle_timeout: args.session_idle_timeout,
     });
+    let metrics = Metrics::new();
     let router = routes::router(RouteConfig {
         base_path: args.listen.base_path.clone(),
         keys: keys.clone(),
@@ -57,7 +60,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         mcp: McpOptions {
             sessions,
             shutdown: shutdown.clone(),
+            tracing: exporting.then(|| McpTracing {
+                metrics: metrics.clone(),
+                tool_io: args.trace_tool_io,
+            }),
         },
+        metrics,
     });
     // Outermost: the key leaves the request before routing, logging or anything else.
     let app = tower::util::MapRequestLayer::new(auth::take_credentials::<Body>).layer(router);
@@ -78,7 +86,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
 
     let tcp_addrs = tcp
         .iter()
-        .map(|l| l.local_addr())
+        .map(axum::serve::Listener::local_addr)
         .collect::<std::io::Result<Vec<_>>>()?;
     announce_keys(
         &args,
@@ -109,13 +117,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let mut tasks = JoinSet::new();
     for (listener, local) in tcp.into_iter().zip(tcp_addrs.iter().copied()) {
         tracing::info!("listening on http://{local}");
-        // Without TCP_NODELAY every SSE response waits ~40 ms for a delayed ACK.
-        let listener = listener.tap_io(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let service = app.clone().into_make_service();
+        let service = app.clone().into_make_service_with_connect_info::<Peer>();
         tasks.spawn(
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -126,7 +128,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     for (listener, file) in unix {
         tracing::info!("listening on unix:{}", file.path.display());
         sockets.push(file);
-        let service = app.clone().into_make_service();
+        let service = app.clone().into_make_service_with_connect_info::<Peer>();
         tasks.spawn(
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error_response::json_error;
 use crate::server::Latchkey;
+use crate::telemetry::mcp_span::{McpTracing, trace_mcp};
 
 /// How often an idle SSE stream gets a comment, so proxies and clients keep it open.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -29,6 +30,8 @@ pub struct McpOptions {
     pub sessions: Option<SessionLimits>,
     /// Cancelled at shutdown: ends every stream and session.
     pub shutdown: CancellationToken,
+    /// A span per MCP message (when spans are exported).
+    pub tracing: Option<McpTracing>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +54,14 @@ fn rmcp_config(shutdown: &CancellationToken) -> StreamableHttpServerConfig {
 
 /// The method router for `{base}/mcp`.
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
+    let endpoint = rmcp_endpoint(options);
+    match &options.tracing {
+        Some(tracing) => endpoint.layer(middleware::from_fn_with_state(tracing.clone(), trace_mcp)),
+        None => endpoint,
+    }
+}
+
+fn rmcp_endpoint(options: &McpOptions) -> MethodRouter {
     match options.sessions {
         None => {
             let config = rmcp_config(&options.shutdown)

@@ -26,6 +26,8 @@ use crate::configuration::BasePath;
 use crate::error_response::json_error;
 use crate::host_origin::{self, HostOriginGuard};
 use crate::keys::KeySet;
+use crate::telemetry::access_log;
+use crate::telemetry::metrics::Metrics;
 
 pub use mcp::{McpOptions, SessionLimits};
 
@@ -35,6 +37,7 @@ pub struct RouteConfig {
     pub keys: Arc<ArcSwap<KeySet>>,
     pub guard: Arc<HostOriginGuard>,
     pub mcp: McpOptions,
+    pub metrics: Metrics,
 }
 
 /// `route` at the root and, when there is one, under the base path too.
@@ -77,7 +80,10 @@ pub fn router(config: RouteConfig) -> Router {
         health = health.route(&path, get(health::healthz));
     }
 
-    health.merge(guarded)
+    // Outermost of the route layers, so refusals (401, 403) are logged too.
+    health
+        .merge(guarded)
+        .layer(middleware::from_fn_with_state(config.metrics, access_log::access_log))
 }
 
 async fn not_found() -> Response {

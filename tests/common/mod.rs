@@ -168,7 +168,8 @@ impl App {
             let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
             let listening: Vec<&str> = text
                 .lines()
-                .filter_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim()))
+                // Text or JSON lines: the address runs to the next space or quote.
+                .filter_map(|l| l.split_once("listening on ").map(|(_, a)| a.split(['"', ' ']).next().unwrap_or("")))
                 .filter(|a| a.starts_with("http://") || a.starts_with("unix:"))
                 .collect();
             if listening.len() >= expected {

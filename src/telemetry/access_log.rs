@@ -1,0 +1,129 @@
+//! The HTTP server span and the access log: one line per request, never with a key.
+//!
+//! By the time a request gets here, `auth::take_credentials` has removed the key and left
+//! [`RecordedQuery`], the original query with every sensitive value replaced.
+
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::KeyValue;
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::auth::AuthMethod;
+use crate::listen::Peer;
+use crate::telemetry::metrics::Metrics;
+
+/// The request's query as it may be recorded (sensitive values replaced).
+#[derive(Clone, Debug)]
+pub struct RecordedQuery(pub String);
+
+/// The client's address: the TCP peer, or on the Unix socket (where only the local proxy
+/// can connect) the address the proxy appended last to `X-Forwarded-For`.
+fn client_address(request: &Request) -> Option<String> {
+    match request.extensions().get::<ConnectInfo<Peer>>()?.0 {
+        Peer::Tcp(addr) => Some(addr.ip().to_string()),
+        Peer::Unix => request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()),
+    }
+}
+
+fn transport(request: &Request) -> &'static str {
+    match request.extensions().get::<ConnectInfo<Peer>>() {
+        Some(ConnectInfo(Peer::Unix)) => "unix",
+        _ => "tcp",
+    }
+}
+
+/// Middleware: wraps the request in the HTTP server span, then writes the access log line
+/// and records `http.server.request.duration`.
+pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let query = request.extensions().get::<RecordedQuery>().map(|q| q.0.clone());
+    let client = client_address(&request);
+    let transport = transport(&request);
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+
+    let name = match &route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_string(),
+    };
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %name,
+        otel.kind = "server",
+        http.request.method = %method,
+        url.path = %path,
+        url.query = Empty,
+        http.route = Empty,
+        client.address = Empty,
+        user_agent.original = Empty,
+        network.transport = transport,
+        network.protocol.name = "http",
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+    );
+    if let Some(query) = &query {
+        span.record("url.query", query.as_str());
+    }
+    if let Some(route) = &route {
+        span.record("http.route", route.as_str());
+    }
+    if let Some(client) = &client {
+        span.record("client.address", client.as_str());
+    }
+    if let Some(user_agent) = &user_agent {
+        span.record("user_agent.original", user_agent.as_str());
+    }
+
+    let response = next.run(request).instrument(span.clone()).await;
+
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    let elapsed = start.elapsed();
+    let auth = response
+        .extensions()
+        .get::<AuthMethod>()
+        .map_or("none", |m| m.as_str());
+    tracing::info!(
+        target: "latchkey::access",
+        parent: None,
+        method = %method,
+        path = %path,
+        query = query.as_deref(),
+        status = status.as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        client = client.as_deref(),
+        user_agent = user_agent.as_deref(),
+        auth,
+        "{method} {path} {}",
+        status.as_u16()
+    );
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.to_string()),
+        KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+        KeyValue::new("network.transport", transport),
+    ];
+    if let Some(route) = route {
+        attributes.push(KeyValue::new("http.route", route));
+    }
+    metrics.http_request.record(elapsed.as_secs_f64(), &attributes);
+    response
+}

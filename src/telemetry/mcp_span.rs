@@ -1,0 +1,461 @@
+//! One SERVER span per MCP message, on the OpenTelemetry MCP semantic conventions:
+//! `tools/call hello` with `mcp.method.name`, `gen_ai.tool.name`, `jsonrpc.request.id`,
+//! `mcp.session.id`, `mcp.protocol.version`, and `error.type` on failure.
+//!
+//! The middleware reads the JSON-RPC message before rmcp does, and watches the response body
+//! as it streams out (JSON or SSE) for the matching result or error; the span ends when the
+//! body does. Installed only when spans are exported: with no exporter it costs nothing.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::Frame;
+use opentelemetry::KeyValue;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::error_response::json_error;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::redact;
+
+/// Requests larger than rmcp accepts are refused here too, before being buffered.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Response bytes kept to find the result in; a larger result is passed on unread.
+const MAX_SCAN_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct McpTracing {
+    pub metrics: Metrics,
+    /// `--trace-tool-io`: record arguments and results (redacted) on the span.
+    pub tool_io: bool,
+}
+
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    method: Option<String>,
+    id: Option<serde_json::Value>,
+    #[serde(borrow)]
+    params: Option<Params<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Params<'a> {
+    name: Option<String>,
+    #[serde(rename = "protocolVersion")]
+    protocol_version: Option<String>,
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
+    #[serde(rename = "_meta")]
+    meta: Option<HashMap<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+struct Outgoing<'a> {
+    id: Option<serde_json::Value>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    error: Option<RpcError>,
+}
+
+#[derive(Deserialize)]
+struct RpcError {
+    code: i64,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ToolResult {
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+}
+
+fn id_string(id: &serde_json::Value) -> Option<String> {
+    match id {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Middleware for the MCP endpoint.
+pub async fn trace_mcp(State(tracing_cfg): State<McpTracing>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "The MCP message is larger than 4 MiB, or its body could not be read.",
+            );
+        }
+    };
+    let Ok(message) = serde_json::from_slice::<Incoming>(&bytes) else {
+        // Not one JSON-RPC message: rmcp answers it; there is nothing to name a span after.
+        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    };
+    let Some(method) = message.method.clone() else {
+        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    };
+
+    let params = message.params.as_ref();
+    let target = match method.as_str() {
+        "tools/call" | "prompts/get" => params.and_then(|p| p.name.clone()),
+        _ => None,
+    };
+    let name = match &target {
+        Some(target) => format!("{method} {target}"),
+        None => method.clone(),
+    };
+    let span = tracing::info_span!(
+        "mcp",
+        otel.name = %name,
+        otel.kind = "server",
+        mcp.method.name = %method,
+        mcp.protocol.version = Empty,
+        mcp.session.id = Empty,
+        jsonrpc.request.id = Empty,
+        jsonrpc.protocol.version = "2.0",
+        gen_ai.tool.name = Empty,
+        gen_ai.prompt.name = Empty,
+        gen_ai.operation.name = Empty,
+        "error.type" = Empty,
+        rpc.response.status_code = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        latchkey.request.bytes = bytes.len(),
+        latchkey.arguments.bytes = Empty,
+        latchkey.result.bytes = Empty,
+        gen_ai.tool.call.arguments = Empty,
+        gen_ai.tool.call.result = Empty,
+    );
+    let request_id = message.id.as_ref().and_then(id_string);
+    if let Some(id) = &request_id {
+        span.record("jsonrpc.request.id", id.as_str());
+    }
+    let protocol = header_str(&parts.headers, "mcp-protocol-version")
+        .map(str::to_owned)
+        .or_else(|| params.and_then(|p| p.protocol_version.clone()));
+    if let Some(protocol) = &protocol {
+        span.record("mcp.protocol.version", protocol.as_str());
+    }
+    if let Some(session) = header_str(&parts.headers, "mcp-session-id") {
+        span.record("mcp.session.id", session);
+    }
+    match method.as_str() {
+        "tools/call" => {
+            span.record("gen_ai.operation.name", "execute_tool");
+            if let Some(tool) = &target {
+                span.record("gen_ai.tool.name", tool.as_str());
+            }
+        }
+        "prompts/get" => {
+            if let Some(prompt) = &target {
+                span.record("gen_ai.prompt.name", prompt.as_str());
+            }
+        }
+        _ => {}
+    }
+    if let Some(arguments) = params.and_then(|p| p.arguments) {
+        span.record("latchkey.arguments.bytes", arguments.get().len());
+        if tracing_cfg.tool_io
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(arguments.get())
+        {
+            span.record("gen_ai.tool.call.arguments", redact::json(&value).to_string());
+        }
+    }
+    // A client that propagates context (`traceparent` in `params._meta`) becomes the parent;
+    // the HTTP request span, otherwise the parent, is linked.
+    if let Some(meta) = params.and_then(|p| p.meta.as_ref())
+        && let Some(traceparent) = meta.get("traceparent").and_then(|v| v.as_str())
+    {
+        let mut carrier = HashMap::new();
+        carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+        if let Some(tracestate) = meta.get("tracestate").and_then(|v| v.as_str()) {
+            carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+        }
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+        if opentelemetry::trace::TraceContextExt::span(&parent).span_context().is_valid() {
+            let http = Span::current().context();
+            let http = opentelemetry::trace::TraceContextExt::span(&http).span_context().clone();
+            let _ = span.set_parent(parent);
+            span.add_link(http);
+        }
+    }
+    drop(message);
+
+    let start = Instant::now();
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .instrument(span.clone())
+        .await;
+
+    if let Some(session) = header_str(response.headers(), "mcp-session-id") {
+        span.record("mcp.session.id", session);
+    }
+    let mut outcome = Outcome {
+        span,
+        start,
+        metrics: tracing_cfg.metrics,
+        method,
+        tool: target,
+        request_id,
+        tool_io: tracing_cfg.tool_io,
+        error_type: None,
+    };
+    let status = response.status();
+    if !status.is_success() {
+        outcome.fail(status.as_str().to_owned(), status.canonical_reason().unwrap_or(""));
+        return response;
+    }
+    let content_type = header_str(response.headers(), header::CONTENT_TYPE.as_str()).unwrap_or("");
+    let scan = if content_type.starts_with("application/json") {
+        Scan::Json(Vec::new())
+    } else if content_type.starts_with("text/event-stream") {
+        Scan::Sse(Vec::new())
+    } else {
+        // 202 Accepted for a notification: nothing more to learn.
+        outcome.finish();
+        return response;
+    };
+    let (parts, body) = response.into_parts();
+    let body = Watched {
+        inner: body,
+        scan,
+        outcome: Some(outcome),
+    };
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// What is known about one MCP message until its response has gone out.
+struct Outcome {
+    span: Span,
+    start: Instant,
+    metrics: Metrics,
+    method: String,
+    tool: Option<String>,
+    request_id: Option<String>,
+    tool_io: bool,
+    error_type: Option<String>,
+}
+
+impl Outcome {
+    fn fail(&mut self, error_type: String, description: &str) {
+        self.span.record("error.type", error_type.as_str());
+        self.span.record("otel.status_code", "ERROR");
+        self.span.record("otel.status_description", description);
+        self.error_type = Some(error_type);
+    }
+
+    /// Reads one JSON-RPC message of the response; true when it was the awaited answer.
+    fn observe(&mut self, json: &[u8]) -> bool {
+        let Ok(message) = serde_json::from_slice::<Outgoing>(json) else {
+            return false;
+        };
+        let matches = match (&message.id, &self.request_id) {
+            (Some(id), Some(expected)) => id_string(id).as_deref() == Some(expected.as_str()),
+            _ => false,
+        };
+        if !matches {
+            return false;
+        }
+        if let Some(error) = message.error {
+            self.span.record("rpc.response.status_code", error.code.to_string());
+            self.fail(error.code.to_string(), error.message.as_deref().unwrap_or(""));
+        } else if let Some(result) = message.result {
+            self.span.record("latchkey.result.bytes", result.get().len());
+            if self.method == "tools/call" {
+                let failed = serde_json::from_str::<ToolResult>(result.get())
+                    .is_ok_and(|r| r.is_error == Some(true));
+                if self.tool_io
+                    && let Ok(value) = serde_json::from_str::<serde_json::Value>(result.get())
+                {
+                    self.span.record("gen_ai.tool.call.result", redact::json(&value).to_string());
+                }
+                if failed {
+                    self.fail("tool_error".to_owned(), "the tool reported an error (isError)");
+                }
+            }
+        }
+        true
+    }
+
+    /// Records the duration metric; the span ends when the last handle to it is dropped.
+    fn finish(self) {
+        let mut attributes = vec![KeyValue::new("mcp.method.name", self.method.clone())];
+        if let Some(tool) = &self.tool {
+            attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
+        }
+        if let Some(error) = &self.error_type {
+            attributes.push(KeyValue::new("error.type", error.clone()));
+        }
+        self.metrics
+            .mcp_operation
+            .record(self.start.elapsed().as_secs_f64(), &attributes);
+    }
+}
+
+/// How the response body is read while it passes.
+enum Scan {
+    /// The whole body is one JSON-RPC message.
+    Json(Vec<u8>),
+    /// Server-sent events, each `data:` one JSON-RPC message; bytes of an incomplete event.
+    Sse(Vec<u8>),
+    /// Found, or gave up: pass the rest through untouched.
+    Done,
+}
+
+/// The response body, watched for the result as it streams out.
+struct Watched {
+    inner: Body,
+    scan: Scan,
+    outcome: Option<Outcome>,
+}
+
+impl Watched {
+    fn feed(&mut self, data: &Bytes) {
+        let Some(outcome) = self.outcome.as_mut() else {
+            return;
+        };
+        match &mut self.scan {
+            Scan::Json(buffer) => {
+                buffer.extend_from_slice(data);
+                if buffer.len() > MAX_SCAN_BYTES {
+                    self.scan = Scan::Done;
+                }
+            }
+            Scan::Sse(buffer) => {
+                buffer.extend_from_slice(data);
+                let mut found = false;
+                while let Some(end) = find_event_end(buffer) {
+                    let event: Vec<u8> = buffer.drain(..end).collect();
+                    let data = sse_data(&event);
+                    if !data.is_empty() && outcome.observe(&data) {
+                        found = true;
+                        break;
+                    }
+                }
+                if found || buffer.len() > MAX_SCAN_BYTES {
+                    self.scan = Scan::Done;
+                }
+            }
+            Scan::Done => {}
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some(mut outcome) = self.outcome.take() {
+            if let Scan::Json(buffer) = &self.scan {
+                outcome.observe(buffer);
+            }
+            self.scan = Scan::Done;
+            outcome.finish();
+        }
+    }
+}
+
+/// The index just past the blank line that ends the first complete SSE event, if any.
+fn find_event_end(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The `data:` lines of one SSE event, joined by newlines.
+fn sse_data(event: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for line in event.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
+        }
+    }
+    data
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.feed(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.end();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(outcome) = this.outcome.as_mut() {
+                    outcome.fail("_OTHER".to_owned(), "the response stream failed");
+                }
+                this.end();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // The client went away before the end: still record what is known.
+        self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_are_split_and_joined() {
+        let buffer = b": ping\n\nevent: message\ndata: {\"a\":\ndata: 1}\n\nrest";
+        let end = find_event_end(buffer).unwrap();
+        assert_eq!(&buffer[..end], b": ping\n\n");
+        let rest = &buffer[end..];
+        let end = find_event_end(rest).unwrap();
+        assert_eq!(sse_data(&rest[..end]), b"{\"a\":\n1}");
+        assert_eq!(find_event_end(b"data: x\r\n\r\n"), Some(11));
+        assert_eq!(find_event_end(b"data: x\n"), None);
+    }
+}

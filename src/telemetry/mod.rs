@@ -1,0 +1,102 @@
+//! Logs, traces and metrics.
+//!
+//! - `access_log`: the HTTP server span and one access log line per request;
+//! - `mcp_span`: one span per MCP message, on the OpenTelemetry MCP conventions;
+//! - `otlp`: OTLP export of spans and metrics, on when an `OTEL_EXPORTER_OTLP_*` endpoint is set;
+//! - `redact`: what is never recorded.
+
+pub mod access_log;
+pub mod mcp_span;
+pub mod metrics;
+pub mod otlp;
+pub mod redact;
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// The filter when `RUST_LOG` is unset: latchkey at info, rmcp's per-request chatter off.
+pub const DEFAULT_FILTER: &str = "info,rmcp=warn";
+
+/// How log lines look on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    pub fn detect() -> Self {
+        if std::io::stderr().is_terminal() {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        }
+    }
+}
+
+/// Keeps the exporters alive; [`Telemetry::shutdown`] flushes what is still buffered.
+pub struct Telemetry {
+    otlp: Option<otlp::Providers>,
+}
+
+impl Telemetry {
+    /// True when spans and metrics are exported.
+    pub fn exporting(&self) -> bool {
+        self.otlp.is_some()
+    }
+
+    pub fn shutdown(self) {
+        if let Some(otlp) = self.otlp {
+            otlp.shutdown();
+        }
+    }
+}
+
+fn filter() -> (EnvFilter, Option<String>) {
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new(DEFAULT_FILTER), Some(e.to_string())),
+        },
+        _ => (EnvFilter::new(DEFAULT_FILTER), None),
+    }
+}
+
+/// Installs logging (and OTLP export, when configured) for the whole process.
+pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
+    let format = format.unwrap_or_else(LogFormat::detect);
+    let (filter, problem) = filter();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).boxed(),
+    };
+    let otlp = otlp::Providers::from_env()?;
+    // The filter applies to the log lines only: spans for export are chosen by their level
+    // (info), so RUST_LOG=warn quiets stderr without blinding the traces.
+    let otel_layer = otlp.as_ref().map(|providers| {
+        providers
+            .tracing_layer()
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
+    if let Some(problem) = problem {
+        tracing::warn!("RUST_LOG is not a valid filter ({problem}); using {DEFAULT_FILTER:?}");
+    }
+    if let Some(otlp) = &otlp {
+        tracing::info!("exporting traces and metrics over OTLP to {}", otlp.describe());
+    }
+    Ok(Telemetry { otlp })
+}
