@@ -73,14 +73,18 @@ pub enum Peer {
     Unix,
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>> for Peer {
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>>
+    for Peer
+{
     fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> Self {
         Peer::Tcp(*stream.remote_addr())
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>>
-    for Peer
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
+    > for Peer
 {
     fn connect_info(_: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
         Peer::Unix

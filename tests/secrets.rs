@@ -6,45 +6,13 @@ mod common;
 
 use common::{App, KEY, Spawn, Via, call_hello, http, mcp_client, mcp_client_unix, mcp_post};
 
-/// Every form of `key` that would give it away.
-fn forms(key: &str) -> Vec<String> {
-    let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
-    let digest = {
-        use std::io::Write;
-        let mut child = std::process::Command::new(common::bin())
-            .args(["keygen", "--digest"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(key.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    let hex = digest.trim_start_matches("sha256:").to_owned();
-    assert_eq!(hex.len(), 64);
-    vec![
-        key.to_owned(),
-        encoded.clone(),
-        encoded.to_lowercase(),
-        key.replace('-', "%2D"),
-        digest,
-        hex,
-    ]
-}
-
 fn assert_no_secret(output: &[u8], key: &str) {
     let text = String::from_utf8_lossy(output);
     assert!(
         text.len() > 1000,
         "trace output is suspiciously small:\n{text}"
     );
-    for form in forms(key) {
+    for form in common::key_forms(key) {
         assert!(!text.contains(&form), "output holds {form:?}:\n{text}");
     }
 }

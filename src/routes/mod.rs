@@ -81,9 +81,10 @@ pub fn router(config: RouteConfig) -> Router {
     }
 
     // Outermost of the route layers, so refusals (401, 403) are logged too.
-    health
-        .merge(guarded)
-        .layer(middleware::from_fn_with_state(config.metrics, access_log::access_log))
+    health.merge(guarded).layer(middleware::from_fn_with_state(
+        config.metrics,
+        access_log::access_log,
+    ))
 }
 
 async fn not_found() -> Response {

@@ -49,8 +49,14 @@ pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: 
     let start = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let query = request.extensions().get::<RecordedQuery>().map(|q| q.0.clone());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let query = request
+        .extensions()
+        .get::<RecordedQuery>()
+        .map(|q| q.0.clone());
     let client = client_address(&request);
     let transport = transport(&request);
     let user_agent = request
@@ -113,8 +119,7 @@ pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: 
         client = client.as_deref(),
         user_agent = user_agent.as_deref(),
         auth,
-        "{method} {path} {}",
-        status.as_u16()
+        "request"
     );
     let mut attributes = vec![
         KeyValue::new("http.request.method", method.to_string()),
@@ -124,6 +129,8 @@ pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: 
     if let Some(route) = route {
         attributes.push(KeyValue::new("http.route", route));
     }
-    metrics.http_request.record(elapsed.as_secs_f64(), &attributes);
+    metrics
+        .http_request
+        .record(elapsed.as_secs_f64(), &attributes);
     response
 }

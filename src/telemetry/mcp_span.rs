@@ -92,7 +92,11 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Middleware for the MCP endpoint.
-pub async fn trace_mcp(State(tracing_cfg): State<McpTracing>, request: Request, next: Next) -> Response {
+pub async fn trace_mcp(
+    State(tracing_cfg): State<McpTracing>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -109,10 +113,14 @@ pub async fn trace_mcp(State(tracing_cfg): State<McpTracing>, request: Request, 
     };
     let Ok(message) = serde_json::from_slice::<Incoming>(&bytes) else {
         // Not one JSON-RPC message: rmcp answers it; there is nothing to name a span after.
-        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
     };
     let Some(method) = message.method.clone() else {
-        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
     };
 
     let params = message.params.as_ref();
@@ -178,7 +186,10 @@ pub async fn trace_mcp(State(tracing_cfg): State<McpTracing>, request: Request, 
         if tracing_cfg.tool_io
             && let Ok(value) = serde_json::from_str::<serde_json::Value>(arguments.get())
         {
-            span.record("gen_ai.tool.call.arguments", redact::json(&value).to_string());
+            span.record(
+                "gen_ai.tool.call.arguments",
+                redact::json(&value).to_string(),
+            );
         }
     }
     // A client that propagates context (`traceparent` in `params._meta`) becomes the parent;
@@ -192,9 +203,14 @@ pub async fn trace_mcp(State(tracing_cfg): State<McpTracing>, request: Request, 
             carrier.insert("tracestate".to_owned(), tracestate.to_owned());
         }
         let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-        if opentelemetry::trace::TraceContextExt::span(&parent).span_context().is_valid() {
+        if opentelemetry::trace::TraceContextExt::span(&parent)
+            .span_context()
+            .is_valid()
+        {
             let http = Span::current().context();
-            let http = opentelemetry::trace::TraceContextExt::span(&http).span_context().clone();
+            let http = opentelemetry::trace::TraceContextExt::span(&http)
+                .span_context()
+                .clone();
             let _ = span.set_parent(parent);
             span.add_link(http);
         }
@@ -222,7 +238,10 @@ pub async fn trace_mcp(State(tracing_cfg): State<McpTracing>, request: Request, 
     };
     let status = response.status();
     if !status.is_success() {
-        outcome.fail(status.as_str().to_owned(), status.canonical_reason().unwrap_or(""));
+        outcome.fail(
+            status.as_str().to_owned(),
+            status.canonical_reason().unwrap_or(""),
+        );
         return response;
     }
     let content_type = header_str(response.headers(), header::CONTENT_TYPE.as_str()).unwrap_or("");
@@ -277,20 +296,29 @@ impl Outcome {
             return false;
         }
         if let Some(error) = message.error {
-            self.span.record("rpc.response.status_code", error.code.to_string());
-            self.fail(error.code.to_string(), error.message.as_deref().unwrap_or(""));
+            self.span
+                .record("rpc.response.status_code", error.code.to_string());
+            self.fail(
+                error.code.to_string(),
+                error.message.as_deref().unwrap_or(""),
+            );
         } else if let Some(result) = message.result {
-            self.span.record("latchkey.result.bytes", result.get().len());
+            self.span
+                .record("latchkey.result.bytes", result.get().len());
             if self.method == "tools/call" {
                 let failed = serde_json::from_str::<ToolResult>(result.get())
                     .is_ok_and(|r| r.is_error == Some(true));
                 if self.tool_io
                     && let Ok(value) = serde_json::from_str::<serde_json::Value>(result.get())
                 {
-                    self.span.record("gen_ai.tool.call.result", redact::json(&value).to_string());
+                    self.span
+                        .record("gen_ai.tool.call.result", redact::json(&value).to_string());
                 }
                 if failed {
-                    self.fail("tool_error".to_owned(), "the tool reported an error (isError)");
+                    self.fail(
+                        "tool_error".to_owned(),
+                        "the tool reported an error (isError)",
+                    );
                 }
             }
         }
@@ -374,7 +402,10 @@ impl Watched {
 /// The index just past the blank line that ends the first complete SSE event, if any.
 fn find_event_end(buffer: &[u8]) -> Option<usize> {
     let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -457,5 +488,165 @@ mod tests {
         assert_eq!(sse_data(&rest[..end]), b"{\"a\":\n1}");
         assert_eq!(find_event_end(b"data: x\r\n\r\n"), Some(11));
         assert_eq!(find_event_end(b"data: x\n"), None);
+    }
+}
+
+/// The middleware against stand-in handlers, with spans kept in memory.
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::post;
+    use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use tower::ServiceExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn attr(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    /// Runs one POST through `trace_mcp` in front of a handler answering `answer`.
+    async fn spans_for(
+        request: &str,
+        answer: &'static str,
+        content_type: &'static str,
+        tool_io: bool,
+    ) -> Vec<SpanData> {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = Router::new()
+            .route(
+                "/mcp",
+                post(move || async move { ([(header::CONTENT_TYPE, content_type)], answer) }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                McpTracing {
+                    metrics: Metrics::new(),
+                    tool_io,
+                },
+                trace_mcp,
+            ));
+        let response = app
+            .oneshot(
+                axum::http::Request::post("/mcp")
+                    .header("mcp-protocol-version", "2025-06-18")
+                    .header("mcp-session-id", "s-1")
+                    .body(Body::from(request.to_owned()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(body, answer.as_bytes(), "the body passes through unchanged");
+        provider.force_flush().unwrap();
+        exporter.get_finished_spans().unwrap()
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"hello","arguments":{"name":"Ada","password":"hunter2"}}}"#;
+
+    #[tokio::test]
+    async fn tools_call_span_follows_the_conventions() {
+        let spans = spans_for(CALL, r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"Hello Ada!"}],"isError":false}}"#, "application/json", false).await;
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.name, "tools/call hello");
+        assert_eq!(span.span_kind, SpanKind::Server);
+        assert_eq!(attr(span, "mcp.method.name").as_deref(), Some("tools/call"));
+        assert_eq!(attr(span, "gen_ai.tool.name").as_deref(), Some("hello"));
+        assert_eq!(
+            attr(span, "gen_ai.operation.name").as_deref(),
+            Some("execute_tool")
+        );
+        assert_eq!(attr(span, "jsonrpc.request.id").as_deref(), Some("7"));
+        assert_eq!(
+            attr(span, "mcp.protocol.version").as_deref(),
+            Some("2025-06-18")
+        );
+        assert_eq!(attr(span, "mcp.session.id").as_deref(), Some("s-1"));
+        assert_eq!(
+            attr(span, "latchkey.arguments.bytes").as_deref(),
+            Some("35")
+        );
+        assert!(attr(span, "latchkey.result.bytes").is_some());
+        assert_eq!(attr(span, "error.type"), None);
+        assert_eq!(span.status, Status::Unset);
+        // Without --trace-tool-io, neither arguments nor results are recorded.
+        assert_eq!(attr(span, "gen_ai.tool.call.arguments"), None);
+        assert_eq!(attr(span, "gen_ai.tool.call.result"), None);
+    }
+
+    #[tokio::test]
+    async fn tool_errors_and_rpc_errors_mark_the_span() {
+        let spans = spans_for(
+            CALL,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}"#,
+            "application/json",
+            false,
+        )
+        .await;
+        assert_eq!(attr(&spans[0], "error.type").as_deref(), Some("tool_error"));
+        assert!(matches!(spans[0].status, Status::Error { .. }));
+
+        let sse = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32602,\"message\":\"tool not found\"}}\n\n";
+        let spans = spans_for(CALL, sse, "text/event-stream", false).await;
+        assert_eq!(attr(&spans[0], "error.type").as_deref(), Some("-32602"));
+        assert_eq!(
+            attr(&spans[0], "rpc.response.status_code").as_deref(),
+            Some("-32602")
+        );
+        assert_eq!(spans[0].status, Status::error("tool not found"));
+    }
+
+    #[tokio::test]
+    async fn tool_io_is_recorded_redacted_when_asked() {
+        let spans = spans_for(
+            CALL,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"token":"t0k"}}"#,
+            "application/json",
+            true,
+        )
+        .await;
+        let arguments = attr(&spans[0], "gen_ai.tool.call.arguments").unwrap();
+        assert!(
+            arguments.contains("Ada") && arguments.contains("REDACTED"),
+            "{arguments}"
+        );
+        assert!(!arguments.contains("hunter2"), "{arguments}");
+        let result = attr(&spans[0], "gen_ai.tool.call.result").unwrap();
+        assert!(!result.contains("t0k"), "{result}");
+    }
+
+    #[tokio::test]
+    async fn traceparent_in_meta_becomes_the_parent() {
+        let call = r#"{"jsonrpc":"2.0","id":"a","method":"tools/list","params":{"_meta":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}}"#;
+        let spans = spans_for(
+            call,
+            r#"{"jsonrpc":"2.0","id":"a","result":{"tools":[]}}"#,
+            "application/json",
+            false,
+        )
+        .await;
+        let span = &spans[0];
+        assert_eq!(span.name, "tools/list");
+        assert_eq!(
+            span.span_context.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(span.parent_span_id.to_string(), "b7ad6b7169203331");
+        assert_eq!(attr(span, "jsonrpc.request.id").as_deref(), Some("a"));
     }
 }

@@ -17,14 +17,20 @@ impl Metrics {
             mcp_operation: meter
                 .f64_histogram("mcp.server.operation.duration")
                 .with_unit("s")
-                .with_description("Duration of MCP requests and notifications handled by the server")
-                .with_boundaries(vec![0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0])
+                .with_description(
+                    "Duration of MCP requests and notifications handled by the server",
+                )
+                .with_boundaries(vec![
+                    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ])
                 .build(),
             http_request: meter
                 .f64_histogram("http.server.request.duration")
                 .with_unit("s")
                 .with_description("Duration of HTTP server requests")
-                .with_boundaries(vec![0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0])
+                .with_boundaries(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                ])
                 .build(),
         }
     }

@@ -77,7 +77,12 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
         .with_ansi(std::io::stderr().is_terminal());
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .boxed(),
     };
     let otlp = otlp::Providers::from_env()?;
     // The filter applies to the log lines only: spans for export are chosen by their level
@@ -96,7 +101,10 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
         tracing::warn!("RUST_LOG is not a valid filter ({problem}); using {DEFAULT_FILTER:?}");
     }
     if let Some(otlp) = &otlp {
-        tracing::info!("exporting traces and metrics over OTLP to {}", otlp.describe());
+        tracing::info!(
+            "exporting traces and metrics over OTLP to {}",
+            otlp.describe()
+        );
     }
     Ok(Telemetry { otlp })
 }

@@ -29,7 +29,10 @@ fn protocol(signal: &str) -> anyhow::Result<Protocol> {
     let name = format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL");
     let (var, value) = match env(&name) {
         Some(value) => (name, value),
-        None => ("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(), env("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default()),
+        None => (
+            "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
+            env("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default(),
+        ),
     };
     match value.trim() {
         "" | "http/protobuf" => Ok(Protocol::HttpProtobuf),
@@ -42,10 +45,20 @@ fn protocol(signal: &str) -> anyhow::Result<Protocol> {
 fn resource() -> Resource {
     let builder = Resource::builder();
     let named = env("OTEL_SERVICE_NAME").is_some()
-        || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.split(',').any(|kv| kv.trim_start().starts_with("service.name=")));
-    let builder = if named { builder } else { builder.with_service_name("latchkey") };
+        || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| {
+            a.split(',')
+                .any(|kv| kv.trim_start().starts_with("service.name="))
+        });
+    let builder = if named {
+        builder
+    } else {
+        builder.with_service_name("latchkey")
+    };
     builder
-        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
         .build()
 }
 
@@ -58,8 +71,8 @@ pub struct Providers {
 impl Providers {
     /// `None` when no OTLP endpoint is configured.
     pub fn from_env() -> anyhow::Result<Option<Self>> {
-        let traces_endpoint =
-            env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let traces_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
         let Some(endpoint) = traces_endpoint else {
             return Ok(None);
         };
@@ -115,7 +128,9 @@ impl Providers {
         }))
     }
 
-    pub fn tracing_layer<S>(&self) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+    pub fn tracing_layer<S>(
+        &self,
+    ) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
     where
         S: tracing::Subscriber + for<'span> LookupSpan<'span>,
     {

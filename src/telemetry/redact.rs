@@ -2,22 +2,53 @@
 
 /// Query parameters whose values are replaced by `REDACTED` wherever a query is recorded.
 const SENSITIVE_PARAMS: &[&str] = &[
-    "api_key", "apikey", "api-key", "key", "token", "access_token", "refresh_token", "id_token",
-    "code", "password", "passwd", "secret", "client_secret", "auth", "authorization", "sig",
-    "signature", "x-amz-signature", "x-goog-signature", "awsaccesskeyid", "credential",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "code",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "auth",
+    "authorization",
+    "sig",
+    "signature",
+    "x-amz-signature",
+    "x-goog-signature",
+    "awsaccesskeyid",
+    "credential",
 ];
 
 /// Words that make a JSON object key sensitive (compared without case, `-` and `_`).
 const SENSITIVE_WORDS: &[&str] = &[
-    "password", "passwd", "passphrase", "secret", "token", "apikey", "key", "auth", "credential",
-    "cookie", "session", "private", "signature",
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "key",
+    "auth",
+    "credential",
+    "cookie",
+    "session",
+    "private",
+    "signature",
 ];
 
 pub const REDACTED: &str = "REDACTED";
 
 fn is_sensitive_param(name: &str) -> bool {
     let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-    SENSITIVE_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p))
+    SENSITIVE_PARAMS
+        .iter()
+        .any(|p| name.eq_ignore_ascii_case(p))
 }
 
 /// `query` with the value of every sensitive parameter replaced: `a=1&api_key=REDACTED`.
@@ -72,7 +103,10 @@ mod tests {
             query("a=1&api_key=s3cret&Token=x&api%5Fkey=y&code=z&keep=2&flag"),
             "a=1&api_key=REDACTED&Token=REDACTED&api%5Fkey=REDACTED&code=REDACTED&keep=2&flag"
         );
-        assert_eq!(query("password=p&access_token=t&key=k"), "password=REDACTED&access_token=REDACTED&key=REDACTED");
+        assert_eq!(
+            query("password=p&access_token=t&key=k"),
+            "password=REDACTED&access_token=REDACTED&key=REDACTED"
+        );
     }
 
     #[test]

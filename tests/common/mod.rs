@@ -169,7 +169,10 @@ impl App {
             let listening: Vec<&str> = text
                 .lines()
                 // Text or JSON lines: the address runs to the next space or quote.
-                .filter_map(|l| l.split_once("listening on ").map(|(_, a)| a.split(['"', ' ']).next().unwrap_or("")))
+                .filter_map(|l| {
+                    l.split_once("listening on ")
+                        .map(|(_, a)| a.split(['"', ' ']).next().unwrap_or(""))
+                })
                 .filter(|a| a.starts_with("http://") || a.starts_with("unix:"))
                 .collect();
             if listening.len() >= expected {
@@ -257,6 +260,38 @@ impl Drop for App {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every form of `key` that would give it away.
+pub fn key_forms(key: &str) -> Vec<String> {
+    let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+    let digest = {
+        use std::io::Write;
+        let mut child = std::process::Command::new(bin())
+            .args(["keygen", "--digest"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(key.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let hex = digest.trim_start_matches("sha256:").to_owned();
+    assert_eq!(hex.len(), 64);
+    vec![
+        key.to_owned(),
+        encoded.clone(),
+        encoded.to_lowercase(),
+        key.replace('-', "%2D"),
+        digest,
+        hex,
+    ]
 }
 
 /// A plain HTTP client (no proxy from the environment).

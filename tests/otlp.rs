@@ -1,0 +1,354 @@
+//! The exporter path users run: latchkey exports OTLP/HTTP (protobuf) to a real receiver,
+//! which decodes what arrives. Spans follow the MCP conventions, parent and link as they
+//! should, metrics arrive, and no key, encoded key or key digest is in any of it — nor in
+//! anything latchkey wrote at RUST_LOG=trace.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use common::{App, KEY, Spawn, Via, call_hello, http, mcp_client, mcp_client_unix, mcp_post, rpc};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+#[derive(Clone, Default)]
+struct Received {
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+}
+
+impl Received {
+    fn spans(&self) -> Vec<Span> {
+        self.traces
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.resource_spans.iter())
+            .flat_map(|r| r.scope_spans.iter())
+            .flat_map(|s| s.spans.iter().cloned())
+            .collect()
+    }
+
+    fn metric_names(&self) -> Vec<String> {
+        self.metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.resource_metrics.iter())
+            .flat_map(|r| r.scope_metrics.iter())
+            .flat_map(|s| s.metrics.iter().map(|m| m.name.clone()))
+            .collect()
+    }
+
+    /// Everything received, as text: names, attributes, events, links, resources.
+    fn dump(&self) -> String {
+        format!(
+            "{:?}\n{:?}",
+            self.traces.lock().unwrap(),
+            self.metrics.lock().unwrap()
+        )
+    }
+}
+
+/// A minimal OTLP/HTTP receiver on an ephemeral port.
+async fn receiver() -> (String, Received) {
+    async fn traces(State(r): State<Received>, body: Bytes) -> &'static str {
+        r.traces
+            .lock()
+            .unwrap()
+            .push(ExportTraceServiceRequest::decode(body).expect("valid OTLP traces"));
+        ""
+    }
+    async fn metrics(State(r): State<Received>, body: Bytes) -> &'static str {
+        r.metrics
+            .lock()
+            .unwrap()
+            .push(ExportMetricsServiceRequest::decode(body).expect("valid OTLP metrics"));
+        ""
+    }
+    let received = Received::default();
+    let app = axum::Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), received)
+}
+
+fn string_value(value: &Option<AnyValue>) -> String {
+    match value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn attr(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| string_value(&kv.value))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// Multi-threaded: the receiver must keep answering while the test blocks on the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
+    let (endpoint, received) = receiver().await;
+    let app = App::start(
+        Spawn::default()
+            .unix()
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "100")
+            .env("RUST_LOG", "trace"),
+    );
+    assert!(
+        app.output()
+            .contains("exporting traces and metrics over OTLP"),
+        "{}",
+        app.output()
+    );
+    let mcp = app.url("/mcp");
+
+    // A real client, each way of sending the key, over TCP and the Unix socket.
+    for how in [Via::Query, Via::Bearer, Via::Header] {
+        let client = mcp_client(&mcp, KEY, how).await;
+        common::exercise(&client).await;
+        client.cancel().await.unwrap();
+    }
+    let client = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Query).await;
+    common::exercise(&client).await;
+    client.cancel().await.unwrap();
+
+    // A call that propagates its trace context, one for a tool that does not exist, refused
+    // and malformed requests that carry the key.
+    let http = http();
+    let traced = rpc(
+        "tools/call",
+        serde_json::json!({
+            "name": "hello",
+            "arguments": {"name": "traced"},
+            "_meta": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+        }),
+    );
+    let response = mcp_post(&http, &format!("{mcp}?api_key={KEY}&x=1"), &traced)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.text().await.unwrap().contains("Hello traced!"));
+    let missing = rpc(
+        "tools/call",
+        serde_json::json!({"name": "nope", "arguments": {}}),
+    );
+    let _ = mcp_post(&http, &mcp, &missing)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await;
+    let _ = mcp_post(
+        &http,
+        &format!("{mcp}?api_key=wrong-{KEY}"),
+        &call_hello("x"),
+    )
+    .send()
+    .await
+    .unwrap();
+    let _ = http
+        .post(format!("{mcp}?api_key={KEY}"))
+        .body("{broken")
+        .send()
+        .await
+        .unwrap();
+    let _ = mcp_post(&http, &mcp, &call_hello("x"))
+        .header("x-api-key", KEY)
+        .header("origin", "https://evil.example")
+        .send()
+        .await;
+    // Apache on the Unix socket: the client address comes from X-Forwarded-For.
+    let socket = app.sockets[0].clone();
+    let forwarded = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(forwarded.starts_with("HTTP/1.1 200"), "{forwarded}");
+
+    // Shutdown flushes what is still buffered.
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut app = app;
+    assert!(app.wait().success(), "{}", app.output());
+
+    let spans = received.spans();
+    let named = |name: &str| {
+        spans
+            .iter()
+            .filter(|s| s.name == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let calls = named("tools/call hello");
+    let log: String = app
+        .output()
+        .lines()
+        .filter(|l| !l.contains("TRACE") && !l.contains("DEBUG"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        calls.len() >= 5,
+        "tools/call hello spans: {}\n{log}",
+        calls.len()
+    );
+    for call in &calls {
+        assert_eq!(call.kind, 2, "SERVER");
+        assert_eq!(
+            attr(&call.attributes, "mcp.method.name").as_deref(),
+            Some("tools/call")
+        );
+        assert_eq!(
+            attr(&call.attributes, "gen_ai.tool.name").as_deref(),
+            Some("hello")
+        );
+        assert_eq!(
+            attr(&call.attributes, "gen_ai.operation.name").as_deref(),
+            Some("execute_tool")
+        );
+        assert!(attr(&call.attributes, "jsonrpc.request.id").is_some());
+        assert!(attr(&call.attributes, "latchkey.arguments.bytes").is_some());
+    }
+    // Without a traceparent the MCP span is the HTTP span's child.
+    let http_spans = named("POST /mcp");
+    let child = calls
+        .iter()
+        .find(|c| c.links.is_empty())
+        .expect("an unpropagated call");
+    let parent = http_spans
+        .iter()
+        .find(|h| h.span_id == child.parent_span_id)
+        .expect("the HTTP span is the parent");
+    assert_eq!(parent.trace_id, child.trace_id);
+    assert_eq!(parent.kind, 2);
+    assert_eq!(
+        attr(&parent.attributes, "http.route").as_deref(),
+        Some("/mcp")
+    );
+    assert_eq!(
+        attr(&parent.attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(attr(&parent.attributes, "client.address").is_some());
+    // With one, the client's trace is the parent and the HTTP span is linked.
+    let traced = calls
+        .iter()
+        .find(|c| hex(&c.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736")
+        .unwrap_or_else(|| panic!("no span in the propagated trace:\n{}", received.dump()));
+    assert_eq!(hex(&traced.parent_span_id), "00f067aa0ba902b7");
+    let link = traced.links.first().expect("a link to the HTTP span");
+    let linked = http_spans
+        .iter()
+        .find(|h| h.span_id == link.span_id)
+        .expect("the linked HTTP span");
+    assert_eq!(
+        attr(&linked.attributes, "url.query").as_deref(),
+        Some("api_key=REDACTED&x=1")
+    );
+    // An unknown tool is an error with the JSON-RPC code.
+    let failed = named("tools/call nope");
+    assert_eq!(failed.len(), 1, "{}", received.dump());
+    assert!(
+        attr(&failed[0].attributes, "error.type").is_some_and(|e| e.starts_with('-')),
+        "{:?}",
+        failed[0]
+    );
+    assert_eq!(
+        failed[0].status.as_ref().map(|s| s.code),
+        Some(2),
+        "status ERROR"
+    );
+    // Other MCP methods and the Unix socket are there too.
+    assert!(
+        !named("initialize").is_empty() && !named("tools/list").is_empty(),
+        "{}",
+        received.dump()
+    );
+    let unix = named("GET /healthz");
+    assert!(
+        unix.iter().any(
+            |s| attr(&s.attributes, "network.transport").as_deref() == Some("unix")
+                && attr(&s.attributes, "client.address").as_deref() == Some("203.0.113.9")
+        ),
+        "{}",
+        received.dump()
+    );
+    let resource = received.traces.lock().unwrap()[0].resource_spans[0]
+        .resource
+        .clone();
+    let service = resource.and_then(|r| attr(&r.attributes, "service.name"));
+    assert_eq!(service.as_deref(), Some("latchkey"));
+
+    let metrics = received.metric_names();
+    assert!(
+        metrics.iter().any(|m| m == "mcp.server.operation.duration"),
+        "{metrics:?}"
+    );
+    assert!(
+        metrics.iter().any(|m| m == "http.server.request.duration"),
+        "{metrics:?}"
+    );
+
+    // Not one form of the key anywhere: spans, metrics, logs.
+    let dump = received.dump();
+    for form in common::key_forms(KEY) {
+        assert!(!dump.contains(&form), "the export holds {form:?}");
+        assert!(!app.output().contains(&form), "the output holds {form:?}");
+    }
+}
+
+#[tokio::test]
+async fn no_endpoint_means_no_exporter() {
+    let app = App::start(Spawn::default().env("RUST_LOG", "info"));
+    let response = mcp_post(&http(), &app.url("/mcp"), &call_hello("x"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!app.output().contains("OTLP"), "{}", app.output());
+}
+
+#[test]
+fn unsupported_otlp_protocol_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::command(dir.path())
+        .args(["serve", "--api-key", KEY, "--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported"),
+        "{stderr}"
+    );
+}
