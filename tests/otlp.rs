@@ -236,6 +236,10 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
         assert!(attr(&call.attributes, "jsonrpc.request.id").is_some());
         assert!(attr(&call.attributes, "latchkey.arguments.bytes").is_some());
     }
+    // Shown with --nocapture: what a tools/call span carries, as received.
+    for kv in &calls[0].attributes {
+        println!("{} = {}", kv.key, string_value(&kv.value));
+    }
     // Without a traceparent the MCP span is the HTTP span's child.
     let http_spans = named("POST /mcp");
     let child = calls

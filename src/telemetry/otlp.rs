@@ -134,7 +134,13 @@ impl Providers {
     where
         S: tracing::Subscriber + for<'span> LookupSpan<'span>,
     {
-        tracing_opentelemetry::layer().with_tracer(self.tracer.tracer("latchkey"))
+        // Only the attributes latchkey sets: no source locations, threads or busy/idle times.
+        tracing_opentelemetry::layer()
+            .with_tracer(self.tracer.tracer("latchkey"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false)
     }
 
     pub fn describe(&self) -> &str {
