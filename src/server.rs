@@ -1,22 +1,25 @@
 //! The MCP server handler: what latchkey answers to `initialize`, `tools/list` and
 //! `tools/call`. The tools themselves live in `tools/`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::{ServerHandler, tool_handler};
 
-/// One instance per session (stateful) or per request (stateless); cheap to make, since the
-/// tool router is built once and shared.
+/// One instance per session (stateful) or per request (stateless): cheap to make, since
+/// every instance shares one tool router (building it generates the tools' JSON schemas).
 #[derive(Clone)]
 pub struct Latchkey {
     tools: Arc<ToolRouter<Latchkey>>,
 }
 
+static TOOLS: LazyLock<Arc<ToolRouter<Latchkey>>> =
+    LazyLock::new(|| Arc::new(crate::tools::router()));
+
 impl Latchkey {
     pub fn new() -> Self {
         Self {
-            tools: Arc::new(crate::tools::router()),
+            tools: TOOLS.clone(),
         }
     }
 }

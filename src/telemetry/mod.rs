@@ -13,9 +13,13 @@ pub mod redact;
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// Where the HTTP and MCP spans are made.
+const SPAN_TARGETS: &str = "latchkey::telemetry";
 
 /// The filter when `RUST_LOG` is unset: latchkey at info, rmcp's per-request chatter off.
 pub const DEFAULT_FILTER: &str = "info,rmcp=warn";
@@ -40,9 +44,11 @@ impl LogFormat {
     }
 }
 
-/// Keeps the exporters alive; [`Telemetry::shutdown`] flushes what is still buffered.
+/// Keeps the exporters and the log writer alive; [`Telemetry::shutdown`] flushes what is
+/// still buffered.
 pub struct Telemetry {
     otlp: Option<otlp::Providers>,
+    _log_writer: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Telemetry {
@@ -72,8 +78,14 @@ fn filter() -> (EnvFilter, Option<String>) {
 pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
     let format = format.unwrap_or_else(LogFormat::detect);
     let (filter, problem) = filter();
+    // Lines are written by a background thread, so a request never waits on stderr; none is
+    // dropped (a full buffer makes the caller wait instead).
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("latchkey-log")
+        .finish(std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
@@ -85,15 +97,19 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
             .boxed(),
     };
     let otlp = otlp::Providers::from_env()?;
-    // The filter applies to the log lines only: spans for export are chosen by their level
-    // (info), so RUST_LOG=warn quiets stderr without blinding the traces.
+    // The request spans are for export only. Log lines never show them (the access log says
+    // it all), so with no exporter nobody wants them and they cost nothing.
+    let not_request_spans =
+        filter_fn(|meta| !(meta.is_span() && meta.target().starts_with(SPAN_TARGETS)));
+    // Exported: latchkey's own spans and events at info, whatever RUST_LOG says for stderr;
+    // never rmcp's, whose debug events hold tool arguments and results.
     let otel_layer = otlp.as_ref().map(|providers| {
-        providers
-            .tracing_layer()
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+        providers.tracing_layer().with_filter(filter_fn(|meta| {
+            meta.target().starts_with("latchkey") && *meta.level() <= tracing::Level::INFO
+        }))
     });
     tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+        .with(fmt.with_filter(filter.and(not_request_spans)))
         .with(otel_layer)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
@@ -106,5 +122,8 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
             otlp.describe()
         );
     }
-    Ok(Telemetry { otlp })
+    Ok(Telemetry {
+        otlp,
+        _log_writer: guard,
+    })
 }
