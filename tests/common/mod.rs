@@ -262,26 +262,30 @@ impl Drop for App {
     }
 }
 
+/// `latchkey keygen --digest` of `key`: its `sha256:<hex>` form.
+pub fn keygen_digest(key: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(["keygen", "--digest"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "keygen --digest failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// Every form of `key` that would give it away.
 pub fn key_forms(key: &str) -> Vec<String> {
     let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
-    let digest = {
-        use std::io::Write;
-        let mut child = std::process::Command::new(bin())
-            .args(["keygen", "--digest"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(key.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let digest = keygen_digest(key);
     let hex = digest.trim_start_matches("sha256:").to_owned();
     assert_eq!(hex.len(), 64);
     vec![
