@@ -126,25 +126,7 @@ async fn missing_wrong_and_malformed_keys_get_401() {
 
 #[tokio::test]
 async fn several_keys_and_sha256_digests() {
-    let digest = {
-        let out = std::process::Command::new(common::bin())
-            .args(["keygen", "--digest"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(OTHER_KEY.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let digest = common::keygen_digest(OTHER_KEY);
     assert!(
         digest.starts_with("sha256:") && digest.len() == 71,
         "{digest}"
