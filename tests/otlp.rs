@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::{App, KEY, Spawn, Via, call_hello, http, mcp_client, mcp_client_unix, mcp_post, rpc};
+use common::{App, KEY, Spawn, call_hello, http, mcp_post, rpc};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -125,14 +125,7 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
     let mcp = app.url("/mcp");
 
     // A real client, each way of sending the key, over TCP and the Unix socket.
-    for how in [Via::Query, Via::Bearer, Via::Header] {
-        let client = mcp_client(&mcp, KEY, how).await;
-        common::exercise(&client).await;
-        client.cancel().await.unwrap();
-    }
-    let client = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Query).await;
-    common::exercise(&client).await;
-    client.cancel().await.unwrap();
+    common::exercise_every_way(&app).await;
 
     // A call that propagates its trace context, one for a tool that does not exist, refused
     // and malformed requests that carry the key.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{App, KEY, Spawn, Via, call_hello, http, mcp_client, mcp_client_unix, mcp_post};
+use common::{App, KEY, Spawn, call_hello, http, mcp_post};
 
 fn assert_no_secret(output: &[u8], key: &str) {
     let text = String::from_utf8_lossy(output);
@@ -28,15 +28,8 @@ async fn no_key_reaches_any_output_at_trace_level() {
     let client = http();
     let mcp = app.url("/mcp");
 
-    // Good keys, each way, through a real MCP client (TCP and Unix socket).
-    for how in [Via::Query, Via::Bearer, Via::Header] {
-        let mcp_client = mcp_client(&mcp, KEY, how).await;
-        common::exercise(&mcp_client).await;
-        mcp_client.cancel().await.unwrap();
-    }
-    let unix = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Query).await;
-    common::exercise(&unix).await;
-    unix.cancel().await.unwrap();
+    // A real client, each way of sending the key, over TCP and the Unix socket.
+    common::exercise_every_way(&app).await;
 
     // Wrong, malformed and refused requests that carry the real or a wrong key.
     let encoded = KEY.replace('-', "%2D");

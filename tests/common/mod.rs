@@ -400,6 +400,19 @@ fn client_config(url: &str, key: &str, how: Via) -> (String, StreamableHttpClien
     }
 }
 
+/// A real client for each way of sending the key over TCP, and one over the Unix socket
+/// (the app's first), each exercised with [`exercise`].
+pub async fn exercise_every_way(app: &App) {
+    for how in [Via::Query, Via::Bearer, Via::Header] {
+        let client = mcp_client(&app.url("/mcp"), KEY, how).await;
+        exercise(&client).await;
+        client.cancel().await.unwrap();
+    }
+    let client = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Query).await;
+    exercise(&client).await;
+    client.cancel().await.unwrap();
+}
+
 /// Lists tools and calls `hello`, checking both answers.
 pub async fn exercise(client: &RunningService<RoleClient, ()>) {
     let info = client.peer_info().expect("server info after initialize");
