@@ -68,33 +68,21 @@ pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: 
         Some(route) => format!("{method} {route}"),
         None => method.to_string(),
     };
+    // Known values go in at creation: each later `record` costs a lookup in every layer.
     let span = tracing::info_span!(
         "http_request",
         otel.name = %name,
         otel.kind = "server",
         http.request.method = %method,
         url.path = %path,
-        url.query = Empty,
-        http.route = Empty,
-        client.address = Empty,
-        user_agent.original = Empty,
+        url.query = query.as_deref(),
+        http.route = route.as_deref(),
+        client.address = client.as_deref(),
+        user_agent.original = user_agent.as_deref(),
         network.transport = transport,
-        network.protocol.name = "http",
         http.response.status_code = Empty,
         otel.status_code = Empty,
     );
-    if let Some(query) = &query {
-        span.record("url.query", query.as_str());
-    }
-    if let Some(route) = &route {
-        span.record("http.route", route.as_str());
-    }
-    if let Some(client) = &client {
-        span.record("client.address", client.as_str());
-    }
-    if let Some(user_agent) = &user_agent {
-        span.record("user_agent.original", user_agent.as_str());
-    }
 
     let response = next.run(request).instrument(span.clone()).await;
 
@@ -103,13 +91,14 @@ pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: 
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
+    drop(span);
     let elapsed = start.elapsed();
     let auth = response
         .extensions()
         .get::<AuthMethod>()
         .map_or("none", |m| m.as_str());
     tracing::info!(
-        target: "latchkey::access",
+        target: super::ACCESS_LOG_TARGET,
         parent: None,
         method = %method,
         path = %path,

@@ -132,66 +132,39 @@ pub async fn trace_mcp(
         Some(target) => format!("{method} {target}"),
         None => method.clone(),
     };
+    let request_id = message.id.as_ref().and_then(id_string);
+    let protocol = header_str(&parts.headers, "mcp-protocol-version")
+        .map(str::to_owned)
+        .or_else(|| params.and_then(|p| p.protocol_version.clone()));
+    let session = header_str(&parts.headers, "mcp-session-id");
+    let had_session = session.is_some();
+    let is_call = method == "tools/call";
+    let arguments = params.and_then(|p| p.arguments);
+    let recorded_arguments = arguments
+        .filter(|_| tracing_cfg.tool_io)
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(a.get()).ok())
+        .map(|value| redact::json(&value).to_string());
+    // Known values go in at creation: each later `record` costs a lookup in every layer.
     let span = tracing::info_span!(
         "mcp",
         otel.name = %name,
         otel.kind = "server",
         mcp.method.name = %method,
-        mcp.protocol.version = Empty,
-        mcp.session.id = Empty,
-        jsonrpc.request.id = Empty,
-        jsonrpc.protocol.version = "2.0",
-        gen_ai.tool.name = Empty,
-        gen_ai.prompt.name = Empty,
-        gen_ai.operation.name = Empty,
+        mcp.protocol.version = protocol.as_deref(),
+        mcp.session.id = session,
+        jsonrpc.request.id = request_id.as_deref(),
+        gen_ai.tool.name = target.as_deref().filter(|_| is_call),
+        gen_ai.prompt.name = target.as_deref().filter(|_| method == "prompts/get"),
+        gen_ai.operation.name = is_call.then_some("execute_tool"),
+        latchkey.arguments.bytes = arguments.map(|a| a.get().len()),
+        gen_ai.tool.call.arguments = recorded_arguments.as_deref(),
         "error.type" = Empty,
         rpc.response.status_code = Empty,
         otel.status_code = Empty,
         otel.status_description = Empty,
-        latchkey.request.bytes = bytes.len(),
-        latchkey.arguments.bytes = Empty,
         latchkey.result.bytes = Empty,
-        gen_ai.tool.call.arguments = Empty,
         gen_ai.tool.call.result = Empty,
     );
-    let request_id = message.id.as_ref().and_then(id_string);
-    if let Some(id) = &request_id {
-        span.record("jsonrpc.request.id", id.as_str());
-    }
-    let protocol = header_str(&parts.headers, "mcp-protocol-version")
-        .map(str::to_owned)
-        .or_else(|| params.and_then(|p| p.protocol_version.clone()));
-    if let Some(protocol) = &protocol {
-        span.record("mcp.protocol.version", protocol.as_str());
-    }
-    if let Some(session) = header_str(&parts.headers, "mcp-session-id") {
-        span.record("mcp.session.id", session);
-    }
-    match method.as_str() {
-        "tools/call" => {
-            span.record("gen_ai.operation.name", "execute_tool");
-            if let Some(tool) = &target {
-                span.record("gen_ai.tool.name", tool.as_str());
-            }
-        }
-        "prompts/get" => {
-            if let Some(prompt) = &target {
-                span.record("gen_ai.prompt.name", prompt.as_str());
-            }
-        }
-        _ => {}
-    }
-    if let Some(arguments) = params.and_then(|p| p.arguments) {
-        span.record("latchkey.arguments.bytes", arguments.get().len());
-        if tracing_cfg.tool_io
-            && let Ok(value) = serde_json::from_str::<serde_json::Value>(arguments.get())
-        {
-            span.record(
-                "gen_ai.tool.call.arguments",
-                redact::json(&value).to_string(),
-            );
-        }
-    }
     // A client that propagates context (`traceparent` in `params._meta`) becomes the parent;
     // the HTTP request span, otherwise the parent, is linked.
     if let Some(meta) = params.and_then(|p| p.meta.as_ref())
@@ -223,7 +196,8 @@ pub async fn trace_mcp(
         .instrument(span.clone())
         .await;
 
-    if let Some(session) = header_str(response.headers(), "mcp-session-id") {
+    // `initialize` in session mode: the id comes with the answer.
+    if !had_session && let Some(session) = header_str(response.headers(), "mcp-session-id") {
         span.record("mcp.session.id", session);
     }
     let mut outcome = Outcome {

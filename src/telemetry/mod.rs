@@ -21,6 +21,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// Where the HTTP and MCP spans are made.
 const SPAN_TARGETS: &str = "latchkey::telemetry";
 
+/// The access log's lines: for stderr only (the HTTP span holds the same, as attributes).
+const ACCESS_LOG_TARGET: &str = "latchkey::access";
+
 /// The filter when `RUST_LOG` is unset: latchkey at info, rmcp's per-request chatter off.
 pub const DEFAULT_FILTER: &str = "info,rmcp=warn";
 
@@ -105,7 +108,9 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
     // never rmcp's, whose debug events hold tool arguments and results.
     let otel_layer = otlp.as_ref().map(|providers| {
         providers.tracing_layer().with_filter(filter_fn(|meta| {
-            meta.target().starts_with("latchkey") && *meta.level() <= tracing::Level::INFO
+            meta.target().starts_with("latchkey")
+                && meta.target() != ACCESS_LOG_TARGET
+                && *meta.level() <= tracing::Level::INFO
         }))
     });
     tracing_subscriber::registry()
