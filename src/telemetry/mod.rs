@@ -82,8 +82,10 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
     let format = format.unwrap_or_else(LogFormat::detect);
     let (filter, problem) = filter();
     // Lines are written by a background thread, so a request never waits on stderr; none is
-    // dropped (a full buffer makes the caller wait instead).
+    // dropped (a full buffer makes the caller wait instead). The buffer is allocated up front:
+    // 8192 lines keep it small (the default, 128k lines, costs about 4 MB of resident memory).
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(8192)
         .lossy(false)
         .thread_name("latchkey-log")
         .finish(std::io::stderr());
