@@ -349,3 +349,58 @@ fn unsupported_otlp_protocol_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: the same spans reach a gRPC collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_reaches_a_grpc_collector() {
+    let mut collector = fake_opentelemetry_collector::FakeCollectorServer::start()
+        .await
+        .unwrap();
+    let app = App::start(
+        Spawn::default()
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    );
+    assert!(
+        app.output().contains("(grpc; traces, metrics)"),
+        "{}",
+        app.output()
+    );
+    let response = mcp_post(
+        &http(),
+        &format!("{}?api_key={KEY}", app.url("/mcp")),
+        &call_hello("grpc"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(response.text().await.unwrap().contains("Hello grpc!"));
+    let spans = collector.exported_spans(2, common::PATIENCE).await;
+    let call = spans
+        .iter()
+        .find(|s| s.name == "tools/call hello")
+        .expect("the tools/call span over gRPC");
+    // The fake collector keeps attribute values in their Debug form.
+    let value = |span: &fake_opentelemetry_collector::ExportedSpan, key: &str| {
+        span.attributes.get(key).cloned().unwrap_or_default()
+    };
+    assert!(
+        value(call, "gen_ai.tool.name").contains("\"hello\""),
+        "{call:?}"
+    );
+    let http_span = spans
+        .iter()
+        .find(|s| s.name == "POST /mcp")
+        .expect("the HTTP span over gRPC");
+    assert!(
+        value(http_span, "url.query").contains("\"api_key=REDACTED\""),
+        "{http_span:?}"
+    );
+    for form in common::key_forms(KEY) {
+        assert!(
+            !format!("{spans:?}").contains(&form),
+            "the gRPC export holds {form:?}"
+        );
+    }
+}
