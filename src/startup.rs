@@ -25,10 +25,8 @@ use crate::telemetry::mcp_span::McpTracing;
 use crate::telemetry::metrics::Metrics;
 use crate::url;
 
-/// A started server: its bound addresses and a handle to stop it (used by `main` and tests).
+/// A started server: what it takes to stop it.
 pub struct Server {
-    /// The TCP addresses actually bound (port 0 resolved).
-    pub tcp_addrs: Vec<std::net::SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<std::io::Result<()>>,
     sockets: Vec<SocketFile>,
@@ -115,7 +113,7 @@ pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
 
     // "listening on" comes last: once every listener has said it, latchkey is ready.
     let mut tasks = JoinSet::new();
-    for (listener, local) in tcp.into_iter().zip(tcp_addrs.iter().copied()) {
+    for (listener, local) in tcp.into_iter().zip(tcp_addrs) {
         tracing::info!("listening on http://{local}");
         let service = app.clone().into_make_service_with_connect_info::<Peer>();
         tasks.spawn(
@@ -137,7 +135,6 @@ pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
     }
 
     Ok(Server {
-        tcp_addrs,
         shutdown,
         tasks,
         sockets,
