@@ -106,20 +106,23 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
     // it all), so with no exporter nobody wants them and they cost nothing.
     let not_request_spans =
         filter_fn(|meta| !(meta.is_span() && meta.target().starts_with(SPAN_TARGETS)));
+    let registry =
+        tracing_subscriber::registry().with(fmt.with_filter(filter.and(not_request_spans)));
     // Exported: latchkey's own spans and events at info, whatever RUST_LOG says for stderr;
-    // never rmcp's, whose debug events hold tool arguments and results.
-    let otel_layer = otlp.as_ref().map(|providers| {
-        providers.tracing_layer().with_filter(filter_fn(|meta| {
-            meta.target().starts_with("latchkey")
-                && meta.target() != ACCESS_LOG_TARGET
-                && *meta.level() <= tracing::Level::INFO
-        }))
-    });
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter.and(not_request_spans)))
-        .with(otel_layer)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
+    // never rmcp's, whose debug events hold tool arguments and results. Without an exporter
+    // there is no layer at all: an absent (`None`) layer would declare interest in every
+    // callsite and make every disabled debug event in rmcp cost its formatting.
+    let installed = match &otlp {
+        Some(providers) => registry
+            .with(providers.tracing_layer().with_filter(filter_fn(|meta| {
+                meta.target().starts_with("latchkey")
+                    && meta.target() != ACCESS_LOG_TARGET
+                    && *meta.level() <= tracing::Level::INFO
+            })))
+            .try_init(),
+        None => registry.try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
     if let Some(problem) = problem {
         tracing::warn!("RUST_LOG is not a valid filter ({problem}); using {DEFAULT_FILTER:?}");
     }
