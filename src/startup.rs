@@ -50,7 +50,7 @@ pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
         max_sessions: args.max_sessions as usize,
         idle_timeout: args.session_idle_timeout,
     });
-    let metrics = Metrics::new();
+    let metrics = exporting.then(Metrics::new);
     let router = routes::router(RouteConfig {
         base_path: args.listen.base_path.clone(),
         keys: keys.clone(),
@@ -58,8 +58,8 @@ pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
         mcp: McpOptions {
             sessions,
             shutdown: shutdown.clone(),
-            tracing: exporting.then(|| McpTracing {
-                metrics: metrics.clone(),
+            tracing: metrics.clone().map(|metrics| McpTracing {
+                metrics,
                 tool_io: args.trace_tool_io,
             }),
         },

@@ -37,7 +37,8 @@ pub struct RouteConfig {
     pub keys: Arc<ArcSwap<KeySet>>,
     pub guard: Arc<HostOriginGuard>,
     pub mcp: McpOptions,
-    pub metrics: Metrics,
+    /// Present when metrics are exported.
+    pub metrics: Option<Metrics>,
 }
 
 /// `route` at the root and, when there is one, under the base path too.

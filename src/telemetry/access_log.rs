@@ -45,7 +45,12 @@ fn transport(request: &Request) -> &'static str {
 
 /// Middleware: wraps the request in the HTTP server span, then writes the access log line
 /// and records `http.server.request.duration`.
-pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+/// `metrics` is `None` when nothing is exported: then no attributes are even built.
+pub async fn access_log(
+    State(metrics): State<Option<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -110,16 +115,18 @@ pub async fn access_log(State(metrics): State<Metrics>, request: Request, next: 
         auth,
         "request"
     );
-    let mut attributes = vec![
-        KeyValue::new("http.request.method", method.to_string()),
-        KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
-        KeyValue::new("network.transport", transport),
-    ];
-    if let Some(route) = route {
-        attributes.push(KeyValue::new("http.route", route));
+    if let Some(metrics) = metrics {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method.to_string()),
+            KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+            KeyValue::new("network.transport", transport),
+        ];
+        if let Some(route) = route {
+            attributes.push(KeyValue::new("http.route", route));
+        }
+        metrics
+            .http_request
+            .record(elapsed.as_secs_f64(), &attributes);
     }
-    metrics
-        .http_request
-        .record(elapsed.as_secs_f64(), &attributes);
     response
 }
