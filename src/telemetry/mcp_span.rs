@@ -216,6 +216,7 @@ pub async fn trace_mcp(
             status.as_str().to_owned(),
             status.canonical_reason().unwrap_or(""),
         );
+        outcome.finish();
         return response;
     }
     let content_type = header_str(response.headers(), header::CONTENT_TYPE.as_str()).unwrap_or("");
@@ -471,7 +472,9 @@ mod span_tests {
     use super::*;
     use axum::Router;
     use axum::routing::post;
+    use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use tower::ServiceExt;
     use tracing_subscriber::layer::SubscriberExt;
@@ -500,14 +503,25 @@ mod span_tests {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         let _guard = tracing::subscriber::set_default(subscriber);
+        let metric_exporter = InMemoryMetricExporter::default();
+        let meters = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(metric_exporter.clone()).build())
+            .build();
         let app = Router::new()
             .route(
                 "/mcp",
-                post(move || async move { ([(header::CONTENT_TYPE, content_type)], answer) }),
+                post(move || async move {
+                    let status = if answer.is_empty() {
+                        StatusCode::NOT_ACCEPTABLE
+                    } else {
+                        StatusCode::OK
+                    };
+                    (status, [(header::CONTENT_TYPE, content_type)], answer)
+                }),
             )
             .layer(axum::middleware::from_fn_with_state(
                 McpTracing {
-                    metrics: Metrics::new(),
+                    metrics: Metrics::from_meter(&meters.meter("test")),
                     tool_io,
                 },
                 trace_mcp,
@@ -527,6 +541,19 @@ mod span_tests {
             .unwrap();
         assert_eq!(body, answer.as_bytes(), "the body passes through unchanged");
         provider.force_flush().unwrap();
+        // Every message, answered or refused, is counted in the duration metric.
+        meters.force_flush().unwrap();
+        let recorded = metric_exporter.get_finished_metrics().unwrap();
+        let names: Vec<String> = recorded
+            .iter()
+            .flat_map(|r| r.scope_metrics())
+            .flat_map(|s| s.metrics())
+            .map(|m| m.name().to_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "mcp.server.operation.duration"),
+            "{names:?}"
+        );
         exporter.get_finished_spans().unwrap()
     }
 
@@ -583,6 +610,19 @@ mod span_tests {
             Some("-32602")
         );
         assert_eq!(spans[0].status, Status::error("tool not found"));
+    }
+
+    #[tokio::test]
+    async fn http_errors_mark_the_span() {
+        // An empty answer stands for rmcp refusing the request (406 here).
+        let spans = spans_for(CALL, "", "text/plain", false).await;
+        assert_eq!(
+            spans.len(),
+            1,
+            "the span ends although no JSON-RPC answer came"
+        );
+        assert_eq!(attr(&spans[0], "error.type").as_deref(), Some("406"));
+        assert!(matches!(spans[0].status, Status::Error { .. }));
     }
 
     #[tokio::test]

@@ -11,8 +11,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// On the global meter provider (set up by `otlp` when metrics are exported).
     pub fn new() -> Self {
-        let meter = opentelemetry::global::meter("latchkey");
+        Self::from_meter(&opentelemetry::global::meter("latchkey"))
+    }
+
+    pub fn from_meter(meter: &opentelemetry::metrics::Meter) -> Self {
         Self {
             mcp_operation: meter
                 .f64_histogram("mcp.server.operation.duration")
