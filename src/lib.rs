@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let telemetry = telemetry::init(args.log_format)?;
-            let served = match startup::start(args, telemetry.exporting()).await {
+            let served = match startup::start(args, telemetry.export()).await {
                 Ok(server) => server.run_until_signalled().await,
                 Err(e) => Err(e),
             };

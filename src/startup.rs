@@ -21,8 +21,8 @@ use crate::host_origin::HostOriginGuard;
 use crate::keys::KeySet;
 use crate::listen::{self, ListenAddr, Peer, SocketFile};
 use crate::routes::{self, McpOptions, RouteConfig, SessionLimits};
+use crate::telemetry::Export;
 use crate::telemetry::mcp_span::McpTracing;
-use crate::telemetry::metrics::Metrics;
 use crate::url;
 
 /// A started server: what it takes to stop it.
@@ -34,8 +34,8 @@ pub struct Server {
 }
 
 /// Binds everything and starts serving; errors are one line, for bad configuration.
-/// `exporting`: spans are exported, so MCP messages get their own spans.
-pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
+/// `export`: present when spans are exported, so requests and MCP messages get spans.
+pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Server> {
     let sources = KeySources::resolve(&args.keys)?;
     let entries = sources.load()?;
     let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&entries)));
@@ -50,7 +50,6 @@ pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
         max_sessions: args.max_sessions as usize,
         idle_timeout: args.session_idle_timeout,
     });
-    let metrics = exporting.then(Metrics::new);
     let router = routes::router(RouteConfig {
         base_path: args.listen.base_path.clone(),
         keys: keys.clone(),
@@ -58,12 +57,12 @@ pub async fn start(args: ServeArgs, exporting: bool) -> anyhow::Result<Server> {
         mcp: McpOptions {
             sessions,
             shutdown: shutdown.clone(),
-            tracing: metrics.clone().map(|metrics| McpTracing {
-                metrics,
+            tracing: export.clone().map(|export| McpTracing {
+                export,
                 tool_io: args.trace_tool_io,
             }),
         },
-        metrics,
+        export,
     });
     // Outermost: the key leaves the request before routing, logging or anything else.
     let app = tower::util::MapRequestLayer::new(auth::take_credentials::<Body>).layer(router);

@@ -26,8 +26,8 @@ use crate::configuration::BasePath;
 use crate::error_response::json_error;
 use crate::host_origin::{self, HostOriginGuard};
 use crate::keys::KeySet;
+use crate::telemetry::Export;
 use crate::telemetry::access_log;
-use crate::telemetry::metrics::Metrics;
 
 pub use mcp::{McpOptions, SessionLimits};
 
@@ -37,8 +37,8 @@ pub struct RouteConfig {
     pub keys: Arc<ArcSwap<KeySet>>,
     pub guard: Arc<HostOriginGuard>,
     pub mcp: McpOptions,
-    /// Present when metrics are exported.
-    pub metrics: Option<Metrics>,
+    /// Present when spans and metrics are exported.
+    pub export: Option<Export>,
 }
 
 /// `route` at the root and, when there is one, under the base path too.
@@ -83,7 +83,7 @@ pub fn router(config: RouteConfig) -> Router {
 
     // Outermost of the route layers, so refusals (401, 403) are logged too.
     health.merge(guarded).layer(middleware::from_fn_with_state(
-        config.metrics,
+        config.export,
         access_log::access_log,
     ))
 }

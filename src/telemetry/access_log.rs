@@ -10,12 +10,11 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::KeyValue;
-use tracing::Instrument;
-use tracing::field::Empty;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
 
 use crate::auth::AuthMethod;
 use crate::listen::Peer;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Export;
 
 /// The request's query as it may be recorded (sensitive values replaced).
 #[derive(Clone, Debug)]
@@ -43,12 +42,16 @@ fn transport(request: &Request) -> &'static str {
     }
 }
 
+/// The HTTP server span, for the MCP span to hang under (or link to).
+#[derive(Clone)]
+pub struct HttpSpan(pub opentelemetry::Context);
+
 /// Middleware: wraps the request in the HTTP server span, then writes the access log line
 /// and records `http.server.request.duration`.
-/// `metrics` is `None` when nothing is exported: then no attributes are even built.
+/// `export` is `None` when nothing is exported: then no span or attribute is even built.
 pub async fn access_log(
-    State(metrics): State<Option<Metrics>>,
-    request: Request,
+    State(export): State<Option<Export>>,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let start = Instant::now();
@@ -69,34 +72,52 @@ pub async fn access_log(
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
 
-    let name = match &route {
-        Some(route) => format!("{method} {route}"),
-        None => method.to_string(),
-    };
-    // Known values go in at creation: each later `record` costs a lookup in every layer.
-    let span = tracing::info_span!(
-        "http_request",
-        otel.name = %name,
-        otel.kind = "server",
-        http.request.method = %method,
-        url.path = %path,
-        url.query = query.as_deref(),
-        http.route = route.as_deref(),
-        client.address = client.as_deref(),
-        user_agent.original = user_agent.as_deref(),
-        network.transport = transport,
-        http.response.status_code = Empty,
-        otel.status_code = Empty,
-    );
+    let span = export.as_ref().map(|export| {
+        let name = match &route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_string(),
+        };
+        let mut attributes = Vec::with_capacity(9);
+        attributes.push(KeyValue::new("http.request.method", method.to_string()));
+        attributes.push(KeyValue::new("url.path", path.clone()));
+        attributes.push(KeyValue::new("network.transport", transport));
+        if let Some(query) = &query {
+            attributes.push(KeyValue::new("url.query", query.clone()));
+        }
+        if let Some(route) = &route {
+            attributes.push(KeyValue::new("http.route", route.clone()));
+        }
+        if let Some(client) = &client {
+            attributes.push(KeyValue::new("client.address", client.clone()));
+        }
+        if let Some(user_agent) = &user_agent {
+            attributes.push(KeyValue::new("user_agent.original", user_agent.clone()));
+        }
+        let span = export
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start(&export.tracer);
+        let cx = opentelemetry::Context::new().with_span(span);
+        request.extensions_mut().insert(HttpSpan(cx.clone()));
+        cx
+    });
 
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = next.run(request).await;
 
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    if let Some(cx) = span {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+        if status.is_server_error() {
+            span.set_status(Status::error(""));
+        }
+        span.end();
     }
-    drop(span);
     let elapsed = start.elapsed();
     let auth = response
         .extensions()
@@ -115,7 +136,7 @@ pub async fn access_log(
         auth,
         "request"
     );
-    if let Some(metrics) = metrics {
+    if let Some(export) = export {
         let mut attributes = vec![
             KeyValue::new("http.request.method", method.to_string()),
             KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
@@ -124,7 +145,8 @@ pub async fn access_log(
         if let Some(route) = route {
             attributes.push(KeyValue::new("http.route", route));
         }
-        metrics
+        export
+            .metrics
             .http_request
             .record(elapsed.as_secs_f64(), &attributes);
     }

@@ -18,15 +18,17 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Frame;
 use opentelemetry::KeyValue;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Link, Span as _, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::Span as SdkSpan;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tracing::field::Empty;
-use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error_response::json_error;
+use crate::telemetry::access_log::HttpSpan;
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::redact;
+use crate::telemetry::{Export, redact};
 
 /// Requests larger than rmcp accepts are refused here too, before being buffered.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -35,7 +37,7 @@ const MAX_SCAN_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct McpTracing {
-    pub metrics: Metrics,
+    pub export: Export,
     /// `--trace-tool-io`: record arguments and results (redacted) on the span.
     pub tool_io: bool,
 }
@@ -91,6 +93,18 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The context a client propagated in `params._meta` (W3C `traceparent`, `tracestate`).
+fn propagated_context(meta: &HashMap<String, serde_json::Value>) -> Option<opentelemetry::Context> {
+    let traceparent = meta.get("traceparent")?.as_str()?;
+    let mut carrier = HashMap::new();
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+    if let Some(tracestate) = meta.get("tracestate").and_then(|v| v.as_str()) {
+        carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+    }
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
 /// Middleware for the MCP endpoint.
 pub async fn trace_mcp(
     State(tracing_cfg): State<McpTracing>,
@@ -138,72 +152,81 @@ pub async fn trace_mcp(
         .or_else(|| params.and_then(|p| p.protocol_version.clone()));
     let session = header_str(&parts.headers, "mcp-session-id");
     let had_session = session.is_some();
-    let is_call = method == "tools/call";
     let arguments = params.and_then(|p| p.arguments);
     let recorded_arguments = arguments
         .filter(|_| tracing_cfg.tool_io)
         .and_then(|a| serde_json::from_str::<serde_json::Value>(a.get()).ok())
         .map(|value| redact::json(&value).to_string());
-    // Known values go in at creation: each later `record` costs a lookup in every layer.
-    let span = tracing::info_span!(
-        "mcp",
-        otel.name = %name,
-        otel.kind = "server",
-        mcp.method.name = %method,
-        mcp.protocol.version = protocol.as_deref(),
-        mcp.session.id = session,
-        jsonrpc.request.id = request_id.as_deref(),
-        gen_ai.tool.name = target.as_deref().filter(|_| is_call),
-        gen_ai.prompt.name = target.as_deref().filter(|_| method == "prompts/get"),
-        gen_ai.operation.name = is_call.then_some("execute_tool"),
-        latchkey.arguments.bytes = arguments.map(|a| a.get().len()),
-        gen_ai.tool.call.arguments = recorded_arguments.as_deref(),
-        "error.type" = Empty,
-        rpc.response.status_code = Empty,
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        latchkey.result.bytes = Empty,
-        gen_ai.tool.call.result = Empty,
-    );
-    // A client that propagates context (`traceparent` in `params._meta`) becomes the parent;
-    // the HTTP request span, otherwise the parent, is linked.
-    if let Some(meta) = params.and_then(|p| p.meta.as_ref())
-        && let Some(traceparent) = meta.get("traceparent").and_then(|v| v.as_str())
-    {
-        let mut carrier = HashMap::new();
-        carrier.insert("traceparent".to_owned(), traceparent.to_owned());
-        if let Some(tracestate) = meta.get("tracestate").and_then(|v| v.as_str()) {
-            carrier.insert("tracestate".to_owned(), tracestate.to_owned());
-        }
-        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-        if opentelemetry::trace::TraceContextExt::span(&parent)
-            .span_context()
-            .is_valid()
-        {
-            let http = Span::current().context();
-            let http = opentelemetry::trace::TraceContextExt::span(&http)
-                .span_context()
-                .clone();
-            let _ = span.set_parent(parent);
-            span.add_link(http);
+    let export = &tracing_cfg.export;
+    let mut attributes = Vec::with_capacity(10);
+    attributes.push(KeyValue::new("mcp.method.name", method.clone()));
+    if let Some(protocol) = protocol {
+        attributes.push(KeyValue::new("mcp.protocol.version", protocol));
+    }
+    if let Some(session) = session {
+        attributes.push(KeyValue::new("mcp.session.id", session.to_owned()));
+    }
+    if let Some(id) = &request_id {
+        attributes.push(KeyValue::new("jsonrpc.request.id", id.clone()));
+    }
+    if let Some(target) = &target {
+        match method.as_str() {
+            "tools/call" => {
+                attributes.push(KeyValue::new("gen_ai.tool.name", target.clone()));
+                attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+            }
+            _ => attributes.push(KeyValue::new("gen_ai.prompt.name", target.clone())),
         }
     }
+    if let Some(arguments) = arguments {
+        attributes.push(KeyValue::new(
+            "latchkey.arguments.bytes",
+            arguments.get().len() as i64,
+        ));
+    }
+    if let Some(recorded) = recorded_arguments {
+        attributes.push(KeyValue::new("gen_ai.tool.call.arguments", recorded));
+    }
+    let http = parts.extensions.get::<HttpSpan>().map(|s| s.0.clone());
+    // A client that propagates context (`traceparent` in `params._meta`) becomes the parent;
+    // the HTTP request span, otherwise the parent, is linked.
+    let propagated = params
+        .and_then(|p| p.meta.as_ref())
+        .and_then(propagated_context);
+    let builder = export
+        .tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes);
+    let span = match (propagated, &http) {
+        (Some(parent), http) => {
+            let links = http
+                .iter()
+                .map(|cx| Link::with_context(cx.span().span_context().clone()))
+                .collect();
+            builder
+                .with_links(links)
+                .start_with_context(&export.tracer, &parent)
+        }
+        (None, Some(http)) => builder.start_with_context(&export.tracer, http),
+        (None, None) => builder.start_with_context(&export.tracer, &opentelemetry::Context::new()),
+    };
     drop(message);
 
     let start = Instant::now();
+    let mut span = span;
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
-        .instrument(span.clone())
         .await;
 
     // `initialize` in session mode: the id comes with the answer.
     if !had_session && let Some(session) = header_str(response.headers(), "mcp-session-id") {
-        span.record("mcp.session.id", session);
+        span.set_attribute(KeyValue::new("mcp.session.id", session.to_owned()));
     }
     let mut outcome = Outcome {
         span,
         start,
-        metrics: tracing_cfg.metrics,
+        metrics: tracing_cfg.export.metrics,
         method,
         tool: target,
         request_id,
@@ -240,7 +263,7 @@ pub async fn trace_mcp(
 
 /// What is known about one MCP message until its response has gone out.
 struct Outcome {
-    span: Span,
+    span: SdkSpan,
     start: Instant,
     metrics: Metrics,
     method: String,
@@ -252,9 +275,9 @@ struct Outcome {
 
 impl Outcome {
     fn fail(&mut self, error_type: String, description: &str) {
-        self.span.record("error.type", error_type.as_str());
-        self.span.record("otel.status_code", "ERROR");
-        self.span.record("otel.status_description", description);
+        self.span
+            .set_attribute(KeyValue::new("error.type", error_type.clone()));
+        self.span.set_status(Status::error(description.to_owned()));
         self.error_type = Some(error_type);
     }
 
@@ -271,23 +294,29 @@ impl Outcome {
             return false;
         }
         if let Some(error) = message.error {
-            self.span
-                .record("rpc.response.status_code", error.code.to_string());
+            self.span.set_attribute(KeyValue::new(
+                "rpc.response.status_code",
+                error.code.to_string(),
+            ));
             self.fail(
                 error.code.to_string(),
                 error.message.as_deref().unwrap_or(""),
             );
         } else if let Some(result) = message.result {
-            self.span
-                .record("latchkey.result.bytes", result.get().len());
+            self.span.set_attribute(KeyValue::new(
+                "latchkey.result.bytes",
+                result.get().len() as i64,
+            ));
             if self.method == "tools/call" {
                 let failed = serde_json::from_str::<ToolResult>(result.get())
                     .is_ok_and(|r| r.is_error == Some(true));
                 if self.tool_io
                     && let Ok(value) = serde_json::from_str::<serde_json::Value>(result.get())
                 {
-                    self.span
-                        .record("gen_ai.tool.call.result", redact::json(&value).to_string());
+                    self.span.set_attribute(KeyValue::new(
+                        "gen_ai.tool.call.result",
+                        redact::json(&value).to_string(),
+                    ));
                 }
                 if failed {
                     self.fail(
@@ -300,8 +329,9 @@ impl Outcome {
         true
     }
 
-    /// Records the duration metric; the span ends when the last handle to it is dropped.
-    fn finish(self) {
+    /// Ends the span and records the duration metric.
+    fn finish(mut self) {
+        self.span.end();
         let mut attributes = vec![KeyValue::new("mcp.method.name", self.method.clone())];
         if let Some(tool) = &self.tool {
             attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
@@ -477,7 +507,6 @@ mod span_tests {
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use tower::ServiceExt;
-    use tracing_subscriber::layer::SubscriberExt;
 
     fn attr(span: &SpanData, key: &str) -> Option<String> {
         span.attributes
@@ -497,16 +526,14 @@ mod span_tests {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        let _guard = tracing::subscriber::set_default(subscriber);
         let metric_exporter = InMemoryMetricExporter::default();
         let meters = SdkMeterProvider::builder()
             .with_reader(PeriodicReader::builder(metric_exporter.clone()).build())
             .build();
+        let export = Export {
+            tracer: provider.tracer("test"),
+            metrics: Metrics::from_meter(&meters.meter("test")),
+        };
         let app = Router::new()
             .route(
                 "/mcp",
@@ -521,10 +548,14 @@ mod span_tests {
             )
             .layer(axum::middleware::from_fn_with_state(
                 McpTracing {
-                    metrics: Metrics::from_meter(&meters.meter("test")),
+                    export: export.clone(),
                     tool_io,
                 },
                 trace_mcp,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                Some(export),
+                crate::telemetry::access_log::access_log,
             ));
         let response = app
             .oneshot(
@@ -536,6 +567,7 @@ mod span_tests {
             )
             .await
             .unwrap();
+        let status = response.status().as_u16();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .unwrap();
@@ -554,7 +586,32 @@ mod span_tests {
             names.iter().any(|n| n == "mcp.server.operation.duration"),
             "{names:?}"
         );
-        exporter.get_finished_spans().unwrap()
+        let (http, mcp): (Vec<SpanData>, Vec<SpanData>) = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .partition(|s| s.name == "POST /mcp");
+        assert_eq!(http.len(), 1, "one HTTP span");
+        let http = &http[0];
+        assert_eq!(
+            attr(http, "http.response.status_code"),
+            Some(status.to_string())
+        );
+        // The MCP span hangs under the HTTP span, or is linked to it when the client
+        // propagated its own parent.
+        for span in &mcp {
+            let linked = span
+                .links
+                .iter()
+                .any(|l| l.span_context.span_id() == http.span_context.span_id());
+            let child = span.parent_span_id == http.span_context.span_id();
+            assert!(linked != child, "{span:?}");
+            assert_eq!(
+                child,
+                span.span_context.trace_id() == http.span_context.trace_id()
+            );
+        }
+        mcp
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"hello","arguments":{"name":"Ada","password":"hunter2"}}}"#;

@@ -13,15 +13,11 @@ pub mod redact;
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Where the HTTP and MCP spans are made.
-const SPAN_TARGETS: &str = "latchkey::telemetry";
-
-/// The access log's lines: for stderr only (the HTTP span holds the same, as attributes).
+/// The access log's lines (the HTTP span holds the same, as attributes).
 const ACCESS_LOG_TARGET: &str = "latchkey::access";
 
 /// The filter when `RUST_LOG` is unset: latchkey at info, rmcp's per-request chatter off.
@@ -47,6 +43,17 @@ impl LogFormat {
     }
 }
 
+/// What the request path needs to export: present only when OTLP export is on.
+///
+/// Spans are made with the OpenTelemetry API directly, not through `tracing`: they exist
+/// only to be exported, and a `tracing` bridge would cost every request a subscriber
+/// lookup on each poll of its future.
+#[derive(Clone, Debug)]
+pub struct Export {
+    pub tracer: opentelemetry_sdk::trace::SdkTracer,
+    pub metrics: metrics::Metrics,
+}
+
 /// Keeps the exporters and the log writer alive; [`Telemetry::shutdown`] flushes what is
 /// still buffered.
 pub struct Telemetry {
@@ -55,9 +62,12 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// True when spans and metrics are exported.
-    pub fn exporting(&self) -> bool {
-        self.otlp.is_some()
+    /// The tracer and instruments, when spans and metrics are exported.
+    pub fn export(&self) -> Option<Export> {
+        self.otlp.as_ref().map(|otlp| Export {
+            tracer: otlp.tracer(),
+            metrics: metrics::Metrics::new(),
+        })
     }
 
     pub fn shutdown(self) {
@@ -102,26 +112,9 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
             .boxed(),
     };
     let otlp = otlp::Providers::from_env()?;
-    // The request spans are for export only. Log lines never show them (the access log says
-    // it all), so with no exporter nobody wants them and they cost nothing.
-    let not_request_spans =
-        filter_fn(|meta| !(meta.is_span() && meta.target().starts_with(SPAN_TARGETS)));
-    let registry =
-        tracing_subscriber::registry().with(fmt.with_filter(filter.and(not_request_spans)));
-    // Exported: latchkey's own spans and events at info, whatever RUST_LOG says for stderr;
-    // never rmcp's, whose debug events hold tool arguments and results. Without an exporter
-    // there is no layer at all: an absent (`None`) layer would declare interest in every
-    // callsite and make every disabled debug event in rmcp cost its formatting.
-    let installed = match &otlp {
-        Some(providers) => registry
-            .with(providers.tracing_layer().with_filter(filter_fn(|meta| {
-                meta.target().starts_with("latchkey")
-                    && meta.target() != ACCESS_LOG_TARGET
-                    && *meta.level() <= tracing::Level::INFO
-            })))
-            .try_init(),
-        None => registry.try_init(),
-    };
+    let installed = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .try_init();
     installed.map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
     if let Some(problem) = problem {
         tracing::warn!("RUST_LOG is not a valid filter ({problem}); using {DEFAULT_FILTER:?}");

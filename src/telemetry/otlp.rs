@@ -10,9 +10,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::registry::LookupSpan;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -111,8 +109,6 @@ impl Providers {
         } else {
             None
         };
-        // `traceparent` in an MCP request's `_meta` is read with the W3C propagator.
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let protocol = match traces_protocol {
             Protocol::HttpProtobuf => "http/protobuf",
             Protocol::Grpc => "grpc",
@@ -128,19 +124,8 @@ impl Providers {
         }))
     }
 
-    pub fn tracing_layer<S>(
-        &self,
-    ) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
-    where
-        S: tracing::Subscriber + for<'span> LookupSpan<'span>,
-    {
-        // Only the attributes latchkey sets: no source locations, threads or busy/idle times.
-        tracing_opentelemetry::layer()
-            .with_tracer(self.tracer.tracer("latchkey"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_target(false)
+    pub fn tracer(&self) -> opentelemetry_sdk::trace::SdkTracer {
+        self.tracer.tracer("latchkey")
     }
 
     pub fn describe(&self) -> &str {
