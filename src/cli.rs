@@ -17,6 +17,7 @@ use crate::configuration::{BasePath, PublicUrl};
 use crate::host_origin::{HostPattern, OriginPattern};
 use crate::listen::{self, ListenAddr};
 use crate::telemetry::LogFormat;
+use crate::tls;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,7 +60,7 @@ pub fn with_default_command(args: impl IntoIterator<Item = OsString>) -> Vec<OsS
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve MCP over HTTP (what `latchkey` does with no command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a new random API key (256 bits, URL-safe), or the sha256: form of a key.
     Keygen(KeygenArgs),
     /// Exit 0 when latchkey's /healthz answers 200, else 1 with the reason (for Docker).
@@ -139,6 +140,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub public_url: PublicUrlArgs,
 
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// Permission bits of Unix sockets (octal). 0660 lets the socket's group connect.
     #[arg(long, env = "LATCHKEY_SOCKET_MODE", value_name = "MODE", default_value = "0660",
           value_parser = listen::parse_socket_mode)]
@@ -200,6 +204,94 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 }
 
+/// The domains ACME gets certificates for; also what `latchkey url` builds the URL from.
+#[derive(Debug, Args)]
+pub struct AcmeDomainArgs {
+    /// Domain to get a certificate for by ACME (repeatable, or comma-separated), e.g.
+    /// mcp.example.com. Turns ACME on; the domains are allowed as Host, and the connector URL
+    /// becomes https://<first domain>.
+    #[arg(long = "acme-domain", env = "LATCHKEY_ACME_DOMAIN", value_name = "DOMAIN",
+          value_delimiter = ',', value_parser = tls::parse_domain)]
+    pub acme_domains: Vec<String>,
+}
+
+/// HTTPS served by latchkey itself, with certificate files or ACME.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS on HOST:PORT (repeatable, or comma-separated), e.g. 0.0.0.0:443. Needs
+    /// --tls-cert and --tls-key, or --acme-domain.
+    #[arg(long = "tls-listen", env = "LATCHKEY_TLS_LISTEN", value_name = "ADDR",
+          value_delimiter = ',', value_parser = tls::parse_tcp_addr)]
+    pub tls_listen: Vec<std::net::SocketAddr>,
+
+    /// Serve plain HTTP on HOST:PORT (e.g. 0.0.0.0:80) that answers ACME HTTP-01 challenges
+    /// and redirects everything else to HTTPS (301, query string dropped).
+    #[arg(long = "redirect-listen", env = "LATCHKEY_REDIRECT_LISTEN", value_name = "ADDR",
+          value_delimiter = ',', value_parser = tls::parse_tcp_addr)]
+    pub redirect_listen: Vec<std::net::SocketAddr>,
+
+    /// Certificate chain (PEM, leaf first) for --tls-listen. Re-read when it changes and on
+    /// SIGHUP; a broken new file keeps the certificate in use.
+    #[arg(
+        long,
+        env = "LATCHKEY_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key",
+        conflicts_with = "acme_domains"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "LATCHKEY_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub acme: AcmeDomainArgs,
+
+    /// Contact for the ACME account, mailto:you@example.com (repeatable): Let's Encrypt
+    /// writes there about expiring certificates and policy changes.
+    #[arg(long = "acme-contact", env = "LATCHKEY_ACME_CONTACT", value_name = "MAILTO",
+          value_delimiter = ',', value_parser = tls::parse_contact)]
+    pub acme_contact: Vec<String>,
+
+    /// Directory that keeps the ACME account and certificates across restarts (required
+    /// with ACME; without it every start orders anew and soon hits rate limits).
+    #[arg(long, env = "LATCHKEY_ACME_CACHE", value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+
+    /// ACME server: letsencrypt (production), letsencrypt-staging (untrusted certificates,
+    /// generous rate limits: try it first), or a directory URL.
+    #[arg(long, env = "LATCHKEY_ACME_DIRECTORY", value_name = "DIRECTORY",
+          default_value = "letsencrypt", value_parser = tls::parse_directory)]
+    pub acme_directory: tls::Directory,
+
+    /// PEM file of CA certificates to trust for the ACME server (a private or test CA),
+    /// instead of the public web roots.
+    #[arg(long, env = "LATCHKEY_ACME_CA_ROOT", value_name = "PEM")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// How the ACME server checks that the domain is ours: tls-alpn-01 on the HTTPS port
+    /// (443), or http-01 on --redirect-listen (port 80).
+    #[arg(
+        long,
+        env = "LATCHKEY_ACME_CHALLENGE",
+        value_name = "CHALLENGE",
+        default_value = "tls-alpn-01"
+    )]
+    pub acme_challenge: tls::Challenge,
+
+    /// Send Strict-Transport-Security on HTTPS responses [default: on with ACME, off with
+    /// certificate files].
+    #[arg(long, env = "LATCHKEY_HSTS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub hsts: Option<bool>,
+}
+
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Read a key on stdin and print its sha256:<hex> form, to configure without the key.
@@ -241,6 +333,9 @@ pub struct UrlArgs {
 
     #[command(flatten)]
     pub public_url: PublicUrlArgs,
+
+    #[command(flatten)]
+    pub acme: AcmeDomainArgs,
 }
 
 /// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.

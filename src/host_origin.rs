@@ -197,8 +197,9 @@ impl HostOriginGuard {
         hosts: &[HostPattern],
         origins: &[OriginPattern],
         public_url: Option<&PublicUrl>,
+        domains: &[String],
     ) -> Self {
-        let hosts = if hosts.is_empty() {
+        let mut hosts = if hosts.is_empty() {
             DEFAULT_HOSTS
                 .iter()
                 .copied()
@@ -208,7 +209,7 @@ impl HostOriginGuard {
         } else {
             hosts.to_vec()
         };
-        let origins = if origins.is_empty() {
+        let mut origins = if origins.is_empty() {
             DEFAULT_ORIGINS
                 .iter()
                 .copied()
@@ -218,6 +219,15 @@ impl HostOriginGuard {
         } else {
             origins.to_vec()
         };
+        // Domains latchkey has certificates for are its own, whatever the lists say.
+        for domain in domains {
+            hosts.push(domain.parse().expect("ACME domains are host names"));
+            origins.push(
+                format!("https://{domain}")
+                    .parse()
+                    .expect("ACME domains make origins"),
+            );
+        }
         Self { hosts, origins }
     }
 
@@ -285,7 +295,7 @@ mod tests {
     #[test]
     fn defaults_allow_loopback_and_the_public_url() {
         let public: PublicUrl = "https://example.com/mcptest".parse().unwrap();
-        let guard = HostOriginGuard::new(&[], &[], Some(&public));
+        let guard = HostOriginGuard::new(&[], &[], Some(&public), &[]);
         assert!(check(&guard, Some("localhost"), None));
         assert!(check(&guard, Some("127.0.0.1:8080"), None));
         assert!(check(&guard, Some("[::1]:8080"), None));
@@ -334,7 +344,7 @@ mod tests {
             "http://localhost:*".parse().unwrap(),
             "null".parse().unwrap(),
         ];
-        let guard = HostOriginGuard::new(&hosts, &origins, None);
+        let guard = HostOriginGuard::new(&hosts, &origins, None, &[]);
         assert!(check(&guard, Some("mcp.example.org:8443"), None));
         assert!(!check(&guard, Some("mcp.example.org"), None));
         assert!(!check(&guard, Some("localhost"), None));
@@ -349,7 +359,7 @@ mod tests {
             Some("mcp.example.org:8443"),
             Some("https://chatgpt.com")
         ));
-        let any = HostOriginGuard::new(&[HostPattern::Any], &[OriginPattern::Any], None);
+        let any = HostOriginGuard::new(&[HostPattern::Any], &[OriginPattern::Any], None, &[]);
         assert!(check(
             &any,
             Some("anything.test"),

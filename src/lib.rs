@@ -17,6 +17,7 @@ pub mod routes;
 pub mod server;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod tools;
 pub mod url;
 
@@ -27,7 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let telemetry = telemetry::init(args.log_format)?;
-            let served = match startup::start(args, telemetry.export()).await {
+            let served = match startup::start(*args, telemetry.export()).await {
                 Ok(server) => server.run_until_signalled().await,
                 Err(e) => Err(e),
             };

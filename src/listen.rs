@@ -116,6 +116,13 @@ pub fn parse_group(s: &str) -> Result<Gid, String> {
 /// waits ~40 ms for the peer's delayed ACK (rmcp writes an event in several small writes).
 pub struct NoDelayListener(tokio::net::TcpListener);
 
+impl NoDelayListener {
+    /// The bound socket, for a listener that sets NODELAY itself (TLS).
+    pub fn into_inner(self) -> tokio::net::TcpListener {
+        self.0
+    }
+}
+
 impl axum::serve::Listener for NoDelayListener {
     type Io = tokio::net::TcpStream;
     type Addr = SocketAddr;

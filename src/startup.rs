@@ -8,11 +8,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::ServiceExt as _;
 use axum::body::Body;
+use axum::http::{HeaderValue, header};
 use secrecy::ExposeSecret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth;
 use crate::cli::ServeArgs;
@@ -22,8 +24,14 @@ use crate::keys::KeySet;
 use crate::listen::{self, ListenAddr, Peer, SocketFile};
 use crate::routes::{self, McpOptions, RouteConfig, SessionLimits};
 use crate::telemetry::Export;
+use crate::telemetry::access_log;
 use crate::telemetry::mcp_span::McpTracing;
+use crate::tls::Tls;
+use crate::tls::listener::TlsListener;
 use crate::url;
+
+/// Browsers remember for a year to come back over HTTPS only.
+const HSTS: &str = "max-age=31536000";
 
 /// A started server: what it takes to stop it.
 pub struct Server {
@@ -41,10 +49,12 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&entries)));
 
     let shutdown = CancellationToken::new();
+    let tls = Tls::setup(&args.tls, &shutdown)?;
     let guard = HostOriginGuard::new(
         &args.allowed_hosts,
         &args.allowed_origins,
         args.public_url.public_url.as_ref(),
+        &args.tls.acme.acme_domains,
     );
     let sessions = args.sessions.then_some(SessionLimits {
         max_sessions: args.max_sessions as usize,
@@ -81,6 +91,22 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         }
     }
 
+    let mut https = Vec::new();
+    let mut redirects = Vec::new();
+    if let Some(tls) = &tls {
+        for addr in &args.tls.tls_listen {
+            let listener = listen::bind_tcp(*addr).await?.into_inner();
+            https.push(TlsListener::new(
+                listener,
+                tls.config.clone(),
+                tls.challenge.clone(),
+            )?);
+        }
+        for addr in &args.tls.redirect_listen {
+            redirects.push(listen::bind_tcp(*addr).await?);
+        }
+    }
+
     let tcp_addrs = tcp
         .iter()
         .map(axum::serve::Listener::local_addr)
@@ -91,6 +117,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         keys.load().len(),
         tcp_addrs.first().copied(),
     );
+
     spawn_key_reloader(sources, keys, shutdown.clone())?;
 
     let exposed = tcp_addrs.iter().any(|a| !a.ip().is_loopback());
@@ -120,6 +147,44 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
         );
+    }
+    if let Some(tls) = &tls {
+        let hsts = tls.hsts;
+        let app = SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            move |_: &axum::response::Response| hsts.then(|| HeaderValue::from_static(HSTS)),
+        )
+        .layer(app.clone());
+        // The port HTTPS is really on (`:0` binds one of the kernel's choosing).
+        let mut https_port = 443;
+        for (i, listener) in https.into_iter().enumerate() {
+            let local = axum::serve::Listener::local_addr(&listener)?;
+            if i == 0 {
+                https_port = local.port();
+            }
+            tracing::info!("listening on https://{local}");
+            let service = app.clone().into_make_service_with_connect_info::<Peer>();
+            tasks.spawn(
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future(),
+            );
+        }
+        let redirect = routes::redirect::router(https_port, tls.http01.clone()).layer(
+            axum::middleware::from_fn_with_state(None::<Export>, access_log::access_log),
+        );
+        for listener in redirects {
+            let local = axum::serve::Listener::local_addr(&listener)?;
+            tracing::info!("listening on http://{local} (redirects to HTTPS)");
+            let service = redirect
+                .clone()
+                .into_make_service_with_connect_info::<Peer>();
+            tasks.spawn(
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future(),
+            );
+        }
     }
     let mut sockets = Vec::new();
     for (listener, file) in unix {
@@ -161,12 +226,12 @@ fn announce_keys(
     };
     tracing::info!("no API key configured: {verb} key in {file}");
     if std::io::stderr().is_terminal() {
-        match url::connector_url(
-            args.public_url.public_url.as_ref(),
+        let reach = url::Reach {
+            public_url: args.public_url.public_url.as_ref(),
+            domain: args.tls.acme.acme_domains.first().map(String::as_str),
             first_tcp,
-            &args.listen.base_path,
-            sources,
-        ) {
+        };
+        match url::connector_url(reach, &args.listen.base_path, sources) {
             Ok(url) => eprintln!(
                 "\n  Connector URL (paste into ChatGPT): {}\n",
                 url.expose_secret()

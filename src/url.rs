@@ -16,16 +16,23 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'_')
     .remove(b'~');
 
-/// The address of latchkey's base path: `--public-url`, else the first TCP listener.
-pub fn base_url(
-    public_url: Option<&PublicUrl>,
-    first_tcp: Option<SocketAddr>,
-    base_path: &BasePath,
-) -> anyhow::Result<String> {
-    match (public_url, first_tcp) {
-        (Some(url), _) => Ok(url.as_str().to_owned()),
-        (None, Some(addr)) => Ok(format!("{}{base_path}", ListenAddr::local_http_base(addr))),
-        (None, None) => anyhow::bail!(
+/// Where clients reach latchkey, as far as the configuration says.
+#[derive(Clone, Copy, Debug)]
+pub struct Reach<'a> {
+    pub public_url: Option<&'a PublicUrl>,
+    /// The first ACME domain: latchkey answers HTTPS for it on 443.
+    pub domain: Option<&'a str>,
+    pub first_tcp: Option<SocketAddr>,
+}
+
+/// The address of latchkey's base path: `--public-url`, else `https://` and the first ACME
+/// domain, else the first TCP listener.
+pub fn base_url(reach: Reach<'_>, base_path: &BasePath) -> anyhow::Result<String> {
+    match (reach.public_url, reach.domain, reach.first_tcp) {
+        (Some(url), _, _) => Ok(url.as_str().to_owned()),
+        (None, Some(domain), _) => Ok(format!("https://{domain}{base_path}")),
+        (None, None, Some(addr)) => Ok(format!("{}{base_path}", ListenAddr::local_http_base(addr))),
+        (None, None, None) => anyhow::bail!(
             "latchkey listens on Unix sockets only: set --public-url to the address clients use"
         ),
     }
@@ -33,12 +40,11 @@ pub fn base_url(
 
 /// `<base>/mcp?api_key=<key>` with the first plain key configured.
 pub fn connector_url(
-    public_url: Option<&PublicUrl>,
-    first_tcp: Option<SocketAddr>,
+    reach: Reach<'_>,
     base_path: &BasePath,
     sources: &KeySources,
 ) -> anyhow::Result<SecretString> {
-    let base = base_url(public_url, first_tcp, base_path)?;
+    let base = base_url(reach, base_path)?;
     let key = sources
         .load()?
         .into_iter()

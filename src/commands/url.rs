@@ -12,12 +12,12 @@ pub fn run(args: UrlArgs) -> anyhow::Result<()> {
         ListenAddr::Tcp(addr) => Some(*addr),
         ListenAddr::Unix(_) => None,
     });
-    let url = crate::url::connector_url(
-        args.public_url.public_url.as_ref(),
+    let reach = crate::url::Reach {
+        public_url: args.public_url.public_url.as_ref(),
+        domain: args.acme.acme_domains.first().map(String::as_str),
         first_tcp,
-        &args.listen.base_path,
-        &sources,
-    )?;
+    };
+    let url = crate::url::connector_url(reach, &args.listen.base_path, &sources)?;
     println!("{}", url.expose_secret());
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 pub mod health;
 pub mod mcp;
+pub mod redirect;
 pub mod well_known;
 
 use std::sync::Arc;

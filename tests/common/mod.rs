@@ -36,6 +36,10 @@ pub struct App {
     pub tcp: Vec<String>,
     /// Each Unix socket path, in order.
     pub sockets: Vec<PathBuf>,
+    /// `https://127.0.0.1:PORT` of each --tls-listen, in order.
+    pub https: Vec<String>,
+    /// `http://127.0.0.1:PORT` of each --redirect-listen, in order.
+    pub redirects: Vec<String>,
 }
 
 /// What to start latchkey with.
@@ -137,15 +141,19 @@ impl App {
         let mut cmd = command(dir.path());
         cmd.arg("serve");
         let has_listen = spawn.args.iter().any(|a| a == "--listen");
-        let mut expected = spawn.args.iter().filter(|a| *a == "--listen").count();
+        let mut expected = spawn
+            .args
+            .iter()
+            .filter(|a| ["--listen", "--tls-listen", "--redirect-listen"].contains(&a.as_str()))
+            .count();
         if !has_listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
-            expected = 1;
+            expected += 1;
             if spawn.unix {
                 let socket = dir.path().join("latchkey.sock");
                 cmd.arg("--listen")
                     .arg(format!("unix:{}", socket.display()));
-                expected = 2;
+                expected += 1;
             }
         }
         if !spawn.no_default_key {
@@ -166,19 +174,31 @@ impl App {
         let start = Instant::now();
         loop {
             let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+            let mut redirects = Vec::new();
             let listening: Vec<&str> = text
                 .lines()
                 // Text or JSON lines: the address runs to the next space or quote.
                 .filter_map(|l| {
-                    l.split_once("listening on ")
-                        .map(|(_, a)| a.split(['"', ' ']).next().unwrap_or(""))
+                    let address = l
+                        .split_once("listening on ")
+                        .map(|(_, a)| a.split(['"', ' ']).next().unwrap_or(""))?;
+                    if l.contains("(redirects to HTTPS)") {
+                        redirects.push(address.to_owned());
+                        return None;
+                    }
+                    Some(address)
                 })
-                .filter(|a| a.starts_with("http://") || a.starts_with("unix:"))
+                .filter(|a| a.starts_with("http") || a.starts_with("unix:"))
                 .collect();
-            if listening.len() >= expected {
+            if listening.len() + redirects.len() >= expected {
                 let tcp = listening
                     .iter()
                     .filter(|a| a.starts_with("http://"))
+                    .map(|a| a.to_string())
+                    .collect();
+                let https = listening
+                    .iter()
+                    .filter(|a| a.starts_with("https://"))
                     .map(|a| a.to_string())
                     .collect();
                 let sockets = listening
@@ -192,6 +212,8 @@ impl App {
                     dir,
                     tcp,
                     sockets,
+                    https,
+                    redirects,
                 });
             }
             if let Some(status) = child.try_wait().unwrap() {
@@ -356,6 +378,20 @@ pub async fn mcp_client(url: &str, key: &str, how: Via) -> RunningService<RoleCl
     ().serve(transport)
         .await
         .expect("the MCP client initializes")
+}
+
+/// A real rmcp client over a given HTTP client (e.g. one that trusts a test CA).
+pub async fn mcp_client_with(
+    http: reqwest::Client,
+    url: &str,
+    key: &str,
+    how: Via,
+) -> RunningService<RoleClient, ()> {
+    let (_, config) = client_config(url, key, how);
+    let transport = StreamableHttpClientTransport::with_client(http, config);
+    ().serve(transport)
+        .await
+        .expect("the MCP client initializes over HTTPS")
 }
 
 /// A real rmcp client over a Unix socket.

@@ -1,0 +1,112 @@
+//! The HTTPS listener: TCP accepted and shaken hands with off the accept path, so a slow or
+//! silent client never holds up the next one. TLS-ALPN-01 validation connections are
+//! answered here and closed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct TlsListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        challenge: Option<Arc<ServerConfig>>,
+    ) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (sender, ready) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    // The server stopped listening (shutdown): close the socket now.
+                    _ = sender.closed() => return,
+                };
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!("accepting a TLS connection on {local}: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let config = config.clone();
+                let challenge = challenge.clone();
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    let shake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, config, challenge));
+                    match shake.await {
+                        Ok(Ok(Some(tls))) => {
+                            let _ = sender.send((tls, peer)).await;
+                        }
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { local, ready })
+    }
+}
+
+/// `None` for an ACME validation connection, which ends with the handshake.
+async fn handshake(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    challenge: Option<Arc<ServerConfig>>,
+) -> io::Result<Option<TlsStream<TcpStream>>> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    if let Some(challenge) = challenge
+        && rustls_acme::is_tls_alpn_challenge(&start.client_hello())
+    {
+        tracing::info!("ACME: answering a TLS-ALPN-01 validation");
+        let mut tls = start.into_stream(challenge).await?;
+        tls.shutdown().await?;
+        return Ok(None);
+    }
+    start.into_stream(config).await.map(Some)
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(ready) => ready,
+            // The accept task only ends once the listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for crate::listen::Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        crate::listen::Peer::Tcp(*stream.remote_addr())
+    }
+}
