@@ -67,6 +67,44 @@ fn prepare_cache(dir: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot write to the ACME cache {}: {e}", dir.display()))
 }
 
+/// What to tell someone whose ACME just failed.
+struct Hints {
+    directory: String,
+    cache: String,
+    reach: &'static str,
+    domains: String,
+}
+
+impl Hints {
+    fn for_error(&self, error: &str) -> String {
+        let Hints {
+            directory,
+            cache,
+            reach,
+            domains,
+        } = self;
+        if error.starts_with("cert cache") || error.starts_with("account cache") {
+            format!("check that the ACME cache {cache} is writable and intact")
+        } else if error.contains("InvalidCertificate") || error.contains("UnknownIssuer") {
+            format!(
+                "the TLS certificate of {directory} is not trusted: for a private or test CA, \
+                 give its root with --acme-ca-root"
+            )
+        } else if error.contains("ConnectError") || error.contains("dns error") {
+            format!(
+                "cannot reach the ACME directory {directory}: check the URL and that this \
+                 machine can make outbound HTTPS connections"
+            )
+        } else {
+            format!(
+                "check that the DNS A/AAAA records of {domains} point to this machine, that \
+                 {reach}, and Let's Encrypt's rate limits (try --acme-directory \
+                 letsencrypt-staging first)"
+            )
+        }
+    }
+}
+
 /// Starts ACME in the background; errors here are bad configuration.
 pub fn start(args: &TlsArgs, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let domains = &args.acme.acme_domains;
@@ -102,9 +140,15 @@ pub fn start(args: &TlsArgs, shutdown: CancellationToken) -> anyhow::Result<Star
         },
         cache.display()
     );
-    let hint = match args.acme_challenge {
+    let reach = match args.acme_challenge {
         Challenge::TlsAlpn01 => "port 443 reaches latchkey's --tls-listen from the internet",
         Challenge::Http01 => "port 80 reaches latchkey's --redirect-listen from the internet",
+    };
+    let hints = Hints {
+        directory: directory.clone(),
+        cache: cache.display().to_string(),
+        reach,
+        domains: domains.join(", "),
     };
     let domains = domains.join(", ");
     tokio::spawn(async move {
@@ -137,11 +181,10 @@ pub fn start(args: &TlsArgs, shutdown: CancellationToken) -> anyhow::Result<Star
                 Some(Err(e)) => {
                     let wait = 1u64 << failures.min(16);
                     failures += 1;
+                    let e = e.to_string();
                     tracing::error!(
-                        "ACME: {e} — check that the DNS A/AAAA records of {domains} point to \
-                         this machine, that {hint}, and Let's Encrypt's rate limits (try \
-                         --acme-directory letsencrypt-staging first); retrying in {wait}s, \
-                         any certificate in service stays"
+                        "ACME: {e} — {}; retrying in {wait}s, any certificate in service stays",
+                        hints.for_error(&e)
                     );
                 }
             }
