@@ -300,6 +300,19 @@ fn url_command() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("http://127.0.0.1:9000/x/mcp?api_key={KEY}")
     );
+    // With ACME, latchkey answers https://<first domain> on 443.
+    let out = url(&[
+        "--api-key",
+        KEY,
+        "--acme-domain",
+        "mcp.example.com,b.example.com",
+        "--base-path",
+        "/x",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("https://mcp.example.com/x/mcp?api_key={KEY}")
+    );
     let out = url(&["--api-key", KEY, "--listen", "unix:/run/x.sock"]);
     fails_with(out, "set --public-url");
     let digest = format!("sha256:{}", "a".repeat(64));
