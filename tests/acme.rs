@@ -195,12 +195,19 @@ impl Pebble {
     }
 }
 
-impl Drop for Pebble {
-    fn drop(&mut self) {
+impl Pebble {
+    /// Takes the ACME server away.
+    fn stop(&mut self) {
         for process in &mut self.processes {
             let _ = process.kill();
             let _ = process.wait();
         }
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -284,7 +291,7 @@ async fn http_01_through_the_redirect_listener() {
 async fn renewal_happens_while_calls_keep_succeeding() {
     let port = free_port();
     // 20-second certificates: rustls-acme renews when a third of the lifetime is left.
-    let pebble = Pebble::start(port, free_port(), Some(20));
+    let mut pebble = Pebble::start(port, free_port(), Some(20));
     let cache = tempfile::tempdir().unwrap();
     let mut args = pebble.args(cache.path());
     args.extend(["--tls-listen".to_owned(), format!("127.0.0.1:{port}")]);
@@ -339,6 +346,16 @@ async fn renewal_happens_while_calls_keep_succeeding() {
     call_hello_over_https(&pebble, port).await;
     client.cancel().await.unwrap();
     assert_eq!(pebble.orders(), 2);
+
+    // The ACME server goes away: the next renewal fails, and the certificate stays in service.
+    pebble.stop();
+    let failed = Instant::now();
+    app.wait_for_output("retrying in 1s, any certificate in service stays");
+    call_hello_over_https(&pebble, port).await;
+    println!(
+        "the next renewal failed after {:?}; still serving",
+        failed.elapsed()
+    );
     println!(
         "renewed {renewed_after:?} after the first certificate; {calls} calls and \
          {fresh_connections} new connections meanwhile, none failed"
