@@ -1,0 +1,339 @@
+//! The deployment bundle, built and run: the real Dockerfiles and compose.yaml, with podman
+//! and podman-compose standing in for the Docker engine (`../shared/container-lab/prepare`,
+//! run by `.ci/run`, makes the base images locally). A real MCP client goes through
+//! Apache → Unix socket → latchkey over HTTPS. Also: Apache's configuration checked by
+//! Debian's apache2, hadolint on both Dockerfiles and dclint on compose.yaml.
+//!
+//! podman 4.3 runs no healthcheck timers without systemd, so the images' own HEALTHCHECK
+//! commands are run with `podman healthcheck run`, which is what the timer would do.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{KEY, Via};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{shown} cannot run ({e}): .ci/run installs it"));
+    output
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let shown = format!("{cmd:?}");
+    let output = run(cmd);
+    assert!(
+        output.status.success(),
+        "{shown} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One compose project, taken down (with its volumes) when dropped.
+struct Stack {
+    project: String,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn compose(&self) -> Command {
+        let mut cmd = Command::new("podman-compose");
+        cmd.current_dir(root())
+            .args(["-p", &self.project, "-f", "compose.yaml"])
+            // Keep HEALTHCHECK in the images: podman's default OCI format drops it.
+            .env("BUILDAH_FORMAT", "docker");
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+
+    /// The container of `service`.
+    fn container(&self, service: &str) -> String {
+        let names = ok(Command::new("podman").args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+            "--format",
+            "{{.Names}}",
+        ]));
+        names
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no container for {service}"))
+            .to_owned()
+    }
+
+    fn healthy(&self, service: &str) -> bool {
+        run(Command::new("podman").args(["healthcheck", "run", &self.container(service)]))
+            .status
+            .success()
+    }
+
+    fn logs(&self, service: &str) -> String {
+        let output = run(Command::new("podman").args(["logs", &self.container(service)]));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.compose().args(["down", "-v"]).output();
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    start.elapsed()
+}
+
+async fn call_through(https: &str, ca: &str, port: u16, how: Via) {
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let mcp = common::mcp_client_with(client, &format!("{https}/latchkey/mcp"), KEY, how).await;
+    common::exercise(&mcp).await;
+    mcp.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("api_key");
+    std::fs::write(&secret, format!("{KEY}\n")).unwrap();
+    let (https_port, http_port) = (free_port(), free_port());
+    let stack = Stack {
+        project: format!("latchkey-e2e-{}", std::process::id()),
+        env: vec![
+            ("DOMAIN".into(), "localhost".into()),
+            ("BIND_ADDRESS".into(), "127.0.0.1".into()),
+            ("HTTPS_PORT".into(), https_port.to_string()),
+            ("HTTP_PORT".into(), http_port.to_string()),
+            ("HTTPS_PUBLIC_PORT".into(), format!(":{https_port}")),
+            ("API_KEY_FILE".into(), secret.to_str().unwrap().into()),
+        ],
+        _dir: dir,
+    };
+
+    let build = Instant::now();
+    ok(stack.compose().arg("build"));
+    let built_in = build.elapsed();
+    let up = Instant::now();
+    ok(stack.compose().args(["up", "-d"]));
+    let latchkey_healthy = wait_until("latchkey healthy", Duration::from_secs(60), || {
+        stack.healthy("latchkey")
+    });
+    wait_until("apache healthy", Duration::from_secs(60), || {
+        stack.healthy("apache")
+    });
+    let healthy_in = up.elapsed();
+
+    let ca = ok(Command::new("podman").args([
+        "exec",
+        &stack.container("apache"),
+        "cat",
+        "/var/lib/apache-latchkey/self-signed/cert.pem",
+    ]));
+    let https = format!("https://localhost:{https_port}");
+    for how in [Via::Query, Via::Bearer] {
+        call_through(&https, &ca, https_port, how).await;
+    }
+
+    // Plain HTTP redirects to HTTPS without the query; a wrong key is refused.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = plain
+        .get(format!(
+            "http://127.0.0.1:{http_port}/latchkey/mcp?api_key={KEY}"
+        ))
+        .header("host", format!("localhost:{http_port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 301);
+    assert_eq!(
+        response.headers()["location"],
+        format!("{https}/latchkey/mcp").as_str()
+    );
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .resolve("localhost", ([127, 0, 0, 1], https_port).into())
+        .build()
+        .unwrap();
+    let refused = client
+        .post(format!("{https}/latchkey/mcp?api_key={}", "x".repeat(40)))
+        .json(&common::call_hello("Ada"))
+        .header("accept", "application/json, text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+
+    // latchkey runs hardened.
+    let inspect = ok(Command::new("podman").args([
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}",
+        &stack.container("latchkey"),
+    ]));
+    assert!(inspect.starts_with("10001:10001 true"), "{inspect}");
+
+    // latchkey restarts; Apache reconnects to the new socket.
+    ok(Command::new("podman").args(["restart", &stack.container("latchkey")]));
+    wait_until("latchkey healthy again", Duration::from_secs(60), || {
+        stack.healthy("latchkey")
+    });
+    call_through(&https, &ca, https_port, Via::Bearer).await;
+
+    // No key in any log, while the access logs did record the requests.
+    let apache = stack.logs("apache");
+    let latchkey = stack.logs("latchkey");
+    assert!(apache.contains("\"POST /latchkey/mcp HTTP/"), "{apache}");
+    assert!(
+        latchkey.contains("\"path\":\"/latchkey/mcp\""),
+        "{latchkey}"
+    );
+    for (name, log) in [("apache", &apache), ("latchkey", &latchkey)] {
+        for form in common::key_forms(KEY) {
+            assert!(!log.contains(&form), "the key is in {name}'s log:\n{log}");
+        }
+    }
+
+    let sizes = ok(Command::new("podman").args([
+        "images",
+        "--filter",
+        &format!("reference=*{}*", stack.project),
+        "--format",
+        "{{.Repository}} {{.Size}}",
+    ]));
+    println!(
+        "built in {built_in:?}; up to healthy in {healthy_in:?} (latchkey {latchkey_healthy:?}); images:\n{sizes}"
+    );
+}
+
+#[test]
+fn compose_profiles_render() {
+    let stack = Stack {
+        project: "latchkey-config".into(),
+        env: vec![
+            ("OTLP_ENDPOINT".into(), "http://jaeger:4318".into()),
+            ("DOMAIN".into(), "mcp.example.com".into()),
+        ],
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let observe = ok(stack.compose().args(["--profile", "observe", "config"]));
+    assert!(observe.contains("jaegertracing/jaeger:2"), "{observe}");
+    assert!(observe.contains("http://jaeger:4318"), "{observe}");
+    assert!(
+        observe.contains("127.0.0.1"),
+        "Jaeger's UI only on loopback"
+    );
+    let direct = ok(stack.compose().args(["--profile", "direct", "config"]));
+    assert!(direct.contains("--tls-listen=0.0.0.0:443"), "{direct}");
+    assert!(direct.contains("mcp.example.com"), "{direct}");
+}
+
+/// The Apache configuration of the image, checked by Debian's apache2 in both certificate
+/// modes (files and mod_md).
+#[test]
+fn apache_configuration_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = std::fs::read_to_string(root().join("apache/httpd.conf"))
+        .unwrap()
+        .replace(
+            "/etc/latchkey-apache/connectors.conf",
+            root().join("apache/connectors.conf").to_str().unwrap(),
+        );
+    let path = dir.path().join("httpd.conf");
+    std::fs::write(&path, conf).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["mcp.example.com".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    for define in ["-DFILES", "-DACME"] {
+        ok(Command::new("/usr/sbin/apache2")
+            .arg("-f")
+            .arg(&path)
+            .args([define, "-t"])
+            .env("DOMAIN", "mcp.example.com")
+            .env("PREFIX", "/latchkey")
+            .env("HTTPS_PUBLIC_PORT", "")
+            .env("MODDIR", "/usr/lib/apache2/modules")
+            .env("CERT_FILE", &cert_file)
+            .env("KEY_FILE", &key_file)
+            .env("ACME_EMAIL", "ops@example.com")
+            .env(
+                "ACME_DIRECTORY",
+                "https://acme-staging-v02.api.letsencrypt.org/directory",
+            ));
+    }
+    // No log format that could carry a query string or credentials.
+    let conf = std::fs::read_to_string(root().join("apache/httpd.conf")).unwrap();
+    for line in conf
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LogFormat"))
+    {
+        for bad in ["%r", "%q", "Referer", "Authorization", "%{"] {
+            assert!(!line.contains(bad), "{line}");
+        }
+    }
+    for line in conf
+        .lines()
+        .filter(|l| l.trim_start().starts_with("CustomLog"))
+    {
+        assert!(line.trim_end().ends_with(" noquery"), "{line}");
+    }
+}
+
+#[test]
+fn dockerfiles_and_compose_pass_their_linters() {
+    for dockerfile in ["Dockerfile", "apache/Dockerfile"] {
+        ok(Command::new("hadolint").arg(root().join(dockerfile)));
+    }
+    let out = ok(Command::new("npx")
+        .current_dir(root())
+        .args(["--yes", "dclint", "compose.yaml"]));
+    assert!(!out.contains("problem"), "{out}");
+}
