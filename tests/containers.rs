@@ -21,10 +21,8 @@ fn root() -> &'static Path {
 
 fn run(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{shown} cannot run ({e}): .ci/run installs it"));
-    output
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{shown} cannot run ({e}): .ci/run installs it"))
 }
 
 fn ok(cmd: &mut Command) -> String {
