@@ -17,11 +17,7 @@ COPY src ./src
 # COPY keeps the files' old times: touch them, or cargo keeps the empty placeholder build.
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
-    && install -D -m 0755 target/release/latchkey /out/latchkey \
-    # The socket directory: group www-data (33, Apache's workers) and setgid, so the socket
-    # latchkey makes there belongs to that group; mode 2770 keeps everyone else out.
-    && install -d -m 2770 -o 10001 -g 33 /out/run/latchkey \
-    && install -d -m 0700 -o 10001 -g 10001 /out/var/lib/latchkey
+    && install -D -m 0755 target/release/latchkey /out/latchkey
 
 
 FROM debian:trixie-slim
@@ -39,11 +35,14 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 latchkey \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/latchkey \
-       --shell /usr/sbin/nologin latchkey
+       --shell /usr/sbin/nologin latchkey \
+    # The socket directory: group www-data (33, Apache's workers) and setgid, so the socket
+    # latchkey makes there belongs to that group; mode 2770 keeps everyone else out. A new
+    # named volume mounted here starts with this owner and mode.
+    && install -d -m 2770 -o 10001 -g 33 /run/latchkey \
+    && install -d -m 0700 -o 10001 -g 10001 /var/lib/latchkey
 
 COPY --from=build /out/latchkey /usr/local/bin/latchkey
-COPY --from=build /out/run/latchkey /run/latchkey
-COPY --from=build /out/var/lib/latchkey /var/lib/latchkey
 
 # The Unix socket Apache connects to, and the state (generated key, ACME cache).
 VOLUME ["/run/latchkey", "/var/lib/latchkey"]

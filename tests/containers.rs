@@ -11,7 +11,13 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 
 use common::{KEY, Via};
 
@@ -35,6 +41,33 @@ fn ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// An OTLP/HTTP receiver on every interface (the containers reach it through their gateway,
+/// `host.containers.internal`); collects the names of the spans it gets.
+async fn span_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    async fn traces(State(names): State<Arc<Mutex<Vec<String>>>>, body: Bytes) -> &'static str {
+        let request = ExportTraceServiceRequest::decode(body).expect("valid OTLP traces");
+        let mut names = names.lock().unwrap();
+        for span in request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            names.push(span.name.clone());
+        }
+        ""
+    }
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(traces))
+        .route("/v1/metrics", axum::routing::post(|| async { "" }))
+        .with_state(names.clone());
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, names)
 }
 
 fn free_port() -> u16 {
@@ -132,8 +165,9 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     let secret = dir.path().join("api_key");
     std::fs::write(&secret, format!("{KEY}\n")).unwrap();
     let (https_port, http_port) = (free_port(), free_port());
+    let (otlp_port, spans) = span_receiver().await;
     let stack = Stack {
-        project: format!("latchkey-e2e-{}", std::process::id()),
+        project: "latchkey-e2e".into(),
         env: vec![
             ("DOMAIN".into(), "localhost".into()),
             ("BIND_ADDRESS".into(), "127.0.0.1".into()),
@@ -141,6 +175,12 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
             ("HTTP_PORT".into(), http_port.to_string()),
             ("HTTPS_PUBLIC_PORT".into(), format!(":{https_port}")),
             ("API_KEY_FILE".into(), secret.to_str().unwrap().into()),
+            // As the observe profile does with Jaeger, to a receiver this test runs.
+            (
+                "OTLP_ENDPOINT".into(),
+                format!("http://host.containers.internal:{otlp_port}"),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
         ],
         _dir: dir,
     };
@@ -204,6 +244,22 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
         refused.headers()["strict-transport-security"],
         "max-age=31536000"
     );
+
+    // latchkey in the stack exported its spans.
+    let start = Instant::now();
+    while !spans
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|n| n == "tools/call hello")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no tools/call span exported: {:?}",
+            spans.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // latchkey runs hardened.
     let inspect = ok(Command::new("podman").args([
