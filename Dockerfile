@@ -32,7 +32,8 @@ LABEL org.opencontainers.image.title="latchkey" \
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
     && groupadd --system --gid 10001 latchkey \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/latchkey \
        --shell /usr/sbin/nologin latchkey \

@@ -321,6 +321,10 @@ fn compose_profiles_render() {
         "Jaeger's UI only on loopback"
     );
     let direct = ok(stack.compose().args(["--profile", "direct", "config"]));
+    assert!(
+        direct.contains("LATCHKEY_LISTEN: 127.0.0.1:8080"),
+        "{direct}"
+    );
     assert!(direct.contains("--tls-listen=0.0.0.0:443"), "{direct}");
     assert!(direct.contains("mcp.example.com"), "{direct}");
 }
@@ -390,4 +394,56 @@ fn dockerfiles_and_compose_pass_their_linters() {
         .current_dir(root())
         .args(["--yes", "dclint", "compose.yaml"]));
     assert!(!out.contains("problem"), "{out}");
+}
+
+/// The `direct` profile as far as this machine allows: no internet, so Let's Encrypt cannot be
+/// reached; latchkey must bind 443 and 80 as its non-root user, stay up and healthy, and say
+/// why ACME fails. (ACME itself is proven against Pebble in tests/acme.rs.)
+#[test]
+fn direct_profile_serves_443_and_explains_acme() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("api_key");
+    std::fs::write(&secret, format!("{KEY}\n")).unwrap();
+    let stack = Stack {
+        project: "latchkey-direct".into(),
+        env: vec![
+            ("DOMAIN".into(), "mcp.example.com".into()),
+            ("ACME_EMAIL".into(), "ops@example.com".into()),
+            ("ACME_DIRECTORY".into(), "letsencrypt-staging".into()),
+            ("BIND_ADDRESS".into(), "127.0.0.1".into()),
+            ("HTTPS_PORT".into(), free_port().to_string()),
+            ("HTTP_PORT".into(), free_port().to_string()),
+            ("API_KEY_FILE".into(), secret.to_str().unwrap().into()),
+        ],
+        _dir: dir,
+    };
+    ok(stack
+        .compose()
+        .args(["--profile", "direct", "build", "latchkey-direct"]));
+    ok(stack
+        .compose()
+        .args(["--profile", "direct", "up", "-d", "latchkey-direct"]));
+    wait_until("latchkey-direct healthy", Duration::from_secs(60), || {
+        stack.healthy("latchkey-direct")
+    });
+    let start = Instant::now();
+    while !stack.logs("latchkey-direct").contains("retrying in") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            stack.logs("latchkey-direct")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logs = stack.logs("latchkey-direct");
+    assert!(logs.contains("listening on https://0.0.0.0:443"), "{logs}");
+    assert!(logs.contains("(redirects to HTTPS)"), "{logs}");
+    assert!(
+        logs.contains("acme-staging-v02.api.letsencrypt.org"),
+        "{logs}"
+    );
+    assert!(!logs.contains("panicked"), "{logs}");
+    for form in common::key_forms(KEY) {
+        assert!(!logs.contains(&form), "{logs}");
+    }
 }
