@@ -123,18 +123,29 @@ pub struct KeySources {
     pub generated: bool,
     /// True when the generated key file was created by this call.
     pub newly_generated: bool,
+    /// `--api-key-file` when it was empty at start, so the generated key stands in for it.
+    pub empty_file: Option<PathBuf>,
 }
 
 impl KeySources {
     /// Checks the configured keys; with none configured, makes (or finds) the generated key.
     pub fn resolve(args: &KeyArgs) -> anyhow::Result<Self> {
         let flag_entries = keys::parse_flag_entries(&args.api_key)?;
-        if !flag_entries.is_empty() || args.api_key_file.is_some() {
+        // An empty key file (a secret left unset) means: no key configured. A missing or
+        // unreadable one is an error, so a mistyped path never goes unnoticed.
+        let empty_file = match &args.api_key_file {
+            Some(path) if flag_entries.is_empty() && keys::key_file_is_empty(path)? => {
+                Some(path.clone())
+            }
+            _ => None,
+        };
+        if empty_file.is_none() && (!flag_entries.is_empty() || args.api_key_file.is_some()) {
             return Ok(KeySources {
                 flag_entries,
                 file: args.api_key_file.clone(),
                 generated: false,
                 newly_generated: false,
+                empty_file: None,
             });
         }
         let state_dir = match &args.state_dir {
@@ -147,6 +158,7 @@ impl KeySources {
             file: Some(file),
             generated: true,
             newly_generated,
+            empty_file,
         })
     }
 

@@ -121,6 +121,19 @@ pub fn parse_flag_entries(values: &[SecretString]) -> anyhow::Result<Vec<KeyEntr
 }
 
 /// Reads a key file: one entry per line, blank lines and `#` comments ignored.
+/// True when the file holds nothing but blank lines and comments (e.g. `/dev/null`, or a
+/// compose secret left unset): latchkey then falls back to its generated key.
+pub fn key_file_is_empty(path: &Path) -> anyhow::Result<bool> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read key file {}: {e}", path.display()))?;
+    let text = SecretString::from(text);
+    Ok(text
+        .expose_secret()
+        .lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#')))
+}
+
 pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
     let text = fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read key file {}: {e}", path.display()))?;

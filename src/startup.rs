@@ -224,7 +224,14 @@ fn announce_keys(
     } else {
         "using the"
     };
-    tracing::info!("no API key configured: {verb} key in {file}");
+    match &sources.empty_file {
+        Some(empty) => tracing::warn!(
+            "key file {} holds no key: {verb} key in {file} instead (put a key in the file \
+             and restart to use it)",
+            empty.display()
+        ),
+        None => tracing::info!("no API key configured: {verb} key in {file}"),
+    }
     if std::io::stderr().is_terminal() {
         let reach = url::Reach {
             public_url: args.public_url.public_url.as_ref(),

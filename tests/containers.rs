@@ -21,6 +21,10 @@ use prost::Message;
 
 use common::{KEY, Via};
 
+/// The two stack tests build the same image: one at a time, so the second one finds it in the
+/// build cache instead of compiling it again alongside.
+static STACKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -161,6 +165,7 @@ async fn call_through(https: &str, ca: &str, port: u16, how: Via) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
+    let _one_at_a_time = STACKS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("api_key");
     std::fs::write(&secret, format!("{KEY}\n")).unwrap();
@@ -399,11 +404,10 @@ fn dockerfiles_and_compose_pass_their_linters() {
 /// The `direct` profile as far as this machine allows: no internet, so Let's Encrypt cannot be
 /// reached; latchkey must bind 443 and 80 as its non-root user, stay up and healthy, and say
 /// why ACME fails. (ACME itself is proven against Pebble in tests/acme.rs.)
-#[test]
-fn direct_profile_serves_443_and_explains_acme() {
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_profile_serves_443_and_explains_acme() {
+    let _one_at_a_time = STACKS.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("api_key");
-    std::fs::write(&secret, format!("{KEY}\n")).unwrap();
     let stack = Stack {
         project: "latchkey-direct".into(),
         env: vec![
@@ -413,7 +417,7 @@ fn direct_profile_serves_443_and_explains_acme() {
             ("BIND_ADDRESS".into(), "127.0.0.1".into()),
             ("HTTPS_PORT".into(), free_port().to_string()),
             ("HTTP_PORT".into(), free_port().to_string()),
-            ("API_KEY_FILE".into(), secret.to_str().unwrap().into()),
+            // No API_KEY_FILE: the secret is /dev/null, and latchkey generates a key.
         ],
         _dir: dir,
     };
@@ -435,7 +439,23 @@ fn direct_profile_serves_443_and_explains_acme() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The README's way to get the URL, with the key generated in the state volume.
+    let url = ok(Command::new("podman").args([
+        "exec",
+        &stack.container("latchkey-direct"),
+        "latchkey",
+        "url",
+    ]));
+    let url = url.trim();
+    assert!(
+        url.starts_with("https://mcp.example.com/mcp?api_key="),
+        "{url}"
+    );
+    let generated = url.rsplit('=').next().unwrap();
+    assert_eq!(generated.len(), 43, "{url}");
     let logs = stack.logs("latchkey-direct");
+    assert!(logs.contains("holds no key: generated a new key"), "{logs}");
+    assert!(!logs.contains(generated), "{logs}");
     assert!(logs.contains("listening on https://0.0.0.0:443"), "{logs}");
     assert!(logs.contains("(redirects to HTTPS)"), "{logs}");
     assert!(

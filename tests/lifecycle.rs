@@ -205,12 +205,35 @@ fn bad_configuration_exits_non_zero_with_one_line() {
         run(&["--listen", &addr]),
         &format!("cannot listen on {addr}: Address already in use"),
     );
-    let empty = dir.path().join("empty");
-    std::fs::write(&empty, "# nothing\n").unwrap();
     fails_with(
-        run(&["--api-key-file", empty.to_str().unwrap()]),
-        "holds no key",
+        run(&[
+            "--api-key-file",
+            dir.path().join("missing").to_str().unwrap(),
+        ]),
+        "cannot read key file",
     );
+}
+
+#[tokio::test]
+async fn empty_key_file_falls_back_to_the_generated_key() {
+    // What a compose secret left unset (`/dev/null`) looks like.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "# nothing yet\n").unwrap();
+    let app = Spawn::default()
+        .no_default_key()
+        .args(&["--api-key-file", empty.to_str().unwrap()])
+        .start();
+    app.wait_for_output("holds no key: generated a new key in");
+    let generated = std::fs::read_to_string(app.dir.path().join("state/latchkey/api_key")).unwrap();
+    let generated = generated
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .unwrap()
+        .trim();
+    assert_eq!(status_with(&app, generated).await, StatusCode::OK);
+    assert_eq!(status_with(&app, KEY).await, StatusCode::UNAUTHORIZED);
+    assert!(!app.output().contains(generated));
 }
 
 #[tokio::test]
