@@ -454,7 +454,11 @@ async fn direct_profile_serves_443_and_explains_acme() {
     let generated = url.rsplit('=').next().unwrap();
     assert_eq!(generated.len(), 43, "{url}");
     let logs = stack.logs("latchkey-direct");
-    assert!(logs.contains("holds no key: generated a new key"), "{logs}");
+    assert!(logs.contains("holds no key: "), "{logs}");
+    assert!(
+        logs.contains("key in /var/lib/latchkey/api_key instead"),
+        "{logs}"
+    );
     assert!(!logs.contains(generated), "{logs}");
     assert!(logs.contains("listening on https://0.0.0.0:443"), "{logs}");
     assert!(logs.contains("(redirects to HTTPS)"), "{logs}");
