@@ -85,6 +85,8 @@ fn free_port() -> u16 {
 /// One compose project, taken down (with its volumes) when dropped.
 struct Stack {
     project: String,
+    /// `--profile` for every command, `down` included (it ignores profiles' services otherwise).
+    profile: Option<&'static str>,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -94,6 +96,7 @@ impl Stack {
         let mut cmd = Command::new("podman-compose");
         cmd.current_dir(root())
             .args(["-p", &self.project, "-f", "compose.yaml"])
+            .args(self.profile.iter().flat_map(|p| ["--profile", p]))
             // Keep HEALTHCHECK in the images: podman's default OCI format drops it.
             .env("BUILDAH_FORMAT", "docker");
         for (name, value) in &self.env {
@@ -173,6 +176,7 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     let (otlp_port, spans) = span_receiver().await;
     let stack = Stack {
         project: "latchkey-e2e".into(),
+        profile: None,
         env: vec![
             ("DOMAIN".into(), "localhost".into()),
             ("BIND_ADDRESS".into(), "127.0.0.1".into()),
@@ -312,6 +316,7 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
 fn compose_profiles_render() {
     let stack = Stack {
         project: "latchkey-config".into(),
+        profile: None,
         env: vec![
             ("OTLP_ENDPOINT".into(), "http://jaeger:4318".into()),
             ("DOMAIN".into(), "mcp.example.com".into()),
@@ -410,6 +415,7 @@ async fn direct_profile_serves_443_and_explains_acme() {
     let dir = tempfile::tempdir().unwrap();
     let stack = Stack {
         project: "latchkey-direct".into(),
+        profile: Some("direct"),
         env: vec![
             ("DOMAIN".into(), "mcp.example.com".into()),
             ("ACME_EMAIL".into(), "ops@example.com".into()),
@@ -421,12 +427,8 @@ async fn direct_profile_serves_443_and_explains_acme() {
         ],
         _dir: dir,
     };
-    ok(stack
-        .compose()
-        .args(["--profile", "direct", "build", "latchkey-direct"]));
-    ok(stack
-        .compose()
-        .args(["--profile", "direct", "up", "-d", "latchkey-direct"]));
+    ok(stack.compose().args(["build", "latchkey-direct"]));
+    ok(stack.compose().args(["up", "-d", "latchkey-direct"]));
     wait_until("latchkey-direct healthy", Duration::from_secs(60), || {
         stack.healthy("latchkey-direct")
     });
