@@ -13,6 +13,8 @@ use hyper::Request;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
+/// A request unanswered this long counts as failed (wrk's default timeout).
+const TIMEOUT: Duration = Duration::from_secs(2);
 const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"hello","arguments":{"name":"bench"}}}"#;
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"loadgen","version":"1"}}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
@@ -82,7 +84,10 @@ async fn post(
     session: Option<&str>,
     body: &'static str,
 ) -> (u16, Option<String>, Bytes) {
-    let mut request = Request::post(options.url.clone())
+    // Origin-form (`/mcp?…`), as browsers and clients send it: not every server takes
+    // the absolute form.
+    let target = options.url.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = Request::post(target)
         .header("host", options.url.authority().unwrap().as_str())
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -134,7 +139,17 @@ async fn main() {
             let (mut latencies, mut failed) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
                 let start = Instant::now();
-                let (status, _, body) = post(&mut sender, &options, session.as_deref(), CALL).await;
+                let answer = tokio::time::timeout(
+                    TIMEOUT,
+                    post(&mut sender, &options, session.as_deref(), CALL),
+                )
+                .await;
+                let Ok((status, _, body)) = answer else {
+                    // As wrk does: a request unanswered in time fails, on a new connection.
+                    failed += 1;
+                    sender = connect(&options).await;
+                    continue;
+                };
                 latencies.push(start.elapsed().as_micros() as u64);
                 let ok = status == 200 && body.windows(11).any(|w| w == b"Hello bench");
                 if !ok {
@@ -152,6 +167,9 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
+    if latencies.is_empty() {
+        latencies.push(0);
+    }
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
         r#"{{"rps":{:.1},"p50_us":{},"p99_us":{},"requests":{},"failed":{}}}"#,
