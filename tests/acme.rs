@@ -9,23 +9,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{KEY, Spawn, Via};
+use common::{KEY, Spawn, Via, free_port};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 const DOMAIN: &str = "mcp.example.com";
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_for_port(port: u16, what: &str) {
     common::wait_for(what, || {
@@ -172,25 +163,10 @@ impl Pebble {
 
     /// The certificate latchkey presents to a new connection, as DER.
     async fn served_certificate(&self, port: u16) -> Vec<u8> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.issuing_root.as_bytes())
-        {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(DOMAIN.try_into().unwrap(), tcp)
-            .await
-            .expect("the served certificate is valid for the domain");
+        let roots = CertificateDer::pem_slice_iter(self.issuing_root.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+        let tls = common::tls_connect(&format!("127.0.0.1:{port}"), DOMAIN, roots).await;
         tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
     }
 }

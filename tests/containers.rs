@@ -19,7 +19,7 @@ use axum::extract::State;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use common::{KEY, Via};
+use common::{KEY, Via, free_port};
 
 /// The two stack tests build the same image: one at a time, so the second one finds it in the
 /// build cache instead of compiling it again alongside.
@@ -72,14 +72,6 @@ async fn span_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (port, names)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One compose project, taken down (with its volumes) when dropped.

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use common::{App, KEY, Spawn, Via};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -87,25 +86,9 @@ struct Raw(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
 
 impl Raw {
     async fn open(https: &str, cas: &[&Ca]) -> Raw {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in cas {
-            roots.add(ca.cert.der().clone()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let roots = cas.iter().map(|ca| ca.cert.der().clone()).collect();
         let addr = https.trim_start_matches("https://");
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake");
-        Raw(tls)
+        Raw(common::tls_connect(addr, "localhost", roots).await)
     }
 
     /// The certificate the server presented on this connection.
@@ -287,7 +270,7 @@ fn bad_tls_configuration_is_one_clear_line() {
                 "--tls-key".into(),
                 path("key.pem"),
             ],
-            "no certificate",
+            "no PEM certificate",
         ),
         (
             vec![

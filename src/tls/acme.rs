@@ -6,8 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_acme::caches::DirCache;
 use rustls_acme::{AcmeConfig, EventOk, ResolvesServerCertAcme, UseChallenge};
@@ -28,15 +26,7 @@ fn client_config(ca_root: Option<&Path>) -> anyhow::Result<Option<Arc<ClientConf
     let Some(path) = ca_root else {
         return Ok(None);
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("--acme-ca-root {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!(
-            "--acme-ca-root {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
-            path.display()
-        );
-    }
+    let certs = super::read_certificates(path, "--acme-ca-root")?;
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {

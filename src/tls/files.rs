@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,15 +36,7 @@ fn stamp(path: &Path) -> Stamp {
 
 /// Reads and checks a certificate chain and its key. Errors name the file, never its content.
 pub fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("cannot read the certificate {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        anyhow::bail!(
-            "no certificate (-----BEGIN CERTIFICATE-----) in {}",
-            cert.display()
-        );
-    }
+    let chain = super::read_certificates(cert, "the certificate")?;
     let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
         anyhow::anyhow!(
             "cannot read a private key from {}: {e} (expected PEM: PKCS#8, PKCS#1 or SEC1)",

@@ -22,6 +22,40 @@ pub const OTHER_KEY: &str = "lk-other-key-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 /// How long anything in a test may take before it counts as hung.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A TCP port nobody listens on right now (for servers whose port must be known in advance).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TLS connection to `addr` for `name`, trusting only `roots`.
+pub async fn tls_connect(
+    addr: &str,
+    name: &str,
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_latchkey")
 }
