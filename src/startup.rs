@@ -139,14 +139,23 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
 
     // "listening on" comes last: once every listener has said it, latchkey is ready.
     let mut tasks = JoinSet::new();
-    for (listener, local) in tcp.into_iter().zip(tcp_addrs) {
-        tracing::info!("listening on http://{local}");
-        let service = app.clone().into_make_service_with_connect_info::<Peer>();
-        tasks.spawn(
-            axum::serve(listener, service)
+    // Serves `service` on `listener` until shutdown (a macro: the listener and service
+    // types differ, and axum's bounds on them do not fit a readable function signature).
+    macro_rules! serve {
+        ($listener:expr, $service:expr) => {
+            tasks.spawn(
+                axum::serve(
+                    $listener,
+                    $service.into_make_service_with_connect_info::<Peer>(),
+                )
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
-        );
+            )
+        };
+    }
+    for (listener, local) in tcp.into_iter().zip(tcp_addrs) {
+        tracing::info!("listening on http://{local}");
+        serve!(listener, app.clone());
     }
     if let Some(tls) = &tls {
         let hsts = tls.hsts;
@@ -163,12 +172,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
                 https_port = local.port();
             }
             tracing::info!("listening on https://{local}");
-            let service = app.clone().into_make_service_with_connect_info::<Peer>();
-            tasks.spawn(
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .into_future(),
-            );
+            serve!(listener, app.clone());
         }
         let redirect = routes::redirect::router(https_port, tls.http01.clone()).layer(
             axum::middleware::from_fn_with_state(None::<Export>, access_log::access_log),
@@ -176,26 +180,14 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         for listener in redirects {
             let local = axum::serve::Listener::local_addr(&listener)?;
             tracing::info!("listening on http://{local} (redirects to HTTPS)");
-            let service = redirect
-                .clone()
-                .into_make_service_with_connect_info::<Peer>();
-            tasks.spawn(
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .into_future(),
-            );
+            serve!(listener, redirect.clone());
         }
     }
     let mut sockets = Vec::new();
     for (listener, file) in unix {
         tracing::info!("listening on unix:{}", file.path.display());
         sockets.push(file);
-        let service = app.clone().into_make_service_with_connect_info::<Peer>();
-        tasks.spawn(
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
-        );
+        serve!(listener, app.clone());
     }
 
     Ok(Server {
