@@ -1,28 +1,22 @@
 //! Authentication: where a request's key is taken out and checked.
 //!
-//! [`take_credentials`] runs before routing, on every request: it removes the key from the
-//! `api_key` query parameter, the `Authorization: Bearer` header and the `X-API-Key` header,
-//! and leaves only its SHA-256 digest in the request's extensions. Nothing after it — router,
-//! handlers, rmcp, tools, logs, spans — can see the key. [`require_key`] then admits a
-//! request whose digest matches a configured key.
+//! [`take_credentials`] is the first thing done to every request (in `gate`): it removes the
+//! key from the `api_key` query parameter, the `Authorization: Bearer` header and the
+//! `X-API-Key` header, and keeps only its SHA-256 digest. Nothing after it — logs, spans,
+//! router, handlers, rmcp, tools — can see the key. [`check`] then admits a request whose
+//! digest matches a configured key.
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error_response::json_error;
 use crate::keys::{KeyDigest, KeySet};
-use crate::telemetry::access_log::RecordedQuery;
 use crate::telemetry::redact;
 
 /// The query parameter that carries the key in a connector URL.
 pub const QUERY_PARAM: &str = "api_key";
 /// The header Claude's static-header allowlist accepts.
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
 
 /// How a client sent its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,47 +46,59 @@ impl Credentials {
     }
 }
 
-/// Takes every key out of `request` and stores the digests as [`Credentials`].
-pub fn take_credentials<B>(mut request: http::Request<B>) -> http::Request<B> {
+/// What [`take_credentials`] took out of a request.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub credentials: Credentials,
+    /// The original query as it may be recorded: every sensitive value replaced.
+    pub recorded_query: Option<String>,
+}
+
+/// Takes every key out of `request`, keeping their digests.
+pub fn take_credentials<B>(request: &mut http::Request<B>) -> Taken {
     let mut found = Vec::new();
     take_bearer(request.headers_mut(), &mut found);
-    for value in take_all(
-        request.headers_mut(),
-        HeaderName::from_static(API_KEY_HEADER),
-    ) {
-        found.push((AuthMethod::Header, KeyDigest::of(value.as_bytes())));
-    }
-    if let Some(query) = request.uri().query() {
-        let recorded = RecordedQuery(redact::query(query));
-        request.extensions_mut().insert(recorded);
-    }
+    take_api_key(request.headers_mut(), &mut found);
+    let recorded_query = request.uri().query().map(redact::query);
     if let Some(stripped) = strip_query_key(request.uri(), &mut found) {
         *request.uri_mut() = stripped;
     }
-    request.extensions_mut().insert(Credentials(found));
-    request
-}
-
-fn take_all(headers: &mut HeaderMap, name: HeaderName) -> Vec<HeaderValue> {
-    match headers.entry(name) {
-        header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
-        header::Entry::Vacant(_) => Vec::new(),
+    Taken {
+        credentials: Credentials(found),
+        recorded_query,
     }
 }
 
 /// Takes `Authorization: Bearer …` values; other schemes (e.g. a proxy's Basic) stay.
 fn take_bearer(headers: &mut HeaderMap, found: &mut Vec<(AuthMethod, KeyDigest)>) {
-    if !headers.contains_key(header::AUTHORIZATION) {
+    let header::Entry::Occupied(entry) = headers.entry(header::AUTHORIZATION) else {
         return;
-    }
-    for value in take_all(headers, header::AUTHORIZATION) {
+    };
+    let mut others = Vec::new();
+    for value in entry.remove_entry_mult().1 {
         let bytes = value.as_bytes();
         let is_bearer = bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ");
         if is_bearer {
             let token = bytes[7..].trim_ascii();
             found.push((AuthMethod::Bearer, KeyDigest::of(token)));
         } else {
-            headers.append(header::AUTHORIZATION, value);
+            others.push(value);
+        }
+    }
+    for value in others {
+        headers.append(header::AUTHORIZATION, value);
+    }
+}
+
+/// Takes every `X-API-Key` value.
+fn take_api_key(headers: &mut HeaderMap, found: &mut Vec<(AuthMethod, KeyDigest)>) {
+    // `entry` may grow the map, so it is only asked for a header that is there.
+    if !headers.contains_key(API_KEY_HEADER) {
+        return;
+    }
+    if let header::Entry::Occupied(entry) = headers.entry(API_KEY_HEADER) {
+        for value in entry.remove_entry_mult().1 {
+            found.push((AuthMethod::Header, KeyDigest::of(value.as_bytes())));
         }
     }
 }
@@ -135,19 +141,25 @@ fn strip_query_key(uri: &Uri, found: &mut Vec<(AuthMethod, KeyDigest)>) -> Optio
 const HOW_TO_SEND: &str = "Send the API key as an `Authorization: Bearer <key>` header, as an \
      `X-API-Key: <key>` header, or as the `api_key` query parameter (…/mcp?api_key=<key>).";
 
-/// Middleware: admits requests that carry a configured key, answers 401 to the rest.
-/// The method that worked is left in the request's (and response's) extensions.
-pub async fn require_key(
-    State(keys): State<Arc<ArcSwap<KeySet>>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let credentials = request
-        .extensions()
-        .get::<Credentials>()
-        .cloned()
-        .unwrap_or_default();
-    let keys = keys.load();
+/// Why a request's key was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRefusal {
+    Missing,
+    Invalid,
+}
+
+impl KeyRefusal {
+    /// The 401 to answer with.
+    pub fn response(self) -> Response {
+        unauthorized(match self {
+            KeyRefusal::Missing => "No API key was sent.",
+            KeyRefusal::Invalid => "The API key is not valid.",
+        })
+    }
+}
+
+/// Admits `credentials` holding a configured key, with the method that carried it.
+pub fn check(keys: &KeySet, credentials: &Credentials) -> Result<AuthMethod, KeyRefusal> {
     // Every presented key is checked, so the time taken does not depend on which one matched.
     let mut method = None;
     for (how, digest) in &credentials.0 {
@@ -155,19 +167,11 @@ pub async fn require_key(
             method = Some(*how);
         }
     }
-    match method {
-        Some(method) => {
-            request.extensions_mut().insert(method);
-            let mut response = next.run(request).await;
-            response.extensions_mut().insert(method);
-            response
-        }
-        None => unauthorized(if credentials.is_empty() {
-            "No API key was sent."
-        } else {
-            "The API key is not valid."
-        }),
-    }
+    method.ok_or(if credentials.is_empty() {
+        KeyRefusal::Missing
+    } else {
+        KeyRefusal::Invalid
+    })
 }
 
 fn unauthorized(problem: &str) -> Response {
@@ -189,33 +193,30 @@ mod tests {
 
     const KEY: &str = "k3y-0123456789abcdef0123456789abcdef";
 
-    fn run(uri: &str, headers: &[(&str, &str)]) -> (http::Request<()>, Vec<AuthMethod>) {
+    fn run(
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (http::Request<()>, Credentials, Vec<AuthMethod>) {
         let mut builder = http::Request::builder().uri(uri);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = take_credentials(builder.body(()).unwrap());
-        let methods = request
-            .extensions()
-            .get::<Credentials>()
-            .unwrap()
-            .0
-            .iter()
-            .map(|c| c.0)
-            .collect();
-        (request, methods)
+        let mut request = builder.body(()).unwrap();
+        let taken = take_credentials(&mut request);
+        let methods = taken.credentials.0.iter().map(|c| c.0).collect();
+        (request, taken.credentials, methods)
     }
 
     #[test]
     fn query_key_is_removed_and_the_rest_kept() {
-        let (req, methods) = run(&format!("/mcp?a=1&api_key={KEY}&b=%20x"), &[]);
+        let (req, _, methods) = run(&format!("/mcp?a=1&api_key={KEY}&b=%20x"), &[]);
         assert_eq!(req.uri().to_string(), "/mcp?a=1&b=%20x");
         assert_eq!(methods, [AuthMethod::Query]);
-        let (req, _) = run(&format!("http://h/mcp?api_key={KEY}"), &[]);
+        let (req, _, _) = run(&format!("http://h/mcp?api_key={KEY}"), &[]);
         assert_eq!(req.uri().to_string(), "http://h/mcp");
-        let (req, _) = run(&format!("/mcp?api%5Fkey={KEY}&api_key=x"), &[]);
+        let (req, _, _) = run(&format!("/mcp?api%5Fkey={KEY}&api_key=x"), &[]);
         assert_eq!(req.uri().to_string(), "/mcp");
-        let (req, methods) = run("/mcp?x=1", &[]);
+        let (req, _, methods) = run("/mcp?x=1", &[]);
         assert_eq!(req.uri().to_string(), "/mcp?x=1");
         assert!(methods.is_empty());
     }
@@ -223,14 +224,14 @@ mod tests {
     #[test]
     fn percent_encoded_query_key_digests_like_the_plain_key() {
         let encoded = KEY.replace('-', "%2D");
-        let (req, _) = run(&format!("/mcp?api_key={encoded}"), &[]);
-        let found = &req.extensions().get::<Credentials>().unwrap().0;
+        let (_, credentials, _) = run(&format!("/mcp?api_key={encoded}"), &[]);
+        let found = &credentials.0;
         assert_eq!(found[0].1, KeyDigest::of(KEY.as_bytes()));
     }
 
     #[test]
     fn headers_are_removed_but_other_schemes_stay() {
-        let (req, methods) = run(
+        let (req, credentials, methods) = run(
             "/mcp",
             &[
                 ("authorization", &format!("bearer  {KEY} ")),
@@ -239,7 +240,7 @@ mod tests {
             ],
         );
         assert_eq!(methods, [AuthMethod::Bearer, AuthMethod::Header]);
-        let found = &req.extensions().get::<Credentials>().unwrap().0;
+        let found = &credentials.0;
         assert_eq!(found[0].1, KeyDigest::of(KEY.as_bytes()));
         assert!(req.headers().get("x-api-key").is_none());
         let left: Vec<_> = req.headers().get_all("authorization").iter().collect();

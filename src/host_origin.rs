@@ -3,14 +3,11 @@
 //! The MCP spec requires servers to validate Origin; requests without one (servers, CLIs)
 //! pass.
 
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::Response;
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::middleware::Next;
-use axum::response::Response;
 
 use crate::configuration::PublicUrl;
 use crate::error_response::json_error;
@@ -35,7 +32,7 @@ pub enum HostPattern {
 
 /// Splits `host[:port]` / `[v6][:port]` / bare `v6`; the host comes back lowercase, without
 /// brackets or a trailing dot. `port` is `Some(None)` for `*` when `star_port` is allowed.
-fn split_host_port(s: &str, star_port: bool) -> Option<(String, Option<Option<u16>>)> {
+fn split_host_port(s: &str, star_port: bool) -> Option<(Cow<'_, str>, Option<Option<u16>>)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         match after {
@@ -50,7 +47,7 @@ fn split_host_port(s: &str, star_port: bool) -> Option<(String, Option<Option<u1
             None => (s, None),
         }
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = lowercase(host.trim_end_matches('.'));
     let valid_host = !host.is_empty()
         && host
             .bytes()
@@ -66,6 +63,15 @@ fn split_host_port(s: &str, star_port: bool) -> Option<(String, Option<Option<u1
     Some((host, port))
 }
 
+/// `s` in lowercase, copied only when it is not already (this runs on every request).
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 impl FromStr for HostPattern {
     type Err = String;
 
@@ -75,7 +81,7 @@ impl FromStr for HostPattern {
         }
         match split_host_port(s, false) {
             Some((host, port)) => Ok(HostPattern::Host {
-                host,
+                host: host.into_owned(),
                 port: port.flatten(),
             }),
             None => Err("expected a host name, host:port, [v6]:port or *".into()),
@@ -115,9 +121,9 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 /// Parses `scheme://host[:port]` (and `:*` when `star_port`) into scheme, host and port
 /// (`None` = any port).
-fn parse_origin(s: &str, star_port: bool) -> Option<(String, String, Option<u16>)> {
+fn parse_origin(s: &str, star_port: bool) -> Option<(Cow<'_, str>, Cow<'_, str>, Option<u16>)> {
     let (scheme, rest) = s.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
+    let scheme = lowercase(scheme);
     if scheme.is_empty()
         || !scheme
             .bytes()
@@ -141,7 +147,11 @@ impl FromStr for OriginPattern {
             "*" => Ok(OriginPattern::Any),
             "null" => Ok(OriginPattern::Null),
             _ => parse_origin(s.trim_end_matches('/'), true)
-                .map(|(scheme, host, port)| OriginPattern::Origin { scheme, host, port })
+                .map(|(scheme, host, port)| OriginPattern::Origin {
+                    scheme: scheme.into_owned(),
+                    host: host.into_owned(),
+                    port,
+                })
                 .ok_or_else(|| "expected scheme://host[:port] (port * for any), null, or *".into()),
         }
     }
@@ -154,7 +164,7 @@ impl OriginPattern {
             OriginPattern::Null => origin == "null",
             OriginPattern::Origin { scheme, host, port } => parse_origin(origin, false)
                 .is_some_and(|(s, h, p)| {
-                    &s == scheme && &h == host && (port.is_none() || *port == p)
+                    s == scheme.as_str() && h == host.as_str() && (port.is_none() || *port == p)
                 }),
         }
     }
@@ -234,8 +244,8 @@ impl HostOriginGuard {
     pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
         let host = headers
             .get(header::HOST)
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-            .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
+            .map(|h| String::from_utf8_lossy(h.as_bytes()))
+            .or_else(|| uri.authority().map(|a| Cow::Borrowed(a.as_str())));
         // No Host at all (HTTP/1.0, some local tools) cannot come from a rebinding browser.
         if let Some(host) = host {
             let allowed = split_host_port(&host, false).is_some_and(|(name, port)| {
@@ -243,7 +253,7 @@ impl HostOriginGuard {
                 self.hosts.iter().any(|p| p.matches(&name, port))
             });
             if !allowed {
-                return Err(Refusal::Host(host));
+                return Err(Refusal::Host(host.into_owned()));
             }
         }
         for origin in headers.get_all(header::ORIGIN) {
@@ -256,19 +266,10 @@ impl HostOriginGuard {
     }
 }
 
-/// Middleware: 403 for a Host or Origin not allowed.
-pub async fn guard(
-    State(guard): State<Arc<HostOriginGuard>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match guard.check(request.headers(), request.uri()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            tracing::warn!(reason = %refusal, "refused a request (DNS-rebinding guard)");
-            json_error(StatusCode::FORBIDDEN, "forbidden", &refusal.to_string())
-        }
-    }
+/// The 403 for a request whose Host or Origin is not allowed (logged, with the reason).
+pub fn refuse(refusal: &Refusal) -> Response {
+    tracing::warn!(reason = %refusal, "refused a request (DNS-rebinding guard)");
+    json_error(StatusCode::FORBIDDEN, "forbidden", &refusal.to_string())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod configuration;
 pub mod error_response;
+pub mod gate;
 pub mod host_origin;
 pub mod keys;
 pub mod listen;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::ServiceExt as _;
-use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use secrecy::ExposeSecret;
 use tokio::signal::unix::{SignalKind, signal};
@@ -16,15 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth;
 use crate::cli::ServeArgs;
 use crate::configuration::KeySources;
+use crate::gate::GateLayer;
 use crate::host_origin::HostOriginGuard;
 use crate::keys::KeySet;
 use crate::listen::{self, ListenAddr, Peer, SocketFile};
-use crate::routes::{self, McpOptions, RouteConfig, SessionLimits};
+use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
-use crate::telemetry::access_log;
 use crate::telemetry::mcp_span::McpTracing;
 use crate::tls::Tls;
 use crate::tls::listener::TlsListener;
@@ -60,22 +58,18 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         max_sessions: args.max_sessions as usize,
         idle_timeout: args.session_idle_timeout,
     });
-    let router = routes::router(RouteConfig {
-        base_path: args.listen.base_path.clone(),
-        keys: keys.clone(),
-        guard: Arc::new(guard),
-        mcp: McpOptions {
-            sessions,
-            shutdown: shutdown.clone(),
-            tracing: export.clone().map(|export| McpTracing {
-                export,
-                tool_io: args.trace_tool_io,
-            }),
-        },
-        export,
+    let paths = Paths::new(&args.listen.base_path);
+    let router = paths.router(&McpOptions {
+        sessions,
+        shutdown: shutdown.clone(),
+        tracing: export.clone().map(|export| McpTracing {
+            export,
+            tool_io: args.trace_tool_io,
+        }),
     });
-    // Outermost: the key leaves the request before routing, logging or anything else.
-    let app = tower::util::MapRequestLayer::new(auth::take_credentials::<Body>).layer(router);
+    let mcp_path = paths.mcp().to_owned();
+    // In front of every route: the key leaves the request, then it is logged and checked.
+    let app = GateLayer::new(paths, guard, keys.clone(), export.clone()).layer(router);
 
     // Bind all first, so a bad listener fails the start before anything is served.
     let mut tcp = Vec::new();
@@ -127,7 +121,6 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
              domain or IP get 403 until --public-url or --allowed-host names them"
         );
     }
-    let mcp_path = args.listen.base_path.join("/mcp");
     match sessions {
         None => tracing::info!("MCP at {mcp_path}: stateless, JSON responses"),
         Some(limits) => tracing::info!(
@@ -174,9 +167,8 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
             tracing::info!("listening on https://{local}");
             serve!(listener, app.clone());
         }
-        let redirect = routes::redirect::router(https_port, tls.http01.clone()).layer(
-            axum::middleware::from_fn_with_state(None::<Export>, access_log::access_log),
-        );
+        let redirect = GateLayer::log_only(export.clone())
+            .layer(routes::redirect::router(https_port, tls.http01.clone()));
         for listener in redirects {
             let local = axum::serve::Listener::local_addr(&listener)?;
             tracing::info!("listening on http://{local} (redirects to HTTPS)");

@@ -552,14 +552,22 @@ mod span_tests {
                     tool_io,
                 },
                 trace_mcp,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                Some(export),
-                crate::telemetry::access_log::access_log,
             ));
+        // Through the gate, as in the server: it starts the HTTP span the MCP span needs.
+        let key = crate::keys::KeyEntry::Plain("k".repeat(32).into());
+        let keys = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(crate::keys::KeySet::new(
+            &[key],
+        )));
+        let guard = crate::host_origin::HostOriginGuard::new(&[], &[], None, &[]);
+        let paths = crate::routes::Paths::new(&Default::default());
+        let app = tower::Layer::layer(
+            &crate::gate::GateLayer::new(paths, guard, keys, Some(export)),
+            app,
+        );
         let response = app
             .oneshot(
                 axum::http::Request::post("/mcp")
+                    .header(header::AUTHORIZATION, format!("Bearer {}", "k".repeat(32)))
                     .header("mcp-protocol-version", "2025-06-18")
                     .header("mcp-session-id", "s-1")
                     .body(Body::from(request.to_owned()))

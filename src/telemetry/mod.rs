@@ -12,13 +12,21 @@ pub mod otlp;
 pub mod redact;
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// The access log's lines (the HTTP span holds the same, as attributes).
-const ACCESS_LOG_TARGET: &str = "latchkey::access";
+/// Where access log lines go: the writer every other line goes to, in the same format.
+struct AccessSink {
+    writer: tracing_appender::non_blocking::NonBlocking,
+    format: LogFormat,
+    ansi: bool,
+}
+
+/// Set once by [`init`]; without it (unit tests) access log lines go nowhere.
+static ACCESS_SINK: OnceLock<AccessSink> = OnceLock::new();
 
 /// The filter when `RUST_LOG` is unset: latchkey at info, rmcp's per-request chatter off.
 pub const DEFAULT_FILTER: &str = "info,rmcp=warn";
@@ -94,14 +102,22 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
     // Lines are written by a background thread, so a request never waits on stderr; none is
     // dropped (a full buffer makes the caller wait instead). The buffer is allocated up front:
     // 8192 lines keep it small (the default, 128k lines, costs about 4 MB of resident memory).
+    // The thread drains every waiting line into the buffer, then flushes: one write for many
+    // lines under load, and every line out as soon as it is alone.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(8192)
         .lossy(false)
         .thread_name("latchkey-log")
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let ansi = std::io::stderr().is_terminal();
+    let _ = ACCESS_SINK.set(AccessSink {
+        writer: writer.clone(),
+        format,
+        ansi,
+    });
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt
@@ -112,8 +128,11 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
             .boxed(),
     };
     let otlp = otlp::Providers::from_env()?;
+    // A global filter (not a per-layer one), so the access log's `tracing::enabled!` check
+    // asks exactly what an event would.
     let installed = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+        .with(filter)
+        .with(fmt)
         .try_init();
     installed.map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
     if let Some(problem) = problem {

@@ -1,0 +1,210 @@
+//! The gate: what every request goes through before it is routed, in this order —
+//! 1. the key is taken out of the request (`auth::take_credentials`);
+//! 2. the access log record and HTTP span start (`telemetry::access_log`);
+//! 3. Host and Origin are checked (`host_origin`), unless the path is open;
+//! 4. the key is checked (`auth::check`), if the path is protected;
+//! 5. the routes answer (`routes`), and the record is finished with the status.
+//!
+//! One synchronous tower service rather than a stack of `axum::middleware::from_fn` layers:
+//! each of those boxes a future and clones the whole route below it on every request, which
+//! cost more than the checks themselves (see BENCHMARKS.md).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use arc_swap::ArcSwap;
+use axum::extract::Request;
+use axum::response::Response;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::auth::{self, AuthMethod};
+use crate::host_origin::{self, HostOriginGuard};
+use crate::keys::KeySet;
+use crate::routes::{Access, Matched, Paths};
+use crate::telemetry::Export;
+use crate::telemetry::access_log::Record;
+
+/// What the gate checks.
+enum Checks {
+    /// The routes behind are `paths`: guard and key as [`Paths::classify`] says.
+    Routes {
+        paths: Paths,
+        guard: HostOriginGuard,
+        keys: Arc<ArcSwap<KeySet>>,
+    },
+    /// Nothing is checked, only logged (the HTTP-to-HTTPS redirect listener).
+    None,
+}
+
+/// Builds [`Gate`]s in front of a service.
+#[derive(Clone)]
+pub struct GateLayer {
+    checks: Arc<Checks>,
+    export: Option<Export>,
+}
+
+impl GateLayer {
+    /// The gate in front of `paths`' router.
+    pub fn new(
+        paths: Paths,
+        guard: HostOriginGuard,
+        keys: Arc<ArcSwap<KeySet>>,
+        export: Option<Export>,
+    ) -> Self {
+        Self {
+            checks: Arc::new(Checks::Routes { paths, guard, keys }),
+            export,
+        }
+    }
+
+    /// A gate that only takes keys out and logs (no route behind it needs a key).
+    pub fn log_only(export: Option<Export>) -> Self {
+        Self {
+            checks: Arc::new(Checks::None),
+            export,
+        }
+    }
+}
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
+            inner,
+            checks: self.checks.clone(),
+            export: self.export.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gate<S> {
+    inner: S,
+    checks: Arc<Checks>,
+    export: Option<Export>,
+}
+
+impl<S> Gate<S> {
+    /// How the key came (`None` where none is needed), or why the request is refused.
+    fn admit(
+        &self,
+        access: Access,
+        request: &Request,
+        credentials: &auth::Credentials,
+    ) -> Result<Option<AuthMethod>, Refusal> {
+        let Checks::Routes { guard, keys, .. } = &*self.checks else {
+            return Ok(None);
+        };
+        if access == Access::Open {
+            return Ok(None);
+        }
+        guard
+            .check(request.headers(), request.uri())
+            .map_err(Refusal::HostOrigin)?;
+        if access == Access::Guarded {
+            return Ok(None);
+        }
+        auth::check(&keys.load(), credentials)
+            .map(Some)
+            .map_err(Refusal::Key)
+    }
+}
+
+/// Why the gate answered itself.
+enum Refusal {
+    HostOrigin(host_origin::Refusal),
+    Key(auth::KeyRefusal),
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        match self {
+            Refusal::HostOrigin(refusal) => host_origin::refuse(&refusal),
+            Refusal::Key(refusal) => refusal.response(),
+        }
+    }
+}
+
+impl<S> Service<Request> for Gate<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GateFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let taken = auth::take_credentials(&mut request);
+        let matched = match &*self.checks {
+            Checks::Routes { paths, .. } => paths.classify(request.uri().path()),
+            Checks::None => Matched {
+                access: Access::Open,
+                route: None,
+            },
+        };
+        let record = Record::start(
+            &mut request,
+            taken.recorded_query,
+            matched.route,
+            self.export.as_ref(),
+        );
+        // A refused request never reaches the inner service, which is ready and reserves
+        // nothing (axum's Router), so it is simply not called.
+        match self.admit(matched.access, &request, &taken.credentials) {
+            Ok(auth) => GateFuture {
+                inner: Some(self.inner.call(request)),
+                refused: None,
+                record: Some(record),
+                auth,
+            },
+            Err(refusal) => GateFuture {
+                inner: None,
+                refused: Some(refusal.response()),
+                record: Some(record),
+                auth: None,
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The routes' answer (or the refusal), logged when it is ready.
+    pub struct GateFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        refused: Option<Response>,
+        record: Option<Record>,
+        auth: Option<AuthMethod>,
+    }
+}
+
+impl<F> Future for GateFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.inner.as_pin_mut() {
+            Some(inner) => ready!(inner.poll(cx))?,
+            None => this
+                .refused
+                .take()
+                .expect("GateFuture polled after completion"),
+        };
+        if let Some(record) = this.record.take() {
+            record.finish(response.status(), *this.auth);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
