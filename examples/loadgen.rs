@@ -15,7 +15,14 @@ use hyper_util::rt::TokioIo;
 
 /// A request unanswered this long counts as failed (wrk's default timeout).
 const TIMEOUT: Duration = Duration::from_secs(2);
-const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"hello","arguments":{"name":"bench"}}}"#;
+/// `tools/call hello` with JSON-RPC id `id`: every request in flight has its own, as the
+/// protocol requires within a session (rmcp routes a session's answers by id).
+fn call(id: u64) -> Bytes {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"hello","arguments":{{"name":"bench"}}}}}}"#
+    )
+    .into()
+}
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"loadgen","version":"1"}}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
@@ -58,6 +65,7 @@ fn options() -> Options {
     options
 }
 
+/// A new keep-alive connection; a server that cannot be reached ends the run with one line.
 async fn connect(options: &Options) -> SendRequest<Full<Bytes>> {
     macro_rules! handshake {
         ($stream:expr) => {{
@@ -66,13 +74,28 @@ async fn connect(options: &Options) -> SendRequest<Full<Bytes>> {
             sender
         }};
     }
+    let unreachable = |e: std::io::Error| -> ! {
+        let at = options
+            .unix
+            .clone()
+            .unwrap_or_else(|| options.url.to_string());
+        eprintln!("loadgen: cannot connect to {at}: {e}");
+        std::process::exit(1)
+    };
     match &options.unix {
-        Some(path) => handshake!(tokio::net::UnixStream::connect(path).await.unwrap()),
+        Some(path) => match tokio::net::UnixStream::connect(path).await {
+            Ok(stream) => handshake!(stream),
+            Err(e) => unreachable(e),
+        },
         None => {
             let authority = options.url.authority().unwrap().as_str();
-            let stream = tokio::net::TcpStream::connect(authority).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            handshake!(stream)
+            match tokio::net::TcpStream::connect(authority).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true).unwrap();
+                    handshake!(stream)
+                }
+                Err(e) => unreachable(e),
+            }
         }
     }
 }
@@ -82,7 +105,7 @@ async fn post(
     sender: &mut SendRequest<Full<Bytes>>,
     options: &Options,
     session: Option<&str>,
-    body: &'static str,
+    body: Bytes,
 ) -> (u16, Option<String>, Bytes) {
     // Origin-form (`/mcp?…`), as browsers and clients send it: not every server takes
     // the absolute form.
@@ -100,11 +123,7 @@ async fn post(
     }
     sender.ready().await.unwrap();
     let response = sender
-        .send_request(
-            request
-                .body(Full::new(Bytes::from_static(body.as_bytes())))
-                .unwrap(),
-        )
+        .send_request(request.body(Full::new(body)).unwrap())
         .await
         .unwrap();
     let status = response.status().as_u16();
@@ -121,9 +140,15 @@ async fn main() {
     let options = options();
     let session = if options.session {
         let mut sender = connect(&options).await;
-        let (status, session, _) = post(&mut sender, &options, None, INITIALIZE).await;
+        let (status, session, _) = post(&mut sender, &options, None, INITIALIZE.into()).await;
         assert_eq!(status, 200, "initialize");
-        post(&mut sender, &options, session.as_deref(), INITIALIZED).await;
+        post(
+            &mut sender,
+            &options,
+            session.as_deref(),
+            INITIALIZED.into(),
+        )
+        .await;
         session
     } else {
         None
@@ -131,17 +156,19 @@ async fn main() {
     let deadline = Instant::now() + options.duration;
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..options.connections {
+    for worker in 0..options.connections as u64 {
         let options = options.clone();
         let session = session.clone();
         workers.push(tokio::spawn(async move {
             let mut sender = connect(&options).await;
             let (mut latencies, mut failed) = (Vec::new(), 0u64);
+            let mut id = worker << 32;
             while Instant::now() < deadline {
+                id += 1;
                 let start = Instant::now();
                 let answer = tokio::time::timeout(
                     TIMEOUT,
-                    post(&mut sender, &options, session.as_deref(), CALL),
+                    post(&mut sender, &options, session.as_deref(), call(id)),
                 )
                 .await;
                 let Ok((status, _, body)) = answer else {
