@@ -71,18 +71,38 @@ pub fn take_credentials<B>(request: &mut http::Request<B>) -> Taken {
 
 /// Takes `Authorization: Bearer …` values; other schemes (e.g. a proxy's Basic) stay.
 fn take_bearer(headers: &mut HeaderMap, found: &mut Vec<(AuthMethod, KeyDigest)>) {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(_), None) = (values.next(), values.next()) else {
+        return take_bearers(headers, found);
+    };
+    // One value, the usual case: `remove` takes it without draining a list.
+    let value = headers
+        .remove(header::AUTHORIZATION)
+        .expect("the value just seen");
+    match bearer_token(value.as_bytes()) {
+        Some(token) => found.push((AuthMethod::Bearer, KeyDigest::of(token))),
+        None => {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let is_bearer = value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ");
+    is_bearer.then(|| value[7..].trim_ascii())
+}
+
+/// [`take_bearer`] for several (or no) `Authorization` values.
+fn take_bearers(headers: &mut HeaderMap, found: &mut Vec<(AuthMethod, KeyDigest)>) {
     let header::Entry::Occupied(entry) = headers.entry(header::AUTHORIZATION) else {
         return;
     };
     let mut others = Vec::new();
     for value in entry.remove_entry_mult().1 {
-        let bytes = value.as_bytes();
-        let is_bearer = bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ");
-        if is_bearer {
-            let token = bytes[7..].trim_ascii();
-            found.push((AuthMethod::Bearer, KeyDigest::of(token)));
-        } else {
-            others.push(value);
+        match bearer_token(value.as_bytes()) {
+            Some(token) => found.push((AuthMethod::Bearer, KeyDigest::of(token))),
+            None => others.push(value),
         }
     }
     for value in others {
@@ -227,6 +247,18 @@ mod tests {
         let (_, credentials, _) = run(&format!("/mcp?api_key={encoded}"), &[]);
         let found = &credentials.0;
         assert_eq!(found[0].1, KeyDigest::of(KEY.as_bytes()));
+    }
+
+    #[test]
+    fn a_single_authorization_value_is_taken_only_if_bearer() {
+        let (req, _, methods) = run("/mcp", &[("authorization", &format!("Bearer {KEY}"))]);
+        assert_eq!(methods, [AuthMethod::Bearer]);
+        assert!(req.headers().get("authorization").is_none());
+        let (req, _, methods) = run("/mcp", &[("authorization", "Basic dXNlcjpwYXNz")]);
+        assert!(methods.is_empty());
+        assert_eq!(req.headers()["authorization"], "Basic dXNlcjpwYXNz");
+        let (_, _, methods) = run("/mcp", &[("authorization", "Bearer")]);
+        assert!(methods.is_empty(), "a scheme without a token is not a key");
     }
 
     #[test]
