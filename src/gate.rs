@@ -17,13 +17,17 @@ use std::task::{Context, Poll, ready};
 
 use arc_swap::ArcSwap;
 use axum::extract::Request;
+use axum::extract::connect_info::Connected;
 use axum::response::Response;
+use axum::serve::{IncomingStream, Listener};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
+use tower_http::set_header::SetResponseHeader;
 
 use crate::auth::{self, AuthMethod};
 use crate::host_origin::{self, HostOriginGuard};
 use crate::keys::KeySet;
+use crate::listen::Peer;
 use crate::routes::{Access, Matched, Paths};
 use crate::telemetry::Export;
 use crate::telemetry::access_log::Record;
@@ -78,6 +82,7 @@ impl<S> Layer<S> for GateLayer {
             inner,
             checks: self.checks.clone(),
             export: self.export.clone(),
+            peer: None,
         }
     }
 }
@@ -87,6 +92,54 @@ pub struct Gate<S> {
     inner: S,
     checks: Arc<Checks>,
     export: Option<Export>,
+    /// The connection's other end, set by [`PerConnection`].
+    peer: Option<Peer>,
+}
+
+/// A service that can be told which connection it serves.
+pub trait WithPeer {
+    fn with_peer(&self, peer: Peer) -> Self;
+}
+
+impl<S: Clone> WithPeer for Gate<S> {
+    fn with_peer(&self, peer: Peer) -> Self {
+        Gate {
+            peer: Some(peer),
+            ..self.clone()
+        }
+    }
+}
+
+impl<S: WithPeer + Clone, M: Clone> WithPeer for SetResponseHeader<S, M> {
+    fn with_peer(&self, peer: Peer) -> Self {
+        let mut service = self.clone();
+        *service.get_mut() = self.get_ref().with_peer(peer);
+        service
+    }
+}
+
+/// The make-service for `axum::serve`: one copy of the service per connection, which knows
+/// the peer. (axum's `ConnectInfo` would instead add an extension to every request.)
+#[derive(Clone)]
+pub struct PerConnection<S>(pub S);
+
+impl<'a, L, S> Service<IncomingStream<'a, L>> for PerConnection<S>
+where
+    L: Listener,
+    Peer: Connected<IncomingStream<'a, L>>,
+    S: WithPeer,
+{
+    type Response = S;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<S, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
+        std::future::ready(Ok(self.0.with_peer(Peer::connect_info(stream))))
+    }
 }
 
 impl<S> Gate<S> {
@@ -153,6 +206,7 @@ where
         };
         let record = Record::start(
             &mut request,
+            self.peer,
             taken.recorded_query,
             matched.route,
             self.export.as_ref(),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::ServiceExt as _;
 use axum::http::{HeaderValue, header};
 use secrecy::ExposeSecret;
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,10 +16,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::cli::ServeArgs;
 use crate::configuration::KeySources;
-use crate::gate::GateLayer;
+use crate::gate::{GateLayer, PerConnection};
 use crate::host_origin::HostOriginGuard;
 use crate::keys::KeySet;
-use crate::listen::{self, ListenAddr, Peer, SocketFile};
+use crate::listen::{self, ListenAddr, SocketFile};
 use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
 use crate::telemetry::mcp_span::McpTracing;
@@ -137,12 +136,9 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     macro_rules! serve {
         ($listener:expr, $service:expr) => {
             tasks.spawn(
-                axum::serve(
-                    $listener,
-                    $service.into_make_service_with_connect_info::<Peer>(),
-                )
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
+                axum::serve($listener, PerConnection($service))
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future(),
             )
         };
     }

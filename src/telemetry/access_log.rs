@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::time::{Instant, SystemTime};
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
@@ -21,8 +21,8 @@ pub const TARGET: &str = "latchkey::access";
 
 /// The client's address: the TCP peer, or on the Unix socket (where only the local proxy
 /// can connect) the address the proxy appended last to `X-Forwarded-For`.
-fn client_address(request: &Request) -> Option<String> {
-    match request.extensions().get::<ConnectInfo<Peer>>()?.0 {
+fn client_address(peer: Option<Peer>, request: &Request) -> Option<String> {
+    match peer? {
         Peer::Tcp(addr) => Some(addr.ip().to_string()),
         Peer::Unix => request
             .headers()
@@ -34,9 +34,9 @@ fn client_address(request: &Request) -> Option<String> {
     }
 }
 
-fn transport(request: &Request) -> &'static str {
-    match request.extensions().get::<ConnectInfo<Peer>>() {
-        Some(ConnectInfo(Peer::Unix)) => "unix",
+fn transport(peer: Option<Peer>) -> &'static str {
+    match peer {
+        Some(Peer::Unix) => "unix",
         _ => "tcp",
     }
 }
@@ -59,9 +59,11 @@ pub struct Record {
 
 impl Record {
     /// Starts the record (and, with `export`, the HTTP server span, which it leaves in the
-    /// request's extensions as [`HttpSpan`]). `route` is the matched route template.
+    /// request's extensions as [`HttpSpan`]). `peer`: the connection's other end; `route`:
+    /// the matched route template.
     pub fn start(
         request: &mut Request,
+        peer: Option<Peer>,
         query: Option<String>,
         route: Option<&str>,
         export: Option<&Export>,
@@ -71,7 +73,7 @@ impl Record {
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
             query,
-            client: client_address(request),
+            client: client_address(peer, request),
             user_agent: request
                 .headers()
                 .get(header::USER_AGENT)
@@ -79,7 +81,7 @@ impl Record {
             export: None,
         };
         if let Some(export) = export {
-            let transport = transport(request);
+            let transport = transport(peer);
             let cx = record.span(export, route, transport);
             request.extensions_mut().insert(HttpSpan(cx.clone()));
             record.export = Some((export.clone(), cx, route.map(str::to_owned), transport));
