@@ -234,6 +234,17 @@ async fn redirect_listener_sends_to_https_without_the_query() {
             .is_none()
     );
     assert!(!app.output().contains(KEY), "the query is not logged");
+    // Both listeners log each request with the connection's peer.
+    for needle in [
+        r#""path":"/mcp","query":"api_key=REDACTED&x=1","status":301,"#,
+        r#""path":"/healthz","status":200,"#,
+    ] {
+        common::wait_for(needle, || {
+            app.output()
+                .lines()
+                .any(|l| l.contains(needle) && l.contains(r#""client":"127.0.0.1""#))
+        });
+    }
 }
 
 #[test]

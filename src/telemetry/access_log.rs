@@ -200,8 +200,8 @@ impl Line<'_> {
         let timestamp = humantime::format_rfc3339_micros(now);
         // Milliseconds to the microsecond, from integers (float formatting costs more).
         let (ms, us) = (self.duration_us / 1000, self.duration_us % 1000);
+        // After status and duration, in the order tracing-subscriber wrote them.
         let strings = [
-            ("query", self.query),
             ("client", self.client),
             ("user_agent", self.user_agent),
             ("auth", Some(self.auth)),
@@ -215,6 +215,10 @@ impl Line<'_> {
                 json_string(&mut out, self.method);
                 out.extend_from_slice(br#","path":"#);
                 json_string(&mut out, self.path);
+                if let Some(query) = self.query {
+                    out.extend_from_slice(br#","query":"#);
+                    json_string(&mut out, query);
+                }
                 let _ = write!(
                     out,
                     r#","status":{},"duration_ms":{ms}.{us:03}"#,
@@ -254,7 +258,7 @@ impl Line<'_> {
                 let _ = write!(out, "{}", self.status);
                 field(&mut out, "duration_ms");
                 let _ = write!(out, "{ms}.{us:03}");
-                for (name, value) in &strings[1..] {
+                for (name, value) in &strings {
                     if let Some(value) = value {
                         field(&mut out, name);
                         let _ = write!(out, "{value:?}");
@@ -303,6 +307,23 @@ mod tests {
         let text = String::from_utf8(rendered).unwrap();
         assert_eq!(text.matches('\n').count(), 1, "{text}");
         assert!(text.ends_with('\n'));
+        // The fields in the order every earlier line had (and README.md shows).
+        let order = [
+            "timestamp",
+            "level",
+            "message",
+            "method",
+            "path",
+            "query",
+            "status",
+            "duration_ms",
+            "client",
+            "user_agent",
+            "auth",
+            "target",
+        ]
+        .map(|name| text.find(&format!("\"{name}\":")).unwrap());
+        assert!(order.is_sorted(), "{text}");
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             value,
