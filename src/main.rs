@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use latchkey::cli::Cli;
 
+/// mimalloc rather than glibc's malloc: a request allocates and frees a few hundred small
+/// blocks across threads, which glibc made a fifth of all the work (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse_with_default_command();
