@@ -39,7 +39,7 @@ fn split_host_port(s: &str, star_port: bool) -> Option<(Cow<'_, str>, Option<Opt
             "" => (host, None),
             _ => (host, Some(after.strip_prefix(':')?)),
         }
-    } else if s.matches(':').count() > 1 {
+    } else if s.bytes().filter(|&b| b == b':').count() > 1 {
         (s, None) // a bare IPv6 address
     } else {
         match s.split_once(':') {
@@ -51,7 +51,7 @@ fn split_host_port(s: &str, star_port: bool) -> Option<(Cow<'_, str>, Option<Opt
     let valid_host = !host.is_empty()
         && host
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
     if !valid_host {
         return None;
     }

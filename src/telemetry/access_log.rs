@@ -5,6 +5,7 @@
 //! replaced (`auth::Taken::recorded_query`).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
@@ -330,14 +331,14 @@ fn write_uint(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// `n` in decimal, zero-padded to `width` digits (`n` has at most that many).
+/// `n` in decimal, zero-padded to `width` digits (`n` has at most that many, `width` ≤ 10).
 fn write_padded(out: &mut Vec<u8>, mut n: u32, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for digit in out[start..].iter_mut().rev() {
+    let mut digits = [b'0'; 10];
+    for digit in digits[..width].iter_mut().rev() {
         *digit = b'0' + (n % 10) as u8;
         n /= 10;
     }
+    out.extend_from_slice(&digits[..width]);
 }
 
 /// Microseconds as milliseconds with three decimals (float formatting costs more).
@@ -364,28 +365,44 @@ fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
 }
 
 /// `now` in RFC 3339 with microseconds in UTC (`2025-11-26T12:00:00.123456Z`), as
-/// tracing-subscriber's timestamps are.
+/// tracing-subscriber's timestamps are. The part up to the seconds changes once a second, so
+/// each thread keeps the last one it wrote.
 fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    thread_local! {
+        static LAST_SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    }
     let since_epoch = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = since_epoch.as_secs();
-    let (days, of_day) = (secs / 86_400, (secs % 86_400) as u32);
-    let (year, month, day) = civil_from_days(days);
-    write_padded(out, year, 4);
-    out.push(b'-');
-    write_padded(out, month, 2);
-    out.push(b'-');
-    write_padded(out, day, 2);
-    out.push(b'T');
-    write_padded(out, of_day / 3600, 2);
-    out.push(b':');
-    write_padded(out, of_day / 60 % 60, 2);
-    out.push(b':');
-    write_padded(out, of_day % 60, 2);
+    let (last, mut prefix) = LAST_SECOND.get();
+    if last != secs {
+        prefix = date_time(secs);
+        LAST_SECOND.set((secs, prefix));
+    }
+    out.extend_from_slice(&prefix);
     out.push(b'.');
     write_padded(out, since_epoch.subsec_micros(), 6);
     out.push(b'Z');
+}
+
+/// `secs` after the epoch as `YYYY-MM-DDTHH:MM:SS`.
+fn date_time(secs: u64) -> [u8; 19] {
+    let (days, of_day) = (secs / 86_400, (secs % 86_400) as u32);
+    let (year, month, day) = civil_from_days(days);
+    let mut out = Vec::with_capacity(19);
+    write_padded(&mut out, year, 4);
+    out.push(b'-');
+    write_padded(&mut out, month, 2);
+    out.push(b'-');
+    write_padded(&mut out, day, 2);
+    out.push(b'T');
+    write_padded(&mut out, of_day / 3600, 2);
+    out.push(b':');
+    write_padded(&mut out, of_day / 60 % 60, 2);
+    out.push(b':');
+    write_padded(&mut out, of_day % 60, 2);
+    out.try_into().expect("19 bytes")
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
@@ -503,12 +520,15 @@ mod tests {
         let end = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(13_569_465_600);
         let mut checked = 0;
         while at < end {
-            let mut out = Vec::new();
-            write_timestamp(&mut out, at);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                humantime::format_rfc3339_micros(at).to_string()
-            );
+            // Twice in (mostly) the same second: the second one comes from the thread's cache.
+            for at in [at, at + std::time::Duration::from_micros(1)] {
+                let mut out = Vec::new();
+                write_timestamp(&mut out, at);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    humantime::format_rfc3339_micros(at).to_string()
+                );
+            }
             at += step;
             checked += 1;
         }
