@@ -127,32 +127,34 @@ fn take_api_key(headers: &mut HeaderMap, found: &mut Vec<(AuthMethod, KeyDigest)
 /// or `None` when it has none.
 fn strip_query_key(uri: &Uri, found: &mut Vec<(AuthMethod, KeyDigest)>) -> Option<Uri> {
     let query = uri.query()?;
-    let mut kept: Vec<&str> = Vec::new();
+    let mut path_and_query = String::with_capacity(uri.path().len() + query.len() + 1);
+    path_and_query.push_str(uri.path());
     let mut stripped = false;
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         // Percent-decoding only: keys hold no spaces, so a `+` is taken as itself.
-        let is_key = percent_encoding::percent_decode_str(name).decode_utf8_lossy() == QUERY_PARAM;
-        if is_key {
-            let decoded: Vec<u8> = percent_encoding::percent_decode_str(value).collect();
-            found.push((AuthMethod::Query, KeyDigest::of(&decoded)));
+        let name = redact::percent_decoded(name);
+        if *name == *QUERY_PARAM.as_bytes() {
+            let value = redact::percent_decoded(value);
+            found.push((AuthMethod::Query, KeyDigest::of(&value)));
             stripped = true;
         } else if !pair.is_empty() {
-            kept.push(pair);
+            // The first parameter kept opens the query.
+            path_and_query.push(if path_and_query.len() == uri.path().len() {
+                '?'
+            } else {
+                '&'
+            });
+            path_and_query.push_str(pair);
         }
     }
     if !stripped {
         return None;
     }
-    let path_and_query = if kept.is_empty() {
-        uri.path().to_owned()
-    } else {
-        format!("{}?{}", uri.path(), kept.join("&"))
-    };
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(
         path_and_query
-            .parse()
+            .try_into()
             .expect("a path and query taken from a valid URI stays valid"),
     );
     Some(Uri::from_parts(parts).expect("only the query changed"))
@@ -232,6 +234,8 @@ mod tests {
         let (req, _, methods) = run(&format!("/mcp?a=1&api_key={KEY}&b=%20x"), &[]);
         assert_eq!(req.uri().to_string(), "/mcp?a=1&b=%20x");
         assert_eq!(methods, [AuthMethod::Query]);
+        let (req, _, _) = run(&format!("/mcp?api_key={KEY}&a=1&&b=2"), &[]);
+        assert_eq!(req.uri().to_string(), "/mcp?a=1&b=2");
         let (req, _, _) = run(&format!("http://h/mcp?api_key={KEY}"), &[]);
         assert_eq!(req.uri().to_string(), "http://h/mcp");
         let (req, _, _) = run(&format!("/mcp?api%5Fkey={KEY}&api_key=x"), &[]);
