@@ -3,7 +3,8 @@
 //! 2. the access log record and HTTP span start (`telemetry::access_log`);
 //! 3. Host and Origin are checked (`host_origin`), unless the path is open;
 //! 4. the key is checked (`auth::check`), if the path is protected;
-//! 5. the routes answer (`routes`), and the record is finished with the status.
+//! 5. the routes answer (`routes`), and the record is finished with the status (499 if the
+//!    client left before the answer was ready).
 //!
 //! One synchronous tower service rather than a stack of `axum::middleware::from_fn` layers:
 //! each of those boxes a future and clones the whole route below it on every request, which
@@ -18,6 +19,7 @@ use std::task::{Context, Poll, ready};
 use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::extract::connect_info::Connected;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::serve::{IncomingStream, Listener};
 use pin_project_lite::pin_project;
@@ -230,14 +232,31 @@ where
     }
 }
 
+/// The status logged for a request whose client went away before its response was ready
+/// (nginx's "client closed request"): hyper then drops the future instead of polling it on.
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a valid status code"),
+};
+
 pin_project! {
-    /// The routes' answer (or the refusal), logged when it is ready.
+    /// The routes' answer (or the refusal), logged when it is ready — or, with
+    /// [`CLIENT_CLOSED`], when it is dropped unanswered.
     pub struct GateFuture<F> {
         #[pin]
         inner: Option<F>,
         refused: Option<Response>,
         record: Option<Record>,
         auth: Option<AuthMethod>,
+    }
+
+    impl<F> PinnedDrop for GateFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(record) = this.record.take() {
+                record.finish(CLIENT_CLOSED, *this.auth);
+            }
+        }
     }
 }
 
@@ -260,5 +279,73 @@ where
             record.finish(response.status(), *this.auth);
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+    use crate::telemetry::metrics::Metrics;
+
+    /// The `http.response.status_code` of every HTTP span ended while `run` ran a gate over
+    /// `answer` (a service that never answers when `None`).
+    fn statuses(answer: Option<StatusCode>, run: impl FnOnce(GateFuture<BoxedAnswer>)) -> Vec<i64> {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let export = Export {
+            tracer: provider.tracer("test"),
+            metrics: Metrics::from_meter(&opentelemetry::global::meter("test")),
+        };
+        let service = tower::service_fn(move |_: Request| -> BoxedAnswer {
+            match answer {
+                Some(status) => Box::pin(async move {
+                    let mut response = Response::new(axum::body::Body::empty());
+                    *response.status_mut() = status;
+                    Ok(response)
+                }),
+                None => Box::pin(std::future::pending()),
+            }
+        });
+        let mut gate = GateLayer::log_only(Some(export)).layer(service);
+        run(gate.call(Request::new(Body::empty())));
+        let spans = exporter.get_finished_spans().unwrap();
+        spans
+            .iter()
+            .map(|span| {
+                let status = span
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "http.response.status_code");
+                match status.map(|kv| &kv.value) {
+                    Some(opentelemetry::Value::I64(code)) => *code,
+                    other => panic!("no status code on the span: {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    #[test]
+    fn a_request_dropped_before_its_answer_is_finished_as_client_closed() {
+        assert_eq!(statuses(None, drop), [499]);
+    }
+
+    #[test]
+    fn an_answered_request_is_finished_once_with_its_status() {
+        // Not `futures::executor::block_on`: the span exporter uses that itself.
+        let answered = |future: GateFuture<BoxedAnswer>| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(future).unwrap();
+        };
+        assert_eq!(statuses(Some(StatusCode::ACCEPTED), answered), [202]);
     }
 }
