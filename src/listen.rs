@@ -263,6 +263,18 @@ mod tests {
         assert!(parse_socket_mode("7777").is_err());
     }
 
+    #[tokio::test]
+    async fn accepted_tcp_connections_have_nodelay() {
+        let mut listener = bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, peer) = axum::serve::Listener::accept(&mut listener).await;
+        assert_eq!(peer, client.local_addr().unwrap());
+        // A fresh socket has Nagle on; the listener must have turned it off.
+        assert!(!client.nodelay().unwrap());
+        assert!(accepted.nodelay().unwrap());
+    }
+
     #[test]
     fn wildcard_binds_are_reached_through_loopback() {
         assert_eq!(
