@@ -110,3 +110,42 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
         crate::listen::Peer::Tcp(*stream.remote_addr())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    #[tokio::test]
+    async fn handshaken_connections_have_nodelay() {
+        let cert = rcgen::generate_simple_self_signed(["localhost".to_owned()]).unwrap();
+        let cert_der = CertificateDer::from(cert.cert.der().to_vec());
+        let key = PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+        let server = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert_der.clone()], key)
+            .unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut listener = TlsListener::new(tcp, Arc::new(server), None).unwrap();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert_der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let local = axum::serve::Listener::local_addr(&listener).unwrap();
+        let tcp = TcpStream::connect(local).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let (client, (accepted, _)) = tokio::join!(
+            connector.connect(name, tcp),
+            axum::serve::Listener::accept(&mut listener)
+        );
+        client.unwrap();
+        assert!(accepted.get_ref().0.nodelay().unwrap());
+    }
+}
