@@ -305,7 +305,7 @@ mod tests {
         let service = tower::service_fn(move |_: Request| -> BoxedAnswer {
             match answer {
                 Some(status) => Box::pin(async move {
-                    let mut response = Response::new(axum::body::Body::empty());
+                    let mut response = Response::new(Body::empty());
                     *response.status_mut() = status;
                     Ok(response)
                 }),
