@@ -3,11 +3,12 @@
 //! The MCP spec requires servers to validate Origin; requests without one (servers, CLIs)
 //! pass.
 
-use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::Response;
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::Response;
 
 use crate::configuration::PublicUrl;
 use crate::error_response::json_error;

@@ -169,9 +169,9 @@ impl Record {
 
     /// Writes the access log line, ends the span and records
     /// `http.server.request.duration`. `auth`: how the key came, when one was accepted.
-    pub fn finish(self, status: StatusCode, auth: Option<AuthMethod>) {
+    pub fn finish(mut self, status: StatusCode, auth: Option<AuthMethod>) {
         let elapsed = self.start.elapsed();
-        if let Some((export, cx, route, transport)) = &self.export {
+        if let Some((export, cx, route, transport)) = self.export.take() {
             let span = cx.span();
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",
@@ -184,10 +184,10 @@ impl Record {
             let mut attributes = vec![
                 KeyValue::new("http.request.method", self.method.to_string()),
                 KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
-                KeyValue::new("network.transport", *transport),
+                KeyValue::new("network.transport", transport),
             ];
             if let Some(route) = route {
-                attributes.push(KeyValue::new("http.route", route.clone()));
+                attributes.push(KeyValue::new("http.route", route));
             }
             export
                 .metrics
