@@ -361,6 +361,8 @@ fn apache_configuration_is_valid() {
             .env("PREFIX", "/latchkey")
             .env("HTTPS_PUBLIC_PORT", "")
             .env("MODDIR", "/usr/lib/apache2/modules")
+            // Its own run directory: /run/apache2 exists only where Apache has run before.
+            .env("RUNDIR", dir.path())
             .env("CERT_FILE", &cert_file)
             .env("KEY_FILE", &key_file)
             .env("ACME_EMAIL", "ops@example.com")
