@@ -191,3 +191,49 @@ async fn sessions_are_capped_and_expire() {
         );
     }
 }
+
+#[tokio::test]
+async fn ending_a_session_answers_204_then_404() {
+    let app = App::start(Spawn::default().args(&["--sessions"]));
+    let client = http();
+    let url = app.url("/mcp");
+    let response = initialize(&client, &url).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let delete = |id: &str| {
+        client
+            .delete(&url)
+            .bearer_auth(KEY)
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("mcp-session-id", id)
+            .send()
+    };
+    let ended = delete(&session).await.unwrap();
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+    assert!(ended.bytes().await.unwrap().is_empty());
+    // Ended: it is gone for DELETE and for everything else.
+    for id in [session.as_str(), "no-such-session"] {
+        let response = delete(id).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(json["error"], "session_not_found");
+    }
+    let ping = mcp_post(&client, &url, &rpc("ping", serde_json::json!({})))
+        .bearer_auth(KEY)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), StatusCode::NOT_FOUND);
+    // The key comes first: no answer about sessions without it.
+    let response = client
+        .delete(&url)
+        .header("mcp-session-id", "no-such-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}

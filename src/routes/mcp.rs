@@ -86,11 +86,11 @@ fn rmcp_endpoint(options: &McpOptions) -> MethodRouter {
             let service =
                 StreamableHttpService::new(|| Ok(Latchkey::new()), manager.clone(), config);
             any_service(service).layer(middleware::from_fn_with_state(
-                SessionCap {
+                Sessions {
                     manager,
                     max: limits.max_sessions,
                 },
-                cap_sessions,
+                session_rules,
             ))
         }
     }
@@ -135,18 +135,25 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 }
 
 #[derive(Clone)]
-struct SessionCap {
+struct Sessions {
     manager: Arc<LocalSessionManager>,
     max: usize,
+}
+
+/// What rmcp's sessions lack: a cap, and a `DELETE` answered as clients expect.
+async fn session_rules(State(sessions): State<Sessions>, request: Request, next: Next) -> Response {
+    match *request.method() {
+        Method::POST => cap_sessions(&sessions, request, next).await,
+        Method::DELETE => end_session(&sessions, request, next).await,
+        _ => next.run(request).await,
+    }
 }
 
 /// rmcp keeps no limit on sessions; a client that initializes in a loop would otherwise
 /// grow memory without bound. An `initialize` (a POST without a session id) beyond the cap
 /// gets 503; idle sessions expire after the idle timeout and free their slot.
-async fn cap_sessions(State(cap): State<SessionCap>, request: Request, next: Next) -> Response {
-    let opens_session =
-        request.method() == Method::POST && !request.headers().contains_key("mcp-session-id");
-    if opens_session {
+async fn cap_sessions(cap: &Sessions, request: Request, next: Next) -> Response {
+    if !request.headers().contains_key(SESSION_ID) {
         let live = cap.manager.sessions.read().await.len();
         if live >= cap.max {
             tracing::warn!(
@@ -167,3 +174,29 @@ async fn cap_sessions(State(cap): State<SessionCap>, request: Request, next: Nex
     }
     next.run(request).await
 }
+
+/// rmcp answers every `DELETE` 202, which clients (the MCP Python SDK among them) report as
+/// a failed termination: a live session ended is 204, an unknown or ended one 404.
+async fn end_session(sessions: &Sessions, request: Request, next: Next) -> Response {
+    let Some(id) = request
+        .headers()
+        .get(SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return next.run(request).await;
+    };
+    if !sessions.manager.sessions.read().await.contains_key(id) {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "No live MCP session has this Mcp-Session-Id: it ended or expired.",
+        );
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::ACCEPTED {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    response
+}
+
+const SESSION_ID: &str = "mcp-session-id";
