@@ -2,9 +2,14 @@
 //! 1. the key is taken out of the request (`auth::take_credentials`);
 //! 2. the access log record and HTTP span start (`telemetry::access_log`);
 //! 3. Host and Origin are checked (`host_origin`), unless the path is open;
-//! 4. the key is checked (`auth::check`), if the path is protected;
-//! 5. the routes answer (`routes`), and the record is finished with the status (499 if the
-//!    client left before the answer was ready).
+//! 4. a CORS preflight from an allowed origin is answered (`cors`), with no key asked for;
+//! 5. the key is checked (`auth::check`), if the path is protected;
+//! 6. the routes answer (`routes`), readable by an allowed origin's page (`cors`), and the
+//!    record is finished with the status (499 if the client left before the answer was
+//!    ready).
+//!
+//! The record shows a path whole only when latchkey serves it (`Paths::shown`): a key may
+//! have been put in the path.
 //!
 //! One synchronous tower service rather than a stack of `axum::middleware::from_fn` layers:
 //! each of those boxes a future and clones the whole route below it on every request, which
@@ -19,7 +24,7 @@ use std::task::{Context, Poll, ready};
 use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::extract::connect_info::Connected;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::serve::{IncomingStream, Listener};
 use pin_project_lite::pin_project;
@@ -27,6 +32,7 @@ use tower::{Layer, Service};
 use tower_http::set_header::SetResponseHeader;
 
 use crate::auth::{self, AuthMethod};
+use crate::cors;
 use crate::host_origin::{self, HostOriginGuard};
 use crate::keys::KeySet;
 use crate::listen::Peer;
@@ -42,8 +48,17 @@ enum Checks {
         guard: HostOriginGuard,
         keys: Arc<ArcSwap<KeySet>>,
     },
-    /// Nothing is checked, only logged (the HTTP-to-HTTPS redirect listener).
-    None,
+    /// Nothing is checked, only logged, with paths shown as `paths` allows (the
+    /// HTTP-to-HTTPS redirect listener).
+    None { paths: Paths },
+}
+
+impl Checks {
+    fn paths(&self) -> &Paths {
+        match self {
+            Checks::Routes { paths, .. } | Checks::None { paths } => paths,
+        }
+    }
 }
 
 /// Builds [`Gate`]s in front of a service.
@@ -67,10 +82,11 @@ impl GateLayer {
         }
     }
 
-    /// A gate that only takes keys out and logs (no route behind it needs a key).
-    pub fn log_only(export: Option<Export>) -> Self {
+    /// A gate that only takes keys out and logs (no route behind it needs a key); `paths`
+    /// are the main listener's, to know which paths may be shown in the log.
+    pub fn log_only(paths: Paths, export: Option<Export>) -> Self {
         Self {
-            checks: Arc::new(Checks::None),
+            checks: Arc::new(Checks::None { paths }),
             export,
         }
     }
@@ -145,42 +161,76 @@ where
 }
 
 impl<S> Gate<S> {
-    /// How the key came (`None` where none is needed), or why the request is refused.
+    /// What to do with a request to `matched`, or what to answer instead.
     fn admit(
         &self,
-        access: Access,
+        matched: Matched<'_>,
         request: &Request,
         credentials: &auth::Credentials,
-    ) -> Result<Option<AuthMethod>, Refusal> {
+    ) -> Result<Admitted, Answer> {
         let Checks::Routes { guard, keys, .. } = &*self.checks else {
-            return Ok(None);
+            return Ok(Admitted::default());
         };
-        if access == Access::Open {
-            return Ok(None);
+        if matched.access == Access::Open {
+            return Ok(Admitted::default());
         }
         guard
             .check(request.headers(), request.uri())
-            .map_err(Refusal::HostOrigin)?;
-        if access == Access::Guarded {
-            return Ok(None);
+            .map_err(Answer::HostOrigin)?;
+        // Allowed by the guard: its page may read the answer.
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        if let Some(origin) = &origin
+            && matched.route.is_some()
+            && cors::is_preflight(request)
+        {
+            return Err(Answer::Preflight(origin.clone()));
         }
-        auth::check(&keys.load(), credentials)
-            .map(Some)
-            .map_err(Refusal::Key)
+        let auth = match matched.access {
+            Access::Protected => Some(auth::check(&keys.load(), credentials).map_err(
+                |refusal| Answer::Key {
+                    refusal,
+                    origin: origin.clone(),
+                },
+            )?),
+            _ => None,
+        };
+        Ok(Admitted { auth, origin })
     }
 }
 
-/// Why the gate answered itself.
-enum Refusal {
-    HostOrigin(host_origin::Refusal),
-    Key(auth::KeyRefusal),
+/// A request let through to the routes.
+#[derive(Default)]
+struct Admitted {
+    /// How the key came (`None` where none is needed).
+    auth: Option<AuthMethod>,
+    /// The request's `Origin`, allowed by the guard.
+    origin: Option<HeaderValue>,
 }
 
-impl Refusal {
+/// What the gate answers itself: a refusal, or a preflight.
+enum Answer {
+    HostOrigin(host_origin::Refusal),
+    /// A CORS preflight from this allowed origin to a route served here: no key needed.
+    Preflight(HeaderValue),
+    Key {
+        refusal: auth::KeyRefusal,
+        /// An allowed origin, whose page may read the 401 (and find how to authenticate).
+        origin: Option<HeaderValue>,
+    },
+}
+
+impl Answer {
     fn response(self) -> Response {
         match self {
-            Refusal::HostOrigin(refusal) => host_origin::refuse(&refusal),
-            Refusal::Key(refusal) => refusal.response(),
+            Answer::HostOrigin(refusal) => host_origin::refuse(&refusal),
+            Answer::Preflight(origin) => cors::preflight(origin),
+            Answer::Key { refusal, origin } => {
+                let mut response = refusal.response();
+                if let Some(origin) = origin {
+                    cors::allow(&mut response, origin);
+                }
+                response
+            }
         }
     }
 }
@@ -199,34 +249,50 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let taken = auth::take_credentials(&mut request);
-        let matched = match &*self.checks {
-            Checks::Routes { paths, .. } => paths.classify(request.uri().path()),
-            Checks::None => Matched {
-                access: Access::Open,
-                route: None,
-            },
+        let paths = self.checks.paths();
+        let path = request.uri().path();
+        let (matched, shown) = match &*self.checks {
+            Checks::Routes { .. } => {
+                let matched = paths.classify(path);
+                // A route served exactly is its own path; only the rest can hold a key.
+                let shown = match (matched.access, matched.route) {
+                    (Access::Guarded, _) | (_, None) => Some(paths.shown(path).into_owned()),
+                    _ => None,
+                };
+                (matched, shown)
+            }
+            Checks::None { .. } => (
+                Matched {
+                    access: Access::Open,
+                    route: None,
+                },
+                Some(paths.shown(path).into_owned()),
+            ),
         };
         let record = Record::start(
             &mut request,
             self.peer,
             taken.recorded_query,
+            shown,
             matched.route,
             self.export.as_ref(),
         );
         // A refused request never reaches the inner service, which is ready and reserves
         // nothing (axum's Router), so it is simply not called.
-        match self.admit(matched.access, &request, &taken.credentials) {
-            Ok(auth) => GateFuture {
+        match self.admit(matched, &request, &taken.credentials) {
+            Ok(admitted) => GateFuture {
                 inner: Some(self.inner.call(request)),
                 refused: None,
                 record: Some(record),
-                auth,
+                auth: admitted.auth,
+                origin: admitted.origin,
             },
             Err(refusal) => GateFuture {
                 inner: None,
                 refused: Some(refusal.response()),
                 record: Some(record),
                 auth: None,
+                origin: None,
             },
         }
     }
@@ -248,6 +314,8 @@ pin_project! {
         refused: Option<Response>,
         record: Option<Record>,
         auth: Option<AuthMethod>,
+        // An allowed origin, whose page may read the routes' answer.
+        origin: Option<HeaderValue>,
     }
 
     impl<F> PinnedDrop for GateFuture<F> {
@@ -269,7 +337,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = match this.inner.as_pin_mut() {
-            Some(inner) => ready!(inner.poll(cx))?,
+            Some(inner) => {
+                let mut response = ready!(inner.poll(cx))?;
+                if let Some(origin) = this.origin.take() {
+                    cors::allow(&mut response, origin);
+                }
+                response
+            }
             None => this
                 .refused
                 .take()
@@ -312,7 +386,8 @@ mod tests {
                 None => Box::pin(std::future::pending()),
             }
         });
-        let mut gate = GateLayer::log_only(Some(export)).layer(service);
+        let paths = Paths::new(&Default::default());
+        let mut gate = GateLayer::log_only(paths, Some(export)).layer(service);
         run(gate.call(Request::new(Body::empty())));
         let spans = exporter.get_finished_spans().unwrap();
         spans

@@ -242,29 +242,83 @@ impl HostOriginGuard {
         Self { hosts, origins }
     }
 
+    /// Allows the request when its `Host` is allowed and each `Origin` is either allowed, the
+    /// request's own origin, or — for a loopback `Host` — a loopback origin. DNS rebinding
+    /// is a *foreign* page reaching latchkey under a name it serves; a page of the host
+    /// itself, or a local page talking to a local listener, is not that attack.
     pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
-        let host = headers
+        let raw = headers
             .get(header::HOST)
             .map(|h| String::from_utf8_lossy(h.as_bytes()))
             .or_else(|| uri.authority().map(|a| Cow::Borrowed(a.as_str())));
         // No Host at all (HTTP/1.0, some local tools) cannot come from a rebinding browser.
-        if let Some(host) = host {
-            let allowed = split_host_port(&host, false).is_some_and(|(name, port)| {
-                let port = port.flatten();
-                self.hosts.iter().any(|p| p.matches(&name, port))
-            });
-            if !allowed {
-                return Err(Refusal::Host(host.into_owned()));
+        let host = match &raw {
+            None => None,
+            Some(raw) => {
+                let parsed = split_host_port(raw, false).and_then(|(name, port)| {
+                    let port = port.flatten();
+                    let pattern = self.hosts.iter().find(|p| p.matches(&name, port))?;
+                    Some(OwnHost {
+                        // `*` checks nothing, so it cannot vouch for a same-origin page:
+                        // that is exactly what a rebinding page looks like.
+                        named: matches!(pattern, HostPattern::Host { .. }),
+                        loopback: is_loopback(&name),
+                        name,
+                        port,
+                    })
+                });
+                match parsed {
+                    Some(host) => Some(host),
+                    None => return Err(Refusal::Host(raw.clone().into_owned())),
+                }
             }
-        }
+        };
         for origin in headers.get_all(header::ORIGIN) {
             let origin = String::from_utf8_lossy(origin.as_bytes());
-            if !self.origins.iter().any(|p| p.matches(&origin)) {
+            let allowed = self.origins.iter().any(|p| p.matches(&origin))
+                || host.as_ref().is_some_and(|host| host.vouches_for(&origin));
+            if !allowed {
                 return Err(Refusal::Origin(origin.into_owned()));
             }
         }
         Ok(())
     }
+}
+
+/// The request's `Host`, once an allowed pattern matched it.
+struct OwnHost<'a> {
+    name: Cow<'a, str>,
+    port: Option<u16>,
+    /// Matched by a named pattern, not `*`.
+    named: bool,
+    loopback: bool,
+}
+
+impl OwnHost<'_> {
+    /// Whether `origin` is this host's own (same name; same port, or the scheme's default
+    /// when `Host` has none) or, for a loopback host, any loopback origin.
+    fn vouches_for(&self, origin: &str) -> bool {
+        let Some((scheme, name, port)) = parse_origin(origin, false) else {
+            return false;
+        };
+        if self.loopback && is_loopback(&name) && matches!(&*scheme, "http" | "https") {
+            return true;
+        }
+        self.named
+            && name == self.name
+            && match self.port {
+                Some(own) => port == Some(own),
+                None => port == default_port(&scheme),
+            }
+    }
+}
+
+/// `localhost` or a loopback address (host names come lowercase, without brackets).
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The 403 for a request whose Host or Origin is not allowed (logged, with the reason).
@@ -337,6 +391,81 @@ mod tests {
         ));
         assert!(!check(&guard, Some("localhost"), Some("https://evil.com")));
         assert!(!check(&guard, Some("localhost"), Some("null")));
+    }
+
+    #[test]
+    fn a_page_of_the_host_itself_or_a_local_page_on_a_loopback_host_passes() {
+        let guard = HostOriginGuard::new(&[], &[], None, &[]);
+        // Same origin.
+        assert!(check(
+            &guard,
+            Some("localhost:8080"),
+            Some("http://localhost:8080")
+        ));
+        // Loopback origins, any port, for a loopback Host.
+        for host in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost",
+        ] {
+            for origin in [
+                "http://localhost:6274",
+                "http://127.0.0.1:8080",
+                "http://[::1]:3000",
+                "https://localhost",
+            ] {
+                assert!(check(&guard, Some(host), Some(origin)), "{host} {origin}");
+            }
+            // Foreign origins stay out, even for a loopback Host.
+            for origin in [
+                "https://evil.example",
+                "http://localhost.evil.example",
+                "null",
+            ] {
+                assert!(!check(&guard, Some(host), Some(origin)), "{host} {origin}");
+            }
+        }
+        // A rebinding attempt: the foreign name in Host.
+        assert!(!check(
+            &guard,
+            Some("evil.example"),
+            Some("http://evil.example")
+        ));
+        // Same origin for a named public host: same port (or the scheme's default) only.
+        let guard = HostOriginGuard::new(&["mcp.example.org".parse().unwrap()], &[], None, &[]);
+        assert!(check(
+            &guard,
+            Some("mcp.example.org"),
+            Some("https://mcp.example.org")
+        ));
+        assert!(check(
+            &guard,
+            Some("mcp.example.org:8443"),
+            Some("https://mcp.example.org:8443")
+        ));
+        assert!(!check(
+            &guard,
+            Some("mcp.example.org"),
+            Some("https://mcp.example.org:8443")
+        ));
+        assert!(!check(
+            &guard,
+            Some("mcp.example.org"),
+            Some("http://localhost:8080")
+        ));
+        // `*` checks no Host, so it vouches for no origin: a rebinding page is same-origin.
+        let any = HostOriginGuard::new(&[HostPattern::Any], &[], None, &[]);
+        assert!(!check(
+            &any,
+            Some("evil.example"),
+            Some("http://evil.example")
+        ));
+        assert!(check(
+            &any,
+            Some("127.0.0.1:8080"),
+            Some("http://localhost:5173")
+        ));
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! latchkey: one person's tools, reachable from ChatGPT, Claude and any remote MCP client,
 //! behind an API key.
 //!
-//! A request passes through, in order: `auth::take_credentials` (the key leaves the
-//! request), `routes` (which route, which checks), `host_origin` (DNS-rebinding guard),
-//! `auth::require_key`, then `routes::mcp` (rmcp) and the `tools`.
+//! A request passes through `gate`, which calls, in order: `auth::take_credentials` (the key
+//! leaves the request), `routes::Paths` (which route, which checks, what of the path may be
+//! logged), `host_origin` (DNS-rebinding guard), `cors` (preflights), `auth::check`; then
+//! `routes::mcp` (rmcp) and the `tools` answer.
 
 pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod configuration;
+pub mod cors;
 pub mod error_response;
 pub mod gate;
 pub mod host_origin;

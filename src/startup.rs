@@ -68,6 +68,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     });
     let mcp_path = paths.mcp().to_owned();
     // In front of every route: the key leaves the request, then it is logged and checked.
+    let redirect_paths = paths.clone();
     let app = GateLayer::new(paths, guard, keys.clone(), export.clone()).layer(router);
 
     // Bind all first, so a bad listener fails the start before anything is served.
@@ -163,7 +164,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
             tracing::info!("listening on https://{local}");
             serve!(listener, app.clone());
         }
-        let redirect = GateLayer::log_only(export.clone())
+        let redirect = GateLayer::log_only(redirect_paths.clone(), export.clone())
             .layer(routes::redirect::router(https_port, tls.http01.clone()));
         for listener in redirects {
             let local = axum::serve::Listener::local_addr(&listener)?;

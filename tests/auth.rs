@@ -319,3 +319,153 @@ async fn foreign_host_and_origin_get_403() {
         "an explicit list replaces the default"
     );
 }
+
+#[tokio::test]
+async fn pages_of_the_host_itself_and_local_pages_work_with_a_key() {
+    let app = App::start(Spawn::default());
+    let client = http();
+    let mcp = app.url("/mcp");
+    let port = mcp.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let send = |host: String, origin: &str| {
+        mcp_post(&client, &mcp, &call_hello("you"))
+            .bearer_auth(KEY)
+            .header("host", host)
+            .header("origin", origin)
+            .send()
+    };
+    for (host, origin) in [
+        // The same origin: a page served by this host.
+        (
+            format!("localhost:{port}"),
+            format!("http://localhost:{port}"),
+        ),
+        (
+            format!("127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        // Loopback pages talking to a loopback listener (the MCP Inspector, a dev server).
+        (
+            format!("localhost:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        (
+            format!("127.0.0.1:{port}"),
+            "http://localhost:6274".to_owned(),
+        ),
+        (format!("[::1]:{port}"), "http://[::1]:5173".to_owned()),
+    ] {
+        let response = send(host.clone(), &origin).await.unwrap();
+        assert_eq!(
+            response.headers().get("access-control-allow-origin"),
+            Some(&origin.parse().unwrap()),
+            "{host} {origin}"
+        );
+        let exposed = response.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(exposed.contains("mcp-session-id"), "{exposed}");
+        hello_ok(response).await;
+    }
+    // Rebinding attempts stay out: a foreign name in Host, or a foreign page's Origin.
+    for (host, origin) in [
+        ("evil.example".to_owned(), "http://evil.example".to_owned()),
+        (
+            format!("evil.example:{port}"),
+            format!("http://evil.example:{port}"),
+        ),
+        (
+            format!("localhost:{port}"),
+            "https://evil.example".to_owned(),
+        ),
+        (
+            format!("localhost:{port}"),
+            "http://localhost.evil.example".to_owned(),
+        ),
+    ] {
+        let response = send(host.clone(), &origin).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{host} {origin}");
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_allowed_origins_only() {
+    let app = App::start(Spawn::default().args(&["--base-path", "/b"]));
+    let client = http();
+    let preflight = |path: &str, origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, mcp-protocol-version",
+            )
+            .send()
+    };
+    // No key is sent with a preflight, and none is asked for.
+    for origin in ["http://localhost:6274", "https://chatgpt.com"] {
+        let response = preflight("/b/mcp", origin).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "{origin}");
+        let headers = response.headers();
+        assert_eq!(headers["access-control-allow-origin"], origin);
+        let methods = headers["access-control-allow-methods"].to_str().unwrap();
+        for method in ["GET", "POST", "DELETE"] {
+            assert!(methods.contains(method), "{methods}");
+        }
+        let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+        for name in [
+            "authorization",
+            "x-api-key",
+            "content-type",
+            "accept",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "mcp-method",
+            "mcp-name",
+            "last-event-id",
+        ] {
+            assert!(allowed.split(", ").any(|h| h == name), "{name}: {allowed}");
+        }
+    }
+    // OAuth discovery documents can be fetched from a page too.
+    let response = preflight(
+        "/.well-known/oauth-protected-resource/b/mcp",
+        "https://claude.ai",
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    // An origin not allowed gets the guard's 403 and nothing else.
+    let response = preflight("/b/mcp", "https://evil.example").await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // A preflight is no way around the key: the request it announces still needs one, and
+    // its 401 is readable by the allowed page (to learn how to authenticate).
+    let response = mcp_post(&client, &app.url("/b/mcp"), &call_hello("x"))
+        .header("origin", "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    assert_401(response, "No API key was sent", None).await;
+    // A preflight to a path latchkey does not serve is not answered as one.
+    let response = preflight("/b/elsewhere", "http://localhost:6274")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}

@@ -173,6 +173,14 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
         .header("origin", "https://evil.example")
         .send()
         .await;
+    // The key as a path segment, where guides for clients that drop query strings put it.
+    for path in [format!("/{KEY}"), format!("/mcp/{KEY}")] {
+        let response = mcp_post(&http, &app.url(&path), &call_hello("x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+    }
     // Apache on the Unix socket: the client address comes from X-Forwarded-For.
     let socket = app.sockets[0].clone();
     let forwarded = tokio::task::spawn_blocking(move || {
@@ -296,6 +304,15 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
         ),
         "{}",
         received.dump()
+    );
+    // A path no route serves is recorded only up to the prefix latchkey serves.
+    let shown: Vec<_> = named("POST")
+        .iter()
+        .filter_map(|s| attr(&s.attributes, "url.path"))
+        .collect();
+    assert!(
+        shown.iter().any(|p| p == "/{redacted}") && shown.iter().any(|p| p == "/mcp/{redacted}"),
+        "{shown:?}"
     );
     let resource = received.traces.lock().unwrap()[0].resource_spans[0]
         .resource

@@ -83,6 +83,60 @@ async fn no_key_reaches_any_output_at_trace_level() {
     assert_no_secret(&app.output_bytes(), wrong);
 }
 
+/// People whose client drops query strings are told to put the key in the path: every
+/// place it can go in a path, on a server with a base path, is kept out of the output.
+#[tokio::test]
+async fn no_key_in_a_path_reaches_any_output() {
+    let app = App::start(Spawn::default().env("RUST_LOG", "trace").args(&[
+        "--base-path",
+        "/base",
+        "--log-format",
+        "json",
+    ]));
+    let client = http();
+    let paths = [
+        format!("/{KEY}"),
+        format!("/mcp/{KEY}"),
+        format!("/base/{KEY}/mcp"),
+        format!("/base/mcp/{KEY}"),
+        format!("/{KEY}/base/mcp"),
+        format!("/.well-known/{KEY}"),
+        format!("/.well-known/oauth-protected-resource/base/mcp/{KEY}"),
+        format!("/base/.well-known/oauth-authorization-server/{KEY}"),
+        format!("/healthz/{KEY}"),
+    ];
+    for path in &paths {
+        for request in [
+            client.get(app.url(path)),
+            mcp_post(&client, &app.url(path), &call_hello("x")),
+            mcp_post(&client, &app.url(path), &call_hello("x")).bearer_auth(KEY),
+        ] {
+            let response = request.send().await.unwrap();
+            assert!(
+                [401, 404].contains(&response.status().as_u16()),
+                "{path}: {}",
+                response.status()
+            );
+        }
+    }
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut app = app;
+    assert!(app.wait().success());
+    let output = app.output();
+    assert_no_secret(output.as_bytes(), KEY);
+    // What the access log shows instead: the prefix latchkey serves, then a placeholder.
+    for shown in [
+        r#""path":"/{redacted}""#,
+        r#""path":"/base/{redacted}""#,
+        r#""path":"/base/mcp/{redacted}""#,
+        r#""path":"/.well-known/{redacted}""#,
+        r#""path":"/.well-known/oauth-protected-resource/{redacted}""#,
+        r#""path":"/base/.well-known/oauth-authorization-server/{redacted}""#,
+    ] {
+        assert!(output.contains(shown), "no {shown} in:\n{output}");
+    }
+}
+
 #[tokio::test]
 async fn key_flags_and_files_are_not_echoed_on_errors() {
     // A refused key, from a flag, from the environment and from a file, is not repeated.

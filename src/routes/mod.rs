@@ -14,6 +14,8 @@ pub mod mcp;
 pub mod redirect;
 pub mod well_known;
 
+use std::borrow::Cow;
+
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -41,6 +43,19 @@ pub struct Matched<'a> {
     pub access: Access,
     pub route: Option<&'a str>,
 }
+
+/// What a recorded path shows in place of what it hides (a key may be a path segment).
+pub const REDACTED_SEGMENTS: &str = "{redacted}";
+
+/// Well-known documents that clients probe for (RFC 8615 names); any other name may be
+/// anything, a key included, and is not recorded.
+const WELL_KNOWN_NAMES: [&str; 5] = [
+    "oauth-protected-resource",
+    "oauth-authorization-server",
+    "openid-configuration",
+    "mcp",
+    "acme-challenge",
+];
 
 /// The paths latchkey serves.
 #[derive(Clone, Debug)]
@@ -77,6 +92,50 @@ impl Paths {
     /// The MCP endpoint's path.
     pub fn mcp(&self) -> &str {
         &self.mcp[1]
+    }
+
+    /// What of `path` may be recorded in a log line or a span. A path is shown whole only
+    /// when it is one latchkey serves (or a well-known probe for one); anything else is
+    /// shown up to the longest prefix latchkey serves, the rest replaced by
+    /// [`REDACTED_SEGMENTS`]: people whose client drops query strings are told to put
+    /// the key in the path (`/mcp/<key>`), and it must not reach the log from there.
+    pub fn shown<'p>(&self, path: &'p str) -> Cow<'p, str> {
+        if self.mcp.iter().chain(&self.health).any(|p| p == path) {
+            return Cow::Borrowed(path);
+        }
+        for (prefix, _) in &self.well_known {
+            if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+                let (name, after) = match rest.split_once('/') {
+                    Some((name, after)) => (name, Some(after)),
+                    None => (rest, None),
+                };
+                if !WELL_KNOWN_NAMES.contains(&name) {
+                    return Cow::Owned(format!("{prefix}{REDACTED_SEGMENTS}"));
+                }
+                // RFC 9728 puts the resource's path after the name: `…/oauth-protected-resource/mcp`.
+                return match after {
+                    None => Cow::Borrowed(path),
+                    Some(after) if self.mcp[1].strip_prefix('/') == Some(after) => {
+                        Cow::Borrowed(path)
+                    }
+                    Some(_) => Cow::Owned(format!("{prefix}{name}/{REDACTED_SEGMENTS}")),
+                };
+            }
+        }
+        let base = self.mcp[1].strip_suffix("/mcp").unwrap_or_default();
+        if path == base {
+            return Cow::Borrowed(path);
+        }
+        let prefixes = [self.mcp[0].as_str(), &self.mcp[0][..base.len() + 1], "/"];
+        let prefix = prefixes
+            .into_iter()
+            .find(|p| path.starts_with(p))
+            .unwrap_or("/");
+        if path == prefix {
+            Cow::Borrowed(path)
+        } else {
+            Cow::Owned(format!("{prefix}{REDACTED_SEGMENTS}"))
+        }
     }
 
     /// How the router will treat `path` (as axum matches it: the raw path, not decoded).
@@ -170,5 +229,52 @@ mod tests {
         assert_eq!(root.classify("/mcp").route, Some("/mcp"));
         assert_eq!(root.classify("/healthz").access, Access::Open);
         assert_eq!(root.health.len(), 1);
+    }
+
+    #[test]
+    fn only_served_paths_are_shown_whole() {
+        let key = "lk-test-key-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e";
+        let paths = Paths::new(&"/p".parse().unwrap());
+        let cases = [
+            ("/p/mcp", "/p/mcp".to_owned()),
+            ("/p/mcp/", "/p/mcp/".to_owned()),
+            ("/healthz", "/healthz".to_owned()),
+            ("/p", "/p".to_owned()),
+            ("/p/", "/p/".to_owned()),
+            ("/", "/".to_owned()),
+            (
+                "/.well-known/oauth-protected-resource/p/mcp",
+                "/.well-known/oauth-protected-resource/p/mcp".to_owned(),
+            ),
+            (
+                "/p/.well-known/oauth-authorization-server",
+                "/p/.well-known/oauth-authorization-server".to_owned(),
+            ),
+            (
+                &format!("/.well-known/oauth-protected-resource/p/mcp/{key}"),
+                "/.well-known/oauth-protected-resource/{redacted}".to_owned(),
+            ),
+            (
+                &format!("/.well-known/{key}"),
+                "/.well-known/{redacted}".to_owned(),
+            ),
+            (&format!("/p/mcp/{key}"), "/p/mcp/{redacted}".to_owned()),
+            (&format!("/p/{key}/mcp"), "/p/{redacted}".to_owned()),
+            (&format!("/{key}"), "/{redacted}".to_owned()),
+            (&format!("/{key}/p/mcp"), "/{redacted}".to_owned()),
+            ("/mcp", "/{redacted}".to_owned()),
+        ];
+        for (path, shown) in cases {
+            assert_eq!(paths.shown(path), shown, "{path}");
+        }
+        let root = Paths::new(&BasePath::default());
+        assert_eq!(root.shown("/mcp"), "/mcp");
+        assert_eq!(root.shown(&format!("/mcp/{key}")), "/mcp/{redacted}");
+        assert_eq!(root.shown(&format!("/{key}")), "/{redacted}");
+        assert_eq!(root.shown(&format!("/{key}/mcp")), "/{redacted}");
+        assert_eq!(
+            root.shown("/.well-known/oauth-protected-resource/mcp"),
+            "/.well-known/oauth-protected-resource/mcp"
+        );
     }
 }

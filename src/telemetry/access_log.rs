@@ -80,12 +80,29 @@ fn transport(peer: Option<Peer>) -> &'static str {
 #[derive(Clone)]
 pub struct HttpSpan(pub opentelemetry::Context);
 
+/// The path a record shows.
+enum RecordedPath {
+    /// The request's own (a route latchkey serves), shared with the request's buffer.
+    Request(Uri),
+    /// What `routes::Paths::shown` lets through of any other path.
+    Shown(String),
+}
+
+impl RecordedPath {
+    fn as_str(&self) -> &str {
+        match self {
+            RecordedPath::Request(uri) => uri.path(),
+            RecordedPath::Shown(path) => path,
+        }
+    }
+}
+
 /// What is known of a request when it arrives, kept until its response is ready. The URI and
 /// user agent are shared with the request's buffer, not copied.
 pub struct Record {
     start: Instant,
     method: Method,
-    uri: Uri,
+    path: RecordedPath,
     query: Option<String>,
     client: Option<Client>,
     user_agent: Option<HeaderValue>,
@@ -95,19 +112,24 @@ pub struct Record {
 
 impl Record {
     /// Starts the record (and, with `export`, the HTTP server span, which it leaves in the
-    /// request's extensions as [`HttpSpan`]). `peer`: the connection's other end; `route`:
-    /// the matched route template.
+    /// request's extensions as [`HttpSpan`]). `peer`: the connection's other end; `shown`:
+    /// the path to record instead of the request's (which may hold a key); `route`: the
+    /// matched route template.
     pub fn start(
         request: &mut Request,
         peer: Option<Peer>,
         query: Option<String>,
+        shown: Option<String>,
         route: Option<&str>,
         export: Option<&Export>,
     ) -> Self {
         let mut record = Record {
             start: Instant::now(),
             method: request.method().clone(),
-            uri: request.uri().clone(),
+            path: match shown {
+                Some(path) => RecordedPath::Shown(path),
+                None => RecordedPath::Request(request.uri().clone()),
+            },
             query,
             client: Client::of(peer, request),
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
@@ -141,7 +163,7 @@ impl Record {
         };
         let mut attributes = Vec::with_capacity(9);
         attributes.push(KeyValue::new("http.request.method", method.to_string()));
-        attributes.push(KeyValue::new("url.path", self.uri.path().to_owned()));
+        attributes.push(KeyValue::new("url.path", self.path.as_str().to_owned()));
         attributes.push(KeyValue::new("network.transport", transport));
         if let Some(query) = &self.query {
             attributes.push(KeyValue::new("url.query", query.clone()));
@@ -197,7 +219,7 @@ impl Record {
         let user_agent = self.user_agent();
         Line {
             method: self.method.as_str(),
-            path: self.uri.path(),
+            path: self.path.as_str(),
             query: self.query.as_deref(),
             status: status.as_u16(),
             duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
