@@ -11,7 +11,7 @@ use axum::response::Response;
 
 use crate::error_response::json_error;
 use crate::keys::{KeyDigest, KeySet};
-use crate::telemetry::redact;
+use crate::redact;
 
 /// The query parameter that carries the key in a connector URL.
 pub const QUERY_PARAM: &str = "api_key";
@@ -59,9 +59,13 @@ pub fn take_credentials<B>(request: &mut http::Request<B>) -> Taken {
     let mut found = Vec::new();
     take_bearer(request.headers_mut(), &mut found);
     take_api_key(request.headers_mut(), &mut found);
-    let recorded_query = request.uri().query().map(redact::query);
-    if let Some(stripped) = strip_query_key(request.uri(), &mut found) {
-        *request.uri_mut() = stripped;
+    let mut recorded_query = None;
+    if let Some(query) = request.uri().query() {
+        let (stripped, recorded) = split_query(request.uri(), query, &mut found);
+        recorded_query = Some(recorded);
+        if let Some(stripped) = stripped {
+            *request.uri_mut() = stripped;
+        }
     }
     Taken {
         credentials: Credentials(found),
@@ -123,18 +127,33 @@ fn take_api_key(headers: &mut HeaderMap, found: &mut Vec<(AuthMethod, KeyDigest)
     }
 }
 
-/// Returns `uri` without its `api_key` parameters (the rest of the query kept byte for byte),
-/// or `None` when it has none.
-fn strip_query_key(uri: &Uri, found: &mut Vec<(AuthMethod, KeyDigest)>) -> Option<Uri> {
-    let query = uri.query()?;
+/// One pass over `uri`'s `query`: takes its `api_key` parameters (the rest of the query kept
+/// byte for byte in the returned URI, `None` when there was none to take), and writes the
+/// query as it may be recorded, every sensitive value replaced.
+fn split_query(
+    uri: &Uri,
+    query: &str,
+    found: &mut Vec<(AuthMethod, KeyDigest)>,
+) -> (Option<Uri>, String) {
+    let mut recorded = String::with_capacity(query.len());
     let mut path_and_query = String::with_capacity(uri.path().len() + query.len() + 1);
     path_and_query.push_str(uri.path());
     let mut stripped = false;
-    for pair in query.split('&') {
+    for (i, pair) in query.split('&').enumerate() {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         // Percent-decoding only: keys hold no spaces, so a `+` is taken as itself.
-        let name = redact::percent_decoded(name);
-        if *name == *QUERY_PARAM.as_bytes() {
+        let decoded = redact::percent_decoded(name);
+        if i > 0 {
+            recorded.push('&');
+        }
+        if pair.contains('=') && redact::is_sensitive_param(&decoded) {
+            recorded.push_str(name);
+            recorded.push('=');
+            recorded.push_str(redact::REDACTED);
+        } else {
+            recorded.push_str(pair);
+        }
+        if *decoded == *QUERY_PARAM.as_bytes() {
             let value = redact::percent_decoded(value);
             found.push((AuthMethod::Query, KeyDigest::of(&value)));
             stripped = true;
@@ -149,7 +168,7 @@ fn strip_query_key(uri: &Uri, found: &mut Vec<(AuthMethod, KeyDigest)>) -> Optio
         }
     }
     if !stripped {
-        return None;
+        return (None, recorded);
     }
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(
@@ -157,7 +176,8 @@ fn strip_query_key(uri: &Uri, found: &mut Vec<(AuthMethod, KeyDigest)>) -> Optio
             .try_into()
             .expect("a path and query taken from a valid URI stays valid"),
     );
-    Some(Uri::from_parts(parts).expect("only the query changed"))
+    let uri = Uri::from_parts(parts).expect("only the query changed");
+    (Some(uri), recorded)
 }
 
 const HOW_TO_SEND: &str = "Send the API key as an `Authorization: Bearer <key>` header, as an \
@@ -243,6 +263,27 @@ mod tests {
         let (req, _, methods) = run("/mcp?x=1", &[]);
         assert_eq!(req.uri().to_string(), "/mcp?x=1");
         assert!(methods.is_empty());
+    }
+
+    #[test]
+    fn the_recorded_query_has_every_sensitive_value_replaced() {
+        let recorded = |query: &str| {
+            let mut request = http::Request::builder()
+                .uri(format!("/mcp?{query}"))
+                .body(())
+                .unwrap();
+            take_credentials(&mut request).recorded_query.unwrap()
+        };
+        assert_eq!(
+            recorded("a=1&api_key=s3cret&Token=x&api%5Fkey=y&code=z&keep=2&flag"),
+            "a=1&api_key=REDACTED&Token=REDACTED&api%5Fkey=REDACTED&code=REDACTED&keep=2&flag"
+        );
+        assert_eq!(
+            recorded("password=p&access_token=t&key=k"),
+            "password=REDACTED&access_token=REDACTED&key=REDACTED"
+        );
+        assert_eq!(recorded("&a=1&&KEY=k&"), "&a=1&&KEY=REDACTED&");
+        assert_eq!(recorded(""), "");
     }
 
     #[test]

@@ -13,11 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use nix::unistd::Gid;
 use secrecy::SecretString;
 
-use crate::configuration::{BasePath, PublicUrl};
+use crate::configuration::{BasePath, KeySources, PublicUrl};
 use crate::host_origin::{HostPattern, OriginPattern};
 use crate::listen::{self, ListenAddr};
 use crate::telemetry::LogFormat;
-use crate::tls;
+use crate::tls::args::{AcmeDomainArgs, TlsArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,6 +119,17 @@ pub struct KeyArgs {
     pub state_dir: Option<PathBuf>,
 }
 
+impl KeyArgs {
+    /// Where these flags say the keys come from (see `KeySources::resolve`).
+    pub fn sources(&self) -> anyhow::Result<KeySources> {
+        KeySources::resolve(
+            &self.api_key,
+            self.api_key_file.as_deref(),
+            self.state_dir.as_deref(),
+        )
+    }
+}
+
 /// The address people and clients use to reach latchkey.
 #[derive(Debug, Args)]
 pub struct PublicUrlArgs {
@@ -202,94 +213,6 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_SHUTDOWN_TIMEOUT", value_name = "DURATION",
           default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-}
-
-/// The domains ACME gets certificates for; also what `latchkey url` builds the URL from.
-#[derive(Debug, Args)]
-pub struct AcmeDomainArgs {
-    /// Domain to get a certificate for by ACME (repeatable, or comma-separated), e.g.
-    /// mcp.example.com. Turns ACME on; the domains are allowed as Host, and the connector URL
-    /// becomes https://<first domain>.
-    #[arg(long = "acme-domain", env = "LATCHKEY_ACME_DOMAIN", value_name = "DOMAIN",
-          value_delimiter = ',', value_parser = tls::parse_domain)]
-    pub acme_domains: Vec<String>,
-}
-
-/// HTTPS served by latchkey itself, with certificate files or ACME.
-#[derive(Debug, Args)]
-pub struct TlsArgs {
-    /// Serve HTTPS on HOST:PORT (repeatable, or comma-separated), e.g. 0.0.0.0:443. Needs
-    /// --tls-cert and --tls-key, or --acme-domain.
-    #[arg(long = "tls-listen", env = "LATCHKEY_TLS_LISTEN", value_name = "ADDR",
-          value_delimiter = ',', value_parser = tls::parse_tcp_addr)]
-    pub tls_listen: Vec<std::net::SocketAddr>,
-
-    /// Serve plain HTTP on HOST:PORT (e.g. 0.0.0.0:80) that answers ACME HTTP-01 challenges
-    /// and redirects everything else to HTTPS (301, query string dropped).
-    #[arg(long = "redirect-listen", env = "LATCHKEY_REDIRECT_LISTEN", value_name = "ADDR",
-          value_delimiter = ',', value_parser = tls::parse_tcp_addr)]
-    pub redirect_listen: Vec<std::net::SocketAddr>,
-
-    /// Certificate chain (PEM, leaf first) for --tls-listen. Re-read when it changes and on
-    /// SIGHUP; a broken new file keeps the certificate in use.
-    #[arg(
-        long,
-        env = "LATCHKEY_TLS_CERT",
-        value_name = "PATH",
-        requires = "tls_key",
-        conflicts_with = "acme_domains"
-    )]
-    pub tls_cert: Option<PathBuf>,
-
-    /// Private key (PEM) of --tls-cert.
-    #[arg(
-        long,
-        env = "LATCHKEY_TLS_KEY",
-        value_name = "PATH",
-        requires = "tls_cert"
-    )]
-    pub tls_key: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub acme: AcmeDomainArgs,
-
-    /// Contact for the ACME account, mailto:you@example.com (repeatable): Let's Encrypt
-    /// writes there about expiring certificates and policy changes.
-    #[arg(long = "acme-contact", env = "LATCHKEY_ACME_CONTACT", value_name = "MAILTO",
-          value_delimiter = ',', value_parser = tls::parse_contact)]
-    pub acme_contact: Vec<String>,
-
-    /// Directory that keeps the ACME account and certificates across restarts (required
-    /// with ACME; without it every start orders anew and soon hits rate limits).
-    #[arg(long, env = "LATCHKEY_ACME_CACHE", value_name = "DIR")]
-    pub acme_cache: Option<PathBuf>,
-
-    /// ACME server: letsencrypt (production), letsencrypt-staging (untrusted certificates,
-    /// generous rate limits: try it first), or a directory URL.
-    #[arg(long, env = "LATCHKEY_ACME_DIRECTORY", value_name = "DIRECTORY",
-          default_value = "letsencrypt", value_parser = tls::parse_directory)]
-    pub acme_directory: tls::Directory,
-
-    /// PEM file of CA certificates to trust for the ACME server (a private or test CA),
-    /// instead of the public web roots.
-    #[arg(long, env = "LATCHKEY_ACME_CA_ROOT", value_name = "PEM")]
-    pub acme_ca_root: Option<PathBuf>,
-
-    /// How the ACME server checks that the domain is ours: tls-alpn-01 on the HTTPS port
-    /// (443), or http-01 on --redirect-listen (port 80).
-    #[arg(
-        long,
-        env = "LATCHKEY_ACME_CHALLENGE",
-        value_name = "CHALLENGE",
-        default_value = "tls-alpn-01"
-    )]
-    pub acme_challenge: tls::Challenge,
-
-    /// Send Strict-Transport-Security on HTTPS responses [default: on with ACME, off with
-    /// certificate files].
-    #[arg(long, env = "LATCHKEY_HSTS", value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub hsts: Option<bool>,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::cli::KeyArgs;
+use secrecy::SecretString;
+
 use crate::keys::{self, KeyEntry};
 
 /// The path prefix of every route: empty, or `/seg[/seg…]` without a trailing slash.
@@ -128,28 +129,33 @@ pub struct KeySources {
 }
 
 impl KeySources {
-    /// Checks the configured keys; with none configured, makes (or finds) the generated key.
-    pub fn resolve(args: &KeyArgs) -> anyhow::Result<Self> {
-        let flag_entries = keys::parse_flag_entries(&args.api_key)?;
+    /// Checks the configured keys (`--api-key`'s, and `--api-key-file`); with none
+    /// configured, makes (or finds) the generated key in `state_dir` (or the default one).
+    pub fn resolve(
+        api_key: &[SecretString],
+        api_key_file: Option<&Path>,
+        state_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let flag_entries = keys::parse_flag_entries(api_key)?;
         // An empty key file (a secret left unset) means: no key configured. A missing or
         // unreadable one is an error, so a mistyped path never goes unnoticed.
-        let empty_file = match &args.api_key_file {
+        let empty_file = match api_key_file {
             Some(path) if flag_entries.is_empty() && keys::key_file_is_empty(path)? => {
-                Some(path.clone())
+                Some(path.to_owned())
             }
             _ => None,
         };
-        if empty_file.is_none() && (!flag_entries.is_empty() || args.api_key_file.is_some()) {
+        if empty_file.is_none() && (!flag_entries.is_empty() || api_key_file.is_some()) {
             return Ok(KeySources {
                 flag_entries,
-                file: args.api_key_file.clone(),
+                file: api_key_file.map(Path::to_owned),
                 generated: false,
                 newly_generated: false,
                 empty_file: None,
             });
         }
-        let state_dir = match &args.state_dir {
-            Some(dir) => dir.clone(),
+        let state_dir = match state_dir {
+            Some(dir) => dir.to_owned(),
             None => default_state_dir()?,
         };
         let (file, newly_generated) = keys::ensure_generated_key(&state_dir)?;

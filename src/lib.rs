@@ -16,6 +16,7 @@ pub mod gate;
 pub mod host_origin;
 pub mod keys;
 pub mod listen;
+pub mod redact;
 pub mod routes;
 pub mod server;
 pub mod startup;

@@ -3,11 +3,10 @@
 use secrecy::ExposeSecret;
 
 use crate::cli::UrlArgs;
-use crate::configuration::KeySources;
 use crate::listen::ListenAddr;
 
 pub fn run(args: UrlArgs) -> anyhow::Result<()> {
-    let sources = KeySources::resolve(&args.keys)?;
+    let sources = args.keys.sources()?;
     let first_tcp = args.listen.listen.iter().find_map(|l| match l {
         ListenAddr::Tcp(addr) => Some(*addr),
         ListenAddr::Unix(_) => None,

@@ -26,9 +26,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error_response::json_error;
+use crate::redact;
+use crate::telemetry::Export;
 use crate::telemetry::access_log::HttpSpan;
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::{Export, redact};
 
 /// Requests larger than rmcp accepts are refused here too, before being buffered.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;

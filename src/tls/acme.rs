@@ -11,8 +11,8 @@ use rustls_acme::caches::DirCache;
 use rustls_acme::{AcmeConfig, EventOk, ResolvesServerCertAcme, UseChallenge};
 use tokio_util::sync::CancellationToken;
 
-use super::Challenge;
-use crate::cli::TlsArgs;
+use super::args::{Challenge, TlsArgs};
+use super::crypto::{provider, read_certificates};
 
 pub struct Started {
     /// Serves the certificate, and the challenge answers while an order runs.
@@ -26,7 +26,7 @@ fn client_config(ca_root: Option<&Path>) -> anyhow::Result<Option<Arc<ClientConf
     let Some(path) = ca_root else {
         return Ok(None);
     };
-    let certs = super::read_certificates(path, "--acme-ca-root")?;
+    let certs = read_certificates(path, "--acme-ca-root")?;
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
@@ -35,7 +35,7 @@ fn client_config(ca_root: Option<&Path>) -> anyhow::Result<Option<Arc<ClientConf
             path.display()
         );
     }
-    let config = ClientConfig::builder_with_provider(super::provider())
+    let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| anyhow::anyhow!("cannot set up TLS: {e}"))?
         .with_root_certificates(roots)
@@ -120,7 +120,7 @@ pub fn start(args: &TlsArgs, shutdown: CancellationToken) -> anyhow::Result<Star
         .cache(DirCache::new(cache.to_owned()))
         .state();
     let resolver = state.resolver();
-    let challenge = state.challenge_rustls_config_with_provider(super::provider());
+    let challenge = state.challenge_rustls_config_with_provider(provider());
     tracing::info!(
         "ACME: certificate for {} from {directory} ({} challenge), cached in {}",
         domains.join(", "),

@@ -36,14 +36,14 @@ fn stamp(path: &Path) -> Stamp {
 
 /// Reads and checks a certificate chain and its key. Errors name the file, never its content.
 pub fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
-    let chain = super::read_certificates(cert, "the certificate")?;
+    let chain = super::crypto::read_certificates(cert, "the certificate")?;
     let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
         anyhow::anyhow!(
             "cannot read a private key from {}: {e} (expected PEM: PKCS#8, PKCS#1 or SEC1)",
             key.display()
         )
     })?;
-    CertifiedKey::from_der(chain, private, &super::provider()).map_err(|e| {
+    CertifiedKey::from_der(chain, private, &super::crypto::provider()).map_err(|e| {
         anyhow::anyhow!(
             "{} and {} do not make a usable pair: {e}",
             cert.display(),

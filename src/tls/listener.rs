@@ -121,7 +121,7 @@ mod tests {
         let cert = rcgen::generate_simple_self_signed(["localhost".to_owned()]).unwrap();
         let cert_der = CertificateDer::from(cert.cert.der().to_vec());
         let key = PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
-        let server = ServerConfig::builder_with_provider(crate::tls::provider())
+        let server = ServerConfig::builder_with_provider(crate::tls::crypto::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
@@ -132,7 +132,7 @@ mod tests {
 
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert_der).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        let client = rustls::ClientConfig::builder_with_provider(crate::tls::crypto::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)

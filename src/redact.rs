@@ -1,4 +1,5 @@
-//! What is never recorded: sensitive query parameters and JSON values.
+//! What is never recorded: sensitive query parameters (`auth` writes the recorded query in
+//! the same pass that takes the key out) and JSON values (tool arguments and results).
 
 use std::borrow::Cow;
 
@@ -55,30 +56,11 @@ pub fn percent_decoded(s: &str) -> Cow<'_, [u8]> {
     }
 }
 
-fn is_sensitive_param(name: &str) -> bool {
-    let name = percent_decoded(name);
+/// Whether a query parameter of this (percent-decoded) name holds a secret.
+pub fn is_sensitive_param(name: &[u8]) -> bool {
     SENSITIVE_PARAMS
         .iter()
         .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
-}
-
-/// `query` with the value of every sensitive parameter replaced: `a=1&api_key=REDACTED`.
-pub fn query(query: &str) -> String {
-    let mut recorded = String::with_capacity(query.len());
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            recorded.push('&');
-        }
-        match pair.split_once('=') {
-            Some((name, _)) if is_sensitive_param(name) => {
-                recorded.push_str(name);
-                recorded.push('=');
-                recorded.push_str(REDACTED);
-            }
-            _ => recorded.push_str(pair),
-        }
-    }
-    recorded
 }
 
 fn is_sensitive_key(key: &str) -> bool {
@@ -114,20 +96,6 @@ pub fn json(value: &serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sensitive_query_values_are_replaced() {
-        assert_eq!(
-            query("a=1&api_key=s3cret&Token=x&api%5Fkey=y&code=z&keep=2&flag"),
-            "a=1&api_key=REDACTED&Token=REDACTED&api%5Fkey=REDACTED&code=REDACTED&keep=2&flag"
-        );
-        assert_eq!(
-            query("password=p&access_token=t&key=k"),
-            "password=REDACTED&access_token=REDACTED&key=REDACTED"
-        );
-        assert_eq!(query("&a=1&&KEY=k&"), "&a=1&&KEY=REDACTED&");
-        assert_eq!(query(""), "");
-    }
 
     #[test]
     fn sensitive_json_values_are_replaced_at_any_depth() {
