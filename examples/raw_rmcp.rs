@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
-use latchkey::server::Latchkey;
+use latchkey::mcp::handler::Latchkey;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 

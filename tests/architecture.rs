@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The handler/tool split: `#[tool_router]` tools name the handler, and it names their router.
-const ALLOWED: [(&str, &str); 2] = [("tools", "server"), ("tools::hello", "server")];
+const ALLOWED: [(&str, &str); 2] = [("tools", "mcp::handler"), ("tools::hello", "mcp::handler")];
 
 /// Module path (`tls::acme`; `` for the crate root) → its source file.
 fn modules() -> BTreeMap<String, String> {

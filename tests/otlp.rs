@@ -236,7 +236,25 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
         );
         assert!(attr(&call.attributes, "jsonrpc.request.id").is_some());
         assert!(attr(&call.attributes, "latchkey.arguments.bytes").is_some());
+        assert!(attr(&call.attributes, "network.transport").is_some());
     }
+    // Over TCP the client's address and port are on the MCP span too; the real client says
+    // who it is at initialize.
+    assert!(
+        calls.iter().any(|c| {
+            attr(&c.attributes, "client.address").as_deref() == Some("127.0.0.1")
+                && attr(&c.attributes, "client.port").is_some()
+        }),
+        "{}",
+        received.dump()
+    );
+    assert!(
+        named("initialize")
+            .iter()
+            .any(|s| attr(&s.attributes, "latchkey.client.name").is_some()),
+        "{}",
+        received.dump()
+    );
     // Shown with --nocapture: what a tools/call span carries, as received.
     for kv in &calls[0].attributes {
         println!("{} = {}", kv.key, string_value(&kv.value));

@@ -16,12 +16,17 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use rmcp::ServerHandler;
+
 use crate::error_response::json_error;
-use crate::server::Latchkey;
-use crate::telemetry::mcp_span::{McpTracing, trace_mcp};
+use crate::mcp::handler::Latchkey;
+use crate::mcp::span::{McpTracing, Traced};
 
 /// How often an idle SSE stream gets a comment, so proxies and clients keep it open.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The largest MCP message accepted (rmcp answers a larger one 413).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// How the MCP endpoint behaves.
 #[derive(Clone, Debug)]
@@ -47,28 +52,39 @@ fn rmcp_config(shutdown: &CancellationToken) -> StreamableHttpServerConfig {
         // No SSE priming event: some clients misparse its empty `data:`, and without an
         // event store there is nothing to resume anyway.
         .with_sse_retry(None)
+        .with_max_request_body_bytes(MAX_REQUEST_BYTES)
         // Host and Origin are checked for every route in `host_origin`, before this.
         .disable_allowed_hosts()
         .disable_allowed_origins()
 }
 
-/// The method router for `{base}/mcp`.
+/// The method router for `{base}/mcp`: latchkey's handler, wrapped in a span per message
+/// when spans are exported.
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
-    let endpoint = rmcp_endpoint(options);
     match &options.tracing {
-        Some(tracing) => endpoint.layer(middleware::from_fn_with_state(tracing.clone(), trace_mcp)),
-        None => endpoint,
+        Some(tracing) => {
+            let tracing = tracing.clone();
+            rmcp_endpoint(options, move || {
+                Traced::new(Latchkey::new(), tracing.clone())
+            })
+        }
+        None => rmcp_endpoint(options, Latchkey::new),
     }
 }
 
-fn rmcp_endpoint(options: &McpOptions) -> MethodRouter {
+fn rmcp_endpoint<S, F>(options: &McpOptions, handler: F) -> MethodRouter
+where
+    S: ServerHandler,
+    F: Fn() -> S + Send + Sync + Clone + 'static,
+{
+    let factory = move || Ok(handler());
     match options.sessions {
         None => {
             let config = rmcp_config(&options.shutdown)
                 .with_legacy_session_mode(false)
                 .with_json_response(true);
             let service = StreamableHttpService::new(
-                || Ok(Latchkey::new()),
+                factory,
                 Arc::new(NeverSessionManager::default()),
                 config,
             );
@@ -83,8 +99,7 @@ fn rmcp_endpoint(options: &McpOptions) -> MethodRouter {
             manager.session_config.sse_retry = None;
             let manager = Arc::new(manager);
             let config = rmcp_config(&options.shutdown).with_legacy_session_mode(true);
-            let service =
-                StreamableHttpService::new(|| Ok(Latchkey::new()), manager.clone(), config);
+            let service = StreamableHttpService::new(factory, manager.clone(), config);
             any_service(service).layer(middleware::from_fn_with_state(
                 Sessions {
                     manager,

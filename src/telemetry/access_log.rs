@@ -76,9 +76,18 @@ fn transport(peer: Option<Peer>) -> &'static str {
     }
 }
 
-/// The HTTP server span, for the MCP span to hang under (or link to).
+/// The HTTP server span, for the MCP span to hang under (or link to), and what the MCP span
+/// repeats of the connection.
 #[derive(Clone)]
-pub struct HttpSpan(pub opentelemetry::Context);
+pub struct HttpSpan {
+    pub context: opentelemetry::Context,
+    /// `client.address`: the TCP peer, or the address the proxy forwarded on the Unix socket.
+    pub client_address: Option<String>,
+    /// `client.port`: the TCP peer's.
+    pub client_port: Option<u16>,
+    /// `network.transport`: `tcp` or `unix`.
+    pub transport: &'static str,
+}
 
 /// The path a record shows.
 enum RecordedPath {
@@ -137,8 +146,17 @@ impl Record {
         };
         if let Some(export) = export {
             let transport = transport(peer);
-            let cx = record.span(export, route, transport);
-            request.extensions_mut().insert(HttpSpan(cx.clone()));
+            let client_address = record.client.as_ref().map(Client::to_string);
+            let cx = record.span(export, route, transport, client_address.clone());
+            request.extensions_mut().insert(HttpSpan {
+                context: cx.clone(),
+                client_address,
+                client_port: match peer {
+                    Some(Peer::Tcp(addr)) => Some(addr.port()),
+                    _ => None,
+                },
+                transport,
+            });
             record.export = Some((export.clone(), cx, route.map(str::to_owned), transport));
         }
         record
@@ -155,6 +173,7 @@ impl Record {
         export: &Export,
         route: Option<&str>,
         transport: &'static str,
+        client_address: Option<String>,
     ) -> opentelemetry::Context {
         let method = &self.method;
         let name = match route {
@@ -171,8 +190,8 @@ impl Record {
         if let Some(route) = route {
             attributes.push(KeyValue::new("http.route", route.to_owned()));
         }
-        if let Some(client) = &self.client {
-            attributes.push(KeyValue::new("client.address", client.to_string()));
+        if let Some(client) = client_address {
+            attributes.push(KeyValue::new("client.address", client));
         }
         if let Some(user_agent) = self.user_agent() {
             attributes.push(KeyValue::new(

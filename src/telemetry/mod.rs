@@ -1,13 +1,11 @@
 //! Logs, traces and metrics.
 //!
 //! - `access_log`: the HTTP server span and one access log line per request;
-//! - `mcp_span`: one span per MCP message, on the OpenTelemetry MCP conventions;
 //! - `otlp`: OTLP export of spans and metrics, on when an `OTEL_EXPORTER_OTLP_*` endpoint is set.
 //!
 //! What is never recorded is `crate::redact`'s.
 
 pub mod access_log;
-pub mod mcp_span;
 pub mod metrics;
 pub mod otlp;
 

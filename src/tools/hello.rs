@@ -4,7 +4,7 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{schemars, tool, tool_router};
 use serde::Deserialize;
 
-use crate::server::Latchkey;
+use crate::mcp::handler::Latchkey;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct HelloArgs {

@@ -5,7 +5,7 @@
 
 use rmcp::handler::server::router::tool::ToolRouter;
 
-use crate::server::Latchkey;
+use crate::mcp::handler::Latchkey;
 
 /// Declares the tool modules and joins their routers into one.
 macro_rules! tools {

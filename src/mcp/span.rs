@@ -1,0 +1,1046 @@
+//! One SERVER span per MCP request or notification, on the OpenTelemetry MCP semantic
+//! conventions: `tools/call hello` with `mcp.method.name`, `gen_ai.tool.name`,
+//! `jsonrpc.request.id`, `mcp.protocol.version`, `mcp.session.id` (not on protocol
+//! 2026-07-28, which has no sessions), `client.address`/`client.port`, and `error.type` on
+//! failure.
+//!
+//! [`Traced`] wraps the server handler as rmcp calls it, so the span is made from the message
+//! rmcp has already parsed and the result the handler returns: nothing is read twice. The
+//! HTTP request's parts ride along in the request context (rmcp puts them there), and with
+//! them the HTTP span the gate started, which is this span's parent — or, when the client
+//! propagated its own trace context in `params._meta`, its link. Installed only when spans
+//! are exported: with no exporter it costs nothing.
+//!
+//! rmcp's HTTP service takes a `ServerHandler`, not any `Service`, so `Traced` is one: every
+//! method of rmcp 3.11's `ServerHandler` is passed on to the inner handler, in the order of
+//! rmcp's own wrappers for `Box` and `Arc` (a method left out would silently answer with
+//! rmcp's default). `subscriptions/listen` is a stream, not an operation, and gets no span.
+
+use std::future::Future;
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Link, Span as _, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::Span as SdkSpan;
+use std::borrow::Cow;
+
+use rmcp::ErrorData as McpError;
+use rmcp::ServerHandler;
+use rmcp::model::*;
+use rmcp::service::{
+    MaybeSendFuture, NotificationContext, RequestContext, RoleServer, SubscriptionContext,
+};
+
+use crate::redact;
+use crate::telemetry::Export;
+use crate::telemetry::access_log::HttpSpan;
+
+/// The protocol version from which there are no sessions (and no `mcp.session.id`).
+const STATELESS_PROTOCOL: &str = "2026-07-28";
+
+/// What the spans need: the exporter, and whether tool arguments and results are recorded.
+#[derive(Clone, Debug)]
+pub struct McpTracing {
+    pub export: Export,
+    /// `--trace-tool-io`: record arguments and results (redacted) on the span.
+    pub tool_io: bool,
+}
+
+/// A server handler whose every request and notification is a span.
+#[derive(Clone)]
+pub struct Traced<S> {
+    inner: S,
+    tracing: McpTracing,
+}
+
+impl<S> Traced<S> {
+    pub fn new(inner: S, tracing: McpTracing) -> Self {
+        Self { inner, tracing }
+    }
+}
+
+// Deprecated methods are passed on too: clients on older protocols still call them.
+#[allow(deprecated)]
+impl<S: ServerHandler> ServerHandler for Traced<S> {
+    fn ping(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(PingRequestMethod::VALUE, &context, Detail::default());
+        traced(operation, self.inner.ping(context), inspect_size)
+    }
+
+    fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<InitializeResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(
+            InitializeResultMethod::VALUE,
+            &context,
+            Detail::initialize(&request),
+        );
+        traced(
+            operation,
+            self.inner.initialize(request, context),
+            inspect_size,
+        )
+    }
+
+    fn negotiate_initialize(
+        &self,
+        request: &InitializeRequestParams,
+    ) -> Result<InitializeResult, McpError> {
+        self.inner.negotiate_initialize(request)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        self.inner.supported_protocol_versions()
+    }
+
+    fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<DiscoverResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(DiscoverRequestMethod::VALUE, &context, Detail::default());
+        traced(operation, self.inner.discover(context), inspect_size)
+    }
+
+    fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CompleteResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(CompleteRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.complete(request, context),
+            inspect_size,
+        )
+    }
+
+    fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(SetLevelRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.set_level(request, context),
+            inspect_size,
+        )
+    }
+
+    fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(
+            GetPromptRequestMethod::VALUE,
+            &context,
+            Detail::prompt(&request),
+        );
+        traced(
+            operation,
+            self.inner.get_prompt(request, context),
+            inspect_prompt,
+        )
+    }
+
+    fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListPromptsResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(ListPromptsRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.list_prompts(request, context),
+            inspect_size,
+        )
+    }
+
+    fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourcesResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(
+            ListResourcesRequestMethod::VALUE,
+            &context,
+            Detail::default(),
+        );
+        traced(
+            operation,
+            self.inner.list_resources(request, context),
+            inspect_size,
+        )
+    }
+
+    fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourceTemplatesResult, McpError>> + MaybeSendFuture + '_
+    {
+        let operation = self.request(
+            ListResourceTemplatesRequestMethod::VALUE,
+            &context,
+            Detail::default(),
+        );
+        traced(
+            operation,
+            self.inner.list_resource_templates(request, context),
+            inspect_size,
+        )
+    }
+
+    fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceResponse, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(
+            ReadResourceRequestMethod::VALUE,
+            &context,
+            Detail::default(),
+        );
+        traced(
+            operation,
+            self.inner.read_resource(request, context),
+            inspect_read,
+        )
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.inner.accepted_subscription_filter(requested)
+    }
+
+    fn listen(
+        &self,
+        context: SubscriptionContext,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.listen(context)
+    }
+
+    fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(SubscribeRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.subscribe(request, context),
+            inspect_size,
+        )
+    }
+
+    fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(UnsubscribeRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.unsubscribe(request, context),
+            inspect_size,
+        )
+    }
+
+    fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CallToolResponse, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(
+            CallToolRequestMethod::VALUE,
+            &context,
+            Detail::call(&request),
+        );
+        traced(
+            operation,
+            self.inner.call_tool(request, context),
+            inspect_call,
+        )
+    }
+
+    fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListToolsResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(ListToolsRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.list_tools(request, context),
+            inspect_size,
+        )
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner.get_tool(name)
+    }
+
+    fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
+        let method = request.method.clone();
+        let operation = self.request(&method, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.on_custom_request(request, context),
+            inspect_size,
+        )
+    }
+
+    fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        let operation = self.notification(CancelledNotificationMethod::VALUE, &context);
+        notified(operation, self.inner.on_cancelled(notification, context))
+    }
+
+    fn on_progress(
+        &self,
+        notification: ProgressNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        let operation = self.notification(ProgressNotificationMethod::VALUE, &context);
+        notified(operation, self.inner.on_progress(notification, context))
+    }
+
+    fn on_initialized(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        let operation = self.notification(InitializedNotificationMethod::VALUE, &context);
+        notified(operation, self.inner.on_initialized(context))
+    }
+
+    fn on_roots_list_changed(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        let operation = self.notification(RootsListChangedNotificationMethod::VALUE, &context);
+        notified(operation, self.inner.on_roots_list_changed(context))
+    }
+
+    fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        let operation = self.notification(&notification.method, &context);
+        notified(
+            operation,
+            self.inner.on_custom_notification(notification, context),
+        )
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        self.inner.get_info()
+    }
+
+    fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetTaskResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(GetTaskMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.get_task(request, context),
+            inspect_size,
+        )
+    }
+
+    fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(UpdateTaskMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.update_task(request, context),
+            inspect_size,
+        )
+    }
+
+    fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(CancelTaskMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.cancel_task(request, context),
+            inspect_size,
+        )
+    }
+
+    fn list_skills(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListSkillsResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(ListSkillsRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.list_skills(request, context),
+            inspect_size,
+        )
+    }
+
+    fn get_skill(
+        &self,
+        request: GetSkillRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetSkillResult, McpError>> + MaybeSendFuture + '_ {
+        let operation = self.request(GetSkillRequestMethod::VALUE, &context, Detail::default());
+        traced(
+            operation,
+            self.inner.get_skill(request, context),
+            inspect_size,
+        )
+    }
+
+    fn read_resource_directory(
+        &self,
+        request: ReadResourceDirectoryRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceDirectoryResult, McpError>> + MaybeSendFuture + '_
+    {
+        let operation = self.request(
+            ReadResourceDirectoryRequestMethod::VALUE,
+            &context,
+            Detail::default(),
+        );
+        traced(
+            operation,
+            self.inner.read_resource_directory(request, context),
+            inspect_size,
+        )
+    }
+}
+
+impl<S> Traced<S> {
+    /// The operation of a request to `method`.
+    fn request(
+        &self,
+        method: &str,
+        context: &RequestContext<RoleServer>,
+        detail: Detail<'_>,
+    ) -> Operation {
+        // `initialize` says its version and client in its params; later messages in `_meta`
+        // (2026-07-28) or through the session's handshake.
+        let (protocol, client) = match detail.initialize {
+            Some(init) => (
+                Some(init.protocol_version.to_string()),
+                Some(init.client_info.clone()),
+            ),
+            None => (
+                context.protocol_version().map(|v| v.to_string()),
+                context.client_info(),
+            ),
+        };
+        Operation::start(
+            &self.tracing,
+            Message {
+                method,
+                target: detail.target,
+                request_id: Some(&context.id),
+                arguments: detail.arguments,
+                protocol,
+                client,
+                meta: Some(&context.meta),
+                extensions: &context.extensions,
+            },
+        )
+    }
+
+    /// The operation of a notification of `method`.
+    fn notification(&self, method: &str, context: &NotificationContext<RoleServer>) -> Operation {
+        Operation::start(
+            &self.tracing,
+            Message {
+                method,
+                target: None,
+                request_id: None,
+                arguments: None,
+                protocol: context
+                    .peer
+                    .peer_info()
+                    .map(|info| info.protocol_version.to_string()),
+                client: None,
+                meta: Some(&context.meta),
+                extensions: &context.extensions,
+            },
+        )
+    }
+}
+
+/// What a request's params add to its span.
+#[derive(Default)]
+struct Detail<'a> {
+    /// The tool or prompt named, with its attribute.
+    target: Option<(&'static str, &'a str)>,
+    arguments: Option<&'a JsonObject>,
+    initialize: Option<&'a InitializeRequestParams>,
+}
+
+impl<'a> Detail<'a> {
+    fn call(params: &'a CallToolRequestParams) -> Self {
+        Detail {
+            target: Some(("gen_ai.tool.name", &params.name)),
+            arguments: params.arguments.as_ref(),
+            initialize: None,
+        }
+    }
+
+    fn prompt(params: &'a GetPromptRequestParams) -> Self {
+        Detail {
+            target: Some(("gen_ai.prompt.name", &params.name)),
+            ..Detail::default()
+        }
+    }
+
+    fn initialize(params: &'a InitializeRequestParams) -> Self {
+        Detail {
+            initialize: Some(params),
+            ..Detail::default()
+        }
+    }
+}
+
+/// The handler's answer, recorded on `operation` (by `inspect`) when it comes.
+async fn traced<T>(
+    mut operation: Operation,
+    answer: impl Future<Output = Result<T, McpError>>,
+    inspect: fn(&mut Operation, &T),
+) -> Result<T, McpError> {
+    let result = answer.await;
+    match &result {
+        Ok(answer) => inspect(&mut operation, answer),
+        Err(error) => operation.failed_with(error),
+    }
+    operation.end();
+    result
+}
+
+/// A notification handled; its span ends with it.
+async fn notified(operation: Operation, handled: impl Future<Output = ()>) {
+    handled.await;
+    drop(operation);
+}
+
+/// Any answer: its size.
+fn inspect_size<T: serde::Serialize>(operation: &mut Operation, answer: &T) {
+    operation.span.set_attribute(KeyValue::new(
+        "latchkey.result.bytes",
+        json_len(answer) as i64,
+    ));
+}
+
+/// A prompt: its size, when complete (one that asks the client for input has none yet).
+fn inspect_prompt(operation: &mut Operation, answer: &GetPromptResponse) {
+    if let GetPromptResponse::Complete(prompt) = answer {
+        inspect_size(operation, prompt);
+    }
+}
+
+/// A resource read: its size, when complete.
+fn inspect_read(operation: &mut Operation, answer: &ReadResourceResponse) {
+    if let ReadResourceResponse::Complete(read) = answer {
+        inspect_size(operation, read);
+    }
+}
+
+/// A tool's answer: its size, its result (with `--trace-tool-io`), and whether it failed.
+fn inspect_call(operation: &mut Operation, answer: &CallToolResponse) {
+    let CallToolResponse::Complete(call) = answer else {
+        return;
+    };
+    inspect_size(operation, call);
+    if operation.tool_io
+        && let Ok(value) = serde_json::to_value(call)
+    {
+        operation.span.set_attribute(KeyValue::new(
+            "gen_ai.tool.call.result",
+            redact::json(&value).to_string(),
+        ));
+    }
+    if call.is_error == Some(true) {
+        operation.fail(
+            "tool_error".to_owned(),
+            "the tool reported an error (isError)".to_owned(),
+        );
+    }
+}
+
+/// What a message is about, for its span's name and attributes.
+struct Message<'a> {
+    method: &'a str,
+    /// The tool or prompt named (`tools/call`, `prompts/get`).
+    target: Option<(&'static str, &'a str)>,
+    request_id: Option<&'a NumberOrString>,
+    arguments: Option<&'a JsonObject>,
+    protocol: Option<String>,
+    client: Option<Implementation>,
+    /// `_meta` of the message, for a propagated trace context.
+    meta: Option<&'a MetaObject>,
+    extensions: &'a Extensions,
+}
+
+/// One message's span, open until its answer (or, dropped unanswered, with what is known).
+struct Operation {
+    span: SdkSpan,
+    start: Instant,
+    export: Export,
+    method: String,
+    tool: Option<String>,
+    tool_io: bool,
+    error_type: Option<String>,
+    ended: bool,
+}
+
+impl Operation {
+    fn start(tracing: &McpTracing, message: Message<'_>) -> Self {
+        let parts = message.extensions.get::<http::request::Parts>();
+        let http = parts.and_then(|p| p.extensions.get::<HttpSpan>());
+        let mut attributes = Vec::with_capacity(14);
+        attributes.push(KeyValue::new("mcp.method.name", message.method.to_owned()));
+        let stateless = message.protocol.as_deref() >= Some(STATELESS_PROTOCOL);
+        if let Some(protocol) = message.protocol {
+            attributes.push(KeyValue::new("mcp.protocol.version", protocol));
+        }
+        if !stateless
+            && let Some(session) = parts
+                .and_then(|p| p.headers.get("mcp-session-id"))
+                .and_then(|v| v.to_str().ok())
+        {
+            attributes.push(KeyValue::new("mcp.session.id", session.to_owned()));
+        }
+        if let Some(id) = message.request_id {
+            attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
+        }
+        if let Some((key, target)) = message.target {
+            attributes.push(KeyValue::new(key, target.to_owned()));
+            if message.method == "tools/call" {
+                attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+            }
+        }
+        if let Some(arguments) = message.arguments {
+            attributes.push(KeyValue::new(
+                "latchkey.arguments.bytes",
+                json_len(arguments) as i64,
+            ));
+            if tracing.tool_io {
+                let recorded = redact::json(&serde_json::Value::Object(arguments.clone()));
+                attributes.push(KeyValue::new(
+                    "gen_ai.tool.call.arguments",
+                    recorded.to_string(),
+                ));
+            }
+        }
+        if let Some(client) = message.client {
+            attributes.push(KeyValue::new("latchkey.client.name", client.name));
+            attributes.push(KeyValue::new("latchkey.client.version", client.version));
+        }
+        if let Some(http) = http {
+            attributes.push(KeyValue::new("network.transport", http.transport));
+            if let Some(address) = &http.client_address {
+                attributes.push(KeyValue::new("client.address", address.clone()));
+            }
+            if let Some(port) = http.client_port {
+                attributes.push(KeyValue::new("client.port", i64::from(port)));
+            }
+        }
+        let name = match message.target {
+            Some((_, target)) => format!("{} {target}", message.method),
+            None => message.method.to_owned(),
+        };
+        let export = &tracing.export;
+        let builder = export
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes);
+        // A client that propagates its context (`traceparent` in `params._meta`) is the
+        // parent; the HTTP request's span, otherwise the parent, is linked.
+        let span = match (message.meta.and_then(propagated_context), http) {
+            (Some(parent), http) => builder
+                .with_links(
+                    http.iter()
+                        .map(|h| Link::with_context(h.context.span().span_context().clone()))
+                        .collect(),
+                )
+                .start_with_context(&export.tracer, &parent),
+            (None, Some(http)) => builder.start_with_context(&export.tracer, &http.context),
+            (None, None) => {
+                builder.start_with_context(&export.tracer, &opentelemetry::Context::new())
+            }
+        };
+        Operation {
+            span,
+            start: Instant::now(),
+            export: export.clone(),
+            method: message.method.to_owned(),
+            tool: message
+                .target
+                .filter(|(key, _)| *key == "gen_ai.tool.name")
+                .map(|(_, tool)| tool.to_owned()),
+            tool_io: tracing.tool_io,
+            error_type: None,
+            ended: false,
+        }
+    }
+
+    fn fail(&mut self, error_type: String, description: String) {
+        self.span
+            .set_attribute(KeyValue::new("error.type", error_type.clone()));
+        self.span.set_status(Status::error(description));
+        self.error_type = Some(error_type);
+    }
+
+    /// A JSON-RPC error: its code is the error type.
+    fn failed_with(&mut self, error: &McpError) {
+        let code = error.code.0.to_string();
+        self.span
+            .set_attribute(KeyValue::new("rpc.response.status_code", code.clone()));
+        self.fail(code, error.message.to_string());
+    }
+
+    /// Ends the span and records `mcp.server.operation.duration`, once.
+    fn end(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        self.span.end();
+        let mut attributes = Vec::with_capacity(3);
+        attributes.push(KeyValue::new("mcp.method.name", self.method.clone()));
+        if let Some(tool) = &self.tool {
+            attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
+        }
+        if let Some(error) = &self.error_type {
+            attributes.push(KeyValue::new("error.type", error.clone()));
+        }
+        self.export
+            .metrics
+            .mcp_operation
+            .record(self.start.elapsed().as_secs_f64(), &attributes);
+    }
+}
+
+impl Drop for Operation {
+    /// A notification's span, or a request's whose answer never came (its client went away
+    /// and rmcp dropped the handler's future), ends here with what is known.
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// The context a client propagated in `_meta` (W3C `traceparent`, `tracestate`).
+fn propagated_context(meta: &MetaObject) -> Option<opentelemetry::Context> {
+    let traceparent = meta.get_traceparent()?;
+    let mut carrier = std::collections::HashMap::with_capacity(2);
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+    if let Some(tracestate) = meta.get_tracestate() {
+        carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+    }
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// The length of `value` written as JSON, without keeping what is written.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// Real requests through the gate and rmcp's HTTP service to a traced stand-in handler, with
+/// spans and metrics kept in memory.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::header;
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    use tower::{Layer, ServiceExt};
+
+    use super::*;
+    use crate::telemetry::metrics::Metrics;
+
+    const KEY: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+
+    /// Tools whose answers the tests choose: `hello` succeeds, `fails` reports an error with
+    /// a secret-looking value in its result, anything else is not found.
+    #[derive(Clone)]
+    struct StandIn;
+
+    impl ServerHandler for StandIn {
+        async fn call_tool(
+            &self,
+            request: CallToolRequestParams,
+            _: RequestContext<RoleServer>,
+        ) -> Result<CallToolResponse, McpError> {
+            match &*request.name {
+                "hello" => {
+                    Ok(CallToolResult::success(vec![ContentBlock::text("Hello Ada!")]).into())
+                }
+                "fails" => {
+                    let mut result = CallToolResult::error(vec![ContentBlock::text("no")]);
+                    result.structured_content = Some(serde_json::json!({"token": "t0k"}));
+                    Ok(result.into())
+                }
+                _ => Err(McpError::invalid_params("tool not found", None)),
+            }
+        }
+    }
+
+    fn attr(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    /// POSTs `body` (with `headers`) through the gate to the traced stand-in; returns the MCP
+    /// spans, after checking the HTTP span and the duration metric.
+    async fn spans_for(body: &str, headers: &[(&str, &str)], tool_io: bool) -> Vec<SpanData> {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let metric_exporter = InMemoryMetricExporter::default();
+        let meters = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(metric_exporter.clone()).build())
+            .build();
+        let export = Export {
+            tracer: provider.tracer("test"),
+            metrics: Metrics::from_meter(&meters.meter("test")),
+        };
+        let tracing = McpTracing {
+            export: export.clone(),
+            tool_io,
+        };
+        let config = StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .disable_allowed_hosts()
+            .disable_allowed_origins();
+        let mcp = StreamableHttpService::new(
+            move || Ok(Traced::new(StandIn, tracing.clone())),
+            Arc::new(NeverSessionManager::default()),
+            config,
+        );
+        let router = axum::Router::new().route("/mcp", axum::routing::post_service(mcp));
+        // Through the gate, as in the server: it starts the HTTP span the MCP span needs.
+        let key = crate::keys::KeyEntry::Plain(KEY.into());
+        let keys = Arc::new(arc_swap::ArcSwap::from_pointee(crate::keys::KeySet::new(
+            &[key],
+        )));
+        let guard = crate::host_origin::HostOriginGuard::new(&[], &[], None, &[]);
+        let paths = crate::routes::Paths::new(&Default::default());
+        let app = crate::gate::GateLayer::new(paths, guard, keys, Some(export)).layer(router);
+        let mut request = axum::http::Request::post("/mcp")
+            .header(header::HOST, "localhost")
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = app
+            .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(status.is_success(), "{status}: {answer:?}");
+        provider.force_flush().unwrap();
+        meters.force_flush().unwrap();
+        let names: Vec<String> = metric_exporter
+            .get_finished_metrics()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.scope_metrics())
+            .flat_map(|s| s.metrics())
+            .map(|m| m.name().to_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "mcp.server.operation.duration"),
+            "{names:?}"
+        );
+        let (http, mcp): (Vec<SpanData>, Vec<SpanData>) = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .partition(|s| s.name == "POST /mcp");
+        assert_eq!(http.len(), 1, "one HTTP span");
+        let http = &http[0];
+        // The MCP span hangs under the HTTP span, or is linked to it when the client
+        // propagated its own parent.
+        for span in &mcp {
+            let linked = span
+                .links
+                .iter()
+                .any(|l| l.span_context.span_id() == http.span_context.span_id());
+            let child = span.parent_span_id == http.span_context.span_id();
+            assert!(linked != child, "{span:?}");
+            assert_eq!(
+                child,
+                span.span_context.trace_id() == http.span_context.trace_id()
+            );
+        }
+        mcp
+    }
+
+    const V2025: [(&str, &str); 1] = [("mcp-protocol-version", "2025-06-18")];
+
+    fn call(tool: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"name":"Ada","password":"hunter2"}}}}}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn tools_call_span_follows_the_conventions() {
+        let headers = [V2025[0], ("mcp-session-id", "s-1")];
+        let spans = spans_for(&call("hello"), &headers, false).await;
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let span = &spans[0];
+        assert_eq!(span.name, "tools/call hello");
+        assert_eq!(span.span_kind, SpanKind::Server);
+        assert_eq!(attr(span, "mcp.method.name").as_deref(), Some("tools/call"));
+        assert_eq!(attr(span, "gen_ai.tool.name").as_deref(), Some("hello"));
+        assert_eq!(
+            attr(span, "gen_ai.operation.name").as_deref(),
+            Some("execute_tool")
+        );
+        assert_eq!(attr(span, "jsonrpc.request.id").as_deref(), Some("7"));
+        assert_eq!(
+            attr(span, "mcp.protocol.version").as_deref(),
+            Some("2025-06-18")
+        );
+        assert_eq!(attr(span, "mcp.session.id").as_deref(), Some("s-1"));
+        assert_eq!(
+            attr(span, "latchkey.arguments.bytes").as_deref(),
+            Some("35")
+        );
+        assert!(attr(span, "latchkey.result.bytes").is_some());
+        assert_eq!(attr(span, "error.type"), None);
+        assert_eq!(span.status, Status::Unset);
+        // Without --trace-tool-io, neither arguments nor results are recorded.
+        assert_eq!(attr(span, "gen_ai.tool.call.arguments"), None);
+        assert_eq!(attr(span, "gen_ai.tool.call.result"), None);
+    }
+
+    #[tokio::test]
+    async fn tool_errors_and_rpc_errors_mark_the_span() {
+        let spans = spans_for(&call("fails"), &V2025, false).await;
+        assert_eq!(attr(&spans[0], "error.type").as_deref(), Some("tool_error"));
+        assert!(matches!(spans[0].status, Status::Error { .. }));
+
+        let spans = spans_for(&call("nope"), &V2025, false).await;
+        assert_eq!(spans[0].name, "tools/call nope");
+        assert_eq!(attr(&spans[0], "error.type").as_deref(), Some("-32602"));
+        assert_eq!(
+            attr(&spans[0], "rpc.response.status_code").as_deref(),
+            Some("-32602")
+        );
+        assert_eq!(spans[0].status, Status::error("tool not found"));
+    }
+
+    #[tokio::test]
+    async fn tool_io_is_recorded_redacted_when_asked() {
+        let spans = spans_for(&call("fails"), &V2025, true).await;
+        let arguments = attr(&spans[0], "gen_ai.tool.call.arguments").unwrap();
+        assert!(
+            arguments.contains("Ada") && arguments.contains("REDACTED"),
+            "{arguments}"
+        );
+        assert!(!arguments.contains("hunter2"), "{arguments}");
+        let result = attr(&spans[0], "gen_ai.tool.call.result").unwrap();
+        assert!(result.contains("REDACTED"), "{result}");
+        assert!(!result.contains("t0k"), "{result}");
+    }
+
+    #[tokio::test]
+    async fn traceparent_in_meta_becomes_the_parent() {
+        let list = r#"{"jsonrpc":"2.0","id":"a","method":"tools/list","params":{"_meta":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}}"#;
+        let spans = spans_for(list, &V2025, false).await;
+        let span = &spans[0];
+        assert_eq!(span.name, "tools/list");
+        assert_eq!(
+            span.span_context.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(span.parent_span_id.to_string(), "b7ad6b7169203331");
+        assert_eq!(attr(span, "jsonrpc.request.id").as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn a_2026_07_28_request_has_its_version_and_client_and_no_session() {
+        let request = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"hello","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"probe","version":"9.1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        let headers = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "hello"),
+            ("mcp-session-id", "s-1"),
+        ];
+        let spans = spans_for(request, &headers, false).await;
+        let span = &spans[0];
+        assert_eq!(span.name, "tools/call hello");
+        assert_eq!(
+            attr(span, "mcp.protocol.version").as_deref(),
+            Some("2026-07-28")
+        );
+        assert_eq!(attr(span, "latchkey.client.name").as_deref(), Some("probe"));
+        assert_eq!(
+            attr(span, "latchkey.client.version").as_deref(),
+            Some("9.1")
+        );
+        assert_eq!(
+            attr(span, "mcp.session.id"),
+            None,
+            "no sessions in 2026-07-28"
+        );
+        assert_eq!(attr(span, "network.transport").as_deref(), Some("tcp"));
+    }
+}
