@@ -11,13 +11,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use axum::body::Bytes;
-use axum::extract::State;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 
 use common::{KEY, Via, free_port};
 
@@ -45,33 +39,6 @@ fn ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// An OTLP/HTTP receiver on every interface (the containers reach it through their gateway,
-/// `host.containers.internal`); collects the names of the spans it gets.
-async fn span_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
-    async fn traces(State(names): State<Arc<Mutex<Vec<String>>>>, body: Bytes) -> &'static str {
-        let request = ExportTraceServiceRequest::decode(body).expect("valid OTLP traces");
-        let mut names = names.lock().unwrap();
-        for span in request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-        {
-            names.push(span.name.clone());
-        }
-        ""
-    }
-    let names = Arc::new(Mutex::new(Vec::new()));
-    let app = axum::Router::new()
-        .route("/v1/traces", axum::routing::post(traces))
-        .route("/v1/metrics", axum::routing::post(|| async { "" }))
-        .with_state(names.clone());
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (port, names)
 }
 
 /// One compose project, taken down (with its volumes) when dropped.
@@ -165,7 +132,12 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     let secret = dir.path().join("api_key");
     std::fs::write(&secret, format!("{KEY}\n")).unwrap();
     let (https_port, http_port) = (free_port(), free_port());
-    let (otlp_port, spans) = span_receiver().await;
+    // On every interface: the containers reach it through their gateway,
+    // `host.containers.internal`.
+    let spans = common::otlp::Received::default();
+    let otlp_port = common::otlp::receiver("0.0.0.0:0", spans.clone())
+        .await
+        .port();
     let stack = Stack {
         project: "latchkey-e2e".into(),
         profile: None,
@@ -248,16 +220,11 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
 
     // latchkey in the stack exported its spans.
     let start = Instant::now();
-    while !spans
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|n| n == "tools/call hello")
-    {
+    while !spans.span_names().iter().any(|n| n == "tools/call hello") {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "no tools/call span exported: {:?}",
-            spans.lock().unwrap()
+            spans.span_names()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

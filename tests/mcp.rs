@@ -237,3 +237,32 @@ async fn ending_a_session_answers_204_then_404() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_message_over_4_mib_gets_413_with_export_on_or_off() {
+    let (endpoint, _) = common::otlp_receiver().await;
+    for spawn in [
+        Spawn::default(),
+        Spawn::default().env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+    ] {
+        let app = App::start(spawn);
+        let padding = "x".repeat(4 * 1024 * 1024);
+        let body = rpc(
+            "tools/call",
+            serde_json::json!({"name": "hello", "arguments": {"name": padding}}),
+        );
+        let response = mcp_post(&http(), &app.url("/mcp"), &body)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // Just under the limit is served.
+        let response = mcp_post(&http(), &app.url("/mcp"), &call_hello(&"y".repeat(1000)))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}

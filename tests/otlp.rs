@@ -5,83 +5,8 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use common::{App, KEY, Spawn, call_hello, http, mcp_post, rpc};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
-
-#[derive(Clone, Default)]
-struct Received {
-    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
-}
-
-impl Received {
-    fn spans(&self) -> Vec<Span> {
-        self.traces
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.resource_spans.iter())
-            .flat_map(|r| r.scope_spans.iter())
-            .flat_map(|s| s.spans.iter().cloned())
-            .collect()
-    }
-
-    fn metric_names(&self) -> Vec<String> {
-        self.metrics
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.resource_metrics.iter())
-            .flat_map(|r| r.scope_metrics.iter())
-            .flat_map(|s| s.metrics.iter().map(|m| m.name.clone()))
-            .collect()
-    }
-
-    /// Everything received, as text: names, attributes, events, links, resources.
-    fn dump(&self) -> String {
-        format!(
-            "{:?}\n{:?}",
-            self.traces.lock().unwrap(),
-            self.metrics.lock().unwrap()
-        )
-    }
-}
-
-/// A minimal OTLP/HTTP receiver on an ephemeral port.
-async fn receiver() -> (String, Received) {
-    async fn traces(State(r): State<Received>, body: Bytes) -> &'static str {
-        r.traces
-            .lock()
-            .unwrap()
-            .push(ExportTraceServiceRequest::decode(body).expect("valid OTLP traces"));
-        ""
-    }
-    async fn metrics(State(r): State<Received>, body: Bytes) -> &'static str {
-        r.metrics
-            .lock()
-            .unwrap()
-            .push(ExportMetricsServiceRequest::decode(body).expect("valid OTLP metrics"));
-        ""
-    }
-    let received = Received::default();
-    let app = axum::Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), received)
-}
 
 fn string_value(value: &Option<AnyValue>) -> String {
     match value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -107,7 +32,7 @@ fn hex(bytes: &[u8]) -> String {
 // Multi-threaded: the receiver must keep answering while the test blocks on the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
-    let (endpoint, received) = receiver().await;
+    let (endpoint, received) = common::otlp_receiver().await;
     let app = App::start(
         Spawn::default()
             .unix()

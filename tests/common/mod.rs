@@ -2,6 +2,8 @@
 //! sockets, with everything it writes kept for inspection.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -352,6 +354,13 @@ pub fn key_forms(key: &str) -> Vec<String> {
         digest,
         hex,
     ]
+}
+
+/// A receiver on loopback that keeps what it gets: `(endpoint URL, what it received)`.
+pub async fn otlp_receiver() -> (String, otlp::Received) {
+    let received = otlp::Received::default();
+    let addr = otlp::receiver("127.0.0.1:0", received.clone()).await;
+    (format!("http://{addr}"), received)
 }
 
 /// A plain HTTP client (no proxy from the environment).
