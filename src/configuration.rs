@@ -8,6 +8,9 @@ use secrecy::SecretString;
 
 use crate::keys::{self, KeyEntry};
 
+/// Where MCP is served, under the base path: the one place this path is written.
+pub const MCP_PATH: &str = "/mcp";
+
 /// The path prefix of every route: empty, or `/seg[/seg…]` without a trailing slash.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BasePath(String);
@@ -20,6 +23,11 @@ impl BasePath {
     /// `route` (which starts with `/`) under this base path.
     pub fn join(&self, route: &str) -> String {
         format!("{}{route}", self.0)
+    }
+
+    /// The MCP endpoint's path: [`MCP_PATH`] under this base path.
+    pub fn mcp(&self) -> String {
+        self.join(MCP_PATH)
     }
 }
 

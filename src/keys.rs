@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -113,7 +114,7 @@ pub fn parse_flag_entries(values: &[SecretString]) -> anyhow::Result<Vec<KeyEntr
             }
             number += 1;
             let entry = parse_entry(raw)
-                .map_err(|e| anyhow::anyhow!("--api-key (LATCHKEY_API_KEY) entry {number}: {e}"))?;
+                .with_context(|| format!("--api-key (LATCHKEY_API_KEY) entry {number}"))?;
             entries.push(entry);
         }
     }
@@ -125,7 +126,7 @@ pub fn parse_flag_entries(values: &[SecretString]) -> anyhow::Result<Vec<KeyEntr
 /// compose secret left unset): latchkey then falls back to its generated key.
 pub fn key_file_is_empty(path: &Path) -> anyhow::Result<bool> {
     let text = fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read key file {}: {e}", path.display()))?;
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
     let text = SecretString::from(text);
     Ok(text
         .expose_secret()
@@ -136,7 +137,7 @@ pub fn key_file_is_empty(path: &Path) -> anyhow::Result<bool> {
 
 pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
     let text = fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read key file {}: {e}", path.display()))?;
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
     let text = SecretString::from(text);
     let mut entries = Vec::new();
     for (index, line) in text.expose_secret().lines().enumerate() {
@@ -145,7 +146,7 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
             continue;
         }
         let entry = parse_entry(line)
-            .map_err(|e| anyhow::anyhow!("key file {}:{}: {e}", path.display(), index + 1))?;
+            .with_context(|| format!("key file {}:{}", path.display(), index + 1))?;
         entries.push(entry);
     }
     if entries.is_empty() {
@@ -160,8 +161,7 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
 /// A new random key: 256 bits from the OS, base64url without padding (43 characters).
 pub fn generate() -> anyhow::Result<SecretString> {
     let mut bytes = [0u8; GENERATED_KEY_BYTES];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("cannot read randomness from the OS: {e}"))?;
+    getrandom::fill(&mut bytes).context("cannot read randomness from the OS")?;
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     Ok(SecretString::from(key))
 }
@@ -299,7 +299,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys");
         fs::write(&path, format!("# comment\n\n{KEY}\nshort\n")).unwrap();
-        let err = read_key_file(&path).unwrap_err().to_string();
+        let err = format!("{:#}", read_key_file(&path).unwrap_err());
         assert!(err.contains(":4:"), "{err}");
         assert!(!err.contains("short"), "{err}");
         fs::write(&path, format!("# comment\n\n  {KEY}  \n")).unwrap();

@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use anyhow::Context as _;
 use nix::unistd::{Gid, Group};
 
 /// One `--listen` value.
@@ -145,7 +146,7 @@ pub async fn bind_tcp(addr: SocketAddr) -> anyhow::Result<NoDelayListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map(NoDelayListener)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// A Unix socket file latchkey made; removed when this is dropped, if it is still ours.
@@ -203,9 +204,9 @@ pub fn bind_unix(
         Err(e) => anyhow::bail!("cannot listen on {shown}: {e}"),
     }
     let listener = tokio::net::UnixListener::bind(path)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {shown}: {e}"))?;
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {shown}: {e}"))?;
+        .with_context(|| format!("cannot listen on {shown}"))?;
+    let meta =
+        std::fs::symlink_metadata(path).with_context(|| format!("cannot listen on {shown}"))?;
     // From here on, dropping `file` removes the socket if a later step fails.
     let file = SocketFile {
         path: path.to_owned(),
@@ -217,7 +218,7 @@ pub fn bind_unix(
         })?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| anyhow::anyhow!("cannot set mode {mode:o} on {shown}: {e}"))?;
+        .with_context(|| format!("cannot set mode {mode:o} on {shown}"))?;
     Ok((listener, file))
 }
 

@@ -5,10 +5,12 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::http::{HeaderValue, header};
 use secrecy::ExposeSecret;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
@@ -46,7 +48,9 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&entries)));
 
     let shutdown = CancellationToken::new();
-    let tls = Tls::setup(&args.tls, &shutdown)?;
+    // One SIGHUP watcher; the key reloader and the certificate files subscribe to it.
+    let hangups = hangups(shutdown.clone())?;
+    let tls = Tls::setup(&args.tls, &shutdown, &hangups)?;
     let guard = HostOriginGuard::new(
         &args.allowed_hosts,
         &args.allowed_origins,
@@ -112,7 +116,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         tcp_addrs.first().copied(),
     );
 
-    spawn_key_reloader(sources, keys, shutdown.clone())?;
+    spawn_key_reloader(sources, keys, hangups.subscribe());
 
     let exposed = tcp_addrs.iter().any(|a| !a.ip().is_loopback());
     if exposed && args.allowed_hosts.is_empty() && args.public_url.public_url.is_none() {
@@ -231,20 +235,35 @@ fn announce_keys(
     }
 }
 
-/// On SIGHUP, re-reads the key file; a broken file keeps the keys in force.
-fn spawn_key_reloader(
-    sources: KeySources,
-    keys: Arc<ArcSwap<KeySet>>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut hangups =
-        signal(SignalKind::hangup()).map_err(|e| anyhow::anyhow!("cannot watch SIGHUP: {e}"))?;
+/// Broadcasts every SIGHUP until `shutdown`; whoever reloads on it subscribes.
+fn hangups(shutdown: CancellationToken) -> anyhow::Result<broadcast::Sender<()>> {
+    let mut signals = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let (sender, _) = broadcast::channel(4);
+    let broadcaster = sender.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                received = hangups.recv() => if received.is_none() { return },
+                received = signals.recv() => match received {
+                    // No subscriber yet is not an error: nothing to reload.
+                    Some(()) => { let _ = broadcaster.send(()); }
+                    None => return,
+                },
             }
+        }
+    });
+    Ok(sender)
+}
+
+/// On SIGHUP, re-reads the key file; a broken file keeps the keys in force.
+fn spawn_key_reloader(
+    sources: KeySources,
+    keys: Arc<ArcSwap<KeySet>>,
+    mut hangups: broadcast::Receiver<()>,
+) {
+    tokio::spawn(async move {
+        // Ends when the broadcaster does (at shutdown); a missed SIGHUP still reloads once.
+        while let Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) = hangups.recv().await {
             match sources.load() {
                 Ok(entries) => {
                     // Requests in flight keep the set they loaded; new ones see the new set.
@@ -259,16 +278,13 @@ fn spawn_key_reloader(
             }
         }
     });
-    Ok(())
 }
 
 impl Server {
     /// Serves until SIGTERM or SIGINT, then shuts down.
     pub async fn run_until_signalled(self) -> anyhow::Result<()> {
-        let mut terminate = signal(SignalKind::terminate())
-            .map_err(|e| anyhow::anyhow!("cannot watch SIGTERM: {e}"))?;
-        let mut interrupt = signal(SignalKind::interrupt())
-            .map_err(|e| anyhow::anyhow!("cannot watch SIGINT: {e}"))?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         let why = tokio::select! {
             _ = terminate.recv() => "SIGTERM",
             _ = interrupt.recv() => "SIGINT",

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::QUERY_PARAM;
-use crate::configuration::{BasePath, KeySources, PublicUrl};
+use crate::configuration::{BasePath, KeySources, MCP_PATH, PublicUrl};
 use crate::keys::KeyEntry;
 use crate::listen::ListenAddr;
 
@@ -55,11 +55,11 @@ pub fn connector_url(
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "only sha256: digests are configured, so the key itself is not known here: \
-                 build the URL yourself as {base}/mcp?{QUERY_PARAM}=<key>"
+                 build the URL yourself as {base}{MCP_PATH}?{QUERY_PARAM}=<key>"
             )
         })?;
     let encoded = percent_encoding::utf8_percent_encode(key.expose_secret(), QUERY_VALUE);
     Ok(SecretString::from(format!(
-        "{base}/mcp?{QUERY_PARAM}={encoded}"
+        "{base}{MCP_PATH}?{QUERY_PARAM}={encoded}"
     )))
 }

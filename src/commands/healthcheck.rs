@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -80,7 +81,7 @@ pub async fn run(args: HealthcheckArgs) -> anyhow::Result<()> {
     let status = tokio::time::timeout(args.timeout, check(&target))
         .await
         .map_err(|_| anyhow::anyhow!("{shown}: no answer within {:?}", args.timeout))?
-        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+        .with_context(|| shown.to_string())?;
     if status != http::StatusCode::OK {
         anyhow::bail!("{shown}: answered {status}");
     }

@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::KeygenArgs;
@@ -15,10 +16,9 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
-        .map_err(|e| anyhow::anyhow!("cannot read the key from stdin: {e}"))?;
+        .context("cannot read the key from stdin")?;
     let input = SecretString::from(input);
-    let entry = keys::parse_entry(input.expose_secret())
-        .map_err(|e| anyhow::anyhow!("the key on stdin is refused: {e}"))?;
+    let entry = keys::parse_entry(input.expose_secret()).context("the key on stdin is refused")?;
     match entry {
         KeyEntry::Plain(_) => println!("{}", entry.digest().to_config_form()),
         KeyEntry::Digest(_) => anyhow::bail!("stdin holds a sha256: digest already, not a key"),

@@ -74,7 +74,7 @@ impl Paths {
         if !base.as_str().is_empty() {
             roots.push(base.as_str().to_owned());
         }
-        let mcp = base.join("/mcp");
+        let mcp = base.mcp();
         Self {
             health: roots.iter().map(|r| format!("{r}/healthz")).collect(),
             well_known: roots

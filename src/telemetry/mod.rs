@@ -12,6 +12,7 @@ pub mod otlp;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
+use anyhow::Context as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -132,7 +133,7 @@ pub fn init(format: Option<LogFormat>) -> anyhow::Result<Telemetry> {
         .with(filter)
         .with(fmt)
         .try_init();
-    installed.map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
+    installed.context("cannot install logging")?;
     if let Some(problem) = problem {
         tracing::warn!("RUST_LOG is not a valid filter ({problem}); using {DEFAULT_FILTER:?}");
     }

@@ -6,6 +6,7 @@
 //! timeout, resource attributes and service name come from their usual variables. With
 //! nothing set, no exporter exists and nothing is paid.
 
+use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -83,7 +84,7 @@ impl Providers {
                 .build(),
             Protocol::Grpc => SpanExporter::builder().with_tonic().build(),
         }
-        .map_err(|e| anyhow::anyhow!("cannot set up OTLP trace export to {endpoint}: {e}"))?;
+        .with_context(|| format!("cannot set up OTLP trace export to {endpoint}"))?;
         let tracer = SdkTracerProvider::builder()
             .with_batch_exporter(spans)
             .with_resource(resource.clone())
@@ -99,7 +100,7 @@ impl Providers {
                     .build(),
                 Protocol::Grpc => MetricExporter::builder().with_tonic().build(),
             }
-            .map_err(|e| anyhow::anyhow!("cannot set up OTLP metric export: {e}"))?;
+            .context("cannot set up OTLP metric export")?;
             let meter = SdkMeterProvider::builder()
                 .with_periodic_exporter(metrics)
                 .with_resource(resource)

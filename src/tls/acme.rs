@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use futures::StreamExt;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_acme::caches::DirCache;
@@ -37,7 +38,7 @@ fn client_config(ca_root: Option<&Path>) -> anyhow::Result<Option<Arc<ClientConf
     }
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow::anyhow!("cannot set up TLS: {e}"))?
+        .context("cannot set up TLS")?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Some(Arc::new(config)))
@@ -50,11 +51,11 @@ fn prepare_cache(dir: &Path) -> anyhow::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create the ACME cache {}: {e}", dir.display()))?;
+        .with_context(|| format!("cannot create the ACME cache {}", dir.display()))?;
     let probe = dir.join(".latchkey-write-test");
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| anyhow::anyhow!("cannot write to the ACME cache {}: {e}", dir.display()))
+        .with_context(|| format!("cannot write to the ACME cache {}", dir.display()))
 }
 
 /// What to tell someone whose ACME just failed.

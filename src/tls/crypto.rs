@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use rustls::crypto::CryptoProvider;
 
 /// The PEM certificates in `path`; `what` names it in errors (never the content).
@@ -12,7 +13,7 @@ pub fn read_certificates(
     use rustls::pki_types::pem::PemObject;
     let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
+        .with_context(|| format!("{what} {}", path.display()))?;
     if certs.is_empty() {
         anyhow::bail!(
             "{what} {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",

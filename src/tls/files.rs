@@ -11,7 +11,8 @@ use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 /// How often the files are checked for a change (an edit, a `mv` over them, a renewed
@@ -77,10 +78,9 @@ impl CertFiles {
         }
     }
 
-    /// Reloads on SIGHUP and whenever either file changes, until `shutdown`.
-    pub fn watch(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut hangups = signal(SignalKind::hangup())
-            .map_err(|e| anyhow::anyhow!("cannot watch SIGHUP: {e}"))?;
+    /// Reloads on each of `hangups` (SIGHUP) and whenever either file changes, until
+    /// `shutdown`.
+    pub fn watch(self: Arc<Self>, shutdown: CancellationToken, mut hangups: Receiver<()>) {
         tokio::spawn(async move {
             let mut seen = (stamp(&self.cert), stamp(&self.key));
             let mut ticks = tokio::time::interval(POLL);
@@ -89,8 +89,8 @@ impl CertFiles {
                 let why = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     received = hangups.recv() => match received {
-                        Some(()) => "SIGHUP",
-                        None => return,
+                        Ok(()) | Err(RecvError::Lagged(_)) => "SIGHUP",
+                        Err(RecvError::Closed) => return,
                     },
                     _ = ticks.tick() => "file change",
                 };
@@ -101,7 +101,6 @@ impl CertFiles {
                 }
             }
         });
-        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod listener;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use rustls::ServerConfig;
 use rustls::server::ResolvesServerCert;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,7 @@ pub struct Tls {
 fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow::anyhow!("cannot set up TLS: {e}"))?
+        .context("cannot set up TLS")?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -43,8 +44,13 @@ fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> anyhow::Result<Server
 
 impl Tls {
     /// Checks the TLS flags and loads what they name; `None` when HTTPS is not configured.
-    /// ACME's work (ordering, renewing) runs in the background until `shutdown`.
-    pub fn setup(args: &TlsArgs, shutdown: &CancellationToken) -> anyhow::Result<Option<Tls>> {
+    /// ACME's work (ordering, renewing) runs in the background until `shutdown`; certificate
+    /// files are re-read on each of `hangups` (SIGHUP).
+    pub fn setup(
+        args: &TlsArgs,
+        shutdown: &CancellationToken,
+        hangups: &tokio::sync::broadcast::Sender<()>,
+    ) -> anyhow::Result<Option<Tls>> {
         let acme = !args.acme.acme_domains.is_empty();
         let files = args.tls_cert.is_some();
         if !acme && !files {
@@ -64,7 +70,9 @@ impl Tls {
         let hsts = args.hsts.unwrap_or(acme);
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             let resolver = files::CertFiles::load(cert, key)?;
-            resolver.clone().watch(shutdown.clone())?;
+            resolver
+                .clone()
+                .watch(shutdown.clone(), hangups.subscribe());
             return Ok(Some(Tls {
                 config: Arc::new(server_config(resolver)?),
                 challenge: None,
