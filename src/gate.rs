@@ -38,7 +38,7 @@ use crate::keys::KeySet;
 use crate::listen::Peer;
 use crate::routes::{Access, Matched, Paths};
 use crate::telemetry::Export;
-use crate::telemetry::access_log::Record;
+use crate::telemetry::http::Record;
 
 /// What the gate checks.
 enum Checks {

@@ -35,7 +35,7 @@ use rmcp::service::{
 
 use crate::redact;
 use crate::telemetry::Export;
-use crate::telemetry::access_log::HttpSpan;
+use crate::telemetry::http::HttpSpan;
 
 /// The protocol version from which there are no sessions (and no `mcp.session.id`).
 const STATELESS_PROTOCOL: &str = "2026-07-28";

@@ -1,13 +1,16 @@
 //! Logs, traces and metrics.
 //!
-//! - `access_log`: the HTTP server span and one access log line per request;
+//! - `http`: the HTTP server span and metric, and the record of a request until its answer;
+//! - `access_log`: one access log line per request (`timestamp` writes its time);
 //! - `otlp`: OTLP export of spans and metrics, on when an `OTEL_EXPORTER_OTLP_*` endpoint is set.
 //!
 //! What is never recorded is `crate::redact`'s.
 
 pub mod access_log;
+pub mod http;
 pub mod metrics;
 pub mod otlp;
+mod timestamp;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;

@@ -1,0 +1,200 @@
+//! The HTTP server span, its metric, and the record of a request kept until its answer.
+//!
+//! A [`Record`] is started by `gate` once the key has left the request, and finished with the
+//! response's status: it ends the span, records `http.server.request.duration` and writes
+//! the access log line. The query it records is the original one with every sensitive value
+//! replaced (`auth::Taken::recorded_query`).
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+
+use crate::auth::AuthMethod;
+use crate::listen::Peer;
+use crate::telemetry::Export;
+use crate::telemetry::access_log::{Client, Line};
+
+fn transport(peer: Option<Peer>) -> &'static str {
+    match peer {
+        Some(Peer::Unix) => "unix",
+        _ => "tcp",
+    }
+}
+
+/// The HTTP server span, for the MCP span to hang under (or link to), and what the MCP span
+/// repeats of the connection.
+#[derive(Clone)]
+pub struct HttpSpan {
+    pub context: opentelemetry::Context,
+    /// `client.address`: the TCP peer, or the address the proxy forwarded on the Unix socket.
+    pub client_address: Option<String>,
+    /// `client.port`: the TCP peer's.
+    pub client_port: Option<u16>,
+    /// `network.transport`: `tcp` or `unix`.
+    pub transport: &'static str,
+}
+
+/// The path a record shows.
+enum RecordedPath {
+    /// The request's own (a route latchkey serves), shared with the request's buffer.
+    Request(Uri),
+    /// What `routes::Paths::shown` lets through of any other path.
+    Shown(String),
+}
+
+impl RecordedPath {
+    fn as_str(&self) -> &str {
+        match self {
+            RecordedPath::Request(uri) => uri.path(),
+            RecordedPath::Shown(path) => path,
+        }
+    }
+}
+
+/// What is known of a request when it arrives, kept until its response is ready. The URI and
+/// user agent are shared with the request's buffer, not copied.
+pub struct Record {
+    start: Instant,
+    method: Method,
+    path: RecordedPath,
+    query: Option<String>,
+    client: Option<Client>,
+    user_agent: Option<HeaderValue>,
+    /// With export on: the span, the route and the transport, for the span and the metric.
+    export: Option<(Export, opentelemetry::Context, Option<String>, &'static str)>,
+}
+
+impl Record {
+    /// Starts the record (and, with `export`, the HTTP server span, which it leaves in the
+    /// request's extensions as [`HttpSpan`]). `peer`: the connection's other end; `shown`:
+    /// the path to record instead of the request's (which may hold a key); `route`: the
+    /// matched route template.
+    pub fn start(
+        request: &mut Request,
+        peer: Option<Peer>,
+        query: Option<String>,
+        shown: Option<String>,
+        route: Option<&str>,
+        export: Option<&Export>,
+    ) -> Self {
+        let mut record = Record {
+            start: Instant::now(),
+            method: request.method().clone(),
+            path: match shown {
+                Some(path) => RecordedPath::Shown(path),
+                None => RecordedPath::Request(request.uri().clone()),
+            },
+            query,
+            client: Client::of(peer, request),
+            user_agent: request.headers().get(header::USER_AGENT).cloned(),
+            export: None,
+        };
+        if let Some(export) = export {
+            let transport = transport(peer);
+            let client_address = record.client.as_ref().map(Client::to_string);
+            let cx = record.span(export, route, transport, client_address.clone());
+            request.extensions_mut().insert(HttpSpan {
+                context: cx.clone(),
+                client_address,
+                client_port: match peer {
+                    Some(Peer::Tcp(addr)) => Some(addr.port()),
+                    _ => None,
+                },
+                transport,
+            });
+            record.export = Some((export.clone(), cx, route.map(str::to_owned), transport));
+        }
+        record
+    }
+
+    fn user_agent(&self) -> Option<Cow<'_, str>> {
+        self.user_agent
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+    }
+
+    fn span(
+        &self,
+        export: &Export,
+        route: Option<&str>,
+        transport: &'static str,
+        client_address: Option<String>,
+    ) -> opentelemetry::Context {
+        let method = &self.method;
+        let name = match route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_string(),
+        };
+        let mut attributes = Vec::with_capacity(9);
+        attributes.push(KeyValue::new("http.request.method", method.to_string()));
+        attributes.push(KeyValue::new("url.path", self.path.as_str().to_owned()));
+        attributes.push(KeyValue::new("network.transport", transport));
+        if let Some(query) = &self.query {
+            attributes.push(KeyValue::new("url.query", query.clone()));
+        }
+        if let Some(route) = route {
+            attributes.push(KeyValue::new("http.route", route.to_owned()));
+        }
+        if let Some(client) = client_address {
+            attributes.push(KeyValue::new("client.address", client));
+        }
+        if let Some(user_agent) = self.user_agent() {
+            attributes.push(KeyValue::new(
+                "user_agent.original",
+                user_agent.into_owned(),
+            ));
+        }
+        let span = export
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start(&export.tracer);
+        opentelemetry::Context::new().with_span(span)
+    }
+
+    /// Writes the access log line, ends the span and records
+    /// `http.server.request.duration`. `auth`: how the key came, when one was accepted.
+    pub fn finish(mut self, status: StatusCode, auth: Option<AuthMethod>) {
+        let elapsed = self.start.elapsed();
+        if let Some((export, cx, route, transport)) = self.export.take() {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+            if status.is_server_error() {
+                span.set_status(Status::error(""));
+            }
+            span.end();
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", self.method.to_string()),
+                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+                KeyValue::new("network.transport", transport),
+            ];
+            if let Some(route) = route {
+                attributes.push(KeyValue::new("http.route", route));
+            }
+            export
+                .metrics
+                .http_request
+                .record(elapsed.as_secs_f64(), &attributes);
+        }
+        let user_agent = self.user_agent();
+        Line {
+            method: self.method.as_str(),
+            path: self.path.as_str(),
+            query: self.query.as_deref(),
+            status: status.as_u16(),
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            client: self.client.as_ref(),
+            user_agent: user_agent.as_deref(),
+            auth: auth.map_or("none", AuthMethod::as_str),
+        }
+        .write();
+    }
+}
