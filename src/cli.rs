@@ -209,6 +209,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_TRACE_TOOL_IO", value_parser = BoolishValueParser::new())]
     pub trace_tool_io: bool,
 
+    /// Once every listener is bound, write where latchkey listens to this file (JSON: the
+    /// http, https, redirect and unix URLs), e.g. to learn the ports given for :0. Removed at
+    /// shutdown.
+    #[arg(long, env = "LATCHKEY_ADDRESS_FILE", value_name = "PATH")]
+    pub address_file: Option<PathBuf>,
+
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish before exit.
     #[arg(long, env = "LATCHKEY_SHUTDOWN_TIMEOUT", value_name = "DURATION",
           default_value = "10s", value_parser = parse_duration)]

@@ -6,6 +6,7 @@
 //! logged), `host_origin` (DNS-rebinding guard), `cors` (preflights), `auth::check`; then
 //! `routes::mcp` (rmcp) and the `tools` answer.
 
+pub mod address_file;
 pub mod auth;
 pub mod cli;
 pub mod commands;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::address_file::{AddressFile, Addresses};
 use crate::cli::ServeArgs;
 use crate::configuration::KeySources;
 use crate::gate::{GateLayer, PerConnection};
@@ -37,6 +38,7 @@ pub struct Server {
     shutdown: CancellationToken,
     tasks: JoinSet<std::io::Result<()>>,
     sockets: Vec<SocketFile>,
+    address_file: Option<AddressFile>,
     shutdown_timeout: Duration,
 }
 
@@ -147,8 +149,10 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
             )
         };
     }
+    let mut addresses = Addresses::default();
     for (listener, local) in tcp.into_iter().zip(tcp_addrs) {
         tracing::info!("listening on http://{local}");
+        addresses.http.push(format!("http://{local}"));
         serve!(listener, app.clone());
     }
     if let Some(tls) = &tls {
@@ -166,6 +170,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
                 https_port = local.port();
             }
             tracing::info!("listening on https://{local}");
+            addresses.https.push(format!("https://{local}"));
             serve!(listener, app.clone());
         }
         let redirect = GateLayer::log_only(redirect_paths.clone(), export.clone())
@@ -173,20 +178,27 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         for listener in redirects {
             let local = axum::serve::Listener::local_addr(&listener)?;
             tracing::info!("listening on http://{local} (redirects to HTTPS)");
+            addresses.redirect.push(format!("http://{local}"));
             serve!(listener, redirect.clone());
         }
     }
     let mut sockets = Vec::new();
     for (listener, file) in unix {
         tracing::info!("listening on unix:{}", file.path.display());
+        addresses.unix.push(format!("unix:{}", file.path.display()));
         sockets.push(file);
         serve!(listener, app.clone());
     }
+    let address_file = match &args.address_file {
+        Some(path) => Some(AddressFile::write(path, &addresses)?),
+        None => None,
+    };
 
     Ok(Server {
         shutdown,
         tasks,
         sockets,
+        address_file,
         shutdown_timeout: args.shutdown_timeout,
     })
 }
@@ -295,7 +307,7 @@ impl Server {
     }
 
     /// Stops accepting, lets requests in flight finish (up to the shutdown timeout) and
-    /// removes the Unix sockets.
+    /// removes the Unix sockets and the address file.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         let drained = tokio::time::timeout(self.shutdown_timeout, async {
@@ -310,6 +322,9 @@ impl Server {
             self.tasks.abort_all();
         }
         self.sockets.clear();
+        if let Some(file) = self.address_file.take() {
+            file.remove();
+        }
         tracing::info!("stopped");
     }
 }

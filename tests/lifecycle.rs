@@ -72,12 +72,16 @@ async fn sigterm_and_sigint_exit_zero_and_remove_the_socket() {
         let mut app = App::start(Spawn::default().unix());
         let socket = app.sockets[0].clone();
         assert!(socket.exists());
+        // The address file told the test where to connect; it goes too.
+        let address_file = app.dir.path().join("addresses.json");
+        assert!(address_file.exists());
         // An open event stream must not hold the shutdown up.
         let stream = common::open_event_stream(&app, KEY).await;
         app.signal(signal);
         let status = app.wait();
         assert!(status.success(), "{signal}: {status}\n{}", app.output());
         assert!(!socket.exists(), "{signal}: the socket is left behind");
+        assert!(!address_file.exists(), "{signal}: the address file is left behind");
         assert!(app.output().contains("shutting down"));
         let rest = stream.bytes().await;
         assert!(rest.is_ok(), "the stream did not end cleanly: {rest:?}");

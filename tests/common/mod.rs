@@ -176,25 +176,20 @@ impl App {
     pub fn try_start_in(dir: tempfile::TempDir, spawn: Spawn) -> Result<App, (ExitStatus, String)> {
         let mut cmd = command(dir.path());
         cmd.arg("serve");
-        let has_listen = spawn.args.iter().any(|a| a == "--listen");
-        let mut expected = spawn
-            .args
-            .iter()
-            .filter(|a| ["--listen", "--tls-listen", "--redirect-listen"].contains(&a.as_str()))
-            .count();
-        if !has_listen {
+        if !spawn.args.iter().any(|a| a == "--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
-            expected += 1;
             if spawn.unix {
                 let socket = dir.path().join("latchkey.sock");
                 cmd.arg("--listen")
                     .arg(format!("unix:{}", socket.display()));
-                expected += 1;
             }
         }
         if !spawn.no_default_key {
             cmd.args(["--api-key", KEY]);
         }
+        // latchkey says where it listens in this file once every listener is bound.
+        let address_file = dir.path().join("addresses.json");
+        cmd.arg("--address-file").arg(&address_file);
         cmd.args(&spawn.args);
         for (name, value) in &spawn.env {
             cmd.env(name, value);
@@ -209,47 +204,29 @@ impl App {
         collect(child.stderr.take().unwrap(), output.clone());
         let start = Instant::now();
         loop {
-            let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
-            let mut redirects = Vec::new();
-            let listening: Vec<&str> = text
-                .lines()
-                // Text or JSON lines: the address runs to the next space or quote.
-                .filter_map(|l| {
-                    let address = l
-                        .split_once("listening on ")
-                        .map(|(_, a)| a.split(['"', ' ']).next().unwrap_or(""))?;
-                    if l.contains("(redirects to HTTPS)") {
-                        redirects.push(address.to_owned());
-                        return None;
-                    }
-                    Some(address)
-                })
-                .filter(|a| a.starts_with("http") || a.starts_with("unix:"))
-                .collect();
-            if listening.len() + redirects.len() >= expected {
-                let tcp = listening
+            if let Ok(text) = std::fs::read_to_string(&address_file) {
+                let addresses: serde_json::Value =
+                    serde_json::from_str(&text).expect("the address file is JSON");
+                let list = |kind: &str| -> Vec<String> {
+                    addresses[kind]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("no {kind} in {text}"))
+                        .iter()
+                        .map(|a| a.as_str().unwrap().to_owned())
+                        .collect()
+                };
+                let sockets = list("unix")
                     .iter()
-                    .filter(|a| a.starts_with("http://"))
-                    .map(|a| a.to_string())
-                    .collect();
-                let https = listening
-                    .iter()
-                    .filter(|a| a.starts_with("https://"))
-                    .map(|a| a.to_string())
-                    .collect();
-                let sockets = listening
-                    .iter()
-                    .filter_map(|a| a.strip_prefix("unix:"))
-                    .map(PathBuf::from)
+                    .map(|a| PathBuf::from(a.strip_prefix("unix:").unwrap()))
                     .collect();
                 return Ok(App {
+                    tcp: list("http"),
+                    https: list("https"),
+                    redirects: list("redirect"),
+                    sockets,
                     child,
                     output,
                     dir,
-                    tcp,
-                    sockets,
-                    https,
-                    redirects,
                 });
             }
             if let Some(status) = child.try_wait().unwrap() {
@@ -260,7 +237,8 @@ impl App {
             }
             assert!(
                 start.elapsed() < PATIENCE,
-                "latchkey never listened:\n{text}"
+                "latchkey never listened:\n{}",
+                String::from_utf8_lossy(&output.lock().unwrap())
             );
             std::thread::sleep(Duration::from_millis(10));
         }
