@@ -81,7 +81,10 @@ async fn sigterm_and_sigint_exit_zero_and_remove_the_socket() {
         let status = app.wait();
         assert!(status.success(), "{signal}: {status}\n{}", app.output());
         assert!(!socket.exists(), "{signal}: the socket is left behind");
-        assert!(!address_file.exists(), "{signal}: the address file is left behind");
+        assert!(
+            !address_file.exists(),
+            "{signal}: the address file is left behind"
+        );
         assert!(app.output().contains("shutting down"));
         let rest = stream.bytes().await;
         assert!(rest.is_ok(), "the stream did not end cleanly: {rest:?}");

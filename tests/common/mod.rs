@@ -1,21 +1,23 @@
 //! The one way tests start latchkey: the real binary, on ephemeral ports and temporary
-//! sockets, with everything it writes kept for inspection.
+//! sockets, with everything it writes kept for inspection. Split by concern: `clients` (HTTP
+//! and MCP clients), `tls` (a TLS client), `otlp` (the OTLP receiver).
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod otlp;
+pub mod tls;
+
+// Each test file uses some of these; the rest would warn as unused there.
+#[allow(unused_imports)]
+pub use clients::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use rmcp::RoleClient;
-use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
 /// A key long enough to be accepted, easy to search for in output.
 pub const KEY: &str = "lk-test-key-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e";
@@ -31,31 +33,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A TLS connection to `addr` for `name`, trusting only `roots`.
-pub async fn tls_connect(
-    addr: &str,
-    name: &str,
-    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(store)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake")
 }
 
 pub fn bin() -> &'static str {
@@ -339,160 +316,4 @@ pub async fn otlp_receiver() -> (String, otlp::Received) {
     let received = otlp::Received::default();
     let addr = otlp::receiver("127.0.0.1:0", received.clone()).await;
     (format!("http://{addr}"), received)
-}
-
-/// A plain HTTP client (no proxy from the environment).
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-/// The body of an MCP JSON-RPC request.
-pub fn rpc(method: &str, params: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-}
-
-pub fn call_hello(name: &str) -> serde_json::Value {
-    rpc(
-        "tools/call",
-        serde_json::json!({"name": "hello", "arguments": {"name": name}}),
-    )
-}
-
-/// A POST with the headers MCP requires.
-pub fn mcp_post(
-    client: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-) -> reqwest::RequestBuilder {
-    client
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(body)
-}
-
-/// Opens the MCP GET event stream with `key`; checks it is accepted.
-pub async fn open_event_stream(app: &App, key: &str) -> reqwest::Response {
-    let response = http()
-        .get(app.url("/mcp"))
-        .bearer_auth(key)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::OK);
-    response
-}
-
-/// How a test's MCP client sends the key.
-#[derive(Clone, Copy, Debug)]
-pub enum Via {
-    Query,
-    Bearer,
-    Header,
-}
-
-/// A real rmcp client over TCP.
-pub async fn mcp_client(url: &str, key: &str, how: Via) -> RunningService<RoleClient, ()> {
-    let (_, config) = client_config(url, key, how);
-    let transport = StreamableHttpClientTransport::from_config(config);
-    ().serve(transport)
-        .await
-        .expect("the MCP client initializes")
-}
-
-/// A real rmcp client over a given HTTP client (e.g. one that trusts a test CA).
-pub async fn mcp_client_with(
-    http: reqwest::Client,
-    url: &str,
-    key: &str,
-    how: Via,
-) -> RunningService<RoleClient, ()> {
-    let (_, config) = client_config(url, key, how);
-    let transport = StreamableHttpClientTransport::with_client(http, config);
-    ().serve(transport)
-        .await
-        .expect("the MCP client initializes over HTTPS")
-}
-
-/// A real rmcp client over a Unix socket.
-pub async fn mcp_client_unix(
-    socket: &Path,
-    url: &str,
-    key: &str,
-    how: Via,
-) -> RunningService<RoleClient, ()> {
-    let (uri, config) = client_config(url, key, how);
-    let client = rmcp::transport::UnixSocketHttpClient::new(socket.to_str().unwrap(), &uri);
-    let transport = StreamableHttpClientTransport::with_client(client, config);
-    ().serve(transport)
-        .await
-        .expect("the MCP client initializes over the socket")
-}
-
-fn client_config(url: &str, key: &str, how: Via) -> (String, StreamableHttpClientTransportConfig) {
-    match how {
-        Via::Query => {
-            let uri = format!("{url}?api_key={key}");
-            (
-                uri.clone(),
-                StreamableHttpClientTransportConfig::with_uri(uri),
-            )
-        }
-        Via::Bearer => (
-            url.to_owned(),
-            StreamableHttpClientTransportConfig::with_uri(url).auth_header(key),
-        ),
-        Via::Header => {
-            let mut headers = std::collections::HashMap::new();
-            headers.insert(
-                http::HeaderName::from_static("x-api-key"),
-                http::HeaderValue::from_str(key).unwrap(),
-            );
-            (
-                url.to_owned(),
-                StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
-            )
-        }
-    }
-}
-
-/// A real client for each way of sending the key over TCP, and one over the Unix socket
-/// (the app's first), each exercised with [`exercise`].
-pub async fn exercise_every_way(app: &App) {
-    for how in [Via::Query, Via::Bearer, Via::Header] {
-        let client = mcp_client(&app.url("/mcp"), KEY, how).await;
-        exercise(&client).await;
-        client.cancel().await.unwrap();
-    }
-    let client = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Query).await;
-    exercise(&client).await;
-    client.cancel().await.unwrap();
-}
-
-/// Lists tools and calls `hello`, checking both answers.
-pub async fn exercise(client: &RunningService<RoleClient, ()>) {
-    let info = client.peer_info().expect("server info after initialize");
-    let server = info.server_info.as_ref().expect("serverInfo");
-    assert_eq!(server.name, "latchkey");
-    assert_eq!(server.version, env!("CARGO_PKG_VERSION"));
-    let tools = client.list_all_tools().await.expect("tools/list");
-    let hello = tools
-        .iter()
-        .find(|t| t.name == "hello")
-        .expect("hello is listed");
-    let annotations = hello.annotations.as_ref().expect("hello has annotations");
-    assert_eq!(annotations.title.as_deref(), Some("Say hello to someone"));
-    assert_eq!(annotations.read_only_hint, Some(true));
-    assert_eq!(annotations.destructive_hint, Some(false));
-    assert_eq!(annotations.open_world_hint, Some(false));
-    let mut args = serde_json::Map::new();
-    args.insert("name".into(), "Ada".into());
-    let result = client
-        .call_tool(CallToolRequestParams::new("hello").with_arguments(args))
-        .await
-        .expect("tools/call hello");
-    let text = serde_json::to_string(&result.content).unwrap();
-    assert!(text.contains("Hello Ada!"), "{text}");
-    assert_ne!(result.is_error, Some(true));
 }

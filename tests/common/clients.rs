@@ -1,0 +1,169 @@
+//! Clients: plain HTTP with the headers MCP needs, and real rmcp clients over TCP and the
+//! Unix socket, each way of sending the key.
+
+use std::path::Path;
+
+use rmcp::RoleClient;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+use super::{App, KEY};
+
+/// A plain HTTP client (no proxy from the environment).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The body of an MCP JSON-RPC request.
+pub fn rpc(method: &str, params: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+}
+
+pub fn call_hello(name: &str) -> serde_json::Value {
+    rpc(
+        "tools/call",
+        serde_json::json!({"name": "hello", "arguments": {"name": name}}),
+    )
+}
+
+/// A POST with the headers MCP requires.
+pub fn mcp_post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(body)
+}
+
+/// Opens the MCP GET event stream with `key`; checks it is accepted.
+pub async fn open_event_stream(app: &App, key: &str) -> reqwest::Response {
+    let response = http()
+        .get(app.url("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    response
+}
+
+/// How a test's MCP client sends the key.
+#[derive(Clone, Copy, Debug)]
+pub enum Via {
+    Query,
+    Bearer,
+    Header,
+}
+
+/// A real rmcp client over TCP.
+pub async fn mcp_client(url: &str, key: &str, how: Via) -> RunningService<RoleClient, ()> {
+    let (_, config) = client_config(url, key, how);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport)
+        .await
+        .expect("the MCP client initializes")
+}
+
+/// A real rmcp client over a given HTTP client (e.g. one that trusts a test CA).
+pub async fn mcp_client_with(
+    http: reqwest::Client,
+    url: &str,
+    key: &str,
+    how: Via,
+) -> RunningService<RoleClient, ()> {
+    let (_, config) = client_config(url, key, how);
+    let transport = StreamableHttpClientTransport::with_client(http, config);
+    ().serve(transport)
+        .await
+        .expect("the MCP client initializes over HTTPS")
+}
+
+/// A real rmcp client over a Unix socket.
+pub async fn mcp_client_unix(
+    socket: &Path,
+    url: &str,
+    key: &str,
+    how: Via,
+) -> RunningService<RoleClient, ()> {
+    let (uri, config) = client_config(url, key, how);
+    let client = rmcp::transport::UnixSocketHttpClient::new(socket.to_str().unwrap(), &uri);
+    let transport = StreamableHttpClientTransport::with_client(client, config);
+    ().serve(transport)
+        .await
+        .expect("the MCP client initializes over the socket")
+}
+
+fn client_config(url: &str, key: &str, how: Via) -> (String, StreamableHttpClientTransportConfig) {
+    match how {
+        Via::Query => {
+            let uri = format!("{url}?api_key={key}");
+            (
+                uri.clone(),
+                StreamableHttpClientTransportConfig::with_uri(uri),
+            )
+        }
+        Via::Bearer => (
+            url.to_owned(),
+            StreamableHttpClientTransportConfig::with_uri(url).auth_header(key),
+        ),
+        Via::Header => {
+            let mut headers = std::collections::HashMap::new();
+            headers.insert(
+                http::HeaderName::from_static("x-api-key"),
+                http::HeaderValue::from_str(key).unwrap(),
+            );
+            (
+                url.to_owned(),
+                StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
+            )
+        }
+    }
+}
+
+/// A real client for each way of sending the key over TCP, and one over the Unix socket
+/// (the app's first), each exercised with [`exercise`].
+pub async fn exercise_every_way(app: &App) {
+    for how in [Via::Query, Via::Bearer, Via::Header] {
+        let client = mcp_client(&app.url("/mcp"), KEY, how).await;
+        exercise(&client).await;
+        client.cancel().await.unwrap();
+    }
+    let client = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Query).await;
+    exercise(&client).await;
+    client.cancel().await.unwrap();
+}
+
+/// Lists tools and calls `hello`, checking both answers.
+pub async fn exercise(client: &RunningService<RoleClient, ()>) {
+    let info = client.peer_info().expect("server info after initialize");
+    let server = info.server_info.as_ref().expect("serverInfo");
+    assert_eq!(server.name, "latchkey");
+    assert_eq!(server.version, env!("CARGO_PKG_VERSION"));
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let hello = tools
+        .iter()
+        .find(|t| t.name == "hello")
+        .expect("hello is listed");
+    let annotations = hello.annotations.as_ref().expect("hello has annotations");
+    assert_eq!(annotations.title.as_deref(), Some("Say hello to someone"));
+    assert_eq!(annotations.read_only_hint, Some(true));
+    assert_eq!(annotations.destructive_hint, Some(false));
+    assert_eq!(annotations.open_world_hint, Some(false));
+    let mut args = serde_json::Map::new();
+    args.insert("name".into(), "Ada".into());
+    let result = client
+        .call_tool(CallToolRequestParams::new("hello").with_arguments(args))
+        .await
+        .expect("tools/call hello");
+    let text = serde_json::to_string(&result.content).unwrap();
+    assert!(text.contains("Hello Ada!"), "{text}");
+    assert_ne!(result.is_error, Some(true));
+}
