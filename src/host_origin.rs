@@ -262,7 +262,6 @@ impl HostOriginGuard {
                         // `*` checks nothing, so it cannot vouch for a same-origin page:
                         // that is exactly what a rebinding page looks like.
                         named: matches!(pattern, HostPattern::Host { .. }),
-                        loopback: is_loopback(&name),
                         name,
                         port,
                     })
@@ -291,7 +290,6 @@ struct OwnHost<'a> {
     port: Option<u16>,
     /// Matched by a named pattern, not `*`.
     named: bool,
-    loopback: bool,
 }
 
 impl OwnHost<'_> {
@@ -301,7 +299,8 @@ impl OwnHost<'_> {
         let Some((scheme, name, port)) = parse_origin(origin, false) else {
             return false;
         };
-        if self.loopback && is_loopback(&name) && matches!(&*scheme, "http" | "https") {
+        // Asked only when there is an Origin: most requests (servers, CLIs) send none.
+        if is_loopback(&self.name) && is_loopback(&name) && matches!(&*scheme, "http" | "https") {
             return true;
         }
         self.named
