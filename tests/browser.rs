@@ -53,6 +53,8 @@ async fn serve_page(html: String) -> u16 {
 /// `evil.example` resolving to this machine.
 async fn run_page(url: String) -> String {
     tokio::task::spawn_blocking(move || {
+        // A profile of its own, removed afterwards: nothing is left in HOME or shared.
+        let profile = tempfile::tempdir().unwrap();
         let out = Command::new("chromium")
             .args([
                 "--headless",
@@ -64,8 +66,9 @@ async fn run_page(url: String) -> String {
                 "--virtual-time-budget=20000",
                 "--dump-dom",
             ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(&url)
-            .env("HOME", std::env::temp_dir())
+            .env("HOME", profile.path())
             .output()
             .unwrap_or_else(|e| panic!("chromium cannot run ({e}): .ci/run installs it"));
         let dom = String::from_utf8_lossy(&out.stdout).into_owned();
