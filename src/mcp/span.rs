@@ -16,6 +16,7 @@
 //! rmcp's own wrappers for `Box` and `Arc` (a method left out would silently answer with
 //! rmcp's default). `subscriptions/listen` is a stream, not an operation, and gets no span.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Instant;
 
@@ -24,10 +25,9 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Link, Span as _, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::Span as SdkSpan;
-use std::borrow::Cow;
-
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
+// The pass-through below names most of rmcp's model types.
 use rmcp::model::*;
 use rmcp::service::{
     MaybeSendFuture, NotificationContext, RequestContext, RoleServer, SubscriptionContext,
