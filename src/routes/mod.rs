@@ -60,6 +60,9 @@ const WELL_KNOWN_NAMES: [&str; 5] = [
 /// The paths latchkey serves.
 #[derive(Clone, Debug)]
 pub struct Paths {
+    /// The base path with a trailing `/` (`/` when there is none): the prefix of every
+    /// route, and the longest one an unknown path may be shown up to.
+    base: String,
     health: Vec<String>,
     /// `…/.well-known/` prefixes; the route is the prefix plus `{*rest}`.
     well_known: Vec<(String, String)>,
@@ -76,6 +79,7 @@ impl Paths {
         }
         let mcp = base.mcp();
         Self {
+            base: base.join("/"),
             health: roots.iter().map(|r| format!("{r}/healthz")).collect(),
             well_known: roots
                 .iter()
@@ -122,12 +126,11 @@ impl Paths {
                 };
             }
         }
-        let base = self.mcp[1].strip_suffix("/mcp").unwrap_or_default();
-        if path == base {
+        // The base path itself (`/p` of `/p/`) holds nothing but what was configured.
+        if path.len() + 1 == self.base.len() && self.base.starts_with(path) {
             return Cow::Borrowed(path);
         }
-        let prefixes = [self.mcp[0].as_str(), &self.mcp[0][..base.len() + 1], "/"];
-        let prefix = prefixes
+        let prefix = [self.mcp[0].as_str(), &self.base, "/"]
             .into_iter()
             .find(|p| path.starts_with(p))
             .unwrap_or("/");
