@@ -24,7 +24,7 @@ use std::task::{Context, Poll, ready};
 use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::extract::connect_info::Connected;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::serve::{IncomingStream, Listener};
 use pin_project_lite::pin_project;
@@ -174,11 +174,11 @@ impl<S> Gate<S> {
         if matched.access == Access::Open {
             return Ok(Admitted::default());
         }
-        guard
+        // An Origin the guard allowed: its page may read the answer.
+        let origin = guard
             .check(request.headers(), request.uri())
-            .map_err(Answer::HostOrigin)?;
-        // Allowed by the guard: its page may read the answer.
-        let origin = request.headers().get(header::ORIGIN).cloned();
+            .map_err(Answer::HostOrigin)?
+            .cloned();
         if let Some(origin) = &origin
             && matched.route.is_some()
             && cors::is_preflight(request)

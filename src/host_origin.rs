@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 
 use crate::configuration::PublicUrl;
@@ -245,8 +245,13 @@ impl HostOriginGuard {
     /// Allows the request when its `Host` is allowed and each `Origin` is either allowed, the
     /// request's own origin, or — for a loopback `Host` — a loopback origin. DNS rebinding
     /// is a *foreign* page reaching latchkey under a name it serves; a page of the host
-    /// itself, or a local page talking to a local listener, is not that attack.
-    pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
+    /// itself, or a local page talking to a local listener, is not that attack. Returns the
+    /// (first) `Origin` allowed, whose page may then read the answer (`cors`).
+    pub fn check<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        uri: &Uri,
+    ) -> Result<Option<&'h HeaderValue>, Refusal> {
         let raw = headers
             .get(header::HOST)
             .map(|h| String::from_utf8_lossy(h.as_bytes()))
@@ -272,15 +277,16 @@ impl HostOriginGuard {
                 }
             }
         };
-        for origin in headers.get_all(header::ORIGIN) {
-            let origin = String::from_utf8_lossy(origin.as_bytes());
+        let origins = headers.get_all(header::ORIGIN);
+        for value in &origins {
+            let origin = String::from_utf8_lossy(value.as_bytes());
             let allowed = self.origins.iter().any(|p| p.matches(&origin))
                 || host.as_ref().is_some_and(|host| host.vouches_for(&origin));
             if !allowed {
                 return Err(Refusal::Origin(origin.into_owned()));
             }
         }
-        Ok(())
+        Ok(origins.iter().next())
     }
 }
 
