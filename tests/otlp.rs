@@ -310,6 +310,67 @@ fn unsupported_otlp_protocol_is_a_clear_error() {
     );
 }
 
+/// The traces endpoint taken as is, and the headers a hosted backend needs (its token
+/// percent-encoded, as the specification has it) sent with every export, never logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_headers_reach_the_collector_and_no_log() {
+    let (endpoint, received) = common::otlp_receiver().await;
+    let token = "collector-token-6f1d2c";
+    let app = App::start(
+        Spawn::default()
+            .env(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                &format!("{endpoint}/v1/traces"),
+            )
+            .env(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                &format!("authorization=Bearer%20{token}, x-tenant = me"),
+            )
+            .env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=traces")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .env("RUST_LOG", "trace"),
+    );
+    let response = mcp_post(&http(), &app.url("/mcp"), &call_hello("headers"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.text().await.unwrap().contains("Hello headers!"));
+    common::eventually("the spans", || async {
+        received
+            .span_names()
+            .iter()
+            .any(|n| n == "tools/call hello")
+    })
+    .await;
+    let headers = received.trace_headers.lock().unwrap()[0].clone();
+    assert_eq!(headers["authorization"], format!("Bearer {token}").as_str());
+    assert_eq!(headers["x-tenant"], "traces");
+    assert_eq!(headers["content-type"], "application/x-protobuf");
+    assert!(!app.output().contains(token), "{}", app.output());
+}
+
+#[test]
+fn malformed_export_headers_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::command(dir.path())
+        .args(["serve", "--api-key", KEY, "--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-tenant=me,secret-without-equals",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_HEADERS: entry 2 has no '='"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret-without-equals"), "{stderr}");
+}
+
 /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: the same spans reach a gRPC collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_reaches_a_grpc_collector() {

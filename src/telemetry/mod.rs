@@ -2,7 +2,8 @@
 //!
 //! - `http`: the HTTP server span and metric, and the record of a request until its answer;
 //! - `access_log`: one access log line per request (`timestamp` writes its time);
-//! - `otlp`: OTLP export of spans and metrics, on when an `OTEL_EXPORTER_OTLP_*` endpoint is set.
+//! - `otlp`: OTLP export of spans and metrics, on when an `OTEL_EXPORTER_OTLP_*` endpoint is set
+//!   (`span_export` writes and posts the spans over http/protobuf).
 //!
 //! What is never recorded is `crate::redact`'s.
 
@@ -10,6 +11,7 @@ pub mod access_log;
 pub mod http;
 pub mod metrics;
 pub mod otlp;
+mod span_export;
 mod timestamp;
 
 use std::io::IsTerminal;

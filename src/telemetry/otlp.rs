@@ -4,7 +4,8 @@
 //! is set (metrics: `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
 //! Protocol http/protobuf by default, gRPC with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`; headers,
 //! timeout, resource attributes and service name come from their usual variables. With
-//! nothing set, no exporter exists and nothing is paid.
+//! nothing set, no exporter exists and nothing is paid. Spans over http/protobuf go through
+//! `span_export` (why: there); gRPC and metrics through `opentelemetry-otlp`.
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -12,6 +13,8 @@ use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+
+use crate::telemetry::span_export::HttpSpanExporter;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -77,18 +80,20 @@ impl Providers {
         };
         let resource = resource();
         let traces_protocol = protocol("TRACES")?;
-        let spans = match traces_protocol {
-            Protocol::HttpProtobuf => SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .build(),
-            Protocol::Grpc => SpanExporter::builder().with_tonic().build(),
+        let tracer = SdkTracerProvider::builder().with_resource(resource.clone());
+        let tracer = match traces_protocol {
+            Protocol::HttpProtobuf => tracer.with_batch_exporter(
+                HttpSpanExporter::from_env()
+                    .with_context(|| format!("cannot set up OTLP trace export to {endpoint}"))?,
+            ),
+            Protocol::Grpc => tracer.with_batch_exporter(
+                SpanExporter::builder()
+                    .with_tonic()
+                    .build()
+                    .with_context(|| format!("cannot set up OTLP trace export to {endpoint}"))?,
+            ),
         }
-        .with_context(|| format!("cannot set up OTLP trace export to {endpoint}"))?;
-        let tracer = SdkTracerProvider::builder()
-            .with_batch_exporter(spans)
-            .with_resource(resource.clone())
-            .build();
+        .build();
 
         let metrics_on = env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
             || env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some();
