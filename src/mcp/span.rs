@@ -18,11 +18,12 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
-use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Link, Span as _, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::Span as SdkSpan;
 use rmcp::ErrorData as McpError;
@@ -296,7 +297,7 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
         let method = request.method.clone();
-        let operation = self.request(&method, &context, Detail::default());
+        let operation = self.request(method.clone(), &context, Detail::default());
         traced(
             operation,
             self.inner.on_custom_request(request, context),
@@ -343,7 +344,7 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
         notification: CustomNotification,
         context: NotificationContext<RoleServer>,
     ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        let operation = self.notification(&notification.method, &context);
+        let operation = self.notification(notification.method.clone(), &context);
         notified(
             operation,
             self.inner.on_custom_notification(notification, context),
@@ -442,7 +443,7 @@ impl<S> Traced<S> {
     /// The operation of a request to `method`.
     fn request(
         &self,
-        method: &str,
+        method: impl Into<Cow<'static, str>>,
         context: &RequestContext<RoleServer>,
         detail: Detail<'_>,
     ) -> Operation {
@@ -461,7 +462,7 @@ impl<S> Traced<S> {
         Operation::start(
             &self.tracing,
             Message {
-                method,
+                method: method.into(),
                 target: detail.target,
                 request_id: Some(&context.id),
                 arguments: detail.arguments,
@@ -474,11 +475,15 @@ impl<S> Traced<S> {
     }
 
     /// The operation of a notification of `method`.
-    fn notification(&self, method: &str, context: &NotificationContext<RoleServer>) -> Operation {
+    fn notification(
+        &self,
+        method: impl Into<Cow<'static, str>>,
+        context: &NotificationContext<RoleServer>,
+    ) -> Operation {
         Operation::start(
             &self.tracing,
             Message {
-                method,
+                method: method.into(),
                 target: None,
                 request_id: None,
                 arguments: None,
@@ -594,7 +599,8 @@ fn inspect_call(operation: &mut Operation, answer: &CallToolResponse) {
 
 /// What a message is about, for its span's name and attributes.
 struct Message<'a> {
-    method: &'a str,
+    /// One of rmcp's `…Method::VALUE`s (or a custom method's name).
+    method: Cow<'static, str>,
     /// The tool or prompt named (`tools/call`, `prompts/get`).
     target: Option<(&'static str, &'a str)>,
     request_id: Option<&'a NumberOrString>,
@@ -611,8 +617,9 @@ struct Operation {
     span: SdkSpan,
     start: Instant,
     export: Export,
-    method: String,
-    tool: Option<String>,
+    method: Cow<'static, str>,
+    /// Shared by the span's attribute and the metric's.
+    tool: Option<Arc<str>>,
     tool_io: bool,
     error_type: Option<String>,
     ended: bool,
@@ -623,7 +630,10 @@ impl Operation {
         let parts = message.extensions.get::<http::request::Parts>();
         let http = parts.and_then(|p| p.extensions.get::<HttpSpan>());
         let mut attributes = Vec::with_capacity(14);
-        attributes.push(KeyValue::new("mcp.method.name", message.method.to_owned()));
+        attributes.push(KeyValue::new(
+            "mcp.method.name",
+            StringValue::from(message.method.clone()),
+        ));
         let stateless = message.protocol.as_deref() >= Some(STATELESS_PROTOCOL);
         if let Some(protocol) = message.protocol {
             attributes.push(KeyValue::new("mcp.protocol.version", protocol));
@@ -638,8 +648,11 @@ impl Operation {
         if let Some(id) = message.request_id {
             attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
         }
-        if let Some((key, target)) = message.target {
-            attributes.push(KeyValue::new(key, target.to_owned()));
+        let target = message
+            .target
+            .map(|(key, target)| (key, Arc::<str>::from(target)));
+        if let Some((key, target)) = &target {
+            attributes.push(KeyValue::new(*key, target.clone()));
             if message.method == "tools/call" {
                 attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
             }
@@ -671,8 +684,8 @@ impl Operation {
             }
         }
         let name = match message.target {
-            Some((_, target)) => format!("{} {target}", message.method),
-            None => message.method.to_owned(),
+            Some((_, target)) => Cow::Owned(format!("{} {target}", message.method)),
+            None => message.method.clone(),
         };
         let export = &tracing.export;
         let builder = export
@@ -699,11 +712,10 @@ impl Operation {
             span,
             start: Instant::now(),
             export: export.clone(),
-            method: message.method.to_owned(),
-            tool: message
-                .target
+            method: message.method,
+            tool: target
                 .filter(|(key, _)| *key == "gen_ai.tool.name")
-                .map(|(_, tool)| tool.to_owned()),
+                .map(|(_, tool)| tool),
             tool_io: tracing.tool_io,
             error_type: None,
             ended: false,
@@ -731,18 +743,25 @@ impl Operation {
             return;
         }
         self.span.end();
-        let mut attributes = Vec::with_capacity(3);
-        attributes.push(KeyValue::new("mcp.method.name", self.method.clone()));
+        // An array, not a `Vec`: this runs on every message.
+        let mut attributes = [
+            KeyValue::new("mcp.method.name", StringValue::from(self.method.clone())),
+            KeyValue::new("gen_ai.tool.name", ""),
+            KeyValue::new("error.type", ""),
+        ];
+        let mut given = 1;
         if let Some(tool) = &self.tool {
-            attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
+            attributes[given] = KeyValue::new("gen_ai.tool.name", tool.clone());
+            given += 1;
         }
         if let Some(error) = &self.error_type {
-            attributes.push(KeyValue::new("error.type", error.clone()));
+            attributes[given] = KeyValue::new("error.type", error.clone());
+            given += 1;
         }
         self.export
             .metrics
             .mcp_operation
-            .record(self.start.elapsed().as_secs_f64(), &attributes);
+            .record(self.start.elapsed().as_secs_f64(), &attributes[..given]);
     }
 }
 

@@ -6,17 +6,29 @@
 //! replaced (`auth::Taken::recorded_query`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{KeyValue, StringValue};
 
 use crate::auth::AuthMethod;
 use crate::listen::Peer;
 use crate::telemetry::Export;
 use crate::telemetry::access_log::{Client, Line};
+
+/// The method as a value that costs no allocation (any method but an extension one).
+fn method_value(method: &Method) -> StringValue {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|known| **known == method.as_str()) {
+        Some(known) => StringValue::from(*known),
+        None => StringValue::from(method.to_string()),
+    }
+}
 
 fn transport(peer: Option<Peer>) -> &'static str {
     match peer {
@@ -30,8 +42,9 @@ fn transport(peer: Option<Peer>) -> &'static str {
 #[derive(Clone)]
 pub struct HttpSpan {
     pub context: opentelemetry::Context,
-    /// `client.address`: the TCP peer, or the address the proxy forwarded on the Unix socket.
-    pub client_address: Option<String>,
+    /// `client.address`: the TCP peer, or the address the proxy forwarded on the Unix socket
+    /// (shared by both spans).
+    pub client_address: Option<Arc<str>>,
     /// `client.port`: the TCP peer's.
     pub client_port: Option<u16>,
     /// `network.transport`: `tcp` or `unix`.
@@ -65,7 +78,12 @@ pub struct Record {
     client: Option<Client>,
     user_agent: Option<HeaderValue>,
     /// With export on: the span, the route and the transport, for the span and the metric.
-    export: Option<(Export, opentelemetry::Context, Option<String>, &'static str)>,
+    export: Option<(
+        Export,
+        opentelemetry::Context,
+        Option<Arc<str>>,
+        &'static str,
+    )>,
 }
 
 impl Record {
@@ -95,8 +113,9 @@ impl Record {
         };
         if let Some(export) = export {
             let transport = transport(peer);
-            let client_address = record.client.as_ref().map(Client::to_string);
-            let cx = record.span(export, route, transport, client_address.clone());
+            let client_address = record.client.as_ref().map(|c| Arc::from(c.to_string()));
+            let route = route.map(Arc::<str>::from);
+            let cx = record.span(export, route.as_ref(), transport, client_address.clone());
             request.extensions_mut().insert(HttpSpan {
                 context: cx.clone(),
                 client_address,
@@ -106,7 +125,7 @@ impl Record {
                 },
                 transport,
             });
-            record.export = Some((export.clone(), cx, route.map(str::to_owned), transport));
+            record.export = Some((export.clone(), cx, route, transport));
         }
         record
     }
@@ -120,24 +139,32 @@ impl Record {
     fn span(
         &self,
         export: &Export,
-        route: Option<&str>,
+        route: Option<&Arc<str>>,
         transport: &'static str,
-        client_address: Option<String>,
+        client_address: Option<Arc<str>>,
     ) -> opentelemetry::Context {
         let method = &self.method;
         let name = match route {
             Some(route) => format!("{method} {route}"),
             None => method.to_string(),
         };
+        let path = self.path.as_str();
         let mut attributes = Vec::with_capacity(9);
-        attributes.push(KeyValue::new("http.request.method", method.to_string()));
-        attributes.push(KeyValue::new("url.path", self.path.as_str().to_owned()));
+        attributes.push(KeyValue::new("http.request.method", method_value(method)));
+        attributes.push(KeyValue::new(
+            "url.path",
+            match route {
+                // The common case: the path is the route, one string for both.
+                Some(route) if **route == *path => StringValue::from(route.clone()),
+                _ => StringValue::from(path.to_owned()),
+            },
+        ));
         attributes.push(KeyValue::new("network.transport", transport));
         if let Some(query) = &self.query {
             attributes.push(KeyValue::new("url.query", query.clone()));
         }
         if let Some(route) = route {
-            attributes.push(KeyValue::new("http.route", route.to_owned()));
+            attributes.push(KeyValue::new("http.route", route.clone()));
         }
         if let Some(client) = client_address {
             attributes.push(KeyValue::new("client.address", client));
@@ -171,18 +198,24 @@ impl Record {
                 span.set_status(Status::error(""));
             }
             span.end();
-            let mut attributes = vec![
-                KeyValue::new("http.request.method", self.method.to_string()),
+            // An array, not a `Vec`: this runs on every request.
+            let mut attributes = [
+                KeyValue::new("http.request.method", method_value(&self.method)),
                 KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
                 KeyValue::new("network.transport", transport),
+                KeyValue::new("http.route", ""),
             ];
-            if let Some(route) = route {
-                attributes.push(KeyValue::new("http.route", route));
-            }
+            let given = match route {
+                Some(route) => {
+                    attributes[3] = KeyValue::new("http.route", route);
+                    4
+                }
+                None => 3,
+            };
             export
                 .metrics
                 .http_request
-                .record(elapsed.as_secs_f64(), &attributes);
+                .record(elapsed.as_secs_f64(), &attributes[..given]);
         }
         let user_agent = self.user_agent();
         Line {

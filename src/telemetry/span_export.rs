@@ -100,12 +100,33 @@ impl Writer {
         if len < 0x80 {
             self.buf[at] = len as u8;
         } else {
-            let mut prefix = Writer {
-                buf: Vec::with_capacity(10),
-            };
-            prefix.varint(len as u64);
-            self.buf.splice(at..=at, prefix.buf);
+            let width = varint_len(len);
+            self.buf.resize(self.buf.len() + width - 1, 0);
+            self.buf.copy_within(at + 1..at + 1 + len, at + width);
+            let mut value = len;
+            for byte in &mut self.buf[at..at + width] {
+                *byte = (value as u8 & 0x7f) | if value >= 0x80 { 0x80 } else { 0 };
+                value >>= 7;
+            }
         }
+    }
+
+    /// An attribute whose value is a string, the most common kind: both lengths are known
+    /// up front, so nothing is moved after.
+    fn string_attribute(&mut self, field: u32, key: &str, value: &str) {
+        let any = 1 + varint_len(value.len()) + value.len();
+        let kv = 1 + varint_len(key.len()) + key.len() + 1 + varint_len(any) + any;
+        self.buf.reserve(1 + varint_len(kv) + kv);
+        self.key(field, LEN);
+        self.varint(kv as u64);
+        self.key(1, LEN);
+        self.varint(key.len() as u64);
+        self.buf.extend_from_slice(key.as_bytes());
+        self.key(2, LEN);
+        self.varint(any as u64);
+        self.key(1, LEN);
+        self.varint(value.len() as u64);
+        self.buf.extend_from_slice(value.as_bytes());
     }
 
     fn any_value(&mut self, field: u32, value: &Value) {
@@ -143,10 +164,15 @@ impl Writer {
 
     fn attributes<'a>(&mut self, field: u32, attributes: impl IntoIterator<Item = &'a KeyValue>) {
         for kv in attributes {
-            self.message(field, |w| {
-                w.string(1, kv.key.as_str());
-                w.any_value(2, &kv.value);
-            });
+            match &kv.value {
+                Value::String(value) => {
+                    self.string_attribute(field, kv.key.as_str(), value.as_str());
+                }
+                value => self.message(field, |w| {
+                    w.string(1, kv.key.as_str());
+                    w.any_value(2, value);
+                }),
+            }
         }
     }
 
@@ -210,6 +236,11 @@ impl Writer {
             ),
         );
     }
+}
+
+/// Bytes in the varint of `value` (keys and lengths here are small: one to three).
+fn varint_len(value: usize) -> usize {
+    (usize::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 fn nanos(time: SystemTime) -> u64 {
@@ -444,7 +475,16 @@ mod tests {
     use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
     use prost::Message as _;
 
-    use super::{encode, resource_message};
+    use super::{Writer, encode, resource_message, varint_len};
+
+    #[test]
+    fn varint_lengths_match_the_varints_written() {
+        for value in [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let mut w = Writer { buf: Vec::new() };
+            w.varint(value as u64);
+            assert_eq!(varint_len(value), w.buf.len(), "{value}");
+        }
+    }
 
     fn span(n: u8, scope: &InstrumentationScope) -> SpanData {
         let long = "x".repeat(300 * usize::from(n));
