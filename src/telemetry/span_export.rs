@@ -112,20 +112,25 @@ impl Writer {
     }
 
     /// An attribute whose value is a string, the most common kind: both lengths are known
-    /// up front, so nothing is moved after.
+    /// up front, so nothing is moved after, and the five keys and lengths before the key
+    /// and before the value are written as one slice each.
     fn string_attribute(&mut self, field: u32, key: &str, value: &str) {
         let any = 1 + varint_len(value.len()) + value.len();
         let kv = 1 + varint_len(key.len()) + key.len() + 1 + varint_len(any) + any;
-        self.buf.reserve(1 + varint_len(kv) + kv);
-        self.key(field, LEN);
-        self.varint(kv as u64);
-        self.key(1, LEN);
-        self.varint(key.len() as u64);
+        let mut head = Head::default();
+        head.varint((field << 3 | u32::from(LEN)) as usize);
+        head.varint(kv);
+        head.varint(1 << 3 | LEN as usize);
+        head.varint(key.len());
+        self.buf.reserve(head.len + kv);
+        self.buf.extend_from_slice(head.bytes());
         self.buf.extend_from_slice(key.as_bytes());
-        self.key(2, LEN);
-        self.varint(any as u64);
-        self.key(1, LEN);
-        self.varint(value.len() as u64);
+        let mut head = Head::default();
+        head.varint(2 << 3 | LEN as usize);
+        head.varint(any);
+        head.varint(1 << 3 | LEN as usize);
+        head.varint(value.len());
+        self.buf.extend_from_slice(head.bytes());
         self.buf.extend_from_slice(value.as_bytes());
     }
 
@@ -235,6 +240,30 @@ impl Writer {
                 span.span_context.trace_flags().to_u8(),
             ),
         );
+    }
+}
+
+/// Up to four varints of lengths under 4 GiB (five bytes each), gathered on the stack to be
+/// copied at once.
+#[derive(Default)]
+struct Head {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Head {
+    fn varint(&mut self, mut value: usize) {
+        while value >= 0x80 {
+            self.bytes[self.len] = (value as u8) | 0x80;
+            self.len += 1;
+            value >>= 7;
+        }
+        self.bytes[self.len] = value as u8;
+        self.len += 1;
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
