@@ -371,6 +371,23 @@ fn malformed_export_headers_are_a_clear_error() {
     assert!(!stderr.contains("secret-without-equals"), "{stderr}");
 }
 
+#[test]
+fn unsupported_export_compression_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::command(dir.path())
+        .args(["serve", "--api-key", KEY, "--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_COMPRESSION=\"gzip\" is not supported: use none"),
+        "{stderr}"
+    );
+}
+
 /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: the same spans reach a gRPC collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_reaches_a_grpc_collector() {
