@@ -296,8 +296,7 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
         request: CustomRequest,
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
-        let method = request.method.clone();
-        let operation = self.request(method.clone(), &context, Detail::default());
+        let operation = self.request(request.method.clone(), &context, Detail::default());
         traced(
             operation,
             self.inner.on_custom_request(request, context),

@@ -8,6 +8,7 @@
 //! What is never recorded is `crate::redact`'s.
 
 pub mod access_log;
+mod env;
 pub mod http;
 pub mod metrics;
 pub mod otlp;

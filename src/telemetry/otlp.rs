@@ -14,11 +14,8 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
+use crate::telemetry::env;
 use crate::telemetry::span_export::HttpSpanExporter;
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -29,11 +26,11 @@ enum Protocol {
 /// The protocol for one signal (`TRACES` or `METRICS`), from its variable or the general one.
 fn protocol(signal: &str) -> anyhow::Result<Protocol> {
     let name = format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL");
-    let (var, value) = match env(&name) {
+    let (var, value) = match env::var(&name) {
         Some(value) => (name, value),
         None => (
             "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
-            env("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default(),
+            env::var("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default(),
         ),
     };
     match value.trim() {
@@ -46,8 +43,8 @@ fn protocol(signal: &str) -> anyhow::Result<Protocol> {
 /// `service.name` is `latchkey` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` says.
 fn resource() -> Resource {
     let builder = Resource::builder();
-    let named = env("OTEL_SERVICE_NAME").is_some()
-        || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| {
+    let named = env::var("OTEL_SERVICE_NAME").is_some()
+        || env::var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| {
             a.split(',')
                 .any(|kv| kv.trim_start().starts_with("service.name="))
         });
@@ -73,8 +70,8 @@ pub struct Providers {
 impl Providers {
     /// `None` when no OTLP endpoint is configured.
     pub fn from_env() -> anyhow::Result<Option<Self>> {
-        let traces_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let traces_endpoint = env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| env::var("OTEL_EXPORTER_OTLP_ENDPOINT"));
         let Some(endpoint) = traces_endpoint else {
             return Ok(None);
         };
@@ -95,8 +92,8 @@ impl Providers {
         }
         .build();
 
-        let metrics_on = env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-            || env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some();
+        let metrics_on = env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || env::var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some();
         let meter = if metrics_on {
             let metrics = match protocol("METRICS")? {
                 Protocol::HttpProtobuf => MetricExporter::builder()

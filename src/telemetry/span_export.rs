@@ -28,6 +28,8 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use crate::telemetry::env;
+
 /// Protobuf wire types.
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
@@ -349,10 +351,6 @@ impl fmt::Debug for HttpSpanExporter {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// `OTEL_EXPORTER_OTLP_TRACES_<name>`, else `OTEL_EXPORTER_OTLP_<name>`, with the variable's
 /// name for messages.
 fn setting(name: &str) -> Option<(String, String)> {
@@ -361,7 +359,7 @@ fn setting(name: &str) -> Option<(String, String)> {
         format!("OTEL_EXPORTER_OTLP_{name}"),
     ]
     .into_iter()
-    .find_map(|var| env(&var).map(|value| (var, value)))
+    .find_map(|var| env::var(&var).map(|value| (var, value)))
 }
 
 /// `key=value,key=value`, values percent-decoded (the OTLP exporter specification). The
@@ -372,7 +370,7 @@ fn headers() -> anyhow::Result<HeaderMap> {
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     ] {
-        let Some(list) = env(var) else { continue };
+        let Some(list) = env::var(var) else { continue };
         for (n, pair) in list.split(',').enumerate() {
             if pair.trim().is_empty() {
                 continue;
@@ -396,10 +394,10 @@ fn headers() -> anyhow::Result<HeaderMap> {
 impl HttpSpanExporter {
     /// From the `OTEL_EXPORTER_OTLP_*` variables; `endpoint` is the one they name.
     pub fn from_env() -> anyhow::Result<Self> {
-        let endpoint = match env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        let endpoint = match env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             Some(url) => url,
             None => {
-                let base = env("OTEL_EXPORTER_OTLP_ENDPOINT")
+                let base = env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
                     .unwrap_or_else(|| "http://localhost:4318".to_owned());
                 format!("{}/v1/traces", base.trim_end_matches('/'))
             }
