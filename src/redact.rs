@@ -63,6 +63,46 @@ pub fn is_sensitive_param(name: &[u8]) -> bool {
         .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
 }
 
+/// `url` as it may be shown: a password in it and the values of sensitive query parameters
+/// replaced (an upstream's URL can carry its own key, as latchkey's connector URL does).
+pub fn url_for_display(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                    format!("{scheme}://{user}:{REDACTED}@{host}{path}")
+                }
+                None => before_query.to_owned(),
+            }
+        }
+        None => before_query.to_owned(),
+    };
+    if let Some(query) = query {
+        shown.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                shown.push('&');
+            }
+            match pair.split_once('=') {
+                Some((name, _)) if is_sensitive_param(&percent_decoded(name)) => {
+                    shown.push_str(name);
+                    shown.push('=');
+                    shown.push_str(REDACTED);
+                }
+                _ => shown.push_str(pair),
+            }
+        }
+    }
+    shown
+}
+
 fn is_sensitive_key(key: &str) -> bool {
     let folded: String = key
         .chars()
@@ -96,6 +136,16 @@ pub fn json(value: &serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_secrets() {
+        assert_eq!(
+            url_for_display("https://me:pw@mcp.example/mcp?api_key=s3cret&x=1&Token=t"),
+            "https://me:REDACTED@mcp.example/mcp?api_key=REDACTED&x=1&Token=REDACTED"
+        );
+        assert_eq!(url_for_display("http://h:1/mcp"), "http://h:1/mcp");
+        assert_eq!(url_for_display("not a url?key=k"), "not a url?key=REDACTED");
+    }
 
     #[test]
     fn sensitive_json_values_are_replaced_at_any_depth() {

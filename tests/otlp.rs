@@ -350,6 +350,37 @@ async fn export_headers_reach_the_collector_and_no_log() {
     assert!(!app.output().contains(token), "{}", app.output());
 }
 
+/// A password in the traces endpoint's URL stays out of every line latchkey writes, the
+/// failed exports' errors and the HTTP client's trace lines included (nothing listens at
+/// that port). Metrics stay off here: their exporter is `opentelemetry-otlp`'s.
+#[test]
+fn a_password_in_the_traces_endpoint_is_never_written() {
+    let mut app = App::start(
+        Spawn::default()
+            .env(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                &format!(
+                    "http://collector:pw-7d3e9f@127.0.0.1:{}/v1/traces",
+                    common::free_port()
+                ),
+            )
+            .env("RUST_LOG", "trace"),
+    );
+    let url = app.url("/healthz");
+    // A span to export; shutdown then tries to flush it and fails.
+    assert!(
+        reqwest::blocking::get(format!("{url}?x=1"))
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    app.wait();
+    let output = app.output();
+    assert!(output.contains("collector:REDACTED@127.0.0.1"), "{output}");
+    assert!(!output.contains("pw-7d3e9f"), "{output}");
+}
+
 #[test]
 fn malformed_export_headers_are_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,6 +14,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
+use crate::redact;
 use crate::telemetry::env;
 use crate::telemetry::span_export::HttpSpanExporter;
 
@@ -75,6 +76,8 @@ impl Providers {
         let Some(endpoint) = traces_endpoint else {
             return Ok(None);
         };
+        // As it may be shown: a password or token in the URL stays out of logs and errors.
+        let endpoint = redact::url_for_display(&endpoint);
         let resource = resource();
         let traces_protocol = protocol("TRACES")?;
         let tracer = SdkTracerProvider::builder().with_resource(resource.clone());

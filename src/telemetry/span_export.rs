@@ -28,6 +28,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use crate::redact;
 use crate::telemetry::env;
 
 /// Protobuf wire types.
@@ -345,7 +346,7 @@ impl fmt::Debug for HttpSpanExporter {
     /// Without the headers: they may hold a backend's token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpSpanExporter")
-            .field("endpoint", &self.endpoint.as_str())
+            .field("endpoint", &redact::url_for_display(self.endpoint.as_str()))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -402,8 +403,12 @@ impl HttpSpanExporter {
                 format!("{}/v1/traces", base.trim_end_matches('/'))
             }
         };
-        let endpoint = reqwest::Url::parse(endpoint.trim())
-            .with_context(|| format!("{endpoint:?} is not a URL for OTLP trace export"))?;
+        let endpoint = reqwest::Url::parse(endpoint.trim()).with_context(|| {
+            format!(
+                "{:?} is not a URL for OTLP trace export",
+                redact::url_for_display(&endpoint)
+            )
+        })?;
         let timeout = match setting("TIMEOUT") {
             Some((var, ms)) => Duration::from_millis(
                 ms.trim()
@@ -462,7 +467,7 @@ impl HttpSpanExporter {
             if !again || attempt == 3 || Instant::now() + pause >= deadline {
                 return Err(OTelSdkError::InternalFailure(format!(
                     "exporting spans to {}: {message}",
-                    self.endpoint
+                    redact::url_for_display(self.endpoint.as_str())
                 )));
             }
             std::thread::sleep(pause);
