@@ -293,17 +293,22 @@ async fn no_endpoint_means_no_exporter() {
     assert!(!app.output().contains("OTLP"), "{}", app.output());
 }
 
-#[test]
-fn unsupported_otlp_protocol_is_a_clear_error() {
+/// latchkey's stderr when it refuses to start with `vars` set besides an endpoint.
+fn refused_start(vars: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = common::command(dir.path())
         .args(["serve", "--api-key", KEY, "--listen", "127.0.0.1:0"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .envs(vars.iter().copied())
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn unsupported_otlp_protocol_is_a_clear_error() {
+    let stderr = refused_start(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
     assert!(
         stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported"),
         "{stderr}"
@@ -383,18 +388,10 @@ fn a_password_in_the_traces_endpoint_is_never_written() {
 
 #[test]
 fn malformed_export_headers_are_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = common::command(dir.path())
-        .args(["serve", "--api-key", KEY, "--listen", "127.0.0.1:0"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-        .env(
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "x-tenant=me,secret-without-equals",
-        )
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(&[(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "x-tenant=me,secret-without-equals",
+    )]);
     assert!(
         stderr.contains("OTEL_EXPORTER_OTLP_HEADERS: entry 2 has no '='"),
         "{stderr}"
@@ -404,15 +401,7 @@ fn malformed_export_headers_are_a_clear_error() {
 
 #[test]
 fn unsupported_export_compression_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = common::command(dir.path())
-        .args(["serve", "--api-key", KEY, "--listen", "127.0.0.1:0"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]);
     assert!(
         stderr.contains("OTEL_EXPORTER_OTLP_COMPRESSION=\"gzip\" is not supported: use none"),
         "{stderr}"
