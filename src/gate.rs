@@ -359,21 +359,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-
     use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::trace::Tracer;
+    use axum::body::Body;
 
     /// The `http.response.status_code` of every HTTP span ended while `run` ran a gate over
     /// `answer` (a service that never answers when `None`).
     fn statuses(answer: Option<StatusCode>, run: impl FnOnce(GateFuture<BoxedAnswer>)) -> Vec<i64> {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
+        let (tracer, exporter) = Tracer::in_memory();
         let export = Export {
-            tracer: provider.tracer("test"),
+            tracer,
             metrics: Metrics::from_meter(&opentelemetry::global::meter("test")),
         };
         let service = tower::service_fn(move |_: Request| -> BoxedAnswer {

@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{Link, Span as _, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt};
 use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::Span as SdkSpan;
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
 // The pass-through below names most of rmcp's model types.
@@ -37,6 +36,7 @@ use rmcp::service::{
 use crate::redact;
 use crate::telemetry::Export;
 use crate::telemetry::http::HttpSpan;
+use crate::telemetry::trace::{Span, Start};
 
 /// The protocol version from which there are no sessions (and no `mcp.session.id`).
 const STATELESS_PROTOCOL: &str = "2026-07-28";
@@ -613,7 +613,7 @@ struct Message<'a> {
 
 /// One message's span, open until its answer (or, dropped unanswered, with what is known).
 struct Operation {
-    span: SdkSpan,
+    span: Span,
     start: Instant,
     export: Export,
     method: Cow<'static, str>,
@@ -687,26 +687,22 @@ impl Operation {
             None => message.method.clone(),
         };
         let export = &tracing.export;
-        let builder = export
-            .tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes);
         // A client that propagates its context (`traceparent` in `params._meta`) is the
         // parent; the HTTP request's span, otherwise the parent, is linked.
-        let span = match (message.meta.and_then(propagated_context), http) {
-            (Some(parent), http) => builder
-                .with_links(
-                    http.iter()
-                        .map(|h| Link::with_context(h.context.span().span_context().clone()))
-                        .collect(),
-                )
-                .start_with_context(&export.tracer, &parent),
-            (None, Some(http)) => builder.start_with_context(&export.tracer, &http.context),
-            (None, None) => {
-                builder.start_with_context(&export.tracer, &opentelemetry::Context::new())
-            }
+        let (parent, links) = match (message.meta.and_then(propagated_context), http) {
+            (Some(parent), http) => (
+                Some(parent),
+                http.iter().map(|h| h.context.clone()).collect(),
+            ),
+            (None, http) => (http.map(|h| h.context.clone()), Vec::new()),
         };
+        let span = export.tracer.start(Start {
+            name,
+            kind: SpanKind::Server,
+            attributes,
+            parent,
+            links,
+        });
         Operation {
             span,
             start: Instant::now(),
@@ -773,7 +769,7 @@ impl Drop for Operation {
 }
 
 /// The context a client propagated in `_meta` (W3C `traceparent`, `tracestate`).
-fn propagated_context(meta: &MetaObject) -> Option<opentelemetry::Context> {
+fn propagated_context(meta: &MetaObject) -> Option<SpanContext> {
     let traceparent = meta.get_traceparent()?;
     let mut carrier = std::collections::HashMap::with_capacity(2);
     carrier.insert("traceparent".to_owned(), traceparent.to_owned());
@@ -781,7 +777,8 @@ fn propagated_context(meta: &MetaObject) -> Option<opentelemetry::Context> {
         carrier.insert("tracestate".to_owned(), tracestate.to_owned());
     }
     let cx = TraceContextPropagator::new().extract(&carrier);
-    cx.span().span_context().is_valid().then_some(cx)
+    let context = cx.span().span_context().clone();
+    context.is_valid().then_some(context)
 }
 
 /// The length of `value` written as JSON, without keeping what is written.
@@ -810,9 +807,9 @@ mod tests {
     use axum::body::Body;
     use axum::http::header;
     use opentelemetry::metrics::MeterProvider as _;
-    use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+    use opentelemetry::trace::{SpanKind, Status};
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use opentelemetry_sdk::trace::SpanData;
     use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
@@ -821,6 +818,7 @@ mod tests {
 
     use super::*;
     use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::trace::Tracer;
 
     const KEY: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
 
@@ -859,16 +857,13 @@ mod tests {
     /// POSTs `body` (with `headers`) through the gate to the traced stand-in; returns the MCP
     /// spans, after checking the HTTP span and the duration metric.
     async fn spans_for(body: &str, headers: &[(&str, &str)], tool_io: bool) -> Vec<SpanData> {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
+        let (tracer, exporter) = Tracer::in_memory();
         let metric_exporter = InMemoryMetricExporter::default();
         let meters = SdkMeterProvider::builder()
             .with_reader(PeriodicReader::builder(metric_exporter.clone()).build())
             .build();
         let export = Export {
-            tracer: provider.tracer("test"),
+            tracer,
             metrics: Metrics::from_meter(&meters.meter("test")),
         };
         let tracing = McpTracing {
@@ -911,7 +906,6 @@ mod tests {
             .await
             .unwrap();
         assert!(status.is_success(), "{status}: {answer:?}");
-        provider.force_flush().unwrap();
         meters.force_flush().unwrap();
         let names: Vec<String> = metric_exporter
             .get_finished_metrics()

@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanContext, SpanKind, Status};
 use opentelemetry::{KeyValue, StringValue};
 
 use crate::auth::AuthMethod;
 use crate::listen::Peer;
 use crate::telemetry::Export;
 use crate::telemetry::access_log::{Client, Line};
+use crate::telemetry::trace::{Span, Start};
 
 /// The method as a value that costs no allocation (any method but an extension one).
 fn method_value(method: &Method) -> StringValue {
@@ -41,7 +42,7 @@ fn transport(peer: Option<Peer>) -> &'static str {
 /// repeats of the connection.
 #[derive(Clone)]
 pub struct HttpSpan {
-    pub context: opentelemetry::Context,
+    pub context: SpanContext,
     /// `client.address`: the TCP peer, or the address the proxy forwarded on the Unix socket
     /// (shared by both spans).
     pub client_address: Option<Arc<str>>,
@@ -78,12 +79,7 @@ pub struct Record {
     client: Option<Client>,
     user_agent: Option<HeaderValue>,
     /// With export on: the span, the route and the transport, for the span and the metric.
-    export: Option<(
-        Export,
-        opentelemetry::Context,
-        Option<Arc<str>>,
-        &'static str,
-    )>,
+    export: Option<(Export, Span, Option<Arc<str>>, &'static str)>,
 }
 
 impl Record {
@@ -115,9 +111,9 @@ impl Record {
             let transport = transport(peer);
             let client_address = record.client.as_ref().map(|c| Arc::from(c.to_string()));
             let route = route.map(Arc::<str>::from);
-            let cx = record.span(export, route.as_ref(), transport, client_address.clone());
+            let span = record.span(export, route.as_ref(), transport, client_address.clone());
             request.extensions_mut().insert(HttpSpan {
-                context: cx.clone(),
+                context: span.context().clone(),
                 client_address,
                 client_port: match peer {
                     Some(Peer::Tcp(addr)) => Some(addr.port()),
@@ -125,7 +121,7 @@ impl Record {
                 },
                 transport,
             });
-            record.export = Some((export.clone(), cx, route, transport));
+            record.export = Some((export.clone(), span, route, transport));
         }
         record
     }
@@ -142,11 +138,11 @@ impl Record {
         route: Option<&Arc<str>>,
         transport: &'static str,
         client_address: Option<Arc<str>>,
-    ) -> opentelemetry::Context {
+    ) -> Span {
         let method = &self.method;
         let name = match route {
-            Some(route) => format!("{method} {route}"),
-            None => method.to_string(),
+            Some(route) => Cow::Owned(format!("{method} {route}")),
+            None => Cow::Owned(method.to_string()),
         };
         let path = self.path.as_str();
         let mut attributes = Vec::with_capacity(9);
@@ -175,21 +171,20 @@ impl Record {
                 user_agent.into_owned(),
             ));
         }
-        let span = export
-            .tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .start(&export.tracer);
-        opentelemetry::Context::new().with_span(span)
+        export.tracer.start(Start {
+            name,
+            kind: SpanKind::Server,
+            attributes,
+            parent: None,
+            links: Vec::new(),
+        })
     }
 
     /// Writes the access log line, ends the span and records
     /// `http.server.request.duration`. `auth`: how the key came, when one was accepted.
     pub fn finish(mut self, status: StatusCode, auth: Option<AuthMethod>) {
         let elapsed = self.start.elapsed();
-        if let Some((export, cx, route, transport)) = self.export.take() {
-            let span = cx.span();
+        if let Some((export, mut span, route, transport)) = self.export.take() {
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",
                 i64::from(status.as_u16()),

@@ -2,6 +2,7 @@
 //!
 //! - `http`: the HTTP server span and metric, and the record of a request until its answer;
 //! - `access_log`: one access log line per request (`timestamp` writes its time);
+//! - `trace`: the spans themselves, made and ended on the request path;
 //! - `otlp`: OTLP export of spans and metrics, on when an `OTEL_EXPORTER_OTLP_*` endpoint is set
 //!   (`span_export` writes and posts the spans over http/protobuf).
 //!
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod otlp;
 mod span_export;
 mod timestamp;
+pub mod trace;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -58,12 +60,11 @@ impl LogFormat {
 
 /// What the request path needs to export: present only when OTLP export is on.
 ///
-/// Spans are made with the OpenTelemetry API directly, not through `tracing`: they exist
-/// only to be exported, and a `tracing` bridge would cost every request a subscriber
-/// lookup on each poll of its future.
+/// Spans are `trace`'s, not `tracing`'s: they exist only to be exported, and a `tracing`
+/// bridge would cost every request a subscriber lookup on each poll of its future.
 #[derive(Clone, Debug)]
 pub struct Export {
-    pub tracer: opentelemetry_sdk::trace::SdkTracer,
+    pub tracer: trace::Tracer,
     pub metrics: metrics::Metrics,
 }
 

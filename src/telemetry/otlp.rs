@@ -4,19 +4,22 @@
 //! is set (metrics: `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
 //! Protocol http/protobuf by default, gRPC with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`; headers,
 //! timeout, resource attributes and service name come from their usual variables. With
-//! nothing set, no exporter exists and nothing is paid. Spans over http/protobuf go through
-//! `span_export` (why: there); gRPC and metrics through `opentelemetry-otlp`.
+//! nothing set, no exporter exists and nothing is paid. Spans are `trace`'s; over
+//! http/protobuf they go out through `span_export` (why: there), over gRPC through the SDK's
+//! batch processor and `opentelemetry-otlp`, as metrics do.
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
 
 use crate::redact;
 use crate::telemetry::env;
-use crate::telemetry::span_export::HttpSpanExporter;
+use crate::telemetry::span_export::EncodingSink;
+use crate::telemetry::trace::{SdkSink, SpanSink, Tracer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -63,7 +66,7 @@ fn resource() -> Resource {
 }
 
 pub struct Providers {
-    tracer: SdkTracerProvider,
+    tracer: Tracer,
     meter: Option<SdkMeterProvider>,
     description: String,
 }
@@ -80,20 +83,22 @@ impl Providers {
         let endpoint = redact::url_for_display(&endpoint);
         let resource = resource();
         let traces_protocol = protocol("TRACES")?;
-        let tracer = SdkTracerProvider::builder().with_resource(resource.clone());
-        let tracer = match traces_protocol {
-            Protocol::HttpProtobuf => tracer.with_batch_exporter(
-                HttpSpanExporter::from_env()
+        let sink: Arc<dyn SpanSink> = match traces_protocol {
+            Protocol::HttpProtobuf => Arc::new(
+                EncodingSink::from_env(&resource)
                     .with_context(|| format!("cannot set up OTLP trace export to {endpoint}"))?,
             ),
-            Protocol::Grpc => tracer.with_batch_exporter(
-                SpanExporter::builder()
+            Protocol::Grpc => {
+                let exporter = SpanExporter::builder()
                     .with_tonic()
                     .build()
-                    .with_context(|| format!("cannot set up OTLP trace export to {endpoint}"))?,
-            ),
-        }
-        .build();
+                    .with_context(|| format!("cannot set up OTLP trace export to {endpoint}"))?;
+                let mut processor = BatchSpanProcessor::builder(exporter).build();
+                processor.set_resource(&resource);
+                Arc::new(SdkSink::new(processor))
+            }
+        };
+        let tracer = Tracer::new(sink);
 
         let metrics_on = env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
             || env::var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some();
@@ -130,8 +135,8 @@ impl Providers {
         }))
     }
 
-    pub fn tracer(&self) -> opentelemetry_sdk::trace::SdkTracer {
-        self.tracer.tracer("latchkey")
+    pub fn tracer(&self) -> Tracer {
+        self.tracer.clone()
     }
 
     pub fn describe(&self) -> &str {

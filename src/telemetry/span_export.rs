@@ -1,5 +1,5 @@
-//! OTLP/HTTP span export (`http/protobuf`), the protobuf written straight from the SDK's
-//! `SpanData`.
+//! OTLP/HTTP span export (`http/protobuf`): each span written to protobuf on the thread that
+//! ends it ([`EncodingSink`]), batches posted by a thread of their own.
 //!
 //! Why not `opentelemetry-otlp`'s HTTP exporter (still used for gRPC and for metrics): it
 //! converts every span into `opentelemetry-proto`'s message types first, a `String` for every
@@ -7,7 +7,7 @@
 //! computing nested lengths at every level. Measured on `tools/call` with export on (two
 //! spans a request, `perf`, 16 connections), that exporter thread was 7% of latchkey's CPU;
 //! this encoder writes the same bytes in one pass with no allocation but the body, and
-//! `tests` below check it against that crate's conversion, field for field.
+//! `tests` below check it against that crate's conversion of the same spans, field for field.
 //!
 //! Configured by the standard variables, as that exporter was: the endpoint
 //! (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is, or `OTEL_EXPORTER_OTLP_ENDPOINT` +
@@ -17,7 +17,10 @@
 //! three times (100, 200, 400 ms apart) within the timeout. Header values never appear in a
 //! message: they are often a backend's API token.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -25,11 +28,11 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use crate::redact;
 use crate::telemetry::env;
+use crate::telemetry::trace::{FinishedSpan, SpanSink};
 
 /// Protobuf wire types.
 const VARINT: u8 = 0;
@@ -137,6 +140,26 @@ impl Writer {
         self.buf.extend_from_slice(value.as_bytes());
     }
 
+    /// An attribute whose value is an integer (sizes, ports, statuses), as directly.
+    fn int_attribute(&mut self, field: u32, key: &str, value: i64) {
+        let any = 1 + varint_len_u64(value as u64);
+        let kv = 1 + varint_len(key.len()) + key.len() + 1 + varint_len(any) + any;
+        let mut head = Head::default();
+        head.varint((field << 3 | u32::from(LEN)) as usize);
+        head.varint(kv);
+        head.varint(1 << 3 | LEN as usize);
+        head.varint(key.len());
+        self.buf.reserve(head.len + kv);
+        self.buf.extend_from_slice(head.bytes());
+        self.buf.extend_from_slice(key.as_bytes());
+        let mut head = Head::default();
+        head.varint(2 << 3 | LEN as usize);
+        head.varint(any);
+        head.varint(3 << 3 | VARINT as usize);
+        self.buf.extend_from_slice(head.bytes());
+        self.varint(value as u64);
+    }
+
     fn any_value(&mut self, field: u32, value: &Value) {
         self.message(field, |w| match value {
             Value::Bool(b) => {
@@ -176,6 +199,7 @@ impl Writer {
                 Value::String(value) => {
                     self.string_attribute(field, kv.key.as_str(), value.as_str());
                 }
+                Value::I64(value) => self.int_attribute(field, kv.key.as_str(), *value),
                 value => self.message(field, |w| {
                     w.string(1, kv.key.as_str());
                     w.any_value(2, value);
@@ -184,8 +208,8 @@ impl Writer {
         }
     }
 
-    fn span(&mut self, span: &SpanData) {
-        let context = &span.span_context;
+    fn span(&mut self, span: &FinishedSpan) {
+        let context = &span.context;
         self.bytes(1, &context.trace_id().to_bytes());
         self.bytes(2, &context.span_id().to_bytes());
         self.string(3, &context.trace_state().header());
@@ -195,7 +219,7 @@ impl Writer {
         self.string(5, &span.name);
         self.uint(
             6,
-            match span.span_kind {
+            match span.kind {
                 SpanKind::Internal => 1,
                 SpanKind::Server => 2,
                 SpanKind::Client => 3,
@@ -203,31 +227,17 @@ impl Writer {
                 SpanKind::Consumer => 5,
             },
         );
-        self.fixed64(7, nanos(span.start_time));
-        self.fixed64(8, nanos(span.end_time));
+        self.fixed64(7, nanos(span.start));
+        self.fixed64(8, nanos(span.end));
         self.attributes(9, &span.attributes);
-        self.uint(10, u64::from(span.dropped_attributes_count));
-        for event in span.events.iter() {
-            self.message(11, |w| {
-                w.fixed64(1, nanos(event.timestamp));
-                w.string(2, &event.name);
-                w.attributes(3, &event.attributes);
-                w.uint(4, u64::from(event.dropped_attributes_count));
-            });
-        }
-        self.uint(12, u64::from(span.events.dropped_count));
-        for link in span.links.iter() {
-            let linked = &link.span_context;
+        for linked in &span.links {
             self.message(13, |w| {
                 w.bytes(1, &linked.trace_id().to_bytes());
                 w.bytes(2, &linked.span_id().to_bytes());
                 w.string(3, &linked.trace_state().header());
-                w.attributes(4, &link.attributes);
-                w.uint(5, u64::from(link.dropped_attributes_count));
                 w.fixed32(6, flags(linked.is_remote(), linked.trace_flags().to_u8()));
             });
         }
-        self.uint(14, u64::from(span.links.dropped_count));
         self.message(15, |w| match &span.status {
             Status::Unset => {}
             Status::Ok => w.uint(3, 1),
@@ -238,10 +248,7 @@ impl Writer {
         });
         self.fixed32(
             16,
-            flags(
-                span.parent_span_is_remote,
-                span.span_context.trace_flags().to_u8(),
-            ),
+            flags(span.parent_is_remote, span.context.trace_flags().to_u8()),
         );
     }
 }
@@ -272,7 +279,11 @@ impl Head {
 
 /// Bytes in the varint of `value` (keys and lengths here are small: one to three).
 fn varint_len(value: usize) -> usize {
-    (usize::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
+    varint_len_u64(value as u64)
+}
+
+fn varint_len_u64(value: u64) -> usize {
+    (u64::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 fn nanos(time: SystemTime) -> u64 {
@@ -296,56 +307,98 @@ fn resource_message(resource: &Resource) -> Vec<u8> {
     w.buf
 }
 
-/// An `ExportTraceServiceRequest` of `spans`: one `ResourceSpans`, one `ScopeSpans` per
-/// instrumentation scope, in order of first appearance.
-fn encode(resource: &[u8], schema_url: Option<&str>, spans: &[SpanData]) -> Vec<u8> {
-    let mut w = Writer {
-        buf: Vec::with_capacity(64 + resource.len() + spans.len() * 512),
-    };
-    w.message(1, |w| {
+/// A length written in five bytes, whatever its value: a varint with continuation bits to
+/// spare, which protobuf decoders read like any other. It lets a message's length be filled
+/// in after the message, in place.
+const PADDED: usize = 5;
+
+fn padded_varint(at: &mut [u8], mut value: usize) {
+    for (i, byte) in at[..PADDED].iter_mut().enumerate() {
+        *byte = (value as u8 & 0x7f) | if i + 1 < PADDED { 0x80 } else { 0 };
+        value >>= 7;
+    }
+}
+
+/// The start of every request: `ResourceSpans` (its length to fill), the resource, the
+/// `ScopeSpans` (its length to fill), the scope `latchkey`. Spans follow it.
+struct Prefix {
+    bytes: Vec<u8>,
+    /// Where the `ScopeSpans` length is.
+    scope_length_at: usize,
+}
+
+impl Prefix {
+    fn new(resource: &[u8]) -> Self {
+        let mut w = Writer { buf: Vec::new() };
+        w.key(1, LEN);
+        w.buf.extend_from_slice(&[0; PADDED]);
         w.key(1, LEN);
         w.varint(resource.len() as u64);
         w.buf.extend_from_slice(resource);
-        let mut done = vec![false; spans.len()];
-        for first in 0..spans.len() {
-            if done[first] {
-                continue;
-            }
-            let scope = &spans[first].instrumentation_scope;
-            w.message(2, |w| {
-                w.message(1, |w| {
-                    w.string(1, scope.name());
-                    w.string(2, scope.version().unwrap_or_default());
-                    w.attributes(3, scope.attributes());
-                });
-                for (i, span) in spans.iter().enumerate().skip(first) {
-                    if !done[i] && span.instrumentation_scope == *scope {
-                        done[i] = true;
-                        w.message(2, |w| w.span(span));
-                    }
-                }
-                w.string(3, scope.schema_url().unwrap_or_default());
-            });
+        w.key(2, LEN);
+        let scope_length_at = w.buf.len();
+        w.buf.extend_from_slice(&[0; PADDED]);
+        w.message(1, |w| w.string(1, SCOPE));
+        Prefix {
+            bytes: w.buf,
+            scope_length_at,
         }
-        w.string(3, schema_url.unwrap_or_default());
-    });
-    w.buf
+    }
 }
 
+/// Spans written and waiting to be sent, already in the request that will carry them: the
+/// [`Prefix`], then one `ScopeSpans.spans` entry after another.
+struct Pending {
+    body: Vec<u8>,
+    count: usize,
+}
+
+impl Pending {
+    fn new(prefix: &Prefix, capacity: usize) -> Self {
+        let mut body = Vec::with_capacity(capacity.max(prefix.bytes.len() + 4096));
+        body.extend_from_slice(&prefix.bytes);
+        Pending { body, count: 0 }
+    }
+
+    /// Adds a span written by [`Writer::span`].
+    fn add(&mut self, span: &[u8]) {
+        let mut head = Head::default();
+        head.varint(2 << 3 | LEN as usize);
+        head.varint(span.len());
+        self.body.extend_from_slice(head.bytes());
+        self.body.extend_from_slice(span);
+        self.count += 1;
+    }
+
+    /// The `ExportTraceServiceRequest`: lengths filled in, the resource's schema URL last.
+    fn seal(mut self, prefix: &Prefix, schema_url: Option<&str>) -> Vec<u8> {
+        let scope_end = self.body.len();
+        let mut w = Writer { buf: self.body };
+        w.string(3, schema_url.unwrap_or_default());
+        self.body = w.buf;
+        let at = prefix.scope_length_at;
+        padded_varint(&mut self.body[at..], scope_end - at - PADDED);
+        let total = self.body.len() - 1 - PADDED;
+        padded_varint(&mut self.body[1..], total);
+        self.body
+    }
+}
+
+/// The instrumentation scope of every span.
+const SCOPE: &str = "latchkey";
+
 /// Where and how spans are posted.
-pub struct HttpSpanExporter {
+struct Collector {
     client: reqwest::blocking::Client,
     endpoint: reqwest::Url,
     headers: HeaderMap,
     timeout: Duration,
-    resource: Vec<u8>,
-    schema_url: Option<String>,
 }
 
-impl fmt::Debug for HttpSpanExporter {
+impl fmt::Debug for Collector {
     /// Without the headers: they may hold a backend's token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpSpanExporter")
+        f.debug_struct("Collector")
             .field("endpoint", &redact::url_for_display(self.endpoint.as_str()))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -392,9 +445,9 @@ fn headers() -> anyhow::Result<HeaderMap> {
     Ok(map)
 }
 
-impl HttpSpanExporter {
-    /// From the `OTEL_EXPORTER_OTLP_*` variables; `endpoint` is the one they name.
-    pub fn from_env() -> anyhow::Result<Self> {
+impl Collector {
+    /// From the `OTEL_EXPORTER_OTLP_*` variables.
+    fn from_env() -> anyhow::Result<Self> {
         let endpoint = match env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             Some(url) => url,
             None => {
@@ -433,17 +486,15 @@ impl HttpSpanExporter {
         .join()
         .map_err(|_| anyhow::anyhow!("the HTTP client for OTLP export could not be built"))?
         .context("cannot build the HTTP client for OTLP export")?;
-        Ok(HttpSpanExporter {
+        Ok(Collector {
             client,
             endpoint,
             headers,
             timeout,
-            resource: Vec::new(),
-            schema_url: None,
         })
     }
 
-    fn post(&self, body: Vec<u8>) -> OTelSdkResult {
+    fn post(&self, body: bytes::Bytes) -> anyhow::Result<()> {
         let deadline = Instant::now() + self.timeout;
         let mut pause = Duration::from_millis(100);
         for attempt in 0.. {
@@ -465,10 +516,10 @@ impl HttpSpanExporter {
             };
             let (message, again) = problem;
             if !again || attempt == 3 || Instant::now() + pause >= deadline {
-                return Err(OTelSdkError::InternalFailure(format!(
+                anyhow::bail!(
                     "exporting spans to {}: {message}",
                     redact::url_for_display(self.endpoint.as_str())
-                )));
+                );
             }
             std::thread::sleep(pause);
             pause *= 2;
@@ -477,17 +528,171 @@ impl HttpSpanExporter {
     }
 }
 
-impl SpanExporter for HttpSpanExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        if batch.is_empty() {
+/// `OTEL_BSP_*`: a number, or its default.
+fn bsp(name: &str, default: u64) -> anyhow::Result<u64> {
+    match env::var(name) {
+        Some(value) => value
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={value:?} is not a number")),
+        None => Ok(default),
+    }
+}
+
+/// What the sink and its thread share.
+struct Shared {
+    collector: Collector,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    stopping: AtomicBool,
+    prefix: Prefix,
+    /// The resource's schema URL.
+    schema_url: Option<String>,
+    /// `OTEL_BSP_SCHEDULE_DELAY`: the longest a span waits to be sent.
+    delay: Duration,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: this many spans waiting are sent at once.
+    batch: usize,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`: beyond this many waiting, new spans are dropped.
+    queue: usize,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn send(&self, pending: Pending) -> anyhow::Result<()> {
+        if pending.count == 0 {
             return Ok(());
         }
-        self.post(encode(&self.resource, self.schema_url.as_deref(), &batch))
+        let body = pending.seal(&self.prefix, self.schema_url.as_deref());
+        self.collector.post(body.into())
     }
 
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource_message(resource);
-        self.schema_url = resource.schema_url().map(str::to_owned);
+    /// Posts what waits, each batch when it is full or has waited `delay`, until stopped.
+    fn run(&self) {
+        let mut capacity = 0;
+        loop {
+            // Allocated here, not under the lock the request path takes.
+            let fresh = Pending::new(&self.prefix, capacity);
+            let taken = {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let deadline = Instant::now() + self.delay;
+                while pending.count < self.batch && !self.stopping.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    pending = self
+                        .wake
+                        .wait_timeout(pending, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                std::mem::replace(&mut *pending, fresh)
+            };
+            let count = taken.count;
+            capacity = capacity.max(taken.body.len());
+            if let Err(e) = self.send(taken) {
+                tracing::warn!("{e:#}");
+            }
+            if count == 0 && self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Where a span is written before it joins the batch (reused: no allocation a span).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spans written to protobuf on the thread that ends them, and posted in batches by a thread
+/// of their own, honouring `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and
+/// `OTEL_BSP_MAX_QUEUE_SIZE` as the SDK's `BatchSpanProcessor` does. Why not that processor:
+/// it moves every span by value through a channel to its thread, which encodes and frees it
+/// there; here a span is written while it is still in the cache of the thread that ended it,
+/// and the batch thread only posts.
+pub struct EncodingSink {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl fmt::Debug for EncodingSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodingSink")
+            .field("collector", &self.shared.collector)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncodingSink {
+    /// From the `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` variables; starts the batch thread.
+    pub fn from_env(resource: &Resource) -> anyhow::Result<Self> {
+        let queue = bsp("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?.max(1) as usize;
+        let prefix = Prefix::new(&resource_message(resource));
+        let shared = Arc::new(Shared {
+            collector: Collector::from_env()?,
+            pending: Mutex::new(Pending::new(&prefix, 0)),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            prefix,
+            schema_url: resource.schema_url().map(str::to_owned),
+            delay: Duration::from_millis(bsp("OTEL_BSP_SCHEDULE_DELAY", 5000)?),
+            batch: (bsp("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.max(1) as usize).min(queue),
+            queue,
+            dropped: AtomicU64::new(0),
+        });
+        let runner = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("latchkey-spans".into())
+            .spawn(move || runner.run())
+            .context("cannot start the span export thread")?;
+        Ok(EncodingSink {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+}
+
+impl SpanSink for EncodingSink {
+    fn end(&self, span: FinishedSpan) {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut w = Writer {
+                buf: std::mem::take(scratch),
+            };
+            w.buf.clear();
+            w.span(&span);
+            drop(span);
+            let shared = &self.shared;
+            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.count >= shared.queue {
+                drop(pending);
+                if shared.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        "spans end faster than the collector takes them: dropping spans \
+                         (OTEL_BSP_MAX_QUEUE_SIZE={})",
+                        shared.queue
+                    );
+                }
+            } else {
+                pending.add(&w.buf);
+                if pending.count == shared.batch {
+                    shared.wake.notify_one();
+                }
+            }
+            *scratch = w.buf;
+        });
+    }
+
+    fn shutdown(&self) -> OTelSdkResult {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            thread.join().map_err(|_| {
+                OTelSdkError::InternalFailure("the span export thread panicked".into())
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -497,17 +702,17 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use opentelemetry::trace::{
-        Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+        SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
     };
     use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
     use opentelemetry_sdk::Resource;
-    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
     use prost::Message as _;
 
-    use super::{Writer, encode, resource_message, varint_len};
+    use super::{Pending, Prefix, SCOPE, Writer, resource_message, varint_len};
+    use crate::telemetry::trace::FinishedSpan;
 
     #[test]
     fn varint_lengths_match_the_varints_written() {
@@ -518,47 +723,34 @@ mod tests {
         }
     }
 
-    fn span(n: u8, scope: &InstrumentationScope) -> SpanData {
+    fn span(n: u8) -> FinishedSpan {
         let long = "x".repeat(300 * usize::from(n));
-        let mut events = SpanEvents::default();
-        events.events.push(opentelemetry::trace::Event::new(
-            "exception",
-            SystemTime::UNIX_EPOCH + Duration::from_nanos(1_500),
-            vec![KeyValue::new("handled", false)],
-            3,
-        ));
-        events.dropped_count = u32::from(n);
-        let mut links = SpanLinks::default();
-        links.links.push(Link::new(
-            SpanContext::new(
-                TraceId::from(7u128),
-                SpanId::from(9u64),
-                TraceFlags::SAMPLED,
-                true,
-                TraceState::from_key_value([("vendor", "link")]).unwrap(),
-            ),
-            vec![KeyValue::new("link.attr", "linked")],
-            1,
-        ));
-        SpanData {
-            span_context: SpanContext::new(
+        let linked = SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(9u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "link")]).unwrap(),
+        );
+        FinishedSpan {
+            context: SpanContext::new(
                 TraceId::from(0x1122_3344_5566_7788_99aa_bbcc_ddee_ff00_u128 + u128::from(n)),
                 SpanId::from(0x1020_3040_5060_7080_u64 + u64::from(n)),
                 TraceFlags::SAMPLED,
                 false,
-                TraceState::default(),
+                TraceState::from_key_value([("vendor", "own")]).unwrap(),
             ),
             parent_span_id: if n == 0 {
                 SpanId::INVALID
             } else {
                 SpanId::from(5u64)
             },
-            parent_span_is_remote: n == 2,
-            span_kind: [SpanKind::Server, SpanKind::Client, SpanKind::Internal][usize::from(n % 3)]
+            parent_is_remote: n == 2,
+            kind: [SpanKind::Server, SpanKind::Client, SpanKind::Internal][usize::from(n % 3)]
                 .clone(),
             name: Cow::Owned(format!("tools/call hello {n}")),
-            start_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_000),
-            end_time: SystemTime::now(),
+            start: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_000),
+            end: SystemTime::now(),
             attributes: vec![
                 KeyValue::new("mcp.method.name", "tools/call"),
                 KeyValue::new("long", long),
@@ -573,19 +765,12 @@ mod tests {
                 ),
                 KeyValue::new("ints", Value::Array(vec![1i64, 2].into())),
             ],
-            dropped_attributes_count: u32::from(n),
-            events: if n == 1 {
-                events
-            } else {
-                SpanEvents::default()
-            },
-            links: if n == 2 { links } else { SpanLinks::default() },
+            links: if n == 2 { vec![linked] } else { Vec::new() },
             status: match n {
                 0 => Status::Unset,
                 1 => Status::Ok,
                 _ => Status::error("the tool reported an error"),
             },
-            instrumentation_scope: scope.clone(),
         }
     }
 
@@ -593,30 +778,30 @@ mod tests {
     /// same spans (the conversion `opentelemetry-otlp` sends), for every kind of field.
     #[test]
     fn encodes_what_the_otlp_crate_would_send() {
-        let latchkey = InstrumentationScope::builder("latchkey").build();
-        let other = InstrumentationScope::builder("other")
-            .with_version("1.2")
-            .with_schema_url("https://example.com/schema")
-            .with_attributes([KeyValue::new("scope.attr", true)])
-            .build();
-        let spans: Vec<SpanData> = vec![
-            span(0, &latchkey),
-            span(1, &other),
-            span(2, &latchkey),
-            span(3, &other),
-        ];
+        let spans: Vec<FinishedSpan> = (0..4).map(span).collect();
         let resource = Resource::builder()
             .with_service_name("latchkey")
             .with_attribute(KeyValue::new("service.version", "0.1.0"))
             .build();
+        let prefix = Prefix::new(&resource_message(&resource));
+        let mut pending = Pending::new(&prefix, 0);
+        for span in &spans {
+            let mut w = Writer { buf: Vec::new() };
+            w.span(span);
+            pending.add(&w.buf);
+        }
 
         let ours = ExportTraceServiceRequest::decode(
-            encode(&resource_message(&resource), resource.schema_url(), &spans).as_slice(),
+            pending.seal(&prefix, resource.schema_url()).as_slice(),
         )
         .expect("the encoded request decodes");
+        let scope = InstrumentationScope::builder(SCOPE).build();
         let theirs = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
-                spans,
+                spans
+                    .into_iter()
+                    .map(|span| span.into_span_data(scope.clone()))
+                    .collect(),
                 &ResourceAttributesWithSchema::from(&resource),
             ),
         };
