@@ -367,10 +367,10 @@ mod tests {
     /// `answer` (a service that never answers when `None`).
     fn statuses(answer: Option<StatusCode>, run: impl FnOnce(GateFuture<BoxedAnswer>)) -> Vec<i64> {
         let (tracer, exporter) = Tracer::in_memory();
-        let export = Export {
+        let export = Export::new(
             tracer,
-            metrics: Metrics::from_meter(&opentelemetry::global::meter("test")),
-        };
+            Metrics::from_meter(&opentelemetry::global::meter("test")),
+        );
         let service = tower::service_fn(move |_: Request| -> BoxedAnswer {
             match answer {
                 Some(status) => Box::pin(async move {

@@ -862,10 +862,7 @@ mod tests {
         let meters = SdkMeterProvider::builder()
             .with_reader(PeriodicReader::builder(metric_exporter.clone()).build())
             .build();
-        let export = Export {
-            tracer,
-            metrics: Metrics::from_meter(&meters.meter("test")),
-        };
+        let export = Export::new(tracer, Metrics::from_meter(&meters.meter("test")));
         let tracing = McpTracing {
             export: export.clone(),
             tool_io,

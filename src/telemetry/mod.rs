@@ -61,11 +61,29 @@ impl LogFormat {
 /// What the request path needs to export: present only when OTLP export is on.
 ///
 /// Spans are `trace`'s, not `tracing`'s: they exist only to be exported, and a `tracing`
-/// bridge would cost every request a subscriber lookup on each poll of its future.
+/// bridge would cost every request a subscriber lookup on each poll of its future. Shared:
+/// a request holds it twice (its record, its MCP operation), one reference count each.
 #[derive(Clone, Debug)]
-pub struct Export {
+pub struct Export(std::sync::Arc<ExportParts>);
+
+#[derive(Debug)]
+pub struct ExportParts {
     pub tracer: trace::Tracer,
     pub metrics: metrics::Metrics,
+}
+
+impl Export {
+    pub fn new(tracer: trace::Tracer, metrics: metrics::Metrics) -> Self {
+        Export(std::sync::Arc::new(ExportParts { tracer, metrics }))
+    }
+}
+
+impl std::ops::Deref for Export {
+    type Target = ExportParts;
+
+    fn deref(&self) -> &ExportParts {
+        &self.0
+    }
 }
 
 /// Keeps the exporters and the log writer alive; [`Telemetry::shutdown`] flushes what is
@@ -78,10 +96,9 @@ pub struct Telemetry {
 impl Telemetry {
     /// The tracer and instruments, when spans and metrics are exported.
     pub fn export(&self) -> Option<Export> {
-        self.otlp.as_ref().map(|otlp| Export {
-            tracer: otlp.tracer(),
-            metrics: metrics::Metrics::new(),
-        })
+        self.otlp
+            .as_ref()
+            .map(|otlp| Export::new(otlp.tracer(), metrics::Metrics::new()))
     }
 
     pub fn shutdown(self) {

@@ -136,7 +136,7 @@ impl Providers {
     }
 
     pub fn tracer(&self) -> Tracer {
-        self.tracer.clone()
+        self.tracer
     }
 
     pub fn describe(&self) -> &str {

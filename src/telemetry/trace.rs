@@ -127,9 +127,13 @@ struct Inner {
     sink: Arc<dyn SpanSink>,
 }
 
-/// Starts spans; ended spans go to its sink. Cloning it is one reference count.
-#[derive(Clone)]
-pub struct Tracer(Arc<Inner>);
+/// Starts spans; ended spans go to its sink.
+///
+/// Made once per process (and per unit test) and never freed, so that a span holds it with
+/// no reference count: counting would bump, twice a span, a cache line that every worker
+/// thread shares.
+#[derive(Clone, Copy)]
+pub struct Tracer(&'static Inner);
 
 impl std::fmt::Debug for Tracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,11 +158,11 @@ impl Tracer {
     pub fn new(sink: Arc<dyn SpanSink>) -> Self {
         let sampler = env::var("OTEL_TRACES_SAMPLER")
             .map(|_| opentelemetry_sdk::trace::Config::default().sampler);
-        Tracer(Arc::new(Inner {
+        Tracer(Box::leak(Box::new(Inner {
             sampler,
             ids: RandomIdGenerator::default(),
             sink,
-        }))
+        })))
     }
 
     pub fn start(&self, start: Start) -> Span {
@@ -225,7 +229,7 @@ impl Tracer {
             None => (SpanId::INVALID, false),
         };
         Span {
-            tracer: Some(self.clone()),
+            tracer: Some(*self),
             data: FinishedSpan {
                 context,
                 parent_span_id,
