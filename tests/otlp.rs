@@ -315,6 +315,63 @@ fn unsupported_otlp_protocol_is_a_clear_error() {
     );
 }
 
+#[test]
+fn a_batch_setting_that_is_not_a_number_is_a_clear_error() {
+    let stderr = refused_start(&[("OTEL_BSP_SCHEDULE_DELAY", "5s")]);
+    assert!(
+        stderr.contains("OTEL_BSP_SCHEDULE_DELAY=\"5s\" is not a number"),
+        "{stderr}"
+    );
+}
+
+/// `OTEL_TRACES_SAMPLER` is honoured, and a client's sampling decision with it: with
+/// `parentbased_always_off`, a request of latchkey's own trace is not exported, while a call
+/// whose propagated parent was sampled is, as that parent's child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_variable_and_a_sampled_parent_decide_what_is_exported() {
+    let (endpoint, received) = common::otlp_receiver().await;
+    let mut app = App::start(
+        Spawn::default()
+            .env(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                &format!("{endpoint}/v1/traces"),
+            )
+            .env("OTEL_TRACES_SAMPLER", "parentbased_always_off")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    );
+    let http = http();
+    let mcp = app.url("/mcp");
+    for (name, meta) in [
+        ("unsampled", serde_json::json!({})),
+        (
+            "sampled",
+            serde_json::json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}),
+        ),
+    ] {
+        let call = rpc(
+            "tools/call",
+            serde_json::json!({"name": "hello", "arguments": {"name": name}, "_meta": meta}),
+        );
+        let answer = mcp_post(&http, &mcp, &call)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(answer.contains(&format!("Hello {name}!")), "{answer}");
+    }
+    // Shutdown flushes what is still buffered: after it, nothing more can arrive.
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(app.wait().success(), "{}", app.output());
+    let spans = received.spans();
+    assert_eq!(spans.len(), 1, "{}", received.dump());
+    assert_eq!(spans[0].name, "tools/call hello");
+    assert_eq!(hex(&spans[0].trace_id), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(hex(&spans[0].parent_span_id), "b7ad6b7169203331");
+}
+
 /// The traces endpoint taken as is, and the headers a hosted backend needs (its token
 /// percent-encoded, as the specification has it) sent with every export, never logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
