@@ -105,7 +105,7 @@ async fn unix_socket_mode_group_and_stale_files() {
         .name;
     let listen = format!("unix:{}", socket.display());
     let app = App::start(Spawn::default().args(&["--listen", &listen, "--socket-group", &group]));
-    assert!(app.output().contains("removed a stale socket file"));
+    app.wait_for_output("removed a stale socket file");
     let meta = std::fs::metadata(&socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), gid);
@@ -253,13 +253,9 @@ async fn no_key_configured_generates_one_and_reuses_it() {
         .env("XDG_STATE_HOME", &state_dir);
     let app = App::start(spawn.clone());
     let key_file = state.path().join("latchkey/api_key");
-    assert!(
-        app.output()
-            .contains(&format!("generated a new key in {}", key_file.display())),
-        "{}",
-        app.output()
-    );
-    assert!(app.output().contains("latchkey url"));
+    // Log lines are written by a thread of their own: they may follow the address file.
+    app.wait_for_output(&format!("generated a new key in {}", key_file.display()));
+    app.wait_for_output("latchkey url");
     assert_eq!(
         std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
         0o600
@@ -296,11 +292,7 @@ async fn no_key_configured_generates_one_and_reuses_it() {
 
     // Restart: the same key is used.
     let app = App::start(spawn);
-    assert!(
-        app.output().contains("using the key in"),
-        "{}",
-        app.output()
-    );
+    app.wait_for_output("using the key in");
     assert_eq!(status_with(&app, &key).await, StatusCode::OK);
 }
 

@@ -41,12 +41,7 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
             .env("OTEL_METRIC_EXPORT_INTERVAL", "100")
             .env("RUST_LOG", "trace"),
     );
-    assert!(
-        app.output()
-            .contains("exporting traces and metrics over OTLP"),
-        "{}",
-        app.output()
-    );
+    app.wait_for_output("exporting traces and metrics over OTLP");
     let mcp = app.url("/mcp");
 
     // A real client, each way of sending the key, over TCP and the Unix socket.
