@@ -48,6 +48,10 @@ async fn mcp_client_with_sessions() {
     let client = mcp_client_unix(&app.sockets[0], "http://localhost/mcp", KEY, Via::Bearer).await;
     exercise(&client).await;
     client.cancel().await.unwrap();
+    // Log lines come from a thread of their own: wait for the third before counting.
+    common::wait_for("three sessions in the log", || {
+        app.output().matches("create new session").count() >= 3
+    });
     let made = app.output().matches("create new session").count();
     assert_eq!(made, 3, "{}", app.output());
 }

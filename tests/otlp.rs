@@ -472,11 +472,7 @@ async fn grpc_export_reaches_a_grpc_collector() {
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
             .env("OTEL_BSP_SCHEDULE_DELAY", "50"),
     );
-    assert!(
-        app.output().contains("(grpc; traces, metrics)"),
-        "{}",
-        app.output()
-    );
+    app.wait_for_output("(grpc; traces, metrics)");
     let response = mcp_post(
         &http(),
         &format!("{}?api_key={KEY}", app.url("/mcp")),
