@@ -18,6 +18,7 @@ use crate::host_origin::{HostPattern, OriginPattern};
 use crate::listen::{self, ListenAddr};
 use crate::telemetry::LogFormat;
 use crate::tls::args::{AcmeDomainArgs, TlsArgs};
+use crate::upstream::args::UpstreamArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -153,6 +154,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
 
     /// Permission bits of Unix sockets (octal). 0660 lets the socket's group connect.
     #[arg(long, env = "LATCHKEY_SOCKET_MODE", value_name = "MODE", default_value = "0660",

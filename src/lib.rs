@@ -24,6 +24,7 @@ pub mod startup;
 pub mod telemetry;
 pub mod tls;
 pub mod tools;
+pub mod upstream;
 pub mod url;
 
 use cli::{Cli, Command};

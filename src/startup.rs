@@ -28,6 +28,7 @@ use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
 use crate::tls::Tls;
 use crate::tls::listener::TlsListener;
+use crate::upstream::Upstream;
 use crate::url;
 
 /// Browsers remember for a year to come back over HTTPS only.
@@ -40,6 +41,8 @@ pub struct Server {
     sockets: Vec<SocketFile>,
     address_file: Option<AddressFile>,
     shutdown_timeout: Duration,
+    upstream: Option<Upstream>,
+    upstream_stop: CancellationToken,
 }
 
 /// Binds everything and starts serving; errors are one line, for bad configuration.
@@ -63,10 +66,17 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         max_sessions: args.max_sessions as usize,
         idle_timeout: args.session_idle_timeout,
     });
+    // Upstreams outlive the listeners' shutdown: requests in flight still reach them.
+    let upstream_stop = CancellationToken::new();
+    let upstream = args
+        .upstream
+        .config()?
+        .map(|config| Upstream::start(config, upstream_stop.clone()));
     let paths = Paths::new(&args.listen.base_path);
     let router = paths.router(&McpOptions {
         sessions,
         shutdown: shutdown.clone(),
+        upstream: upstream.clone(),
         tracing: export.clone().map(|export| McpTracing {
             export,
             tool_io: args.trace_tool_io,
@@ -126,6 +136,9 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
             "listening beyond loopback, but only loopback Host names are allowed: requests by \
              domain or IP get 403 until --public-url or --allowed-host names them"
         );
+    }
+    if let Some(upstream) = &upstream {
+        tracing::info!("serving the tools of upstream {:?}", upstream.name());
     }
     match sessions {
         None => tracing::info!("MCP at {mcp_path}: stateless, JSON responses"),
@@ -200,6 +213,8 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         sockets,
         address_file,
         shutdown_timeout: args.shutdown_timeout,
+        upstream,
+        upstream_stop,
     })
 }
 
@@ -320,6 +335,10 @@ impl Server {
                 self.shutdown_timeout
             );
             self.tasks.abort_all();
+        }
+        self.upstream_stop.cancel();
+        if let Some(upstream) = &self.upstream {
+            upstream.stopped().await;
         }
         self.sockets.clear();
         if let Some(file) = self.address_file.take() {

@@ -18,8 +18,10 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use crate::error_response::json_error;
+use crate::mcp::bridge::Bridge;
 use crate::mcp::handler::Latchkey;
 use crate::mcp::span::{McpTracing, Traced};
+use crate::upstream::Upstream;
 
 /// How often an idle SSE stream gets a comment, so proxies and clients keep it open.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -36,6 +38,8 @@ pub struct McpOptions {
     pub shutdown: CancellationToken,
     /// A span per MCP message (when spans are exported).
     pub tracing: Option<McpTracing>,
+    /// The MCP server whose tools are served instead of latchkey's own.
+    pub upstream: Option<Upstream>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -57,17 +61,19 @@ fn rmcp_config(shutdown: &CancellationToken) -> StreamableHttpServerConfig {
         .disable_allowed_origins()
 }
 
-/// The method router for `{base}/mcp`: latchkey's handler, wrapped in a span per message
+/// The method router for `{base}/mcp`: latchkey's handler (or the bridge to an upstream
+/// server), wrapped in a span per message
 /// when spans are exported.
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
-    match &options.tracing {
-        Some(tracing) => {
-            let tracing = tracing.clone();
-            rmcp_endpoint(options, move || {
-                Traced::new(Latchkey::new(), tracing.clone())
-            })
-        }
-        None => rmcp_endpoint(options, Latchkey::new),
+    match (options.tracing.clone(), options.upstream.clone()) {
+        (Some(tracing), None) => rmcp_endpoint(options, move || {
+            Traced::new(Latchkey::new(), tracing.clone())
+        }),
+        (None, None) => rmcp_endpoint(options, Latchkey::new),
+        (Some(tracing), Some(upstream)) => rmcp_endpoint(options, move || {
+            Traced::new(Bridge::new(upstream.clone()), tracing.clone())
+        }),
+        (None, Some(upstream)) => rmcp_endpoint(options, move || Bridge::new(upstream.clone())),
     }
 }
 

@@ -1,0 +1,300 @@
+//! An upstream MCP server that latchkey serves as its own: a command it starts and talks to
+//! over stdio (`stdio`), or a Streamable HTTP server (`http`).
+//!
+//! One connection serves every client: rmcp's client multiplexes concurrent requests over
+//! it by JSON-RPC id. A supervisor task keeps the connection: it connects and initialises
+//! once, and when the connection ends (the child exits, the server goes away) it marks the
+//! upstream down and connects again after 1 s, doubling to 30 s. Calls made while it is down
+//! fail at once with an error naming the upstream; calls in flight when it goes fail as soon
+//! as it goes (rmcp drops their pending answers).
+
+pub mod args;
+mod http;
+mod stdio;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{ErrorCode, ServerPeerInfo};
+use rmcp::service::{
+    QuitReason, RoleClient, RunningService, RunningServiceCancellationToken, ServiceError,
+};
+use rmcp::{ErrorData as McpError, Peer};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use http::HttpTarget;
+pub use stdio::StdioCommand;
+
+/// The first pause before connecting again, and the longest.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long connecting and `initialize` may take before the attempt counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What latchkey connects to.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Stdio(StdioCommand),
+    Http(HttpTarget),
+}
+
+/// One upstream, as configured.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Its name in logs, errors, spans and `/healthz`.
+    pub name: String,
+    pub target: Target,
+    /// How long a request to it may take before it fails (and is cancelled upstream).
+    pub request_timeout: Duration,
+}
+
+/// The upstream's state, as `/healthz` and calls see it.
+#[derive(Clone)]
+pub enum State {
+    Starting,
+    Ready(Connection),
+    Down(String),
+    Stopped,
+}
+
+/// A live connection: the peer to send requests to and what the server said it is.
+#[derive(Clone)]
+pub struct Connection {
+    pub peer: Peer<RoleClient>,
+    pub info: Arc<ServerPeerInfo>,
+}
+
+/// A handle on a supervised upstream; cheap to clone.
+#[derive(Clone)]
+pub struct Upstream {
+    name: Arc<str>,
+    request_timeout: Duration,
+    state: watch::Receiver<State>,
+    done: watch::Receiver<bool>,
+}
+
+/// A connection the supervisor holds open until it ends, and closes at shutdown.
+trait Session: Send {
+    /// Resolves when the connection ends by itself, with why.
+    fn ended(&mut self) -> impl Future<Output = String> + Send;
+    /// Closes it at shutdown (a child: stdin closed, then SIGTERM, then SIGKILL).
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+impl Upstream {
+    /// Starts supervising `config` until `shutdown`; returns at once (state `Starting`).
+    pub fn start(config: UpstreamConfig, shutdown: CancellationToken) -> Self {
+        let (state_tx, state) = watch::channel(State::Starting);
+        let (done_tx, done) = watch::channel(false);
+        let upstream = Upstream {
+            name: Arc::from(config.name.as_str()),
+            request_timeout: config.request_timeout,
+            state,
+            done,
+        };
+        tokio::spawn(async move {
+            supervise(config, state_tx, shutdown).await;
+            let _ = done_tx.send(true);
+        });
+        upstream
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    pub fn state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// The live connection, or the JSON-RPC error a call gets while there is none.
+    pub fn connection(&self) -> Result<Connection, McpError> {
+        match &*self.state.borrow() {
+            State::Ready(connection) => Ok(connection.clone()),
+            State::Starting => Err(self.unavailable("is starting")),
+            State::Down(reason) => Err(self.unavailable(&format!("is down ({reason})"))),
+            State::Stopped => Err(self.unavailable("is stopped")),
+        }
+    }
+
+    fn unavailable(&self, why: &str) -> McpError {
+        McpError::new(
+            ErrorCode::INTERNAL_ERROR,
+            format!("upstream {:?} {why}", &*self.name),
+            None,
+        )
+    }
+
+    /// What a failed request to the upstream becomes for the client: the upstream's own
+    /// JSON-RPC error as it is, anything else as an error that names the upstream.
+    pub fn error(&self, error: ServiceError) -> McpError {
+        match error {
+            ServiceError::McpError(error) => error,
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                self.unavailable("went away during the call")
+            }
+            ServiceError::Timeout { timeout } => self.timed_out(timeout),
+            ServiceError::Cancelled { .. } => self.unavailable("cancelled the call"),
+            other => McpError::new(
+                ErrorCode::INTERNAL_ERROR,
+                format!("upstream {:?}: {other}", &*self.name),
+                None,
+            ),
+        }
+    }
+
+    pub fn timed_out(&self, after: Duration) -> McpError {
+        McpError::new(
+            ErrorCode::INTERNAL_ERROR,
+            format!(
+                "upstream {:?} did not answer within {after:?} (the call was cancelled)",
+                &*self.name
+            ),
+            None,
+        )
+    }
+
+    /// Waits until the supervisor has stopped (at shutdown: the child is gone).
+    pub async fn stopped(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|done| *done).await;
+    }
+}
+
+async fn supervise(config: UpstreamConfig, state: watch::Sender<State>, shutdown: CancellationToken) {
+    let name = config.name.as_str();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let _ = state.send(State::Starting);
+        let attempt = async {
+            match &config.target {
+                Target::Stdio(command) => stdio::connect(name, command).await.map(Either::Stdio),
+                Target::Http(target) => http::connect(target).await.map(Either::Http),
+            }
+        };
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            connected = tokio::time::timeout(CONNECT_TIMEOUT, attempt) => connected
+                .unwrap_or_else(|_| Err(format!("no answer to initialize within {CONNECT_TIMEOUT:?}"))),
+        };
+        let reason = match connected {
+            Ok((mut session, connection)) => {
+                let server = connection
+                    .info
+                    .server_info
+                    .as_ref()
+                    .map_or_else(String::new, |s| format!(": {} {}", s.name, s.version));
+                tracing::info!(upstream = name, "upstream ready{server}");
+                let _ = state.send(State::Ready(connection));
+                backoff = FIRST_BACKOFF;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        let _ = state.send(State::Stopped);
+                        session.close().await;
+                        return;
+                    }
+                    reason = session.ended() => reason,
+                }
+            }
+            Err(reason) => reason,
+        };
+        tracing::warn!(
+            upstream = name,
+            "upstream down: {reason}; connecting again in {backoff:?}"
+        );
+        let _ = state.send(State::Down(reason));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    let _ = state.send(State::Stopped);
+}
+
+/// Either kind of session (the trait's futures are not object-safe).
+enum Either {
+    Stdio(stdio::ChildSession),
+    Http(http::HttpSession),
+}
+
+impl Session for Either {
+    async fn ended(&mut self) -> String {
+        match self {
+            Either::Stdio(s) => s.ended().await,
+            Either::Http(s) => s.ended().await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Either::Stdio(s) => s.close().await,
+            Either::Http(s) => s.close().await,
+        }
+    }
+}
+
+/// A running rmcp client, watched: its connection, and a way to learn when it ends and to
+/// end it.
+struct Client {
+    stop: Option<RunningServiceCancellationToken>,
+    ended: oneshot::Receiver<String>,
+}
+
+impl Client {
+    fn watch(running: RunningService<RoleClient, ()>) -> Result<(Client, Connection), String> {
+        let info = running
+            .peer_info()
+            .ok_or_else(|| "the server did not complete initialize".to_owned())?;
+        let connection = Connection {
+            peer: running.peer().clone(),
+            info,
+        };
+        let stop = running.cancellation_token();
+        let (tx, ended) = oneshot::channel();
+        tokio::spawn(async move {
+            let reason = match running.waiting().await {
+                Ok(QuitReason::Cancelled) => "closed".to_owned(),
+                Ok(_) => "the connection closed".to_owned(),
+                Err(e) => format!("the client failed: {e}"),
+            };
+            let _ = tx.send(reason);
+        });
+        Ok((
+            Client {
+                stop: Some(stop),
+                ended,
+            },
+            connection,
+        ))
+    }
+
+    /// Resolves when the connection ends, with why.
+    async fn ended(&mut self) -> String {
+        (&mut self.ended)
+            .await
+            .unwrap_or_else(|_| "the client stopped".to_owned())
+    }
+
+    /// Ends the connection (rmcp closes the transport: a child's stdin) and waits for it.
+    async fn close(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.cancel();
+        }
+        let _ = (&mut self.ended).await;
+    }
+}
+
+/// The environment variables a child keeps from latchkey's: nothing that could hold one of
+/// latchkey's secrets (`LATCHKEY_*`, `OTEL_*`).
+pub const INHERITED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// `(name, value)` pairs for a child's environment.
+pub type Env = Vec<(OsString, OsString)>;

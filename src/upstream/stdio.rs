@@ -1,0 +1,179 @@
+//! A stdio upstream: a child process latchkey starts, speaking MCP on its stdin and stdout.
+//!
+//! The child is the leader of its own process group, so the signals at shutdown reach what
+//! it started too (`npx` and `uvx` run the server as a grandchild). It gets a clean
+//! environment ([`super::INHERITED_ENV`] and what the configuration names). Its stderr is
+//! logged line by line under the upstream's name; lines on its stdout that are not JSON-RPC
+//! are skipped with a warning (a server that prints a banner would otherwise confuse the
+//! client).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{Client, Connection, Env, INHERITED_ENV, Session};
+
+/// How long a child has to exit after its stdin closes, and again after SIGTERM.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The longest stderr or skipped stdout line logged whole; the rest is cut.
+const MAX_LOGGED_LINE: usize = 2048;
+
+/// The command line of a stdio upstream.
+#[derive(Clone, Debug)]
+pub struct StdioCommand {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// Set in the child's environment besides [`INHERITED_ENV`].
+    pub env: Env,
+    pub cwd: Option<PathBuf>,
+}
+
+impl StdioCommand {
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args).env_clear();
+        for name in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// A running child and the rmcp client on its pipes.
+pub struct ChildSession {
+    child: Child,
+    client: Client,
+}
+
+pub(super) async fn connect(
+    name: &str,
+    command: &StdioCommand,
+) -> Result<(ChildSession, Connection), String> {
+    let shown = command.program.to_string_lossy().into_owned();
+    let mut child = command
+        .command()
+        .spawn()
+        .map_err(|e| format!("cannot start {shown:?}: {e}"))?;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    tokio::spawn(log_stderr(name.to_owned(), stderr));
+    let (reader, writer) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(json_lines_only(name.to_owned(), stdout, writer));
+    let client = match ().serve((reader, stdin)).await {
+        Ok(client) => client,
+        Err(e) => {
+            let status = stop(&mut child).await;
+            return Err(format!("initialize failed: {e} (the child {status})"));
+        }
+    };
+    let (client, connection) = Client::watch(client)?;
+    Ok((ChildSession { child, client }, connection))
+}
+
+impl Session for ChildSession {
+    async fn ended(&mut self) -> String {
+        // The pipes close when the child exits; rmcp's client ends then.
+        tokio::select! {
+            status = self.child.wait() => match status {
+                Ok(status) => format!("the child exited ({status})"),
+                Err(e) => format!("cannot wait for the child: {e}"),
+            },
+            reason = self.client.ended() => {
+                format!("{reason} (the child {})", stop(&mut self.child).await)
+            }
+        }
+    }
+
+    async fn close(mut self) {
+        // Closing the client closes the child's stdin: the MCP way to ask a stdio server to
+        // stop. Then SIGTERM, then SIGKILL, each after a grace period.
+        let _ = self.client.close().await;
+        let status = stop(&mut self.child).await;
+        tracing::info!("upstream child {status}");
+    }
+}
+
+/// Waits for the child to exit, SIGTERM and then SIGKILL to its group after a grace
+/// period each; says how it ended.
+async fn stop(child: &mut Child) -> String {
+    if let Ok(Ok(status)) = tokio::time::timeout(GRACE, child.wait()).await {
+        return format!("exited ({status})");
+    }
+    if let Some(pid) = child.id() {
+        let group = nix::unistd::Pid::from_raw(-(pid as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGTERM);
+        if let Ok(Ok(status)) = tokio::time::timeout(GRACE, child.wait()).await {
+            return format!("stopped on SIGTERM ({status})");
+        }
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = child.kill().await;
+    "was killed (SIGKILL)".to_owned()
+}
+
+/// A line as it may be logged: cut to [`MAX_LOGGED_LINE`] bytes, control characters escaped.
+fn loggable(line: &[u8]) -> String {
+    let cut = &line[..line.len().min(MAX_LOGGED_LINE)];
+    let text = String::from_utf8_lossy(cut);
+    let mut shown: String = text.trim_end().escape_debug().collect();
+    if line.len() > MAX_LOGGED_LINE {
+        shown.push_str(" …");
+    }
+    shown
+}
+
+async fn log_stderr(name: String, stderr: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stderr);
+    let mut line = Vec::new();
+    while matches!(lines.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+        tracing::info!(upstream = %name, "stderr: {}", loggable(&line));
+        line.clear();
+    }
+}
+
+/// Copies the child's stdout to rmcp, line by line, skipping lines that cannot be JSON-RPC
+/// (not an object or a batch) with a warning.
+async fn json_lines_only(
+    name: String,
+    stdout: impl AsyncRead + Unpin,
+    mut to_client: tokio::io::DuplexStream,
+) {
+    let mut lines = BufReader::new(stdout);
+    let mut line = Vec::new();
+    while matches!(lines.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+        let first = line.iter().find(|b| !b.is_ascii_whitespace());
+        match first {
+            Some(b'{' | b'[') => {
+                if to_client.write_all(&line).await.is_err() {
+                    return;
+                }
+            }
+            None => {}
+            Some(_) => tracing::warn!(
+                upstream = %name,
+                "skipped a line on stdout that is not JSON-RPC: {}",
+                loggable(&line)
+            ),
+        }
+        line.clear();
+    }
+}

@@ -1,0 +1,270 @@
+//! latchkey in front of real MCP servers: a stdio server written with the official Python SDK
+//! (tests/upstreams/python_stdio_server.py, run by the SDK installed in `target/test-python`
+//! by `.ci/run`), reached by real clients (rmcp's, and plain HTTP) through latchkey's key.
+//! Lifecycle and faults: readiness in `/healthz`, a crash mid-call, restart, timeouts that
+//! cancel upstream, a clean environment, stderr in the log, shutdown without orphans.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{App, KEY, Spawn, http, mcp_post, rpc};
+
+fn python() -> String {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-python/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run .ci/run, which installs the MCP Python SDK there",
+        python.display()
+    );
+    python.display().to_string()
+}
+
+fn stdio_server() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/python_stdio_server.py").to_owned()
+}
+
+/// latchkey serving the Python stdio server, with `args` before `--`; waits until ready.
+async fn front_python(args: &[&str], env: &[(&str, &str)]) -> App {
+    let python = python();
+    let server = stdio_server();
+    let mut spawn = Spawn::default().args(args);
+    for (name, value) in env {
+        spawn = spawn.env(name, value);
+    }
+    let app = spawn.args(&["--", &python, &server]).start();
+    wait_ready(&app).await;
+    app
+}
+
+async fn wait_ready(app: &App) {
+    let url = app.url("/healthz");
+    common::eventually("the upstream to be ready", || async {
+        matches!(http().get(&url).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+}
+
+async fn call(app: &App, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
+    let body = rpc(
+        "tools/call",
+        serde_json::json!({"name": tool, "arguments": arguments}),
+    );
+    let response = mcp_post(&http(), &app.url("/mcp"), &body)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn text(answer: &serde_json::Value) -> String {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {answer}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_stdio_server_is_served_behind_the_key() {
+    let app = front_python(&[], &[]).await;
+
+    // A real MCP client (rmcp's) sees the upstream's tools, prompts and resources.
+    let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for expected in ["echo", "slow", "crash", "environment"] {
+        assert!(tools.contains(&expected.to_owned()), "{tools:?}");
+    }
+    assert!(!tools.contains(&"hello".to_owned()), "{tools:?}");
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "latchkey");
+    let answer = client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("echo").with_arguments(
+                serde_json::json!({"text": "through latchkey"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.content[0].as_text().unwrap().text,
+        "echo: through latchkey"
+    );
+    let prompts = client.list_prompts(None).await.unwrap();
+    assert_eq!(prompts.prompts[0].name, "greet");
+    let read = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new("note://hello"))
+        .await
+        .unwrap();
+    assert!(format!("{read:?}").contains("a note from upstream"), "{read:?}");
+    client.cancel().await.unwrap();
+
+    // Without the key: 401, as for the built-in tools.
+    let refused = mcp_post(&http(), &app.url("/mcp"), &rpc("tools/list", serde_json::json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // The child's banner on stdout was skipped with a warning; its stderr is in the log.
+    let output = app.output();
+    assert!(
+        output.contains("skipped a line on stdout that is not JSON-RPC")
+            && output.contains("python-upstream starting"),
+        "{output}"
+    );
+    assert!(output.contains("python-upstream: a line on stderr"), "{output}");
+}
+
+/// Concurrent calls share the one child: ten calls of 1 s each finish in far less than 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_are_multiplexed_not_queued() {
+    let app = front_python(&[], &[]).await;
+    let start = Instant::now();
+    let calls = (0..10).map(|_| call(&app, "slow", serde_json::json!({"seconds": 1})));
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(text(&answer), "done", "{answer}");
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "ten 1 s calls took {took:?}");
+}
+
+/// The child gets PATH, HOME and LANG, and nothing of latchkey's: no key, no OTEL header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_child_gets_a_clean_environment() {
+    let app = front_python(
+        &[],
+        &[
+            ("LATCHKEY_API_KEY", KEY),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=secret"),
+            ("SOMETHING_ELSE", "x"),
+        ],
+    )
+    .await;
+    let names = text(&call(&app, "environment", serde_json::json!({})).await);
+    assert!(names.split(' ').any(|n| n == "PATH"), "{names}");
+    for absent in ["LATCHKEY_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS", "SOMETHING_ELSE"] {
+        assert!(!names.split(' ').any(|n| n == absent), "{absent} in {names}");
+    }
+}
+
+/// A crash mid-call: the call gets an error naming the upstream at once, `/healthz` says the
+/// upstream is down with why, and the child is started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_fails_the_call_promptly_and_the_child_restarts() {
+    let app = front_python(&[], &[]).await;
+    let start = Instant::now();
+    let answer = call(&app, "crash", serde_json::json!({})).await;
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("python"), "{answer}");
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+
+    // Down until it is back: 503 with a JSON reason (the restart waits 1 s).
+    let health = http().get(app.url("/healthz")).send().await.unwrap();
+    if health.status() == 503 {
+        let body: serde_json::Value = health.json().await.unwrap();
+        assert_eq!(body["upstream"], "python", "{body}");
+        assert!(body["reason"].as_str().is_some(), "{body}");
+    }
+    wait_ready(&app).await;
+    let answer = call(&app, "echo", serde_json::json!({"text": "again"})).await;
+    assert_eq!(text(&answer), "echo: again");
+    assert!(app.output().contains("upstream down"), "{}", app.output());
+}
+
+/// A call longer than --tool-timeout fails then, and the upstream is told to cancel it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_call_times_out_and_is_cancelled_upstream() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().display().to_string();
+    // The child's environment is clean, so SLOW_LOG is set by `env` in the command itself.
+    let python = python();
+    let server = stdio_server();
+    let app = Spawn::default()
+        .args(&["--tool-timeout", "1s", "--", "env", &format!("SLOW_LOG={log_path}"), &python, &server])
+        .start();
+    wait_ready(&app).await;
+    let start = Instant::now();
+    let answer = call(&app, "slow", serde_json::json!({"seconds": 30})).await;
+    let took = start.elapsed();
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did not answer within 1s"), "{answer}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    common::eventually("the upstream to log the cancellation", || async {
+        std::fs::read_to_string(&log_path).unwrap_or_default().contains("cancelled")
+    })
+    .await;
+}
+
+/// SIGTERM stops the child too: no process is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_no_child_behind() {
+    let mut app = front_python(&[], &[]).await;
+    let children = child_pids(app.pid());
+    assert!(!children.is_empty(), "the upstream child runs");
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(app.wait().success(), "{}", app.output());
+    for pid in children {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z "),
+            "child {pid} is still running"
+        );
+    }
+}
+
+/// Before the upstream is ready `/healthz` says so; a command that cannot start keeps it down
+/// with the reason, and calls fail at once with an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_cannot_start_is_reported_not_hung() {
+    let app = Spawn::default()
+        .args(&["--", "/nonexistent/mcp-server"])
+        .start();
+    let url = app.url("/healthz");
+    common::eventually("/healthz to say the upstream is down", || async {
+        let response = http().get(&url).send().await.unwrap();
+        response.status() == 503
+            && response.text().await.unwrap().contains("cannot start")
+    })
+    .await;
+    let start = Instant::now();
+    let answer = call(&app, "echo", serde_json::json!({"text": "x"})).await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mcp-server"),
+        "{answer}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+/// The processes whose parent is `pid`.
+fn child_pids(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let after = s.rsplit_once(") ")?.1.to_owned();
+                    after.split(' ').nth(1)?.parse::<i32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}

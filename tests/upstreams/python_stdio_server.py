@@ -1,0 +1,67 @@
+"""A real stdio MCP server, written with the official Python SDK (PyPI `mcp`), for
+tests/upstream.rs: latchkey starts it as its upstream and serves its tools.
+
+Tools: `echo` (says what it got), `slow` (sleeps, to time out or be cancelled; writes a
+line to the file in SLOW_LOG when it is cancelled), `crash` (the process exits at once),
+`environment` (the names of the variables it was given). A prompt `greet` and a resource
+`note://hello`. Before serving, it prints a banner on stdout (not JSON-RPC: latchkey must
+skip it) and a line on stderr (latchkey logs it).
+"""
+
+import asyncio
+import os
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("python-upstream")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Says what it got."""
+    return f"echo: {text}"
+
+
+@server.tool()
+async def slow(seconds: float) -> str:
+    """Sleeps, then answers."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        log = os.environ.get("SLOW_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write("cancelled\n")
+        raise
+    return "done"
+
+
+@server.tool()
+def crash() -> str:
+    """Exits the process without answering."""
+    os._exit(3)
+
+
+@server.tool()
+def environment() -> str:
+    """The names of the environment variables it was given."""
+    return " ".join(sorted(os.environ))
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """A greeting."""
+    return f"Say hello to {name}."
+
+
+@server.resource("note://hello")
+def note() -> str:
+    """A note."""
+    return "a note from upstream"
+
+
+if __name__ == "__main__":
+    print("python-upstream starting (this banner is not JSON-RPC)", flush=True)
+    print("python-upstream: a line on stderr", file=sys.stderr, flush=True)
+    server.run("stdio")
