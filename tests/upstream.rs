@@ -22,7 +22,11 @@ fn python() -> String {
 }
 
 fn stdio_server() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/python_stdio_server.py").to_owned()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/upstreams/python_stdio_server.py"
+    )
+    .to_owned()
 }
 
 /// latchkey serving the Python stdio server, with `args` before `--`; waits until ready.
@@ -107,14 +111,21 @@ async fn a_python_stdio_server_is_served_behind_the_key() {
         .read_resource(rmcp::model::ReadResourceRequestParams::new("note://hello"))
         .await
         .unwrap();
-    assert!(format!("{read:?}").contains("a note from upstream"), "{read:?}");
+    assert!(
+        format!("{read:?}").contains("a note from upstream"),
+        "{read:?}"
+    );
     client.cancel().await.unwrap();
 
     // Without the key: 401, as for the built-in tools.
-    let refused = mcp_post(&http(), &app.url("/mcp"), &rpc("tools/list", serde_json::json!({})))
-        .send()
-        .await
-        .unwrap();
+    let refused = mcp_post(
+        &http(),
+        &app.url("/mcp"),
+        &rpc("tools/list", serde_json::json!({})),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(refused.status(), 401);
 
     // The child's banner on stdout was skipped with a warning; its stderr is in the log.
@@ -124,7 +135,10 @@ async fn a_python_stdio_server_is_served_behind_the_key() {
             && output.contains("python-upstream starting"),
         "{output}"
     );
-    assert!(output.contains("python-upstream: a line on stderr"), "{output}");
+    assert!(
+        output.contains("python-upstream: a line on stderr"),
+        "{output}"
+    );
 }
 
 /// Concurrent calls share the one child: ten calls of 1 s each finish in far less than 10 s.
@@ -154,8 +168,15 @@ async fn the_child_gets_a_clean_environment() {
     .await;
     let names = text(&call(&app, "environment", serde_json::json!({})).await);
     assert!(names.split(' ').any(|n| n == "PATH"), "{names}");
-    for absent in ["LATCHKEY_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS", "SOMETHING_ELSE"] {
-        assert!(!names.split(' ').any(|n| n == absent), "{absent} in {names}");
+    for absent in [
+        "LATCHKEY_API_KEY",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "SOMETHING_ELSE",
+    ] {
+        assert!(
+            !names.split(' ').any(|n| n == absent),
+            "{absent} in {names}"
+        );
     }
 }
 
@@ -168,7 +189,11 @@ async fn a_crash_fails_the_call_promptly_and_the_child_restarts() {
     let answer = call(&app, "crash", serde_json::json!({})).await;
     let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("python"), "{answer}");
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 
     // Down until it is back: 503 with a JSON reason (the restart waits 1 s).
     let health = http().get(app.url("/healthz")).send().await.unwrap();
@@ -192,7 +217,15 @@ async fn a_slow_call_times_out_and_is_cancelled_upstream() {
     let python = python();
     let server = stdio_server();
     let app = Spawn::default()
-        .args(&["--tool-timeout", "1s", "--", "env", &format!("SLOW_LOG={log_path}"), &python, &server])
+        .args(&[
+            "--tool-timeout",
+            "1s",
+            "--",
+            "env",
+            &format!("SLOW_LOG={log_path}"),
+            &python,
+            &server,
+        ])
         .start();
     wait_ready(&app).await;
     let start = Instant::now();
@@ -202,7 +235,45 @@ async fn a_slow_call_times_out_and_is_cancelled_upstream() {
     assert!(message.contains("did not answer within 1s"), "{answer}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     common::eventually("the upstream to log the cancellation", || async {
-        std::fs::read_to_string(&log_path).unwrap_or_default().contains("cancelled")
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("cancelled")
+    })
+    .await;
+}
+
+/// A client that goes away mid-call: the upstream is told to cancel the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_cancels_the_call_upstream() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().display().to_string();
+    let python = python();
+    let server = stdio_server();
+    let app = Spawn::default()
+        .args(&[
+            "--",
+            "env",
+            &format!("SLOW_LOG={log_path}"),
+            &python,
+            &server,
+        ])
+        .start();
+    wait_ready(&app).await;
+    let body = rpc(
+        "tools/call",
+        serde_json::json!({"name": "slow", "arguments": {"seconds": 30}}),
+    );
+    // The client gives up after 1 s and closes its connection.
+    let gave_up = mcp_post(&http(), &app.url("/mcp"), &body)
+        .bearer_auth(KEY)
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    common::eventually("the upstream to log the cancellation", || async {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("cancelled")
     })
     .await;
 }
@@ -236,8 +307,7 @@ async fn an_upstream_that_cannot_start_is_reported_not_hung() {
     let url = app.url("/healthz");
     common::eventually("/healthz to say the upstream is down", || async {
         let response = http().get(&url).send().await.unwrap();
-        response.status() == 503
-            && response.text().await.unwrap().contains("cannot start")
+        response.status() == 503 && response.text().await.unwrap().contains("cannot start")
     })
     .await;
     let start = Instant::now();
@@ -250,6 +320,55 @@ async fn an_upstream_that_cannot_start_is_reported_not_hung() {
         "{answer}"
     );
     assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+/// An HTTP upstream (the Python SDK over Streamable HTTP) that demands its own token: latchkey
+/// sends it from `--upstream-header` (read from a file), never latchkey's key, and neither
+/// value appears in latchkey's output at RUST_LOG=trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_upstream_gets_its_header_and_never_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "upstream-token-5c0ffee5";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("Bearer {token}\n")).unwrap();
+    let headers_log = dir.path().join("headers.jsonl");
+    let port = common::free_port();
+    let mut upstream = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/upstreams/python_http_server.py"
+        ))
+        .arg(port.to_string())
+        .env("UPSTREAM_TOKEN", token)
+        .env("HEADERS_LOG", &headers_log)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for("the HTTP upstream to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let app = Spawn::default()
+        .args(&[
+            "--upstream",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            "--upstream-header",
+            &format!("Authorization: @{}", token_file.display()),
+        ])
+        .env("RUST_LOG", "trace")
+        .start();
+    wait_ready(&app).await;
+    let answer = call(&app, "echo", serde_json::json!({"text": "hi"})).await;
+    assert_eq!(text(&answer), "echo over http: hi", "{answer}");
+    upstream.kill().unwrap();
+    let _ = upstream.wait();
+
+    let seen = std::fs::read_to_string(&headers_log).unwrap();
+    assert!(seen.contains(token), "{seen}");
+    for form in common::key_forms(KEY) {
+        assert!(!seen.contains(&form), "the upstream saw {form:?}: {seen}");
+    }
+    let output = app.output();
+    assert!(!output.contains(token), "the token is in latchkey's output");
 }
 
 /// The processes whose parent is `pid`.

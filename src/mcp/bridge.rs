@@ -67,10 +67,8 @@ impl ServerHandler for Bridge {
             }
             Err(_) => (ServerCapabilities::builder().enable_tools().build(), None),
         };
-        let config = ServerConfig::new(capabilities).with_server_info(Implementation::new(
-            "latchkey",
-            env!("CARGO_PKG_VERSION"),
-        ));
+        let config = ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("latchkey", env!("CARGO_PKG_VERSION")));
         match instructions {
             Some(instructions) => config.with_instructions(instructions),
             None => config,

@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use axum::http::{HeaderName, HeaderValue};
 use clap::Args;
 
-use super::{HttpTarget, StdioCommand, Target, UpstreamConfig};
+use super::http::HttpTarget;
+use super::stdio::StdioCommand;
+use super::{Target, UpstreamConfig};
 
 #[derive(Debug, Args)]
 pub struct UpstreamArgs {

@@ -10,7 +10,7 @@ use rmcp::ServiceExt;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
-use super::{Client, Connection, Session};
+use super::client::{Client, Connection, Session};
 
 /// How many requests may be in flight to the server at once (rmcp's default is 16, which
 /// would queue a busy connector's calls behind each other).
@@ -45,14 +45,11 @@ pub struct HttpSession {
 
 pub(super) async fn connect(target: &HttpTarget) -> Result<(HttpSession, Connection), String> {
     let headers: HashMap<HeaderName, HeaderValue> = target.headers.iter().cloned().collect();
-    let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str())
-        .custom_headers(headers);
+    let mut config =
+        StreamableHttpClientTransportConfig::with_uri(target.url.as_str()).custom_headers(headers);
     config.max_concurrent_requests = MAX_CONCURRENT;
     let running = match &target.socket {
-        None => {
-            ().serve(StreamableHttpClientTransport::from_config(config))
-                .await
-        }
+        None => ().serve(StreamableHttpClientTransport::from_config(config)).await,
         Some(socket) => {
             ().serve(StreamableHttpClientTransport::from_unix_socket_with_config(
                 &socket.to_string_lossy(),

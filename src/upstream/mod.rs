@@ -9,23 +9,24 @@
 //! as it goes (rmcp drops their pending answers).
 
 pub mod args;
+mod client;
 mod http;
 mod stdio;
 
-use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{ErrorCode, ServerPeerInfo};
-use rmcp::service::{
-    QuitReason, RoleClient, RunningService, RunningServiceCancellationToken, ServiceError,
-};
-use rmcp::{ErrorData as McpError, Peer};
-use tokio::sync::{oneshot, watch};
+use rmcp::ErrorData as McpError;
+use rmcp::model::ErrorCode;
+use rmcp::service::ServiceError;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use client::Connection;
 pub use http::HttpTarget;
 pub use stdio::StdioCommand;
+
+use client::Session;
 
 /// The first pause before connecting again, and the longest.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -60,13 +61,6 @@ pub enum State {
     Stopped,
 }
 
-/// A live connection: the peer to send requests to and what the server said it is.
-#[derive(Clone)]
-pub struct Connection {
-    pub peer: Peer<RoleClient>,
-    pub info: Arc<ServerPeerInfo>,
-}
-
 /// A handle on a supervised upstream; cheap to clone.
 #[derive(Clone)]
 pub struct Upstream {
@@ -76,12 +70,12 @@ pub struct Upstream {
     done: watch::Receiver<bool>,
 }
 
-/// A connection the supervisor holds open until it ends, and closes at shutdown.
-trait Session: Send {
-    /// Resolves when the connection ends by itself, with why.
-    fn ended(&mut self) -> impl Future<Output = String> + Send;
-    /// Closes it at shutdown (a child: stdin closed, then SIGTERM, then SIGKILL).
-    fn close(self) -> impl Future<Output = ()> + Send;
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstream {
@@ -168,15 +162,23 @@ impl Upstream {
     }
 }
 
-async fn supervise(config: UpstreamConfig, state: watch::Sender<State>, shutdown: CancellationToken) {
+async fn supervise(
+    config: UpstreamConfig,
+    state: watch::Sender<State>,
+    shutdown: CancellationToken,
+) {
     let name = config.name.as_str();
     let mut backoff = FIRST_BACKOFF;
     loop {
         let _ = state.send(State::Starting);
         let attempt = async {
             match &config.target {
-                Target::Stdio(command) => stdio::connect(name, command).await.map(Either::Stdio),
-                Target::Http(target) => http::connect(target).await.map(Either::Http),
+                Target::Stdio(command) => stdio::connect(name, command)
+                    .await
+                    .map(|(session, connection)| (Either::Stdio(session), connection)),
+                Target::Http(target) => http::connect(target)
+                    .await
+                    .map(|(session, connection)| (Either::Http(session), connection)),
             }
         };
         let connected = tokio::select! {
@@ -190,7 +192,9 @@ async fn supervise(config: UpstreamConfig, state: watch::Sender<State>, shutdown
                     .info
                     .server_info
                     .as_ref()
-                    .map_or_else(String::new, |s| format!(": {} {}", s.name, s.version));
+                    .map_or_else(String::new, |s| format!(": {} {}", s.name, s.version))
+                    .trim_end()
+                    .to_owned();
                 tracing::info!(upstream = name, "upstream ready{server}");
                 let _ = state.send(State::Ready(connection));
                 backoff = FIRST_BACKOFF;
@@ -240,61 +244,3 @@ impl Session for Either {
         }
     }
 }
-
-/// A running rmcp client, watched: its connection, and a way to learn when it ends and to
-/// end it.
-struct Client {
-    stop: Option<RunningServiceCancellationToken>,
-    ended: oneshot::Receiver<String>,
-}
-
-impl Client {
-    fn watch(running: RunningService<RoleClient, ()>) -> Result<(Client, Connection), String> {
-        let info = running
-            .peer_info()
-            .ok_or_else(|| "the server did not complete initialize".to_owned())?;
-        let connection = Connection {
-            peer: running.peer().clone(),
-            info,
-        };
-        let stop = running.cancellation_token();
-        let (tx, ended) = oneshot::channel();
-        tokio::spawn(async move {
-            let reason = match running.waiting().await {
-                Ok(QuitReason::Cancelled) => "closed".to_owned(),
-                Ok(_) => "the connection closed".to_owned(),
-                Err(e) => format!("the client failed: {e}"),
-            };
-            let _ = tx.send(reason);
-        });
-        Ok((
-            Client {
-                stop: Some(stop),
-                ended,
-            },
-            connection,
-        ))
-    }
-
-    /// Resolves when the connection ends, with why.
-    async fn ended(&mut self) -> String {
-        (&mut self.ended)
-            .await
-            .unwrap_or_else(|_| "the client stopped".to_owned())
-    }
-
-    /// Ends the connection (rmcp closes the transport: a child's stdin) and waits for it.
-    async fn close(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.cancel();
-        }
-        let _ = (&mut self.ended).await;
-    }
-}
-
-/// The environment variables a child keeps from latchkey's: nothing that could hold one of
-/// latchkey's secrets (`LATCHKEY_*`, `OTEL_*`).
-pub const INHERITED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
-
-/// `(name, value)` pairs for a child's environment.
-pub type Env = Vec<(OsString, OsString)>;

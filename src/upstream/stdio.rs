@@ -16,7 +16,7 @@ use rmcp::ServiceExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{Client, Connection, Env, INHERITED_ENV, Session};
+use super::client::{Client, Connection, Env, INHERITED_ENV, Session};
 
 /// How long a child has to exit after its stdin closes, and again after SIGTERM.
 const GRACE: Duration = Duration::from_secs(5);
@@ -162,12 +162,8 @@ async fn json_lines_only(
     while matches!(lines.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
         let first = line.iter().find(|b| !b.is_ascii_whitespace());
         match first {
-            Some(b'{' | b'[') => {
-                if to_client.write_all(&line).await.is_err() {
-                    return;
-                }
-            }
-            None => {}
+            Some(b'{' | b'[') if to_client.write_all(&line).await.is_err() => return,
+            Some(b'{' | b'[') | None => {}
             Some(_) => tracing::warn!(
                 upstream = %name,
                 "skipped a line on stdout that is not JSON-RPC: {}",
