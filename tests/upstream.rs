@@ -376,6 +376,34 @@ async fn an_http_upstream_gets_its_header_and_never_the_key() {
     assert!(!output.contains(token), "the token is in latchkey's output");
 }
 
+/// With export on, a call through the bridge is traced like a built-in one: the MCP span
+/// names the upstream's tool, under the HTTP span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_through_the_bridge_are_traced() {
+    let (endpoint, received) = common::otlp_receiver().await;
+    let app = front_python(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    )
+    .await;
+    let answer = call(&app, "echo", serde_json::json!({"text": "traced"})).await;
+    assert_eq!(text(&answer), "echo: traced");
+    common::eventually("the tools/call span", || async {
+        received.span_names().iter().any(|n| n == "tools/call echo")
+    })
+    .await;
+    let spans = received.spans();
+    let call = spans.iter().find(|s| s.name == "tools/call echo").unwrap();
+    let http = spans
+        .iter()
+        .find(|s| s.name == "POST /mcp" && s.span_id == call.parent_span_id)
+        .expect("the HTTP span is the call's parent");
+    assert_eq!(http.trace_id, call.trace_id);
+}
+
 /// The processes whose parent is `pid`.
 fn child_pids(pid: i32) -> Vec<i32> {
     std::fs::read_dir("/proc")
