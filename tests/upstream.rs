@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{App, KEY, Spawn, http, mcp_post, rpc};
+use opentelemetry_proto::tonic::common::v1::any_value;
 
 fn python() -> String {
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-python/bin/python");
@@ -371,7 +372,8 @@ async fn an_http_upstream_gets_its_header_and_never_the_key() {
 }
 
 /// With export on, a call through the bridge is traced like a built-in one: the MCP span
-/// names the upstream's tool, under the HTTP span.
+/// names the upstream's tool, under the HTTP span; the request to the upstream is a CLIENT
+/// span under it, whose trace context the upstream receives in `_meta`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_through_the_bridge_are_traced() {
     let (endpoint, received) = common::otlp_receiver().await;
@@ -380,6 +382,7 @@ async fn calls_through_the_bridge_are_traced() {
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
         ],
     )
     .await;
@@ -390,7 +393,7 @@ async fn calls_through_the_bridge_are_traced() {
         let spans = received.spans();
         let call = spans
             .iter()
-            .find(|s| s.name == "tools/call echo")
+            .find(|s| s.name == "tools/call echo" && s.kind == 2)
             .cloned()?;
         let http = spans
             .iter()
@@ -402,8 +405,52 @@ async fn calls_through_the_bridge_are_traced() {
         related().is_some()
     })
     .await;
-    let (call, http) = related().unwrap();
-    assert_eq!(http.trace_id, call.trace_id);
+    let (served, http) = related().unwrap();
+    assert_eq!(http.trace_id, served.trace_id);
+
+    // The call to the upstream is a CLIENT span under the SERVER span, and the upstream got
+    // its trace context in `_meta`: it continues the same trace.
+    let answer = call(&app, "traceparent", serde_json::json!({})).await;
+    let seen = text(&answer);
+    let parts: Vec<&str> = seen.split('-').collect();
+    assert_eq!(parts.len(), 4, "the upstream saw no traceparent: {seen:?}");
+    let client = || {
+        received.spans().into_iter().find(|s| {
+            s.kind == 3 && s.name == "tools/call traceparent" && hex(&s.span_id) == parts[2]
+        })
+    };
+    common::eventually("the CLIENT span the upstream was told of", || async {
+        client().is_some()
+    })
+    .await;
+    let client = client().unwrap();
+    assert_eq!(hex(&client.trace_id), parts[1]);
+    let server = received
+        .spans()
+        .into_iter()
+        .find(|s| s.kind == 2 && s.span_id == client.parent_span_id)
+        .unwrap_or_else(|| panic!("no SERVER span above the CLIENT span:\n{}", received.dump()));
+    assert_eq!(server.name, "tools/call traceparent");
+    let upstream = client
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "latchkey.upstream.name")
+        .and_then(|kv| kv.value.as_ref()?.value.clone());
+    assert!(
+        matches!(upstream, Some(any_value::Value::StringValue(ref name)) if name == "python"),
+        "{upstream:?}"
+    );
+    common::eventually("mcp.client.operation.duration", || async {
+        received
+            .metric_names()
+            .iter()
+            .any(|n| n == "mcp.client.operation.duration")
+    })
+    .await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The processes whose parent is `pid`.

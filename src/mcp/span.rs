@@ -36,7 +36,7 @@ use rmcp::service::{
 use crate::redact;
 use crate::telemetry::Export;
 use crate::telemetry::http::HttpSpan;
-use crate::telemetry::trace::{Span, Start};
+use crate::telemetry::trace::{ServerSpan, Span, Start};
 
 /// The protocol version from which there are no sessions (and no `mcp.session.id`).
 const STATELESS_PROTOCOL: &str = "2026-07-28";
@@ -67,20 +67,20 @@ impl<S> Traced<S> {
 impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn ping(
         &self,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(PingRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(PingRequestMethod::VALUE, &mut context, Detail::default());
         traced(operation, self.inner.ping(context), inspect_size)
     }
 
     fn initialize(
         &self,
         request: InitializeRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<InitializeResult, McpError>> + MaybeSendFuture + '_ {
         let operation = self.request(
             InitializeResultMethod::VALUE,
-            &context,
+            &mut context,
             Detail::initialize(&request),
         );
         traced(
@@ -103,18 +103,26 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
 
     fn discover(
         &self,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<DiscoverResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(DiscoverRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            DiscoverRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(operation, self.inner.discover(context), inspect_size)
     }
 
     fn complete(
         &self,
         request: CompleteRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<CompleteResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(CompleteRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            CompleteRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.complete(request, context),
@@ -125,9 +133,13 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn set_level(
         &self,
         request: SetLevelRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(SetLevelRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            SetLevelRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.set_level(request, context),
@@ -138,11 +150,11 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + MaybeSendFuture + '_ {
         let operation = self.request(
             GetPromptRequestMethod::VALUE,
-            &context,
+            &mut context,
             Detail::prompt(&request),
         );
         traced(
@@ -155,9 +167,13 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListPromptsResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(ListPromptsRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            ListPromptsRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.list_prompts(request, context),
@@ -168,11 +184,11 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListResourcesResult, McpError>> + MaybeSendFuture + '_ {
         let operation = self.request(
             ListResourcesRequestMethod::VALUE,
-            &context,
+            &mut context,
             Detail::default(),
         );
         traced(
@@ -185,12 +201,12 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListResourceTemplatesResult, McpError>> + MaybeSendFuture + '_
     {
         let operation = self.request(
             ListResourceTemplatesRequestMethod::VALUE,
-            &context,
+            &mut context,
             Detail::default(),
         );
         traced(
@@ -203,11 +219,11 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ReadResourceResponse, McpError>> + MaybeSendFuture + '_ {
         let operation = self.request(
             ReadResourceRequestMethod::VALUE,
-            &context,
+            &mut context,
             Detail::default(),
         );
         traced(
@@ -234,9 +250,13 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(SubscribeRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            SubscribeRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.subscribe(request, context),
@@ -247,9 +267,13 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(UnsubscribeRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            UnsubscribeRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.unsubscribe(request, context),
@@ -260,11 +284,11 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn call_tool(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<CallToolResponse, McpError>> + MaybeSendFuture + '_ {
         let operation = self.request(
             CallToolRequestMethod::VALUE,
-            &context,
+            &mut context,
             Detail::call(&request),
         );
         traced(
@@ -277,9 +301,13 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListToolsResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(ListToolsRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            ListToolsRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.list_tools(request, context),
@@ -294,9 +322,9 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn on_custom_request(
         &self,
         request: CustomRequest,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(request.method.clone(), &context, Detail::default());
+        let operation = self.request(request.method.clone(), &mut context, Detail::default());
         traced(
             operation,
             self.inner.on_custom_request(request, context),
@@ -357,9 +385,9 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn get_task(
         &self,
         request: GetTaskParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<GetTaskResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(GetTaskMethod::VALUE, &context, Detail::default());
+        let operation = self.request(GetTaskMethod::VALUE, &mut context, Detail::default());
         traced(
             operation,
             self.inner.get_task(request, context),
@@ -370,9 +398,9 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn update_task(
         &self,
         request: UpdateTaskParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(UpdateTaskMethod::VALUE, &context, Detail::default());
+        let operation = self.request(UpdateTaskMethod::VALUE, &mut context, Detail::default());
         traced(
             operation,
             self.inner.update_task(request, context),
@@ -383,9 +411,9 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn cancel_task(
         &self,
         request: CancelTaskParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(CancelTaskMethod::VALUE, &context, Detail::default());
+        let operation = self.request(CancelTaskMethod::VALUE, &mut context, Detail::default());
         traced(
             operation,
             self.inner.cancel_task(request, context),
@@ -396,9 +424,13 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn list_skills(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListSkillsResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(ListSkillsRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            ListSkillsRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.list_skills(request, context),
@@ -409,9 +441,13 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn get_skill(
         &self,
         request: GetSkillRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<GetSkillResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(GetSkillRequestMethod::VALUE, &context, Detail::default());
+        let operation = self.request(
+            GetSkillRequestMethod::VALUE,
+            &mut context,
+            Detail::default(),
+        );
         traced(
             operation,
             self.inner.get_skill(request, context),
@@ -422,12 +458,12 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
     fn read_resource_directory(
         &self,
         request: ReadResourceDirectoryRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ReadResourceDirectoryResult, McpError>> + MaybeSendFuture + '_
     {
         let operation = self.request(
             ReadResourceDirectoryRequestMethod::VALUE,
-            &context,
+            &mut context,
             Detail::default(),
         );
         traced(
@@ -443,7 +479,7 @@ impl<S> Traced<S> {
     fn request(
         &self,
         method: impl Into<Cow<'static, str>>,
-        context: &RequestContext<RoleServer>,
+        context: &mut RequestContext<RoleServer>,
         detail: Detail<'_>,
     ) -> Operation {
         // `initialize` says its version and client in its params; later messages in `_meta`
@@ -458,7 +494,7 @@ impl<S> Traced<S> {
                 context.client_info(),
             ),
         };
-        Operation::start(
+        let operation = Operation::start(
             &self.tracing,
             Message {
                 method: method.into(),
@@ -470,7 +506,11 @@ impl<S> Traced<S> {
                 meta: Some(&context.meta),
                 extensions: &context.extensions,
             },
-        )
+        );
+        context
+            .extensions
+            .insert(ServerSpan(operation.span.context().clone()));
+        operation
     }
 
     /// The operation of a notification of `method`.

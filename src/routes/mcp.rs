@@ -71,9 +71,14 @@ pub fn endpoint(options: &McpOptions) -> MethodRouter {
         }),
         (None, None) => rmcp_endpoint(options, Latchkey::new),
         (Some(tracing), Some(upstream)) => rmcp_endpoint(options, move || {
-            Traced::new(Bridge::new(upstream.clone()), tracing.clone())
+            Traced::new(
+                Bridge::new(upstream.clone(), Some(tracing.export.clone())),
+                tracing.clone(),
+            )
         }),
-        (None, Some(upstream)) => rmcp_endpoint(options, move || Bridge::new(upstream.clone())),
+        (None, Some(upstream)) => {
+            rmcp_endpoint(options, move || Bridge::new(upstream.clone(), None))
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The two histograms latchkey records (no-ops when no meter provider is installed).
+//! The histograms latchkey records (no-ops when no meter provider is installed).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +12,9 @@ pub struct Metrics {
     pub mcp_operation: Recorder,
     /// `http.server.request.duration`, seconds, by method, route, status and transport.
     pub http_request: Recorder,
+    /// `mcp.client.operation.duration`, seconds: calls to an upstream server, by method, tool
+    /// and error type.
+    pub mcp_client_operation: Recorder,
 }
 
 /// Bound histograms per thread, at most this many (then a record looks its attributes up).
@@ -89,6 +92,17 @@ impl Metrics {
                     .with_description(
                         "Duration of MCP requests and notifications handled by the server",
                     )
+                    .with_boundaries(vec![
+                        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0,
+                        300.0,
+                    ])
+                    .build(),
+            ),
+            mcp_client_operation: Recorder::new(
+                meter
+                    .f64_histogram("mcp.client.operation.duration")
+                    .with_unit("s")
+                    .with_description("Duration of MCP requests sent to an upstream server")
                     .with_boundaries(vec![
                         0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0,
                         300.0,

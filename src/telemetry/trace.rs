@@ -27,6 +27,21 @@ use opentelemetry_sdk::trace::{
 
 use crate::telemetry::env;
 
+/// The span of the MCP request being handled, left in rmcp's request context so that what
+/// the handler calls hangs under it (the bridge's CLIENT spans).
+#[derive(Clone, Debug)]
+pub struct ServerSpan(pub SpanContext);
+
+/// `context` as a W3C `traceparent` value, for an upstream to continue the trace.
+pub fn traceparent(context: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        context.trace_id(),
+        context.span_id(),
+        context.trace_flags().to_u8()
+    )
+}
+
 /// A span as it ended: what goes into the OTLP `Span` message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinishedSpan {

@@ -3,7 +3,8 @@ tests/upstream.rs: latchkey starts it as its upstream and serves its tools.
 
 Tools: `echo` (says what it got), `slow` (sleeps, to time out or be cancelled; writes a
 line to the file in SLOW_LOG when it is cancelled), `crash` (the process exits at once),
-`environment` (the names of the variables it was given). A prompt `greet` and a resource
+`environment` (the names of the variables it was given), `traceparent` (the W3C trace context
+the request carried in `_meta`). A prompt `greet` and a resource
 `note://hello`. Before serving, it prints a banner on stdout (not JSON-RPC: latchkey must
 skip it) and a line on stderr (latchkey logs it).
 """
@@ -12,7 +13,7 @@ import asyncio
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("python-upstream")
 
@@ -47,6 +48,13 @@ def crash() -> str:
 def environment() -> str:
     """The names of the environment variables it was given."""
     return " ".join(sorted(os.environ))
+
+
+@server.tool()
+def traceparent(ctx: Context) -> str:
+    """The `traceparent` in the request's `_meta` (empty when there is none)."""
+    meta = ctx.request_context.meta or {}
+    return meta.get("traceparent", "")
 
 
 @server.prompt()
