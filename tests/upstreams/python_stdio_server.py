@@ -3,7 +3,8 @@ tests/upstream.rs: latchkey starts it as its upstream and serves its tools.
 
 Tools: `echo` (says what it got), `slow` (sleeps, to time out or be cancelled; writes a
 line to the file in SLOW_LOG when it is cancelled), `crash` (the process exits at once),
-`environment` (the names of the variables it was given), `traceparent` (the W3C trace context
+`environment` (the names of the variables it was given), `together` (answers once that many
+calls of it are in flight at once), `traceparent` (the W3C trace context
 the request carried in `_meta`). A prompt `greet` and a resource
 `note://hello`. Before serving, it prints a banner on stdout (not JSON-RPC: latchkey must
 skip it) and a line on stderr (latchkey logs it).
@@ -36,6 +37,26 @@ async def slow(seconds: float) -> str:
                 f.write("cancelled\n")
         raise
     return "done"
+
+
+_in_flight = 0
+_all_here = asyncio.Event()
+
+
+@server.tool()
+async def together(count: int) -> str:
+    """Answers "together" once `count` calls of it are in flight at once, or after 20 s
+    "alone: N" with the most it saw: calls queued one behind another never meet."""
+    global _in_flight
+    _in_flight += 1
+    seen = _in_flight
+    if _in_flight >= count:
+        _all_here.set()
+    try:
+        await asyncio.wait_for(_all_here.wait(), 20)
+        return "together"
+    except asyncio.TimeoutError:
+        return f"alone: {seen}"
 
 
 @server.tool()
