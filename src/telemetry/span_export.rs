@@ -70,6 +70,13 @@ impl Writer {
         }
     }
 
+    /// A length-delimited field written even when empty (an empty string value is a value).
+    fn bytes_always(&mut self, field: u32, bytes: &[u8]) {
+        self.key(field, LEN);
+        self.varint(bytes.len() as u64);
+        self.buf.extend_from_slice(bytes);
+    }
+
     fn string(&mut self, field: u32, s: &str) {
         self.bytes(field, s.as_bytes());
     }
@@ -117,11 +124,10 @@ impl Writer {
         }
     }
 
-    /// An attribute whose value is a string, the most common kind: both lengths are known
-    /// up front, so nothing is moved after, and the five keys and lengths before the key
-    /// and before the value are written as one slice each.
-    fn string_attribute(&mut self, field: u32, key: &str, value: &str) {
-        let any = 1 + varint_len(value.len()) + value.len();
+    /// The start of an attribute whose `AnyValue` is `any` bytes long, all lengths known up
+    /// front (nothing is moved after): its field and length, the key, the value's field and
+    /// length, each run of keys and lengths written as one slice.
+    fn attribute_head(&mut self, field: u32, key: &str, any: usize) {
         let kv = 1 + varint_len(key.len()) + key.len() + 1 + varint_len(any) + any;
         let mut head = Head::default();
         head.varint((field << 3 | u32::from(LEN)) as usize);
@@ -134,29 +140,19 @@ impl Writer {
         let mut head = Head::default();
         head.varint(2 << 3 | LEN as usize);
         head.varint(any);
-        head.varint(1 << 3 | LEN as usize);
-        head.varint(value.len());
         self.buf.extend_from_slice(head.bytes());
-        self.buf.extend_from_slice(value.as_bytes());
     }
 
-    /// An attribute whose value is an integer (sizes, ports, statuses), as directly.
+    /// An attribute whose value is a string, the most common kind.
+    fn string_attribute(&mut self, field: u32, key: &str, value: &str) {
+        self.attribute_head(field, key, 1 + varint_len(value.len()) + value.len());
+        self.bytes_always(1, value.as_bytes());
+    }
+
+    /// An attribute whose value is an integer (sizes, ports, statuses).
     fn int_attribute(&mut self, field: u32, key: &str, value: i64) {
-        let any = 1 + varint_len_u64(value as u64);
-        let kv = 1 + varint_len(key.len()) + key.len() + 1 + varint_len(any) + any;
-        let mut head = Head::default();
-        head.varint((field << 3 | u32::from(LEN)) as usize);
-        head.varint(kv);
-        head.varint(1 << 3 | LEN as usize);
-        head.varint(key.len());
-        self.buf.reserve(head.len + kv);
-        self.buf.extend_from_slice(head.bytes());
-        self.buf.extend_from_slice(key.as_bytes());
-        let mut head = Head::default();
-        head.varint(2 << 3 | LEN as usize);
-        head.varint(any);
-        head.varint(3 << 3 | VARINT as usize);
-        self.buf.extend_from_slice(head.bytes());
+        self.attribute_head(field, key, 1 + varint_len_u64(value as u64));
+        self.key(3, VARINT);
         self.varint(value as u64);
     }
 
@@ -174,12 +170,7 @@ impl Writer {
                 w.key(4, FIXED64);
                 w.buf.extend_from_slice(&f.to_le_bytes());
             }
-            Value::String(s) => {
-                // Present even when empty: an empty string is a value, not an absent one.
-                w.key(1, LEN);
-                w.varint(s.as_str().len() as u64);
-                w.buf.extend_from_slice(s.as_str().as_bytes());
-            }
+            Value::String(s) => w.bytes_always(1, s.as_str().as_bytes()),
             Value::Array(array) => w.message(5, |w| match array {
                 Array::Bool(values) => values.iter().for_each(|v| w.any_value(1, &Value::Bool(*v))),
                 Array::I64(values) => values.iter().for_each(|v| w.any_value(1, &Value::I64(*v))),
