@@ -28,7 +28,7 @@ use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
 use crate::tls::Tls;
 use crate::tls::listener::TlsListener;
-use crate::upstream::Upstream;
+use crate::upstream::Upstreams;
 use crate::url;
 
 /// Browsers remember for a year to come back over HTTPS only.
@@ -41,7 +41,7 @@ pub struct Server {
     sockets: Vec<SocketFile>,
     address_file: Option<AddressFile>,
     shutdown_timeout: Duration,
-    upstream: Option<Upstream>,
+    upstreams: Option<Upstreams>,
     upstream_stop: CancellationToken,
 }
 
@@ -68,15 +68,12 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     });
     // Upstreams outlive the listeners' shutdown: requests in flight still reach them.
     let upstream_stop = CancellationToken::new();
-    let upstream = args
-        .upstream
-        .config()?
-        .map(|config| Upstream::start(config, upstream_stop.clone()));
+    let upstreams = Upstreams::start(args.upstream.configs()?, &upstream_stop);
     let paths = Paths::new(&args.listen.base_path);
     let router = paths.router(&McpOptions {
         sessions,
         shutdown: shutdown.clone(),
-        upstream: upstream.clone(),
+        upstreams: upstreams.clone(),
         tracing: export.clone().map(|export| McpTracing {
             export,
             tool_io: args.trace_tool_io,
@@ -137,7 +134,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
              domain or IP get 403 until --public-url or --allowed-host names them"
         );
     }
-    if let Some(upstream) = &upstream {
+    for upstream in upstreams.iter().flat_map(Upstreams::iter) {
         tracing::info!("serving the tools of upstream {:?}", upstream.name());
     }
     match sessions {
@@ -213,7 +210,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         sockets,
         address_file,
         shutdown_timeout: args.shutdown_timeout,
-        upstream,
+        upstreams,
         upstream_stop,
     })
 }
@@ -337,8 +334,8 @@ impl Server {
             self.tasks.abort_all();
         }
         self.upstream_stop.cancel();
-        if let Some(upstream) = &self.upstream {
-            upstream.stopped().await;
+        if let Some(upstreams) = &self.upstreams {
+            upstreams.stopped().await;
         }
         self.sockets.clear();
         if let Some(file) = self.address_file.take() {

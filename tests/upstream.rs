@@ -330,21 +330,7 @@ async fn an_http_upstream_gets_its_header_and_never_the_key() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("Bearer {token}\n")).unwrap();
     let headers_log = dir.path().join("headers.jsonl");
-    let port = common::free_port();
-    let mut upstream = std::process::Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/upstreams/python_http_server.py"
-        ))
-        .arg(port.to_string())
-        .env("UPSTREAM_TOKEN", token)
-        .env("HEADERS_LOG", &headers_log)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_for("the HTTP upstream to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_upstream, port) = http_upstream(token, &headers_log);
     let app = Spawn::default()
         .args(&[
             "--upstream",
@@ -357,8 +343,6 @@ async fn an_http_upstream_gets_its_header_and_never_the_key() {
     wait_ready(&app).await;
     let answer = call(&app, "echo", serde_json::json!({"text": "hi"})).await;
     assert_eq!(text(&answer), "echo over http: hi", "{answer}");
-    upstream.kill().unwrap();
-    let _ = upstream.wait();
 
     let seen = std::fs::read_to_string(&headers_log).unwrap();
     assert!(seen.contains(token), "{seen}");
@@ -367,6 +351,238 @@ async fn an_http_upstream_gets_its_header_and_never_the_key() {
     }
     let output = app.output();
     assert!(!output.contains(token), "the token is in latchkey's output");
+}
+
+/// The Python SDK's Streamable HTTP server on a free port, demanding `token`, recording
+/// request headers in `headers_log`; killed when the guard drops.
+fn http_upstream(token: &str, headers_log: &std::path::Path) -> (ChildGuard, u16) {
+    let port = common::free_port();
+    let child = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/upstreams/python_http_server.py"
+        ))
+        .arg(port.to_string())
+        .env("UPSTREAM_TOKEN", token)
+        .env("HEADERS_LOG", headers_log)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(child);
+    common::wait_for("the HTTP upstream to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (guard, port)
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two upstreams from a configuration file, the Python stdio server (`py`, `crash` denied,
+/// a secret in its environment) and the Python HTTP server (`web`, its token read from a
+/// file): their tools, prompts and resources are named apart by prefix, the denied tool is
+/// neither listed nor callable, the built-in `hello` is gone, and the secret the stdio
+/// server writes on stderr and in a log message is redacted in latchkey's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_upstreams_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "upstream-token-7e11a1e";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("Bearer {token}\n")).unwrap();
+    let (_web, port) = http_upstream(token, &dir.path().join("headers.jsonl"));
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[upstreams.py]
+command = [{python:?}, {server:?}]
+env = {{ UPSTREAM_TOKEN = "$TEST_UPSTREAM_SECRET" }}
+tools.deny = ["crash"]
+
+[upstreams.web]
+url = "http://127.0.0.1:{port}/mcp"
+headers = {{ Authorization = "@{token_file}" }}
+timeout = "10s"
+"#,
+            python = python(),
+            server = stdio_server(),
+            token_file = token_file.display(),
+        ),
+    )
+    .unwrap();
+    let secret = "stdio-secret-0a1b2c3d";
+    let app = Spawn::default()
+        .args(&["--config", &config.display().to_string()])
+        .env("TEST_UPSTREAM_SECRET", secret)
+        .env("RUST_LOG", "trace")
+        .start();
+    wait_ready(&app).await;
+
+    let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect();
+    for expected in ["py__echo", "py__leak", "py__progress", "web__echo"] {
+        assert!(
+            tools.contains(&expected.to_owned()),
+            "{expected} in {tools:?}"
+        );
+    }
+    for absent in ["py__crash", "hello", "echo"] {
+        assert!(!tools.contains(&absent.to_owned()), "{absent} in {tools:?}");
+    }
+    let prompts = client.list_all_prompts().await.unwrap();
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(prompts[0].name, "py__greet");
+    let resources = client.list_all_resources().await.unwrap();
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0].uri, "py:note://hello");
+    let read = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "py:note://hello",
+        ))
+        .await
+        .unwrap();
+    let read = format!("{read:?}");
+    assert!(
+        read.contains("a note from upstream") && read.contains("py:note://hello"),
+        "{read}"
+    );
+    client.cancel().await.unwrap();
+
+    for (tool, expected) in [("py__echo", "echo: a"), ("web__echo", "echo over http: a")] {
+        let answer = call(&app, tool, serde_json::json!({"text": "a"})).await;
+        assert_eq!(text(&answer), expected, "{answer}");
+    }
+    for refused in ["py__crash", "nobody__echo", "echo"] {
+        let answer = call(&app, refused, serde_json::json!({})).await;
+        assert_eq!(answer["error"]["code"], -32602, "{refused}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(refused),
+            "{answer}"
+        );
+    }
+    let greeting = mcp_post(
+        &http(),
+        &app.url("/mcp"),
+        &rpc(
+            "prompts/get",
+            serde_json::json!({"name": "py__greet", "arguments": {"name": "Ada"}}),
+        ),
+    )
+    .bearer_auth(KEY)
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(greeting.contains("Say hello to Ada."), "{greeting}");
+
+    assert_eq!(
+        text(&call(&app, "py__leak", serde_json::json!({})).await),
+        "leaked"
+    );
+    assert_eq!(
+        text(&call(&app, "py__progress", serde_json::json!({"steps": 1})).await),
+        "progressed"
+    );
+    app.wait_for_output("stderr: leaking REDACTED and Bearer REDACTED");
+    app.wait_for_output("log: progress done, token REDACTED");
+    let output = app.output();
+    if let Some(at) = output.find(secret) {
+        let line_start = output[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = output[at..].find('\n').map_or(output.len(), |i| at + i);
+        panic!(
+            "the child's secret is in latchkey's output: {}",
+            &output[line_start..line_end]
+        );
+    }
+    assert!(
+        !output.contains(token),
+        "the HTTP upstream's token is in latchkey's output"
+    );
+    assert!(
+        !output.contains("abc123"),
+        "a Bearer token is in latchkey's output"
+    );
+}
+
+/// A mistake in the configuration file stops the start with one line naming the file, the
+/// line and what is wrong.
+#[test]
+fn a_bad_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        "[upstreams.py]\ncommand = [\"x\"]\ntools.alow = [\"echo\"]\n",
+    )
+    .unwrap();
+    let (status, stderr) =
+        App::try_start(Spawn::default().args(&["--config", &config.display().to_string()]))
+            .err()
+            .expect("latchkey refuses the file");
+    assert!(!status.success());
+    let expected = format!("{}:3:7: unknown field `alow`", config.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// With sessions, a real client (the Python SDK) gets the upstream's progress notifications
+/// for its call, under its own token, and hears that the tool list changed when the upstream
+/// says so; the next listing has the new tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_and_list_changes_reach_the_client() {
+    let app = front_python(&["--sessions"], &[]).await;
+    let out = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/python_notices_client.py"
+        ))
+        .arg(app.url("/mcp"))
+        .env("LATCHKEY_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python client failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(seen["text"], serde_json::json!(["progressed"]), "{seen}");
+    assert_eq!(
+        seen["progress"],
+        serde_json::json!([
+            [1.0, 3.0, "step 1"],
+            [2.0, 3.0, "step 2"],
+            [3.0, 3.0, "step 3"]
+        ]),
+        "{seen}"
+    );
+    assert_eq!(seen["list_changed"], true, "{seen}");
+    assert!(
+        !seen["before"].as_array().unwrap().contains(&"grown".into()),
+        "{seen}"
+    );
+    assert!(
+        seen["after"].as_array().unwrap().contains(&"grown".into()),
+        "{seen}"
+    );
+    app.wait_for_output("log: progress done, token");
 }
 
 /// With export on, a call through the bridge is traced like a built-in one: the MCP span

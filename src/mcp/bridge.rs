@@ -1,6 +1,8 @@
-//! The MCP server handler when latchkey fronts an upstream server: tools, prompts,
-//! resources and completions are the upstream's, each request forwarded over its one
-//! connection (`crate::upstream`).
+//! The MCP server handler when latchkey fronts upstream servers: tools, prompts, resources
+//! and completions are the upstreams', each request forwarded over its upstream's one
+//! connection (`crate::upstream`). With several upstreams, listings gather every ready
+//! upstream's items (all pages, as one page), named as `crate::upstream::names` says, and
+//! a request goes to the upstream its name or URI names.
 //!
 //! A request that takes longer than the upstream's timeout fails, and so does one whose
 //! client cancels it or goes away; in each case rmcp's client tells the upstream with
@@ -10,8 +12,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt as _;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, StringValue};
+use rmcp::model::{
+    CallToolRequest, CancelledNotificationParam, ClientRequest, ProgressToken, Prompt, Reference,
+    RequestId, Resource, ResourceContents, ResourceTemplate, ServerResult, Tool, ToolsCapability,
+};
 use rmcp::model::{
     CallToolRequestMethod, CallToolRequestParams, CallToolResponse, CompleteRequestMethod,
     CompleteRequestParams, CompleteResult, ConstString, GetPromptRequestMethod,
@@ -21,19 +28,24 @@ use rmcp::model::{
     PaginatedRequestParams, ReadResourceRequestMethod, ReadResourceRequestParams,
     ReadResourceResponse, RequestParamsMeta, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::{RequestContext, RoleServer, ServiceError};
-use rmcp::{ErrorData as McpError, ServerHandler};
+use rmcp::service::{
+    NotificationContext, PeerRequestOptions, RequestContext, RoleClient, RoleServer, ServiceError,
+};
+use rmcp::{ErrorData as McpError, Peer, ServerHandler};
 
 use crate::telemetry::Export;
 use crate::telemetry::trace::{ServerSpan, Span, Start, traceparent};
-use crate::upstream::Upstream;
+use crate::upstream::notices::Notice;
+use crate::upstream::{Upstream, Upstreams};
 
-/// One per request (stateless) or session: a clone of the upstream's handle.
+/// One per request (stateless) or session: a clone of the upstreams' handle.
 #[derive(Clone)]
 pub struct Bridge {
-    upstream: Upstream,
+    upstreams: Upstreams,
     /// With export on: each request to the upstream is a CLIENT span and a metric.
     export: Option<Export>,
+    /// With sessions, each client session hears of the upstreams' list changes.
+    sessions: bool,
 }
 
 /// A request to the upstream, traced: its CLIENT span, under the SERVER span of the client's
@@ -72,8 +84,24 @@ impl Call {
 }
 
 impl Bridge {
-    pub fn new(upstream: Upstream, export: Option<Export>) -> Self {
-        Bridge { upstream, export }
+    pub fn new(upstreams: Upstreams, export: Option<Export>, sessions: bool) -> Self {
+        Bridge {
+            upstreams,
+            export,
+            sessions,
+        }
+    }
+
+    /// Passes the client's `_meta` on to the upstream (rmcp takes it out of the params),
+    /// but for the protocol's own keys, which belong to each connection, and the progress
+    /// token, which rmcp's client sets for each request it sends.
+    fn pass_meta(context: &RequestContext<RoleServer>, params: &mut impl RequestParamsMeta) {
+        if context.meta.is_empty() {
+            return;
+        }
+        let mut meta = context.meta.clone();
+        meta.retain(|key, _| !key.starts_with(PROTOCOL_META_PREFIX) && key != "progressToken");
+        params.set_meta(meta);
     }
 
     /// Starts the CLIENT span of a request to `method` (naming `tool`, for `tools/call`) and
@@ -81,6 +109,7 @@ impl Bridge {
     /// continues the trace.
     fn call(
         &self,
+        upstream: &Upstream,
         context: &RequestContext<RoleServer>,
         method: &'static str,
         tool: Option<&str>,
@@ -92,7 +121,7 @@ impl Bridge {
             KeyValue::new("mcp.method.name", method),
             KeyValue::new(
                 "latchkey.upstream.name",
-                StringValue::from(self.upstream.name().to_owned()),
+                StringValue::from(upstream.name().to_owned()),
             ),
         ];
         if let Some(tool) = &tool {
@@ -133,12 +162,14 @@ impl Bridge {
     /// sent, to carry the trace context.
     fn call_listing(
         &self,
+        upstream: &Upstream,
         context: &RequestContext<RoleServer>,
         method: &'static str,
         request: &mut Option<PaginatedRequestParams>,
     ) -> Option<Call> {
         self.export.as_ref()?;
         self.call(
+            upstream,
             context,
             method,
             None,
@@ -150,15 +181,16 @@ impl Bridge {
     /// than the timeout, or the client cancels first.
     async fn forward<T>(
         &self,
+        upstream: &Upstream,
         context: &RequestContext<RoleServer>,
         call: Option<Call>,
         request: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T, McpError> {
-        let timeout = self.upstream.request_timeout();
+        let timeout = upstream.request_timeout();
         let answer = tokio::select! {
             answer = tokio::time::timeout(timeout, request) => match answer {
-                Ok(answer) => answer.map_err(|e| self.upstream.error(e)),
-                Err(_) => Err(self.upstream.timed_out(timeout)),
+                Ok(answer) => answer.map_err(|e| upstream.error(e)),
+                Err(_) => Err(upstream.timed_out(timeout)),
             },
             _ = context.ct.cancelled() => Err(McpError::invalid_request(
                 "the request was cancelled",
@@ -170,29 +202,259 @@ impl Bridge {
         }
         answer
     }
+
+    /// Every page of one upstream's listing `method`, each page a traced request.
+    async fn all_pages<T, F, Fut>(
+        &self,
+        upstream: &Upstream,
+        context: &RequestContext<RoleServer>,
+        method: &'static str,
+        fetch: F,
+    ) -> Result<Vec<T>, McpError>
+    where
+        F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut,
+        Fut: Future<Output = Result<(Vec<T>, Option<String>), ServiceError>>,
+    {
+        let connection = upstream.connection()?;
+        let mut items = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut request =
+                cursor.map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
+            let call = self.call_listing(upstream, context, method, &mut request);
+            let (page, next) = self
+                .forward(
+                    upstream,
+                    context,
+                    call,
+                    fetch(connection.peer.clone(), request),
+                )
+                .await?;
+            items.extend(page);
+            match next {
+                Some(next) if items.len() < MAX_GATHERED => cursor = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// One listing of every ready upstream's items, each renamed by `rename`. An upstream
+    /// that is down or fails is left out (and logged); when every one fails, the first
+    /// error is the answer.
+    async fn gather<T, F, Fut>(
+        &self,
+        context: &RequestContext<RoleServer>,
+        method: &'static str,
+        fetch: F,
+        rename: impl Fn(&Upstream, &mut Vec<T>),
+    ) -> Result<Vec<T>, McpError>
+    where
+        F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut + Copy,
+        Fut: Future<Output = Result<(Vec<T>, Option<String>), ServiceError>>,
+    {
+        let answers = futures::future::join_all(self.upstreams.iter().map(|upstream| async move {
+            let answer = self.all_pages(upstream, context, method, fetch).await;
+            (upstream, answer)
+        }))
+        .await;
+        let mut items = Vec::new();
+        let mut first_error = None;
+        let mut any = false;
+        for (upstream, answer) in answers {
+            match answer {
+                Ok(mut theirs) => {
+                    any = true;
+                    rename(upstream, &mut theirs);
+                    items.append(&mut theirs);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        upstream = upstream.name(),
+                        "{method} left it out: {}",
+                        error.message
+                    );
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) if !any => Err(error),
+            _ => Ok(items),
+        }
+    }
+}
+
+/// `tools/call` to the upstream, its progress notifications routed to the client as
+/// progress for the client's token `theirs` (what `call_tool_once` does, but for knowing
+/// the progress token rmcp sends). Dropped before the answer, it cancels the call upstream.
+async fn call_tool_with_progress(
+    upstream: &Upstream,
+    peer: &Peer<RoleClient>,
+    params: CallToolRequestParams,
+    theirs: ProgressToken,
+    context: &RequestContext<RoleServer>,
+) -> Result<CallToolResponse, ServiceError> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await?;
+    let client = context.peer.clone();
+    let _route = upstream.progress.route(
+        handle.progress_token.clone(),
+        theirs,
+        Box::new(move |progress| {
+            let client = client.clone();
+            Box::pin(async move {
+                let _ = client.notify_progress(progress).await;
+            })
+        }),
+    );
+    let mut abandoned = CancelOnDrop(Some((peer.clone(), handle.id.clone())));
+    let answer = handle.await_response().await;
+    abandoned.0 = None;
+    match answer? {
+        ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+        ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+        ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
+}
+
+/// Tells the upstream to cancel a request whose answer is no longer awaited.
+struct CancelOnDrop(Option<(Peer<RoleClient>, RequestId)>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some((peer, id)) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(
+                        Some(id),
+                        Some("the client's request ended".to_owned()),
+                    ))
+                    .await;
+            });
+        }
+    }
+}
+
+/// The `_meta` keys of the protocol itself (version, client info and capabilities, log
+/// level), which latchkey's own connection to the upstream sets.
+const PROTOCOL_META_PREFIX: &str = "io.modelcontextprotocol/";
+
+/// How often a session that hears nothing is checked for having ended.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Tells `peer` of every list change any upstream announces, until its session ends.
+async fn pass_on_notices(upstreams: Upstreams, peer: Peer<RoleServer>) {
+    let mut notices = futures::stream::select_all(
+        upstreams
+            .iter()
+            .map(|upstream| Box::pin(stream_of(upstream.notices()))),
+    );
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    loop {
+        let notice = tokio::select! {
+            notice = notices.next() => notice,
+            _ = check.tick() => {
+                if peer.is_transport_closed() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let sent = match notice {
+            None => return,
+            Some(Notice::ToolsChanged) => peer.notify_tool_list_changed().await,
+            Some(Notice::PromptsChanged) => peer.notify_prompt_list_changed().await,
+            Some(Notice::ResourcesChanged) => peer.notify_resource_list_changed().await,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// A broadcast receiver as a stream of what it receives (a receiver that lagged just
+/// goes on: a list change is the same however many were missed).
+fn stream_of(
+    receiver: tokio::sync::broadcast::Receiver<Notice>,
+) -> impl futures::Stream<Item = Notice> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(notice) => return Some((notice, receiver)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// The most items gathered from one upstream's pages (a guard against a server whose
+/// cursors never end).
+const MAX_GATHERED: usize = 100_000;
+
+/// `name` as clients see it, when the upstream's names are prefixed.
+fn rename(upstream: &Upstream, name: &mut String) {
+    if upstream.naming.prefix.is_some() {
+        *name = upstream.naming.name(name).into_owned();
+    }
+}
+
+/// `uri` as clients see it, when the upstream's names are prefixed.
+fn rename_uri(upstream: &Upstream, uri: &mut String) {
+    if upstream.naming.prefix.is_some() {
+        *uri = upstream.naming.uri(uri).into_owned();
+    }
 }
 
 impl ServerHandler for Bridge {
-    /// The upstream's capabilities and instructions, under latchkey's name; before it is
-    /// ready, tools only.
+    /// The upstreams' capabilities and instructions, under latchkey's name; before they
+    /// are ready, tools only. Resource subscriptions are not passed on.
     fn get_info(&self) -> ServerConfig {
-        let (capabilities, instructions) = match self.upstream.connection() {
-            Ok(connection) => {
-                let theirs = &connection.info.capabilities;
-                let mut ours = ServerCapabilities::default();
-                ours.tools = theirs.tools.clone();
-                ours.prompts = theirs.prompts.clone();
-                ours.resources = theirs.resources.clone();
-                ours.completions = theirs.completions.clone();
-                (ours, connection.info.instructions.clone())
+        let mut ours = ServerCapabilities::builder().enable_tools().build();
+        let mut instructions = Vec::new();
+        for upstream in self.upstreams.iter() {
+            let Ok(connection) = upstream.connection() else {
+                continue;
+            };
+            let theirs = &connection.info.capabilities;
+            if let Some(tools) = &theirs.tools {
+                let ours = ours.tools.get_or_insert_with(ToolsCapability::default);
+                ours.list_changed = ours.list_changed.or(tools.list_changed);
             }
-            Err(_) => (ServerCapabilities::builder().enable_tools().build(), None),
-        };
-        let config = ServerConfig::new(capabilities)
+            if ours.prompts.is_none() {
+                ours.prompts = theirs.prompts.clone();
+            }
+            if let Some(resources) = &theirs.resources {
+                let ours = ours.resources.get_or_insert_with(Default::default);
+                ours.list_changed = ours.list_changed.or(resources.list_changed);
+            }
+            if ours.completions.is_none() {
+                ours.completions = theirs.completions.clone();
+            }
+            if let Some(theirs) = &connection.info.instructions {
+                instructions.push(match &upstream.naming.prefix {
+                    Some(prefix) => format!("{prefix}: {theirs}"),
+                    None => theirs.clone(),
+                });
+            }
+        }
+        let config = ServerConfig::new(ours)
             .with_server_info(Implementation::new("latchkey", env!("CARGO_PKG_VERSION")));
-        match instructions {
-            Some(instructions) => config.with_instructions(instructions),
-            None => config,
+        if instructions.is_empty() {
+            config
+        } else {
+            config.with_instructions(instructions.join("\n\n"))
+        }
+    }
+
+    /// With sessions: from now until the session ends, the upstreams' list changes reach
+    /// this client.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        if self.sessions {
+            tokio::spawn(pass_on_notices(self.upstreams.clone(), context.peer));
         }
     }
 
@@ -201,11 +463,40 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let connection = self.upstream.connection()?;
-        let mut request = request;
-        let call = self.call_listing(&context, ListToolsRequestMethod::VALUE, &mut request);
-        self.forward(&context, call, connection.peer.list_tools(request))
-            .await
+        let method = ListToolsRequestMethod::VALUE;
+        if let Some(upstream) = self.upstreams.only() {
+            let connection = upstream.connection()?;
+            let mut request = request;
+            let call = self.call_listing(upstream, &context, method, &mut request);
+            let mut listed = self
+                .forward(
+                    upstream,
+                    &context,
+                    call,
+                    connection.peer.list_tools(request),
+                )
+                .await?;
+            listed.tools.retain(|tool| upstream.offers_tool(&tool.name));
+            return Ok(listed);
+        }
+        let tools = self
+            .gather(
+                &context,
+                method,
+                |peer, request| async move {
+                    peer.list_tools(request)
+                        .await
+                        .map(|r| (r.tools, r.next_cursor))
+                },
+                |upstream, tools: &mut Vec<Tool>| {
+                    tools.retain(|tool| upstream.offers_tool(&tool.name));
+                    for tool in tools {
+                        tool.name = upstream.naming.name(&tool.name).into_owned().into();
+                    }
+                },
+            )
+            .await?;
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -213,16 +504,40 @@ impl ServerHandler for Bridge {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let connection = self.upstream.connection()?;
-        let tool = request.name.clone();
+        let asked = std::mem::take(&mut request.name);
+        let (upstream, own) = self.upstreams.by_name(&asked, "tool")?;
+        if !upstream.offers_tool(own) {
+            return Err(McpError::invalid_params(
+                format!("unknown tool {asked:?}"),
+                None,
+            ));
+        }
+        let connection = upstream.connection()?;
+        request.name = own.to_owned().into();
+        Self::pass_meta(&context, &mut request);
         let call = self.call(
+            upstream,
             &context,
             CallToolRequestMethod::VALUE,
-            Some(&tool),
+            Some(own),
             &mut request,
         );
-        self.forward(&context, call, connection.peer.call_tool_once(request))
-            .await
+        match context.meta.get_progress_token() {
+            None => {
+                self.forward(
+                    upstream,
+                    &context,
+                    call,
+                    connection.peer.call_tool_once(request),
+                )
+                .await
+            }
+            Some(theirs) => {
+                let request =
+                    call_tool_with_progress(upstream, &connection.peer, request, theirs, &context);
+                self.forward(upstream, &context, call, request).await
+            }
+        }
     }
 
     async fn list_prompts(
@@ -230,11 +545,37 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        let connection = self.upstream.connection()?;
-        let mut request = request;
-        let call = self.call_listing(&context, ListPromptsRequestMethod::VALUE, &mut request);
-        self.forward(&context, call, connection.peer.list_prompts(request))
-            .await
+        let method = ListPromptsRequestMethod::VALUE;
+        if let Some(upstream) = self.upstreams.only() {
+            let connection = upstream.connection()?;
+            let mut request = request;
+            let call = self.call_listing(upstream, &context, method, &mut request);
+            return self
+                .forward(
+                    upstream,
+                    &context,
+                    call,
+                    connection.peer.list_prompts(request),
+                )
+                .await;
+        }
+        let prompts = self
+            .gather(
+                &context,
+                method,
+                |peer, request| async move {
+                    peer.list_prompts(request)
+                        .await
+                        .map(|r| (r.prompts, r.next_cursor))
+                },
+                |upstream, prompts: &mut Vec<Prompt>| {
+                    for prompt in prompts {
+                        rename(upstream, &mut prompt.name);
+                    }
+                },
+            )
+            .await?;
+        Ok(ListPromptsResult::with_all_items(prompts))
     }
 
     async fn get_prompt(
@@ -242,10 +583,25 @@ impl ServerHandler for Bridge {
         mut request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        let connection = self.upstream.connection()?;
-        let call = self.call(&context, GetPromptRequestMethod::VALUE, None, &mut request);
-        self.forward(&context, call, connection.peer.get_prompt_once(request))
-            .await
+        let asked = std::mem::take(&mut request.name);
+        let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
+        let connection = upstream.connection()?;
+        request.name = own.to_owned();
+        Self::pass_meta(&context, &mut request);
+        let call = self.call(
+            upstream,
+            &context,
+            GetPromptRequestMethod::VALUE,
+            None,
+            &mut request,
+        );
+        self.forward(
+            upstream,
+            &context,
+            call,
+            connection.peer.get_prompt_once(request),
+        )
+        .await
     }
 
     async fn list_resources(
@@ -253,11 +609,38 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let connection = self.upstream.connection()?;
-        let mut request = request;
-        let call = self.call_listing(&context, ListResourcesRequestMethod::VALUE, &mut request);
-        self.forward(&context, call, connection.peer.list_resources(request))
-            .await
+        let method = ListResourcesRequestMethod::VALUE;
+        if let Some(upstream) = self.upstreams.only() {
+            let connection = upstream.connection()?;
+            let mut request = request;
+            let call = self.call_listing(upstream, &context, method, &mut request);
+            return self
+                .forward(
+                    upstream,
+                    &context,
+                    call,
+                    connection.peer.list_resources(request),
+                )
+                .await;
+        }
+        let resources = self
+            .gather(
+                &context,
+                method,
+                |peer, request| async move {
+                    peer.list_resources(request)
+                        .await
+                        .map(|r| (r.resources, r.next_cursor))
+                },
+                |upstream, resources: &mut Vec<Resource>| {
+                    for resource in resources {
+                        rename(upstream, &mut resource.name);
+                        rename_uri(upstream, &mut resource.uri);
+                    }
+                },
+            )
+            .await?;
+        Ok(ListResourcesResult::with_all_items(resources))
     }
 
     async fn list_resource_templates(
@@ -265,19 +648,38 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        let connection = self.upstream.connection()?;
-        let mut request = request;
-        let call = self.call_listing(
-            &context,
-            ListResourceTemplatesRequestMethod::VALUE,
-            &mut request,
-        );
-        self.forward(
-            &context,
-            call,
-            connection.peer.list_resource_templates(request),
-        )
-        .await
+        let method = ListResourceTemplatesRequestMethod::VALUE;
+        if let Some(upstream) = self.upstreams.only() {
+            let connection = upstream.connection()?;
+            let mut request = request;
+            let call = self.call_listing(upstream, &context, method, &mut request);
+            return self
+                .forward(
+                    upstream,
+                    &context,
+                    call,
+                    connection.peer.list_resource_templates(request),
+                )
+                .await;
+        }
+        let templates = self
+            .gather(
+                &context,
+                method,
+                |peer, request| async move {
+                    peer.list_resource_templates(request)
+                        .await
+                        .map(|r| (r.resource_templates, r.next_cursor))
+                },
+                |upstream, templates: &mut Vec<ResourceTemplate>| {
+                    for template in templates {
+                        rename(upstream, &mut template.name);
+                        rename_uri(upstream, &mut template.uri_template);
+                    }
+                },
+            )
+            .await?;
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
     async fn read_resource(
@@ -285,15 +687,38 @@ impl ServerHandler for Bridge {
         mut request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let connection = self.upstream.connection()?;
+        let asked = std::mem::take(&mut request.uri);
+        let (upstream, own) = self.upstreams.by_uri(&asked)?;
+        let connection = upstream.connection()?;
+        request.uri = own.to_owned();
+        Self::pass_meta(&context, &mut request);
         let call = self.call(
+            upstream,
             &context,
             ReadResourceRequestMethod::VALUE,
             None,
             &mut request,
         );
-        self.forward(&context, call, connection.peer.read_resource_once(request))
-            .await
+        let mut read = self
+            .forward(
+                upstream,
+                &context,
+                call,
+                connection.peer.read_resource_once(request),
+            )
+            .await?;
+        if let ReadResourceResponse::Complete(read) = &mut read {
+            for contents in &mut read.contents {
+                match contents {
+                    ResourceContents::TextResourceContents { uri, .. }
+                    | ResourceContents::BlobResourceContents { uri, .. } => {
+                        rename_uri(upstream, uri)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(read)
     }
 
     async fn complete(
@@ -301,9 +726,35 @@ impl ServerHandler for Bridge {
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
-        let connection = self.upstream.connection()?;
-        let call = self.call(&context, CompleteRequestMethod::VALUE, None, &mut request);
-        self.forward(&context, call, connection.peer.complete(request))
+        let upstream = match &mut request.r#ref {
+            Reference::Prompt(prompt) => {
+                let asked = std::mem::take(&mut prompt.name);
+                let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
+                prompt.name = own.to_owned();
+                upstream
+            }
+            Reference::Resource(resource) => {
+                let asked = std::mem::take(&mut resource.uri);
+                let (upstream, own) = self.upstreams.by_uri(&asked)?;
+                resource.uri = own.to_owned();
+                upstream
+            }
+            _ => {
+                return Err(McpError::invalid_params(
+                    "a completion reference is ref/prompt or ref/resource",
+                    None,
+                ));
+            }
+        };
+        let connection = upstream.connection()?;
+        let call = self.call(
+            upstream,
+            &context,
+            CompleteRequestMethod::VALUE,
+            None,
+            &mut request,
+        );
+        self.forward(upstream, &context, call, connection.peer.complete(request))
             .await
     }
 }

@@ -1,29 +1,35 @@
-//! `/healthz`, without a key: 200 `ok` when latchkey can answer MCP; with an upstream that is
-//! not ready yet (or down), 503 and a JSON body saying which and why.
+//! `/healthz`, without a key: 200 `ok` when latchkey can answer MCP; while an upstream is not
+//! ready yet (or down), 503 and a JSON body saying which and why.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::upstream::{State as UpstreamState, Upstream};
+use crate::upstream::{State as UpstreamState, Upstreams};
 
-pub async fn healthz(State(upstream): State<Option<Upstream>>) -> Response {
-    let Some(upstream) = upstream else {
+pub async fn healthz(State(upstreams): State<Option<Upstreams>>) -> Response {
+    let not_ready: Vec<_> = upstreams
+        .iter()
+        .flat_map(Upstreams::iter)
+        .filter_map(|upstream| {
+            let (status, reason) = match upstream.state() {
+                UpstreamState::Ready(_) => return None,
+                UpstreamState::Starting => ("starting", "connecting and initializing".to_owned()),
+                UpstreamState::Down(reason) => ("down", reason),
+                UpstreamState::Stopped => ("stopped", "latchkey is shutting down".to_owned()),
+            };
+            Some(serde_json::json!({
+                "status": status,
+                "upstream": upstream.name(),
+                "reason": reason,
+            }))
+        })
+        .collect();
+    let Some(first) = not_ready.first() else {
         return "ok".into_response();
     };
-    let (status, reason) = match upstream.state() {
-        UpstreamState::Ready(_) => return "ok".into_response(),
-        UpstreamState::Starting => ("starting", "connecting and initializing".to_owned()),
-        UpstreamState::Down(reason) => ("down", reason),
-        UpstreamState::Stopped => ("stopped", "latchkey is shutting down".to_owned()),
-    };
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({
-            "status": status,
-            "upstream": upstream.name(),
-            "reason": reason,
-        })),
-    )
-        .into_response()
+    // The first upstream that is not ready, at the top; every one under "upstreams".
+    let mut body = first.clone();
+    body["upstreams"] = serde_json::Value::Array(not_ready);
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }

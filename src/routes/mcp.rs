@@ -21,7 +21,7 @@ use crate::error_response::json_error;
 use crate::mcp::bridge::Bridge;
 use crate::mcp::handler::Latchkey;
 use crate::mcp::span::{McpTracing, Traced};
-use crate::upstream::Upstream;
+use crate::upstream::Upstreams;
 
 /// How often an idle SSE stream gets a comment, so proxies and clients keep it open.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -38,8 +38,8 @@ pub struct McpOptions {
     pub shutdown: CancellationToken,
     /// A span per MCP message (when spans are exported).
     pub tracing: Option<McpTracing>,
-    /// The MCP server whose tools are served instead of latchkey's own.
-    pub upstream: Option<Upstream>,
+    /// The MCP servers whose tools are served instead of latchkey's own.
+    pub upstreams: Option<Upstreams>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -65,20 +65,21 @@ fn rmcp_config(shutdown: &CancellationToken) -> StreamableHttpServerConfig {
 /// server), wrapped in a span per message
 /// when spans are exported.
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
-    match (options.tracing.clone(), options.upstream.clone()) {
+    let sessions = options.sessions.is_some();
+    match (options.tracing.clone(), options.upstreams.clone()) {
         (Some(tracing), None) => rmcp_endpoint(options, move || {
             Traced::new(Latchkey::new(), tracing.clone())
         }),
         (None, None) => rmcp_endpoint(options, Latchkey::new),
         (Some(tracing), Some(upstream)) => rmcp_endpoint(options, move || {
             Traced::new(
-                Bridge::new(upstream.clone(), Some(tracing.export.clone())),
+                Bridge::new(upstream.clone(), Some(tracing.export.clone()), sessions),
                 tracing.clone(),
             )
         }),
-        (None, Some(upstream)) => {
-            rmcp_endpoint(options, move || Bridge::new(upstream.clone(), None))
-        }
+        (None, Some(upstream)) => rmcp_endpoint(options, move || {
+            Bridge::new(upstream.clone(), None, sessions)
+        }),
     }
 }
 

@@ -178,7 +178,7 @@ impl Paths {
             router = router.route(path, endpoint.clone());
         }
         for path in &self.health {
-            router = router.route(path, get(health::healthz).with_state(mcp.upstream.clone()));
+            router = router.route(path, get(health::healthz).with_state(mcp.upstreams.clone()));
         }
         for (_, route) in &self.well_known {
             router = router.route(route, any(well_known::not_here));

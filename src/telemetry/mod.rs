@@ -108,14 +108,26 @@ impl Telemetry {
     }
 }
 
+/// Where rmcp logs whole MCP messages (tool arguments and results, an upstream's log
+/// messages): capped whatever `RUST_LOG` says, since those can hold anyone's secrets.
+/// latchkey's own spans and log lines say what happened without the contents.
+const MESSAGE_DUMPS: [&str; 2] = [
+    "rmcp::service=warn",
+    "rmcp::transport::streamable_http_server::tower=debug",
+];
+
 fn filter() -> (EnvFilter, Option<String>) {
-    match std::env::var("RUST_LOG") {
+    let (mut filter, problem) = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
             Ok(filter) => (filter, None),
             Err(e) => (EnvFilter::new(DEFAULT_FILTER), Some(e.to_string())),
         },
         _ => (EnvFilter::new(DEFAULT_FILTER), None),
+    };
+    for cap in MESSAGE_DUMPS {
+        filter = filter.add_directive(cap.parse().expect("a valid directive"));
     }
+    (filter, problem)
 }
 
 /// Installs logging (and OTLP export, when configured) for the whole process.

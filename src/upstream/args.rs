@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::http::{HeaderName, HeaderValue};
 use clap::Args;
 
 use super::http::HttpTarget;
+use super::names::ToolFilter;
 use super::stdio::StdioCommand;
-use super::{Target, UpstreamConfig};
+use super::{Target, UpstreamConfig, config_file, values};
 
 #[derive(Debug, Args)]
 pub struct UpstreamArgs {
@@ -38,6 +38,12 @@ pub struct UpstreamArgs {
     /// It gets a clean environment: PATH, HOME and LANG only.
     #[arg(last = true, value_name = "COMMAND", conflicts_with = "upstream")]
     pub command: Vec<OsString>,
+
+    /// A TOML file naming several upstreams, each with its command (env, cwd) or URL
+    /// (headers), timeout and tool allow or deny list; their names then prefix their tools'
+    /// (see README, "Several upstreams").
+    #[arg(long, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -45,9 +51,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl UpstreamArgs {
-    /// The upstream these flags name, if any; a bad header is an error naming it (but not
-    /// its value).
-    pub fn config(&self) -> anyhow::Result<Option<UpstreamConfig>> {
+    /// The upstreams these flags name (none: latchkey's own tools); a bad header is an
+    /// error naming it (but not its value).
+    pub fn configs(&self) -> anyhow::Result<Vec<UpstreamConfig>> {
+        if let Some(path) = &self.config {
+            if self.upstream.is_some() || !self.command.is_empty() {
+                anyhow::bail!(
+                    "--config names the upstreams: give it, --upstream or a command, not two"
+                );
+            }
+            if !self.upstream_headers.is_empty() {
+                anyhow::bail!("--upstream-header is for --upstream: with --config, use headers");
+            }
+            return config_file::read(path, self.tool_timeout);
+        }
         if let Some((program, args)) = self.command.split_first() {
             if !self.upstream_headers.is_empty() {
                 anyhow::bail!("--upstream-header is for --upstream, not a command");
@@ -57,7 +74,7 @@ impl UpstreamArgs {
                 .unwrap_or(program)
                 .to_string_lossy()
                 .into_owned();
-            return Ok(Some(UpstreamConfig {
+            return Ok(vec![UpstreamConfig {
                 name,
                 target: Target::Stdio(StdioCommand {
                     program: program.clone(),
@@ -66,73 +83,31 @@ impl UpstreamArgs {
                     cwd: None,
                 }),
                 request_timeout: self.tool_timeout,
-            }));
+                tools: ToolFilter::All,
+            }]);
         }
         let Some(url) = &self.upstream else {
             if !self.upstream_headers.is_empty() {
                 anyhow::bail!("--upstream-header needs --upstream");
             }
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let headers = self
             .upstream_headers
             .iter()
-            .map(|h| header(h))
+            .map(|given| {
+                let (name, value) = given
+                    .split_once(':')
+                    .context("--upstream-header must be 'NAME: VALUE'")?;
+                values::header(name, value, "--upstream-header")
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (url, socket, name) = match url.strip_prefix("unix:") {
-            Some(path) if !path.is_empty() => (
-                "http://localhost/mcp".to_owned(),
-                Some(PathBuf::from(path)),
-                path.to_owned(),
-            ),
-            _ => {
-                let parsed = reqwest::Url::parse(url)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-                    .with_context(|| {
-                        format!(
-                            "--upstream {:?} is not an http://, https:// or unix: URL",
-                            crate::redact::url_for_display(url)
-                        )
-                    })?;
-                let name = parsed.host_str().unwrap_or("upstream").to_owned();
-                (url.clone(), None, name)
-            }
-        };
-        Ok(Some(UpstreamConfig {
+        let (target, name) = HttpTarget::parse(url, headers, "--upstream")?;
+        Ok(vec![UpstreamConfig {
             name,
-            target: Target::Http(HttpTarget {
-                url,
-                socket,
-                headers,
-            }),
+            target: Target::Http(target),
             request_timeout: self.tool_timeout,
-        }))
+            tools: ToolFilter::All,
+        }])
     }
-}
-
-/// `NAME: VALUE`, the value literal, `@file` or `$VARIABLE`.
-fn header(given: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
-    let (name, value) = given
-        .split_once(':')
-        .context("--upstream-header must be 'NAME: VALUE'")?;
-    let name = HeaderName::try_from(name.trim())
-        .with_context(|| format!("--upstream-header: {:?} is not a header name", name.trim()))?;
-    let value = value.trim();
-    let value = if let Some(path) = value.strip_prefix('@') {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("--upstream-header {name}: cannot read {path}"))?
-            .trim()
-            .to_owned()
-    } else if let Some(var) = value.strip_prefix('$') {
-        std::env::var(var)
-            .with_context(|| format!("--upstream-header {name}: ${var} is not set"))?
-    } else {
-        value.to_owned()
-    };
-    let mut value = HeaderValue::try_from(value).map_err(|_| {
-        anyhow::anyhow!("--upstream-header {name}: the value is not a valid header value")
-    })?;
-    value.set_sensitive(true);
-    Ok((name, value))
 }

@@ -10,6 +10,8 @@ use rmcp::model::ServerPeerInfo;
 use rmcp::service::{QuitReason, RoleClient, RunningService, RunningServiceCancellationToken};
 use tokio::sync::oneshot;
 
+use super::notices::Listener;
+
 /// A live connection: the peer to send requests to and what the server said it is.
 #[derive(Clone)]
 pub struct Connection {
@@ -34,7 +36,7 @@ pub(super) struct Client {
 
 impl Client {
     pub(super) fn watch(
-        running: RunningService<RoleClient, ()>,
+        running: RunningService<RoleClient, Listener>,
     ) -> Result<(Client, Connection), String> {
         let info = running
             .peer_info()

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
 
 use axum::http::{HeaderName, HeaderValue};
 use rmcp::ServiceExt;
@@ -11,6 +14,8 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
 use super::client::{Client, Connection, Session};
+use super::notices::{Listener, ProgressRoutes};
+use super::progress_transport::ProgressTransport;
 
 /// How many requests may be in flight to the server at once (rmcp's default is 16, which
 /// would queue a busy connector's calls behind each other).
@@ -39,23 +44,69 @@ impl fmt::Debug for HttpTarget {
     }
 }
 
+impl HttpTarget {
+    /// The target at `url` (`http://`, `https://` or `unix:/path`) and a name for it (the
+    /// host, or the socket's path); `what` names the setting in errors.
+    pub fn parse(
+        url: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        what: &str,
+    ) -> anyhow::Result<(HttpTarget, String)> {
+        if let Some(path) = url.strip_prefix("unix:").filter(|p| !p.is_empty()) {
+            let target = HttpTarget {
+                url: "http://localhost/mcp".to_owned(),
+                socket: Some(PathBuf::from(path)),
+                headers,
+            };
+            return Ok((target, path.to_owned()));
+        }
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .with_context(|| {
+                format!(
+                    "{what} {:?} is not an http://, https:// or unix: URL",
+                    crate::redact::url_for_display(url)
+                )
+            })?;
+        let name = parsed.host_str().unwrap_or("upstream").to_owned();
+        let target = HttpTarget {
+            url: url.to_owned(),
+            socket: None,
+            headers,
+        };
+        Ok((target, name))
+    }
+}
+
 pub struct HttpSession {
     client: Client,
 }
 
-pub(super) async fn connect(target: &HttpTarget) -> Result<(HttpSession, Connection), String> {
+pub(super) async fn connect(
+    target: &HttpTarget,
+    listener: Listener,
+    progress: Arc<ProgressRoutes>,
+) -> Result<(HttpSession, Connection), String> {
     let headers: HashMap<HeaderName, HeaderValue> = target.headers.iter().cloned().collect();
     let mut config =
         StreamableHttpClientTransportConfig::with_uri(target.url.as_str()).custom_headers(headers);
     config.max_concurrent_requests = MAX_CONCURRENT;
     let running = match &target.socket {
-        None => ().serve(StreamableHttpClientTransport::from_config(config)).await,
+        None => {
+            let transport = StreamableHttpClientTransport::from_config(config);
+            listener
+                .serve(ProgressTransport::new(transport, progress))
+                .await
+        }
         Some(socket) => {
-            ().serve(StreamableHttpClientTransport::from_unix_socket_with_config(
+            let transport = StreamableHttpClientTransport::from_unix_socket_with_config(
                 &socket.to_string_lossy(),
                 config,
-            ))
-            .await
+            );
+            listener
+                .serve(ProgressTransport::new(transport, progress))
+                .await
         }
     }
     .map_err(|e| format!("initialize failed: {e}"))?;

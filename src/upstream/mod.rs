@@ -10,8 +10,14 @@
 
 pub mod args;
 mod client;
+mod config_file;
 mod http;
+mod log_line;
+pub mod names;
+pub mod notices;
+mod progress_transport;
 mod stdio;
+mod values;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +25,7 @@ use std::time::Duration;
 use rmcp::ErrorData as McpError;
 use rmcp::model::ErrorCode;
 use rmcp::service::ServiceError;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use client::Connection;
@@ -27,6 +33,9 @@ pub use http::HttpTarget;
 pub use stdio::StdioCommand;
 
 use client::Session;
+use log_line::LogLines;
+use names::{Naming, ToolFilter};
+use notices::{Listener, Notice, ProgressRoutes};
 
 /// The first pause before connecting again, and the longest.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -50,6 +59,8 @@ pub struct UpstreamConfig {
     pub target: Target,
     /// How long a request to it may take before it fails (and is cancelled upstream).
     pub request_timeout: Duration,
+    /// Which of its tools are offered.
+    pub tools: ToolFilter,
 }
 
 /// The upstream's state, as `/healthz` and calls see it.
@@ -61,11 +72,16 @@ pub enum State {
     Stopped,
 }
 
-/// A handle on a supervised upstream; cheap to clone.
-#[derive(Clone)]
+/// A handle on a supervised upstream.
 pub struct Upstream {
     name: Arc<str>,
     request_timeout: Duration,
+    tools: ToolFilter,
+    /// The names its tools, prompts and resources get outside.
+    pub naming: Naming,
+    notices: broadcast::Sender<Notice>,
+    /// Where its progress notifications go.
+    pub progress: Arc<ProgressRoutes>,
     state: watch::Receiver<State>,
     done: watch::Receiver<bool>,
 }
@@ -78,19 +94,93 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// Every configured upstream (at least one); cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Upstreams(Arc<[Upstream]>);
+
+impl Upstreams {
+    /// Starts supervising each of `configs` until `shutdown`; `None` when there are none.
+    /// With more than one, their names prefix what they offer ([`names`]).
+    pub fn start(configs: Vec<UpstreamConfig>, shutdown: &CancellationToken) -> Option<Self> {
+        let prefixed = configs.len() > 1;
+        let upstreams: Arc<[Upstream]> = configs
+            .into_iter()
+            .map(|config| Upstream::start(config, prefixed, shutdown.clone()))
+            .collect();
+        (!upstreams.is_empty()).then_some(Upstreams(upstreams))
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Upstream> {
+        self.0.iter()
+    }
+
+    /// The upstream, when there is only one (its names are its own).
+    pub fn only(&self) -> Option<&Upstream> {
+        match &*self.0 {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The upstream a tool or prompt name outside belongs to, and the name it knows.
+    pub fn by_name<'a>(&self, name: &'a str, what: &str) -> Result<(&Upstream, &'a str), McpError> {
+        if let Some(only) = self.only() {
+            return Ok((only, name));
+        }
+        names::split_name(name)
+            .and_then(|(prefix, own)| Some((self.named(prefix)?, own)))
+            .ok_or_else(|| McpError::invalid_params(format!("unknown {what} {name:?}"), None))
+    }
+
+    /// The upstream a resource URI outside belongs to, and the URI it knows.
+    pub fn by_uri<'a>(&self, uri: &'a str) -> Result<(&Upstream, &'a str), McpError> {
+        if let Some(only) = self.only() {
+            return Ok((only, uri));
+        }
+        names::split_uri(uri)
+            .and_then(|(prefix, own)| Some((self.named(prefix)?, own)))
+            .ok_or_else(|| McpError::resource_not_found(format!("unknown resource {uri:?}"), None))
+    }
+
+    fn named(&self, name: &str) -> Option<&Upstream> {
+        self.0.iter().find(|u| &*u.name == name)
+    }
+
+    /// Waits until every supervisor has stopped (at shutdown: the children are gone).
+    pub async fn stopped(&self) {
+        for upstream in self.iter() {
+            upstream.stopped().await;
+        }
+    }
+}
+
 impl Upstream {
     /// Starts supervising `config` until `shutdown`; returns at once (state `Starting`).
-    pub fn start(config: UpstreamConfig, shutdown: CancellationToken) -> Self {
+    fn start(config: UpstreamConfig, prefixed: bool, shutdown: CancellationToken) -> Self {
         let (state_tx, state) = watch::channel(State::Starting);
         let (done_tx, done) = watch::channel(false);
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let (notices, _) = broadcast::channel(16);
         let upstream = Upstream {
-            name: Arc::from(config.name.as_str()),
+            naming: Naming {
+                prefix: prefixed.then(|| name.clone()),
+            },
+            name: name.clone(),
             request_timeout: config.request_timeout,
+            tools: config.tools.clone(),
+            notices: notices.clone(),
+            progress: Arc::default(),
             state,
             done,
         };
+        let hub = Hub {
+            name,
+            log: LogLines::new(config.target.secrets()),
+            notices,
+            progress: upstream.progress.clone(),
+        };
         tokio::spawn(async move {
-            supervise(config, state_tx, shutdown).await;
+            supervise(config, hub, state_tx, shutdown).await;
             let _ = done_tx.send(true);
         });
         upstream
@@ -102,6 +192,16 @@ impl Upstream {
 
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// The list changes it announces from now on.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Whether its tool `tool` (by its own name) is offered.
+    pub fn offers_tool(&self, tool: &str) -> bool {
+        self.tools.allows(tool)
     }
 
     pub fn state(&self) -> State {
@@ -162,8 +262,45 @@ impl Upstream {
     }
 }
 
+/// What each connection's [`Listener`] is made of.
+struct Hub {
+    name: Arc<str>,
+    log: LogLines,
+    notices: broadcast::Sender<Notice>,
+    progress: Arc<ProgressRoutes>,
+}
+
+impl Hub {
+    fn listener(&self) -> Listener {
+        Listener {
+            name: self.name.clone(),
+            log: self.log.clone(),
+            notices: self.notices.clone(),
+        }
+    }
+}
+
+impl Target {
+    /// The values latchkey hands the upstream that its lines must not show.
+    fn secrets(&self) -> Vec<String> {
+        match self {
+            Target::Stdio(command) => command
+                .env
+                .iter()
+                .map(|(_, value)| value.to_string_lossy().into_owned())
+                .collect(),
+            Target::Http(target) => target
+                .headers
+                .iter()
+                .filter_map(|(_, value)| value.to_str().ok().map(str::to_owned))
+                .collect(),
+        }
+    }
+}
+
 async fn supervise(
     config: UpstreamConfig,
+    hub: Hub,
     state: watch::Sender<State>,
     shutdown: CancellationToken,
 ) {
@@ -173,10 +310,12 @@ async fn supervise(
         let _ = state.send(State::Starting);
         let attempt = async {
             match &config.target {
-                Target::Stdio(command) => stdio::connect(name, command)
-                    .await
-                    .map(|(session, connection)| (Either::Stdio(session), connection)),
-                Target::Http(target) => http::connect(target)
+                Target::Stdio(command) => {
+                    stdio::connect(command, hub.listener(), hub.progress.clone())
+                        .await
+                        .map(|(session, connection)| (Either::Stdio(session), connection))
+                }
+                Target::Http(target) => http::connect(target, hub.listener(), hub.progress.clone())
                     .await
                     .map(|(session, connection)| (Either::Http(session), connection)),
             }

@@ -10,19 +10,21 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::ServiceExt;
+use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::client::{Client, Connection, Env, INHERITED_ENV, Session};
+use super::log_line::LogLines;
+use super::notices::{Listener, ProgressRoutes};
+use super::progress_transport::ProgressTransport;
 
 /// How long a child has to exit after its stdin closes, and again after SIGTERM.
 const GRACE: Duration = Duration::from_secs(5);
-
-/// The longest stderr or skipped stdout line logged whole; the rest is cut.
-const MAX_LOGGED_LINE: usize = 2048;
 
 /// The command line of a stdio upstream.
 #[derive(Clone, Debug)]
@@ -64,9 +66,12 @@ pub struct ChildSession {
 }
 
 pub(super) async fn connect(
-    name: &str,
     command: &StdioCommand,
+    listener: Listener,
+    progress: Arc<ProgressRoutes>,
 ) -> Result<(ChildSession, Connection), String> {
+    let name = listener.name.clone();
+    let log = listener.log.clone();
     let shown = command.program.to_string_lossy().into_owned();
     let mut child = command
         .command()
@@ -75,10 +80,11 @@ pub(super) async fn connect(
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    tokio::spawn(log_stderr(name.to_owned(), stderr));
+    tokio::spawn(log_stderr(name.clone(), log.clone(), stderr));
     let (reader, writer) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(json_lines_only(name.to_owned(), stdout, writer));
-    let client = match ().serve((reader, stdin)).await {
+    tokio::spawn(json_lines_only(name, log, stdout, writer));
+    let transport = ProgressTransport::new(AsyncRwTransport::new_client(reader, stdin), progress);
+    let client = match listener.serve(transport).await {
         Ok(client) => client,
         Err(e) => {
             let status = stop(&mut child).await;
@@ -130,22 +136,11 @@ async fn stop(child: &mut Child) -> String {
     "was killed (SIGKILL)".to_owned()
 }
 
-/// A line as it may be logged: cut to [`MAX_LOGGED_LINE`] bytes, control characters escaped.
-fn loggable(line: &[u8]) -> String {
-    let cut = &line[..line.len().min(MAX_LOGGED_LINE)];
-    let text = String::from_utf8_lossy(cut);
-    let mut shown: String = text.trim_end().escape_debug().collect();
-    if line.len() > MAX_LOGGED_LINE {
-        shown.push_str(" …");
-    }
-    shown
-}
-
-async fn log_stderr(name: String, stderr: impl AsyncRead + Unpin) {
+async fn log_stderr(name: Arc<str>, log: LogLines, stderr: impl AsyncRead + Unpin) {
     let mut lines = BufReader::new(stderr);
     let mut line = Vec::new();
     while matches!(lines.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
-        tracing::info!(upstream = %name, "stderr: {}", loggable(&line));
+        tracing::info!(upstream = &*name, "stderr: {}", log.show(&line));
         line.clear();
     }
 }
@@ -153,7 +148,8 @@ async fn log_stderr(name: String, stderr: impl AsyncRead + Unpin) {
 /// Copies the child's stdout to rmcp, line by line, skipping lines that cannot be JSON-RPC
 /// (not an object or a batch) with a warning.
 async fn json_lines_only(
-    name: String,
+    name: Arc<str>,
+    log: LogLines,
     stdout: impl AsyncRead + Unpin,
     mut to_client: tokio::io::DuplexStream,
 ) {
@@ -165,9 +161,9 @@ async fn json_lines_only(
             Some(b'{' | b'[') if to_client.write_all(&line).await.is_err() => return,
             Some(b'{' | b'[') | None => {}
             Some(_) => tracing::warn!(
-                upstream = %name,
+                upstream = &*name,
                 "skipped a line on stdout that is not JSON-RPC: {}",
-                loggable(&line)
+                log.show(&line)
             ),
         }
         line.clear();

@@ -5,7 +5,8 @@ Tools: `echo` (says what it got), `slow` (sleeps, to time out or be cancelled; w
 line to the file in SLOW_LOG when it is cancelled), `crash` (the process exits at once),
 `environment` (the names of the variables it was given), `together` (answers once that many
 calls of it are in flight at once), `traceparent` (the W3C trace context
-the request carried in `_meta`). A prompt `greet` and a resource
+the request carried in `_meta`), `progress` (progress notifications and a log message),
+`grow` (adds a tool and says the list changed), `leak` (a secret on stderr). A prompt `greet` and a resource
 `note://hello`. Before serving, it prints a banner on stdout (not JSON-RPC: latchkey must
 skip it) and a line on stderr (latchkey logs it).
 """
@@ -76,6 +77,31 @@ def traceparent(ctx: Context) -> str:
     """The `traceparent` in the request's `_meta` (empty when there is none)."""
     meta = ctx.request_context.meta or {}
     return meta.get("traceparent", "")
+
+
+@server.tool()
+async def progress(steps: int, ctx: Context) -> str:
+    """Reports progress `steps` times and logs a message (with the token from UPSTREAM_TOKEN
+    in it, for latchkey to redact), then answers."""
+    for step in range(1, steps + 1):
+        await ctx.report_progress(step, steps, f"step {step}")
+    await ctx.info(f"progress done, token {os.environ.get('UPSTREAM_TOKEN', '')}")
+    return "progressed"
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:
+    """Adds the tool `grown` and says that the tool list changed."""
+    server.add_tool(lambda: "grown", name="grown", description="Added by grow.")
+    await ctx.session.send_tool_list_changed()
+    return "grew"
+
+
+@server.tool()
+def leak() -> str:
+    """Writes the token from UPSTREAM_TOKEN on stderr (latchkey must not log it)."""
+    print(f"leaking {os.environ.get('UPSTREAM_TOKEN', '')} and Bearer abc123", file=sys.stderr, flush=True)
+    return "leaked"
 
 
 @server.prompt()

@@ -1,0 +1,99 @@
+//! What an upstream writes that latchkey logs (its stderr, skipped stdout lines, its log
+//! messages), made safe to log: one line, cut to a bounded length, control characters
+//! escaped, and the secrets latchkey gave it (configured environment values, header values)
+//! and `Bearer` tokens replaced.
+
+use std::sync::Arc;
+
+use crate::redact::REDACTED;
+
+/// The longest line logged whole; the rest is cut.
+const MAX_LOGGED_LINE: usize = 2048;
+
+/// Values shorter than this are not treated as secrets (`1`, `true`, a port).
+const MIN_SECRET_LEN: usize = 6;
+
+/// Cuts and redacts an upstream's lines; cheap to clone.
+#[derive(Clone, Default)]
+pub struct LogLines {
+    secrets: Arc<[String]>,
+}
+
+impl LogLines {
+    /// Redacts each of `secrets` (the short ones are ignored).
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        LogLines {
+            secrets: secrets
+                .into_iter()
+                .filter(|s| s.len() >= MIN_SECRET_LEN)
+                .collect(),
+        }
+    }
+
+    /// `line` as it may be logged.
+    /// `line` as it may be logged. Secrets are replaced before the line is cut, so that
+    /// none is cut in two and half shown.
+    pub fn show(&self, line: &[u8]) -> String {
+        let mut text = String::from_utf8_lossy(line).into_owned();
+        for secret in self.secrets.iter() {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+        let text = redact_bearer(text.trim_end());
+        let mut end = text.len().min(MAX_LOGGED_LINE);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut shown: String = text[..end].escape_debug().collect();
+        if end < text.len() {
+            shown.push_str(" …");
+        }
+        shown
+    }
+}
+
+/// `text` with the word after each `Bearer ` replaced.
+fn redact_bearer(text: &str) -> std::borrow::Cow<'_, str> {
+    const BEARER: &str = "bearer ";
+    if !text.to_ascii_lowercase().contains(BEARER) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find(BEARER) {
+        let token_start = at + BEARER.len();
+        out.push_str(&rest[..token_start]);
+        let token_len = rest[token_start..]
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
+            .unwrap_or(rest.len() - token_start);
+        if token_len > 0 {
+            out.push_str(REDACTED);
+        }
+        rest = &rest[token_start + token_len..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_bearer_tokens_are_replaced_and_long_lines_cut() {
+        let lines = LogLines::new(["s3cret-token".to_owned(), "1".to_owned()]);
+        assert_eq!(
+            lines.show(b"using s3cret-token for 1 call\n"),
+            "using REDACTED for 1 call"
+        );
+        assert_eq!(
+            lines.show(b"Authorization: Bearer abc.def, then BEARER xyz"),
+            "Authorization: Bearer REDACTED, then BEARER REDACTED"
+        );
+        assert_eq!(lines.show(b"a\tb\x1b[0m"), "a\\tb\\u{1b}[0m");
+        let long = vec![b'x'; MAX_LOGGED_LINE + 10];
+        let shown = lines.show(&long);
+        assert!(shown.ends_with(" …") && shown.len() == MAX_LOGGED_LINE + " …".len());
+    }
+}

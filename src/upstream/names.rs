@@ -1,0 +1,113 @@
+//! How the names of several upstreams' tools, prompts and resources are kept apart, and
+//! which tools an upstream may offer.
+//!
+//! With one upstream, names are the upstream's own. With several, each is prefixed with its
+//! upstream's name: tool and prompt `NAME__original`, resource and template URI
+//! `NAME:original` (an opaque URI of scheme `NAME`). Upstream names are letters, digits and
+//! `-`, so the first `__` or `:` always ends the prefix.
+
+use std::borrow::Cow;
+
+/// Between an upstream's name and a tool's or prompt's.
+pub const NAME_SEPARATOR: &str = "__";
+
+/// Between an upstream's name and a resource's URI.
+pub const URI_SEPARATOR: char = ':';
+
+/// Whether `name` can name an upstream in the configuration file (and so prefix names).
+pub fn is_valid_upstream_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A tool allow or deny list, by the upstream's own tool names.
+#[derive(Clone, Debug, Default)]
+pub enum ToolFilter {
+    #[default]
+    All,
+    Only(Vec<String>),
+    AllBut(Vec<String>),
+}
+
+impl ToolFilter {
+    pub fn allows(&self, tool: &str) -> bool {
+        match self {
+            ToolFilter::All => true,
+            ToolFilter::Only(names) => names.iter().any(|n| n == tool),
+            ToolFilter::AllBut(names) => !names.iter().any(|n| n == tool),
+        }
+    }
+}
+
+/// The names an upstream's items get outside: `prefix` is `Some(upstream name)` when there
+/// are several upstreams.
+#[derive(Clone, Debug)]
+pub struct Naming {
+    pub prefix: Option<std::sync::Arc<str>>,
+}
+
+impl Naming {
+    /// A tool's or prompt's name as clients see it.
+    pub fn name<'a>(&self, name: &'a str) -> Cow<'a, str> {
+        match &self.prefix {
+            None => Cow::Borrowed(name),
+            Some(prefix) => Cow::Owned(format!("{prefix}{NAME_SEPARATOR}{name}")),
+        }
+    }
+
+    /// A resource's URI (or URI template) as clients see it.
+    pub fn uri<'a>(&self, uri: &'a str) -> Cow<'a, str> {
+        match &self.prefix {
+            None => Cow::Borrowed(uri),
+            Some(prefix) => Cow::Owned(format!("{prefix}{URI_SEPARATOR}{uri}")),
+        }
+    }
+}
+
+/// `(upstream name, the upstream's own name)` of a prefixed tool or prompt name.
+pub fn split_name(name: &str) -> Option<(&str, &str)> {
+    name.split_once(NAME_SEPARATOR)
+}
+
+/// `(upstream name, the upstream's own URI)` of a prefixed URI.
+pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    uri.split_once(URI_SEPARATOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefixed_name_splits_back_at_the_first_separator() {
+        let naming = Naming {
+            prefix: Some("files".into()),
+        };
+        let outside = naming.name("read__file");
+        assert_eq!(outside, "files__read__file");
+        assert_eq!(split_name(&outside), Some(("files", "read__file")));
+        let uri = naming.uri("file:///tmp/a");
+        assert_eq!(uri, "files:file:///tmp/a");
+        assert_eq!(split_uri(&uri), Some(("files", "file:///tmp/a")));
+        let alone = Naming { prefix: None };
+        assert_eq!(alone.name("read"), "read");
+        assert_eq!(alone.uri("file:///a"), "file:///a");
+    }
+
+    #[test]
+    fn upstream_names_cannot_contain_a_separator() {
+        assert!(is_valid_upstream_name("notes-2"));
+        assert!(!is_valid_upstream_name("my_notes"));
+        assert!(!is_valid_upstream_name("a:b"));
+        assert!(!is_valid_upstream_name(""));
+        assert!(!is_valid_upstream_name(&"a".repeat(33)));
+    }
+
+    #[test]
+    fn allow_and_deny_lists() {
+        let only = ToolFilter::Only(vec!["read".into()]);
+        assert!(only.allows("read") && !only.allows("write"));
+        let but = ToolFilter::AllBut(vec!["write".into()]);
+        assert!(but.allows("read") && !but.allows("write"));
+        assert!(ToolFilter::All.allows("anything"));
+    }
+}

@@ -1,0 +1,145 @@
+//! What an upstream says unasked, and where it goes: list changes to whoever watches
+//! ([`Notice`], a broadcast the MCP side forwards to client sessions), progress to the
+//! client whose request asked for it ([`ProgressRoutes`]), log messages to latchkey's log.
+//!
+//! rmcp's client gives every request to the upstream a progress token of its own, so two
+//! clients that chose the same token never see each other's progress; a route maps it
+//! back to the client's token on the way down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use rmcp::ClientHandler;
+// MCP logging is deprecated (SEP-2577), but the servers people run today still send it.
+#[allow(deprecated)]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
+use rmcp::model::{ProgressNotificationParam, ProgressToken};
+use rmcp::service::{NotificationContext, RoleClient};
+use tokio::sync::broadcast;
+
+use super::log_line::LogLines;
+
+/// A list an upstream says has changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    ToolsChanged,
+    PromptsChanged,
+    ResourcesChanged,
+}
+
+/// Where a progress notification goes: the client's side sends it on.
+pub type ProgressSink =
+    Box<dyn Fn(ProgressNotificationParam) -> BoxFuture<'static, ()> + Send + Sync>;
+
+type Routes = HashMap<ProgressToken, (ProgressToken, Arc<ProgressSink>)>;
+
+/// The requests in flight that asked for progress, by the token sent upstream.
+#[derive(Default)]
+pub struct ProgressRoutes {
+    routes: Mutex<Routes>,
+}
+
+/// Keeps a route while its request is in flight; dropping it removes the route.
+pub struct ProgressRoute {
+    routes: Arc<ProgressRoutes>,
+    ours: ProgressToken,
+}
+
+impl Drop for ProgressRoute {
+    fn drop(&mut self) {
+        self.routes.lock().remove(&self.ours);
+    }
+}
+
+impl ProgressRoutes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Routes the upstream's progress for the token `ours` (the one it was sent) to `sink`,
+    /// as progress for the client's token `theirs`.
+    pub fn route(
+        self: &Arc<Self>,
+        ours: ProgressToken,
+        theirs: ProgressToken,
+        sink: ProgressSink,
+    ) -> ProgressRoute {
+        self.lock().insert(ours.clone(), (theirs, Arc::new(sink)));
+        ProgressRoute {
+            routes: self.clone(),
+            ours,
+        }
+    }
+
+    /// Sends `progress` to the client whose request it is about, with the client's token;
+    /// drops it when that request is over or never asked for progress (rmcp sends a token
+    /// with every request, and some servers report progress whenever they have a token).
+    ///
+    /// The route is made just after rmcp sends the request, with the token rmcp chose: a
+    /// notification that came back before that would be dropped too, but the upstream has
+    /// to read the request and answer first, and the route is made without waiting on it.
+    pub(super) async fn deliver(&self, mut progress: ProgressNotificationParam) {
+        let route = self.lock().get(&progress.progress_token).cloned();
+        let Some((theirs, sink)) = route else {
+            return;
+        };
+        progress.progress_token = theirs;
+        sink(progress).await;
+    }
+}
+
+/// latchkey's side of an upstream connection: what it does with notifications.
+pub(super) struct Listener {
+    pub(super) name: Arc<str>,
+    pub(super) log: LogLines,
+    pub(super) notices: broadcast::Sender<Notice>,
+}
+
+impl Listener {
+    fn changed(&self, notice: Notice) {
+        tracing::info!(upstream = &*self.name, "upstream says {notice:?}");
+        // No receiver (no client session open) is fine: the next listing is fresh anyway.
+        let _ = self.notices.send(notice);
+    }
+}
+
+impl ClientHandler for Listener {
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed(Notice::ToolsChanged);
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed(Notice::PromptsChanged);
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed(Notice::ResourcesChanged);
+    }
+
+    /// The upstream's log message, in latchkey's log at the nearest level, under its name.
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        message: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let name = &*self.name;
+        let logger = message.logger.as_deref().unwrap_or("");
+        let data = match &message.data {
+            serde_json::Value::String(text) => text.clone(),
+            other => crate::redact::json(other).to_string(),
+        };
+        let data = self.log.show(data.as_bytes());
+        match message.level {
+            LoggingLevel::Debug => tracing::debug!(upstream = name, logger, "log: {data}"),
+            LoggingLevel::Info | LoggingLevel::Notice => {
+                tracing::info!(upstream = name, logger, "log: {data}")
+            }
+            LoggingLevel::Warning => tracing::warn!(upstream = name, logger, "log: {data}"),
+            _ => tracing::error!(upstream = name, logger, "log: {data}"),
+        }
+    }
+}
