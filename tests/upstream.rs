@@ -683,3 +683,140 @@ fn child_pids(pid: i32) -> Vec<i32> {
         })
         .collect()
 }
+
+/// The FastMCP recipe's server (examples/fastmcp/server.py) on a free port; killed when the
+/// guard drops.
+fn fastmcp_server() -> (ChildGuard, u16) {
+    let port = common::free_port();
+    let child = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/fastmcp/server.py"
+        ))
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(child);
+    common::wait_for("the FastMCP server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (guard, port)
+}
+
+/// The npm reference server (`@modelcontextprotocol/server-everything`, installed by
+/// `.ci/run` into `target/test-node`).
+fn everything_server() -> String {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-node/node_modules/.bin/mcp-server-everything");
+    assert!(
+        bin.exists(),
+        "{} is missing: run .ci/run, which installs tests/upstreams/node there",
+        bin.display()
+    );
+    bin.display().to_string()
+}
+
+/// Real servers of both kinds behind one key: the npm reference server on stdio (its
+/// `get-env` tool denied) and the FastMCP recipe over HTTP, from one configuration file. A
+/// real client (rmcp's) lists, calls tools of both, gets a prompt, reads a static and a
+/// templated resource and completes a prompt argument, all by their prefixed names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_npm_reference_server_and_the_fastmcp_recipe_behind_one_key() {
+    use rmcp::model::{
+        ArgumentInfo, CallToolRequestParams, CompleteRequestParams, GetPromptRequestParams,
+        ReadResourceRequestParams, Reference,
+    };
+
+    let (_fastmcp, port) = fastmcp_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[upstreams.everything]
+command = [{everything:?}, "stdio"]
+tools.deny = ["get-env"]
+
+[upstreams.reference]
+url = "http://127.0.0.1:{port}/mcp"
+"#,
+            everything = everything_server(),
+        ),
+    )
+    .unwrap();
+    let app = Spawn::default()
+        .args(&["--config", &config.display().to_string()])
+        .start();
+    wait_ready(&app).await;
+    let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
+
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect();
+    for expected in [
+        "everything__echo",
+        "everything__get-sum",
+        "reference__hello",
+    ] {
+        assert!(
+            tools.contains(&expected.to_owned()),
+            "{expected} in {tools:?}"
+        );
+    }
+    assert!(!tools.iter().any(|t| t.ends_with("get-env")), "{tools:?}");
+
+    let mut sum = CallToolRequestParams::new("everything__get-sum");
+    sum.arguments = serde_json::json!({"a": 2, "b": 3}).as_object().cloned();
+    let sum = format!("{:?}", client.call_tool(sum).await.unwrap());
+    assert!(sum.contains("is 5"), "{sum}");
+    let mut hello = CallToolRequestParams::new("reference__hello");
+    hello.arguments = serde_json::json!({"name": "Ada"}).as_object().cloned();
+    let hello = format!("{:?}", client.call_tool(hello).await.unwrap());
+    assert!(hello.contains("Hello Ada!"), "{hello}");
+
+    let mut prompt = GetPromptRequestParams::new("everything__args-prompt");
+    prompt.arguments = serde_json::json!({"city": "Lisbon"}).as_object().cloned();
+    let prompt = format!("{:?}", client.get_prompt(prompt).await.unwrap());
+    assert!(prompt.contains("Lisbon"), "{prompt}");
+
+    let templates = client.list_all_resource_templates().await.unwrap();
+    let template = "everything:demo://resource/dynamic/text/{resourceId}";
+    assert!(
+        templates.iter().any(|t| t.uri_template == template),
+        "{templates:?}"
+    );
+    for uri in [
+        "everything:demo://resource/static/document/features.md",
+        "everything:demo://resource/dynamic/text/1",
+    ] {
+        let read = client
+            .read_resource(ReadResourceRequestParams::new(uri))
+            .await
+            .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        let read = format!("{read:?}");
+        assert!(read.contains(uri), "{uri}: {read}");
+    }
+
+    let completion = client
+        .complete(CompleteRequestParams::new(
+            Reference::for_prompt("everything__completable-prompt"),
+            ArgumentInfo::new("department", "Eng"),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        completion
+            .completion
+            .values
+            .iter()
+            .any(|v| v == "Engineering"),
+        "{completion:?}"
+    );
+    client.cancel().await.unwrap();
+}
