@@ -46,6 +46,8 @@ struct Stack {
     project: String,
     /// `--profile` for every command, `down` included (it ignores profiles' services otherwise).
     profile: Option<&'static str>,
+    /// Compose files after compose.yaml (a recipe's override).
+    also: Option<String>,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -55,6 +57,7 @@ impl Stack {
         let mut cmd = Command::new("podman-compose");
         cmd.current_dir(root())
             .args(["-p", &self.project, "-f", "compose.yaml"])
+            .args(self.also.iter().flat_map(|file| ["-f", file.as_str()]))
             .args(self.profile.iter().flat_map(|p| ["--profile", p]))
             // Keep HEALTHCHECK in the images: podman's default OCI format drops it.
             .env("BUILDAH_FORMAT", "docker");
@@ -141,6 +144,7 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     let stack = Stack {
         project: "latchkey-e2e".into(),
         profile: None,
+        also: None,
         env: vec![
             ("DOMAIN".into(), "localhost".into()),
             ("BIND_ADDRESS".into(), "127.0.0.1".into()),
@@ -276,6 +280,7 @@ fn compose_profiles_render() {
     let stack = Stack {
         project: "latchkey-config".into(),
         profile: None,
+        also: None,
         env: vec![
             ("OTLP_ENDPOINT".into(), "http://jaeger:4318".into()),
             ("DOMAIN".into(), "mcp.example.com".into()),
@@ -358,13 +363,24 @@ fn apache_configuration_is_valid() {
 
 #[test]
 fn dockerfiles_and_compose_pass_their_linters() {
-    for dockerfile in ["Dockerfile", "apache/Dockerfile"] {
+    for dockerfile in [
+        "Dockerfile",
+        "apache/Dockerfile",
+        "examples/fastmcp/Dockerfile",
+        "examples/stdio-python/Dockerfile",
+    ] {
         ok(Command::new("hadolint").arg(root().join(dockerfile)));
     }
-    let out = ok(Command::new("npx")
-        .current_dir(root())
-        .args(["--yes", "dclint", "compose.yaml"]));
-    assert!(!out.contains("problem"), "{out}");
+    for compose in [
+        "compose.yaml",
+        "examples/fastmcp/compose.yaml",
+        "examples/stdio-python/compose.yaml",
+    ] {
+        let out = ok(Command::new("npx")
+            .current_dir(root())
+            .args(["--yes", "dclint", compose]));
+        assert!(!out.contains("problem"), "{compose}: {out}");
+    }
 }
 
 /// The `direct` profile as far as this machine allows: no internet, so Let's Encrypt cannot be
@@ -377,6 +393,7 @@ async fn direct_profile_serves_443_and_explains_acme() {
     let stack = Stack {
         project: "latchkey-direct".into(),
         profile: Some("direct"),
+        also: None,
         env: vec![
             ("DOMAIN".into(), "mcp.example.com".into()),
             ("ACME_EMAIL".into(), "ops@example.com".into()),
@@ -432,5 +449,117 @@ async fn direct_profile_serves_443_and_explains_acme() {
     assert!(!logs.contains("panicked"), "{logs}");
     for form in common::key_forms(KEY) {
         assert!(!logs.contains(&form), "{logs}");
+    }
+}
+
+/// The host's CA bundle, mounted into a recipe's build for pip (`PIP_CERT`): this machine's
+/// egress re-signs TLS with its own CA, which Debian's image does not know.
+const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The two recipes for putting an existing MCP server behind latchkey, each run as its
+/// README says, through Apache: the FastMCP app as a sibling service over HTTP, and a stdio
+/// server (the official Python SDK) inside an image built FROM latchkey's. A real client
+/// (rmcp's) goes through Apache, lists the upstream's tools and calls one.
+#[tokio::test(flavor = "multi_thread")]
+async fn recipes_put_an_existing_mcp_server_behind_apache() {
+    let _one_at_a_time = STACKS.lock().await;
+    // `docker build -t latchkey .`, which the stdio recipe builds FROM.
+    ok(Command::new("podman")
+        .current_dir(root())
+        .args(["build", "-q", "--format", "docker", "-t", "latchkey", "."]));
+    // Each recipe's image is built here first, as compose would name it (podman-compose:
+    // `<project>_<service>`), because its build needs the host's CA bundle mounted for pip,
+    // which compose cannot do; `up` then finds it and does not build it again.
+    let recipes = [
+        (
+            "examples/fastmcp",
+            "latchkey-fastmcp_fastmcp",
+            "hello",
+            serde_json::json!({"name": "Ada"}),
+            "Hello Ada! (Authenticated by latchkey.)",
+        ),
+        (
+            "examples/stdio-python",
+            "latchkey-stdio-python_latchkey",
+            "add_note",
+            serde_json::json!({"text": "milk"}),
+            "noted (1 notes)",
+        ),
+    ];
+    for (recipe, image, tool, arguments, expected) in recipes {
+        ok(Command::new("podman").current_dir(root()).args([
+            "build",
+            "-q",
+            "--format",
+            "docker",
+            "--volume",
+            &format!("{HOST_CA}:/etc/ssl/host-ca.crt:ro"),
+            "--build-arg",
+            "PIP_CERT=/etc/ssl/host-ca.crt",
+            "-t",
+            image,
+            recipe,
+        ]));
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("api_key");
+        std::fs::write(&secret, format!("{KEY}\n")).unwrap();
+        let https_port = free_port();
+        let stack = Stack {
+            project: format!("latchkey-{}", recipe.rsplit('/').next().unwrap()),
+            profile: None,
+            also: Some(format!("{recipe}/compose.yaml")),
+            env: vec![
+                ("DOMAIN".into(), "localhost".into()),
+                ("BIND_ADDRESS".into(), "127.0.0.1".into()),
+                ("HTTPS_PORT".into(), https_port.to_string()),
+                ("HTTP_PORT".into(), free_port().to_string()),
+                ("HTTPS_PUBLIC_PORT".into(), format!(":{https_port}")),
+                ("API_KEY_FILE".into(), secret.to_str().unwrap().into()),
+            ],
+            _dir: dir,
+        };
+        ok(stack.compose().args(["up", "-d"]));
+        // latchkey's healthcheck passes once its upstream has answered `initialize`.
+        wait_until(
+            &format!("{recipe}: latchkey healthy"),
+            Duration::from_secs(90),
+            || stack.healthy("latchkey"),
+        );
+        wait_until(
+            &format!("{recipe}: apache healthy"),
+            Duration::from_secs(60),
+            || stack.healthy("apache"),
+        );
+        let ca = ok(Command::new("podman").args([
+            "exec",
+            &stack.container("apache"),
+            "cat",
+            "/var/lib/apache-latchkey/self-signed/cert.pem",
+        ]));
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+            .resolve("localhost", ([127, 0, 0, 1], https_port).into())
+            .build()
+            .unwrap();
+        let url = format!("https://localhost:{https_port}/latchkey/mcp");
+        let mcp = common::mcp_client_with(client, &url, KEY, Via::Bearer).await;
+        let tools: Vec<String> = mcp
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.into_owned())
+            .collect();
+        assert!(tools.contains(&tool.to_owned()), "{recipe}: {tools:?}");
+        let mut call = rmcp::model::CallToolRequestParams::new(tool);
+        call.arguments = arguments.as_object().cloned();
+        let answer = format!("{:?}", mcp.call_tool(call).await.unwrap());
+        assert!(answer.contains(expected), "{recipe}: {answer}");
+        mcp.cancel().await.unwrap();
+        let logs = stack.logs("latchkey");
+        assert!(logs.contains("upstream ready"), "{recipe}: {logs}");
+        for form in common::key_forms(KEY) {
+            assert!(!logs.contains(&form), "{recipe}: the key is in the log");
+        }
     }
 }
