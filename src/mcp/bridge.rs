@@ -187,6 +187,9 @@ impl Bridge {
         request: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T, McpError> {
         let timeout = upstream.request_timeout();
+        // rmcp's client futures are large (kilobytes): boxed, the handler's future that
+        // rmcp's server moves into a task per request stays small (bench/instructions).
+        let request = Box::pin(request);
         let answer = tokio::select! {
             answer = tokio::time::timeout(timeout, request) => match answer {
                 Ok(answer) => answer.map_err(|e| upstream.error(e)),
@@ -409,6 +412,9 @@ fn rename_uri(upstream: &Upstream, uri: &mut String) {
     }
 }
 
+// Each request's future is boxed: rmcp's server moves the handler's future into a task per
+// request, and without the box that future is as large as the largest method's state,
+// kilobytes of rmcp client futures copied on every request (bench/instructions).
 impl ServerHandler for Bridge {
     /// The upstreams' capabilities and instructions, under latchkey's name; before they
     /// are ready, tools only. Resource subscriptions are not passed on.
@@ -458,303 +464,324 @@ impl ServerHandler for Bridge {
         }
     }
 
-    async fn list_tools(
+    fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, McpError> {
-        let method = ListToolsRequestMethod::VALUE;
-        if let Some(upstream) = self.upstreams.only() {
-            let connection = upstream.connection()?;
-            let mut request = request;
-            let call = self.call_listing(upstream, &context, method, &mut request);
-            let mut listed = self
-                .forward(
-                    upstream,
+    ) -> impl Future<Output = Result<ListToolsResult, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let method = ListToolsRequestMethod::VALUE;
+            if let Some(upstream) = self.upstreams.only() {
+                let connection = upstream.connection()?;
+                let mut request = request;
+                let call = self.call_listing(upstream, &context, method, &mut request);
+                let mut listed = self
+                    .forward(
+                        upstream,
+                        &context,
+                        call,
+                        connection.peer.list_tools(request),
+                    )
+                    .await?;
+                listed.tools.retain(|tool| upstream.offers_tool(&tool.name));
+                return Ok(listed);
+            }
+            let tools = self
+                .gather(
                     &context,
-                    call,
-                    connection.peer.list_tools(request),
+                    method,
+                    |peer, request| async move {
+                        peer.list_tools(request)
+                            .await
+                            .map(|r| (r.tools, r.next_cursor))
+                    },
+                    |upstream, tools: &mut Vec<Tool>| {
+                        tools.retain(|tool| upstream.offers_tool(&tool.name));
+                        for tool in tools {
+                            tool.name = upstream.naming.name(&tool.name).into_owned().into();
+                        }
+                    },
                 )
                 .await?;
-            listed.tools.retain(|tool| upstream.offers_tool(&tool.name));
-            return Ok(listed);
-        }
-        let tools = self
-            .gather(
-                &context,
-                method,
-                |peer, request| async move {
-                    peer.list_tools(request)
-                        .await
-                        .map(|r| (r.tools, r.next_cursor))
-                },
-                |upstream, tools: &mut Vec<Tool>| {
-                    tools.retain(|tool| upstream.offers_tool(&tool.name));
-                    for tool in tools {
-                        tool.name = upstream.naming.name(&tool.name).into_owned().into();
-                    }
-                },
-            )
-            .await?;
-        Ok(ListToolsResult::with_all_items(tools))
+            Ok(ListToolsResult::with_all_items(tools))
+        })
     }
 
-    async fn call_tool(
+    fn call_tool(
         &self,
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
-        let asked = std::mem::take(&mut request.name);
-        let (upstream, own) = self.upstreams.by_name(&asked, "tool")?;
-        if !upstream.offers_tool(own) {
-            return Err(McpError::invalid_params(
-                format!("unknown tool {asked:?}"),
-                None,
-            ));
-        }
-        let connection = upstream.connection()?;
-        request.name = own.to_owned().into();
-        Self::pass_meta(&context, &mut request);
-        let call = self.call(
-            upstream,
-            &context,
-            CallToolRequestMethod::VALUE,
-            Some(own),
-            &mut request,
-        );
-        match context.meta.get_progress_token() {
-            None => {
-                self.forward(
-                    upstream,
-                    &context,
-                    call,
-                    connection.peer.call_tool_once(request),
-                )
-                .await
-            }
-            Some(theirs) => {
-                let request =
-                    call_tool_with_progress(upstream, &connection.peer, request, theirs, &context);
-                self.forward(upstream, &context, call, request).await
-            }
-        }
-    }
-
-    async fn list_prompts(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListPromptsResult, McpError> {
-        let method = ListPromptsRequestMethod::VALUE;
-        if let Some(upstream) = self.upstreams.only() {
-            let connection = upstream.connection()?;
-            let mut request = request;
-            let call = self.call_listing(upstream, &context, method, &mut request);
-            return self
-                .forward(
-                    upstream,
-                    &context,
-                    call,
-                    connection.peer.list_prompts(request),
-                )
-                .await;
-        }
-        let prompts = self
-            .gather(
-                &context,
-                method,
-                |peer, request| async move {
-                    peer.list_prompts(request)
-                        .await
-                        .map(|r| (r.prompts, r.next_cursor))
-                },
-                |upstream, prompts: &mut Vec<Prompt>| {
-                    for prompt in prompts {
-                        rename(upstream, &mut prompt.name);
-                    }
-                },
-            )
-            .await?;
-        Ok(ListPromptsResult::with_all_items(prompts))
-    }
-
-    async fn get_prompt(
-        &self,
-        mut request: GetPromptRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, McpError> {
-        let asked = std::mem::take(&mut request.name);
-        let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
-        let connection = upstream.connection()?;
-        request.name = own.to_owned();
-        Self::pass_meta(&context, &mut request);
-        let call = self.call(
-            upstream,
-            &context,
-            GetPromptRequestMethod::VALUE,
-            None,
-            &mut request,
-        );
-        self.forward(
-            upstream,
-            &context,
-            call,
-            connection.peer.get_prompt_once(request),
-        )
-        .await
-    }
-
-    async fn list_resources(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, McpError> {
-        let method = ListResourcesRequestMethod::VALUE;
-        if let Some(upstream) = self.upstreams.only() {
-            let connection = upstream.connection()?;
-            let mut request = request;
-            let call = self.call_listing(upstream, &context, method, &mut request);
-            return self
-                .forward(
-                    upstream,
-                    &context,
-                    call,
-                    connection.peer.list_resources(request),
-                )
-                .await;
-        }
-        let resources = self
-            .gather(
-                &context,
-                method,
-                |peer, request| async move {
-                    peer.list_resources(request)
-                        .await
-                        .map(|r| (r.resources, r.next_cursor))
-                },
-                |upstream, resources: &mut Vec<Resource>| {
-                    for resource in resources {
-                        rename(upstream, &mut resource.name);
-                        rename_uri(upstream, &mut resource.uri);
-                    }
-                },
-            )
-            .await?;
-        Ok(ListResourcesResult::with_all_items(resources))
-    }
-
-    async fn list_resource_templates(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourceTemplatesResult, McpError> {
-        let method = ListResourceTemplatesRequestMethod::VALUE;
-        if let Some(upstream) = self.upstreams.only() {
-            let connection = upstream.connection()?;
-            let mut request = request;
-            let call = self.call_listing(upstream, &context, method, &mut request);
-            return self
-                .forward(
-                    upstream,
-                    &context,
-                    call,
-                    connection.peer.list_resource_templates(request),
-                )
-                .await;
-        }
-        let templates = self
-            .gather(
-                &context,
-                method,
-                |peer, request| async move {
-                    peer.list_resource_templates(request)
-                        .await
-                        .map(|r| (r.resource_templates, r.next_cursor))
-                },
-                |upstream, templates: &mut Vec<ResourceTemplate>| {
-                    for template in templates {
-                        rename(upstream, &mut template.name);
-                        rename_uri(upstream, &mut template.uri_template);
-                    }
-                },
-            )
-            .await?;
-        Ok(ListResourceTemplatesResult::with_all_items(templates))
-    }
-
-    async fn read_resource(
-        &self,
-        mut request: ReadResourceRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, McpError> {
-        let asked = std::mem::take(&mut request.uri);
-        let (upstream, own) = self.upstreams.by_uri(&asked)?;
-        let connection = upstream.connection()?;
-        request.uri = own.to_owned();
-        Self::pass_meta(&context, &mut request);
-        let call = self.call(
-            upstream,
-            &context,
-            ReadResourceRequestMethod::VALUE,
-            None,
-            &mut request,
-        );
-        let mut read = self
-            .forward(
-                upstream,
-                &context,
-                call,
-                connection.peer.read_resource_once(request),
-            )
-            .await?;
-        if let ReadResourceResponse::Complete(read) = &mut read {
-            for contents in &mut read.contents {
-                match contents {
-                    ResourceContents::TextResourceContents { uri, .. }
-                    | ResourceContents::BlobResourceContents { uri, .. } => {
-                        rename_uri(upstream, uri)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(read)
-    }
-
-    async fn complete(
-        &self,
-        mut request: CompleteRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CompleteResult, McpError> {
-        let upstream = match &mut request.r#ref {
-            Reference::Prompt(prompt) => {
-                let asked = std::mem::take(&mut prompt.name);
-                let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
-                prompt.name = own.to_owned();
-                upstream
-            }
-            Reference::Resource(resource) => {
-                let asked = std::mem::take(&mut resource.uri);
-                let (upstream, own) = self.upstreams.by_uri(&asked)?;
-                resource.uri = own.to_owned();
-                upstream
-            }
-            _ => {
+    ) -> impl Future<Output = Result<CallToolResponse, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let asked = std::mem::take(&mut request.name);
+            let (upstream, own) = self.upstreams.by_name(&asked, "tool")?;
+            if !upstream.offers_tool(own) {
                 return Err(McpError::invalid_params(
-                    "a completion reference is ref/prompt or ref/resource",
+                    format!("unknown tool {asked:?}"),
                     None,
                 ));
             }
-        };
-        let connection = upstream.connection()?;
-        let call = self.call(
-            upstream,
-            &context,
-            CompleteRequestMethod::VALUE,
-            None,
-            &mut request,
-        );
-        self.forward(upstream, &context, call, connection.peer.complete(request))
+            let connection = upstream.connection()?;
+            request.name = own.to_owned().into();
+            Self::pass_meta(&context, &mut request);
+            let call = self.call(
+                upstream,
+                &context,
+                CallToolRequestMethod::VALUE,
+                Some(own),
+                &mut request,
+            );
+            match context.meta.get_progress_token() {
+                None => {
+                    self.forward(
+                        upstream,
+                        &context,
+                        call,
+                        connection.peer.call_tool_once(request),
+                    )
+                    .await
+                }
+                Some(theirs) => {
+                    let request = call_tool_with_progress(
+                        upstream,
+                        &connection.peer,
+                        request,
+                        theirs,
+                        &context,
+                    );
+                    self.forward(upstream, &context, call, request).await
+                }
+            }
+        })
+    }
+
+    fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListPromptsResult, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let method = ListPromptsRequestMethod::VALUE;
+            if let Some(upstream) = self.upstreams.only() {
+                let connection = upstream.connection()?;
+                let mut request = request;
+                let call = self.call_listing(upstream, &context, method, &mut request);
+                return self
+                    .forward(
+                        upstream,
+                        &context,
+                        call,
+                        connection.peer.list_prompts(request),
+                    )
+                    .await;
+            }
+            let prompts = self
+                .gather(
+                    &context,
+                    method,
+                    |peer, request| async move {
+                        peer.list_prompts(request)
+                            .await
+                            .map(|r| (r.prompts, r.next_cursor))
+                    },
+                    |upstream, prompts: &mut Vec<Prompt>| {
+                        for prompt in prompts {
+                            rename(upstream, &mut prompt.name);
+                        }
+                    },
+                )
+                .await?;
+            Ok(ListPromptsResult::with_all_items(prompts))
+        })
+    }
+
+    fn get_prompt(
+        &self,
+        mut request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let asked = std::mem::take(&mut request.name);
+            let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
+            let connection = upstream.connection()?;
+            request.name = own.to_owned();
+            Self::pass_meta(&context, &mut request);
+            let call = self.call(
+                upstream,
+                &context,
+                GetPromptRequestMethod::VALUE,
+                None,
+                &mut request,
+            );
+            self.forward(
+                upstream,
+                &context,
+                call,
+                connection.peer.get_prompt_once(request),
+            )
             .await
+        })
+    }
+
+    fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourcesResult, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let method = ListResourcesRequestMethod::VALUE;
+            if let Some(upstream) = self.upstreams.only() {
+                let connection = upstream.connection()?;
+                let mut request = request;
+                let call = self.call_listing(upstream, &context, method, &mut request);
+                return self
+                    .forward(
+                        upstream,
+                        &context,
+                        call,
+                        connection.peer.list_resources(request),
+                    )
+                    .await;
+            }
+            let resources = self
+                .gather(
+                    &context,
+                    method,
+                    |peer, request| async move {
+                        peer.list_resources(request)
+                            .await
+                            .map(|r| (r.resources, r.next_cursor))
+                    },
+                    |upstream, resources: &mut Vec<Resource>| {
+                        for resource in resources {
+                            rename(upstream, &mut resource.name);
+                            rename_uri(upstream, &mut resource.uri);
+                        }
+                    },
+                )
+                .await?;
+            Ok(ListResourcesResult::with_all_items(resources))
+        })
+    }
+
+    fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourceTemplatesResult, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let method = ListResourceTemplatesRequestMethod::VALUE;
+            if let Some(upstream) = self.upstreams.only() {
+                let connection = upstream.connection()?;
+                let mut request = request;
+                let call = self.call_listing(upstream, &context, method, &mut request);
+                return self
+                    .forward(
+                        upstream,
+                        &context,
+                        call,
+                        connection.peer.list_resource_templates(request),
+                    )
+                    .await;
+            }
+            let templates = self
+                .gather(
+                    &context,
+                    method,
+                    |peer, request| async move {
+                        peer.list_resource_templates(request)
+                            .await
+                            .map(|r| (r.resource_templates, r.next_cursor))
+                    },
+                    |upstream, templates: &mut Vec<ResourceTemplate>| {
+                        for template in templates {
+                            rename(upstream, &mut template.name);
+                            rename_uri(upstream, &mut template.uri_template);
+                        }
+                    },
+                )
+                .await?;
+            Ok(ListResourceTemplatesResult::with_all_items(templates))
+        })
+    }
+
+    fn read_resource(
+        &self,
+        mut request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceResponse, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let asked = std::mem::take(&mut request.uri);
+            let (upstream, own) = self.upstreams.by_uri(&asked)?;
+            let connection = upstream.connection()?;
+            request.uri = own.to_owned();
+            Self::pass_meta(&context, &mut request);
+            let call = self.call(
+                upstream,
+                &context,
+                ReadResourceRequestMethod::VALUE,
+                None,
+                &mut request,
+            );
+            let mut read = self
+                .forward(
+                    upstream,
+                    &context,
+                    call,
+                    connection.peer.read_resource_once(request),
+                )
+                .await?;
+            if let ReadResourceResponse::Complete(read) = &mut read {
+                for contents in &mut read.contents {
+                    match contents {
+                        ResourceContents::TextResourceContents { uri, .. }
+                        | ResourceContents::BlobResourceContents { uri, .. } => {
+                            rename_uri(upstream, uri)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(read)
+        })
+    }
+
+    fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CompleteResult, McpError>> + Send + '_ {
+        Box::pin(async move {
+            let upstream = match &mut request.r#ref {
+                Reference::Prompt(prompt) => {
+                    let asked = std::mem::take(&mut prompt.name);
+                    let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
+                    prompt.name = own.to_owned();
+                    upstream
+                }
+                Reference::Resource(resource) => {
+                    let asked = std::mem::take(&mut resource.uri);
+                    let (upstream, own) = self.upstreams.by_uri(&asked)?;
+                    resource.uri = own.to_owned();
+                    upstream
+                }
+                _ => {
+                    return Err(McpError::invalid_params(
+                        "a completion reference is ref/prompt or ref/resource",
+                        None,
+                    ));
+                }
+            };
+            let connection = upstream.connection()?;
+            let call = self.call(
+                upstream,
+                &context,
+                CompleteRequestMethod::VALUE,
+                None,
+                &mut request,
+            );
+            self.forward(upstream, &context, call, connection.peer.complete(request))
+                .await
+        })
     }
 }
