@@ -353,6 +353,75 @@ async fn an_http_upstream_gets_its_header_and_never_the_key() {
     assert!(!output.contains(token), "the token is in latchkey's output");
 }
 
+/// An HTTP upstream that is down or slow is treated as a stdio one is: `/healthz` says it is
+/// down and why (without the token in its URL), a call fails at once with its name, and a
+/// call it does not answer fails at `--tool-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_upstream_that_is_down_or_slow_fails_calls_promptly() {
+    let closed = common::free_port();
+    let secret = "upstream-query-secret-9f8e7d";
+    let down = Spawn::default()
+        .args(&[
+            "--upstream",
+            &format!("http://127.0.0.1:{closed}/mcp?token={secret}"),
+        ])
+        .env("RUST_LOG", "trace")
+        .start();
+    let url = down.url("/healthz");
+    common::eventually("/healthz to say the upstream is down", || async {
+        let response = http().get(&url).send().await.unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        status == 503 && body["status"] == "down" && body["upstream"] == "127.0.0.1"
+    })
+    .await;
+    let start = Instant::now();
+    let answer = call(&down, "echo", serde_json::json!({"text": "x"})).await;
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("upstream \"127.0.0.1\" is down"),
+        "{answer}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    let health = http().get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(!health.contains(secret), "{health}");
+    down.wait_for_output("upstream down");
+    assert_absent(&down.output(), secret, "the URL's token");
+    drop(down);
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = "upstream-token-51070";
+    let (_upstream, port) = http_upstream(token, &dir.path().join("headers.jsonl"));
+    let slow = Spawn::default()
+        .args(&[
+            "--upstream",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            "--upstream-header",
+            &format!("Authorization: Bearer {token}"),
+            "--tool-timeout",
+            "1s",
+        ])
+        .start();
+    wait_ready(&slow).await;
+    let answer = call(&slow, "slow", serde_json::json!({"seconds": 30})).await;
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did not answer within 1s"), "{answer}");
+    let answer = call(&slow, "echo", serde_json::json!({"text": "after"})).await;
+    assert_eq!(text(&answer), "echo over http: after", "{answer}");
+}
+
+/// Fails with the whole line of `output` that holds `secret`, if one does.
+fn assert_absent(output: &str, secret: &str, what: &str) {
+    if let Some(at) = output.find(secret) {
+        let line_start = output[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = output[at..].find('\n').map_or(output.len(), |i| at + i);
+        panic!(
+            "{what} is in latchkey's output: {}",
+            &output[line_start..line_end]
+        );
+    }
+}
+
 /// The Python SDK's Streamable HTTP server on a free port, demanding `token`, recording
 /// request headers in `headers_log`; killed when the guard drops.
 fn http_upstream(token: &str, headers_log: &std::path::Path) -> (ChildGuard, u16) {
@@ -504,14 +573,7 @@ timeout = "10s"
     app.wait_for_output("stderr: leaking REDACTED and Bearer REDACTED");
     app.wait_for_output("log: progress done, token REDACTED");
     let output = app.output();
-    if let Some(at) = output.find(secret) {
-        let line_start = output[..at].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = output[at..].find('\n').map_or(output.len(), |i| at + i);
-        panic!(
-            "the child's secret is in latchkey's output: {}",
-            &output[line_start..line_end]
-        );
-    }
+    assert_absent(&output, secret, "the child's secret");
     assert!(
         !output.contains(token),
         "the HTTP upstream's token is in latchkey's output"

@@ -232,8 +232,12 @@ mod tests {
                 "F: [upstreams.a]: timeout \"soon\"",
             ),
             (
-                "[upstreams.a]\ncommand = [\"x\"]\nenv = { T = \"$LATCHKEY_TEST_UNSET_VARIABLE\" }",
-                "F: [upstreams.a]: env T: $LATCHKEY_TEST_UNSET_VARIABLE is not set",
+                "[upstreams.a]\ncommand = [\"x\"]\nenv = { T = \"$TEST_UNSET_VARIABLE_7\" }",
+                "F: [upstreams.a]: env T: $TEST_UNSET_VARIABLE_7 is not set",
+            ),
+            (
+                "[upstreams.a]\ncommand = [\"x\"]\nenv = { K = \"$LATCHKEY_API_KEY\" }",
+                "F: [upstreams.a]: env K: $LATCHKEY_API_KEY is latchkey's own setting",
             ),
             ("", "F: no [upstreams.NAME] table"),
             ("[upstreams.a\n", "F:1:"),

@@ -14,6 +14,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
 use super::client::{Client, Connection, Session};
+use super::http_client::UrlFreeClient;
 use super::notices::{Listener, ProgressRoutes};
 use super::progress_transport::ProgressTransport;
 
@@ -94,7 +95,8 @@ pub(super) async fn connect(
     config.max_concurrent_requests = MAX_CONCURRENT;
     let running = match &target.socket {
         None => {
-            let transport = StreamableHttpClientTransport::from_config(config);
+            let transport =
+                StreamableHttpClientTransport::with_client(UrlFreeClient::new(), config);
             listener
                 .serve(ProgressTransport::new(transport, progress))
                 .await

@@ -12,6 +12,7 @@ pub mod args;
 mod client;
 mod config_file;
 mod http;
+mod http_client;
 mod log_line;
 pub mod names;
 pub mod notices;
@@ -289,11 +290,34 @@ impl Target {
                 .iter()
                 .map(|(_, value)| value.to_string_lossy().into_owned())
                 .collect(),
-            Target::Http(target) => target
-                .headers
-                .iter()
-                .filter_map(|(_, value)| value.to_str().ok().map(str::to_owned))
-                .collect(),
+            Target::Http(target) => {
+                let mut secrets: Vec<String> = target
+                    .headers
+                    .iter()
+                    .filter_map(|(_, value)| value.to_str().ok().map(str::to_owned))
+                    .collect();
+                // The URL's password and sensitive query values, as written and decoded:
+                // connection errors quote the URL.
+                if let Ok(url) = reqwest::Url::parse(&target.url) {
+                    secrets.extend(url.password().map(str::to_owned));
+                    if let Some(query) = url.query() {
+                        for pair in query.split('&') {
+                            if let Some((name, value)) = pair.split_once('=')
+                                && crate::redact::is_sensitive_param(
+                                    &crate::redact::percent_decoded(name),
+                                )
+                            {
+                                secrets.push(value.to_owned());
+                                secrets.push(
+                                    String::from_utf8_lossy(&crate::redact::percent_decoded(value))
+                                        .into_owned(),
+                                );
+                            }
+                        }
+                    }
+                }
+                secrets
+            }
         }
     }
 }
@@ -348,6 +372,8 @@ async fn supervise(
             }
             Err(reason) => reason,
         };
+        // Errors can quote the upstream's URL or what it wrote: redacted like its lines.
+        let reason = hub.log.show(reason.as_bytes());
         tracing::warn!(
             upstream = name,
             "upstream down: {reason}; connecting again in {backoff:?}"

@@ -13,6 +13,10 @@ pub fn resolve(given: &str, what: &str) -> anyhow::Result<String> {
             .trim()
             .to_owned())
     } else if let Some(var) = given.strip_prefix('$') {
+        if var.starts_with("LATCHKEY_") {
+            // latchkey's own settings hold its keys: none may reach an upstream.
+            anyhow::bail!("{what}: ${var} is latchkey's own setting, never passed to an upstream");
+        }
         std::env::var(var).with_context(|| format!("{what}: ${var} is not set"))
     } else {
         Ok(given.to_owned())

@@ -7,6 +7,7 @@ named by HEADERS_LOG (so the test can check that latchkey's own key never reache
 Usage: python_http_server.py PORT
 """
 
+import asyncio
 import json
 import os
 import sys
@@ -24,6 +25,13 @@ server = MCPServer("python-http-upstream")
 def echo(text: str) -> str:
     """Says what it got."""
     return f"echo over http: {text}"
+
+
+@server.tool()
+async def slow(seconds: float) -> str:
+    """Sleeps, then answers."""
+    await asyncio.sleep(seconds)
+    return "done"
 
 
 class TokenCheck(BaseHTTPMiddleware):
