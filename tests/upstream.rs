@@ -766,6 +766,37 @@ fn fastmcp_server() -> (ChildGuard, u16) {
     (guard, port)
 }
 
+/// An HTTP upstream on a Unix socket (`--upstream unix:/path`, requests to `/mcp` over it):
+/// the FastMCP recipe's server listening on a socket, called through latchkey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_upstream_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mcp.sock");
+    let child = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/fastmcp/server.py"
+        ))
+        .arg(&socket)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = ChildGuard(child);
+    common::wait_for("the FastMCP server's socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let app = Spawn::default()
+        .args(&["--upstream", &format!("unix:{}", socket.display())])
+        .start();
+    wait_ready(&app).await;
+    let answer = call(&app, "hello", serde_json::json!({"name": "socket"})).await;
+    assert_eq!(
+        text(&answer),
+        "Hello socket! (Authenticated by latchkey.)",
+        "{answer}"
+    );
+}
+
 /// The npm reference server (`@modelcontextprotocol/server-everything`, installed by
 /// `.ci/run` into `target/test-node`).
 fn everything_server() -> String {

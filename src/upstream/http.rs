@@ -1,5 +1,5 @@
 //! An HTTP upstream: a Streamable HTTP MCP server at a URL (`http://`, `https://`), or on a
-//! Unix socket (`unix:/path/to.sock`, requests to `http://localhost/mcp` over it).
+//! Unix socket (`unix:/path/to.sock`, requests to `/mcp` over it, `Host: localhost`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -55,7 +55,9 @@ impl HttpTarget {
     ) -> anyhow::Result<(HttpTarget, String)> {
         if let Some(path) = url.strip_prefix("unix:").filter(|p| !p.is_empty()) {
             let target = HttpTarget {
-                url: "http://localhost/mcp".to_owned(),
+                // Origin-form: rmcp sends the URI as the request target, and servers that
+                // route by path (uvicorn, so FastMCP) answer an absolute URI 404.
+                url: "/mcp".to_owned(),
                 socket: Some(PathBuf::from(path)),
                 headers,
             };
