@@ -206,55 +206,32 @@ impl Bridge {
         answer
     }
 
-    /// Every page of one upstream's listing `method`, each page a traced request.
-    async fn all_pages<T, F, Fut>(
-        &self,
-        upstream: &Upstream,
-        context: &RequestContext<RoleServer>,
-        method: &'static str,
-        fetch: F,
-    ) -> Result<Vec<T>, McpError>
-    where
-        F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut,
-        Fut: Future<Output = Result<(Vec<T>, Option<String>), ServiceError>>,
-    {
-        let connection = upstream.connection()?;
-        let mut items = Vec::new();
-        let mut cursor = None;
-        loop {
-            let mut request =
-                cursor.map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
-            let call = self.call_listing(upstream, context, method, &mut request);
-            let (page, next) = self
-                .forward(
-                    upstream,
-                    context,
-                    call,
-                    fetch(connection.peer.clone(), request),
-                )
-                .await?;
-            items.extend(page);
-            match next {
-                Some(next) if items.len() < MAX_GATHERED => cursor = Some(next),
-                _ => return Ok(items),
-            }
-        }
-    }
-
-    /// One listing of every ready upstream's items, each renamed by `rename`. An upstream
-    /// that is down or fails is left out (and logged); when every one fails, the first
-    /// error is the answer.
-    async fn gather<T, F, Fut>(
+    /// One listing `method` for the client: with one upstream, its page as it is (cursor and
+    /// all); with several, every ready upstream's items, all pages, as one page. `adapt`
+    /// filters and renames an upstream's items.
+    async fn list<L, F, Fut>(
         &self,
         context: &RequestContext<RoleServer>,
         method: &'static str,
+        request: Option<PaginatedRequestParams>,
         fetch: F,
-        rename: impl Fn(&Upstream, &mut Vec<T>),
-    ) -> Result<Vec<T>, McpError>
+        adapt: impl Fn(&Upstream, &mut Vec<L::Item>),
+    ) -> Result<L, McpError>
     where
+        L: Listing,
         F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut + Copy,
-        Fut: Future<Output = Result<(Vec<T>, Option<String>), ServiceError>>,
+        Fut: Future<Output = Result<L, ServiceError>>,
     {
+        if let Some(upstream) = self.upstreams.only() {
+            let connection = upstream.connection()?;
+            let mut request = request;
+            let call = self.call_listing(upstream, context, method, &mut request);
+            let mut listed = self
+                .forward(upstream, context, call, fetch(connection.peer, request))
+                .await?;
+            adapt(upstream, listed.items());
+            return Ok(listed);
+        }
         let answers = futures::future::join_all(self.upstreams.iter().map(|upstream| async move {
             let answer = self.all_pages(upstream, context, method, fetch).await;
             (upstream, answer)
@@ -267,10 +244,11 @@ impl Bridge {
             match answer {
                 Ok(mut theirs) => {
                     any = true;
-                    rename(upstream, &mut theirs);
+                    adapt(upstream, &mut theirs);
                     items.append(&mut theirs);
                 }
                 Err(error) => {
+                    // Left out, logged; when every upstream fails, the first error answers.
                     tracing::warn!(
                         upstream = upstream.name(),
                         "{method} left it out: {}",
@@ -282,9 +260,78 @@ impl Bridge {
         }
         match first_error {
             Some(error) if !any => Err(error),
-            _ => Ok(items),
+            _ => Ok(L::whole(items)),
         }
     }
+
+    /// Every page of one upstream's listing `method`, each page a traced request.
+    async fn all_pages<L, F, Fut>(
+        &self,
+        upstream: &Upstream,
+        context: &RequestContext<RoleServer>,
+        method: &'static str,
+        fetch: F,
+    ) -> Result<Vec<L::Item>, McpError>
+    where
+        L: Listing,
+        F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut,
+        Fut: Future<Output = Result<L, ServiceError>>,
+    {
+        let connection = upstream.connection()?;
+        let mut items = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut request =
+                cursor.map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
+            let call = self.call_listing(upstream, context, method, &mut request);
+            let mut page = self
+                .forward(
+                    upstream,
+                    context,
+                    call,
+                    fetch(connection.peer.clone(), request),
+                )
+                .await?;
+            items.append(page.items());
+            match page.next_cursor() {
+                Some(next) if items.len() < MAX_GATHERED => cursor = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+/// What the four listings' results share (rmcp's own trait for it is private).
+trait Listing {
+    type Item;
+    fn items(&mut self) -> &mut Vec<Self::Item>;
+    fn next_cursor(&self) -> Option<String>;
+    /// One page holding every item.
+    fn whole(items: Vec<Self::Item>) -> Self;
+}
+
+macro_rules! listing {
+    ($($result:ty => $item:ty, $field:ident;)*) => {$(
+        impl Listing for $result {
+            type Item = $item;
+            fn items(&mut self) -> &mut Vec<$item> {
+                &mut self.$field
+            }
+            fn next_cursor(&self) -> Option<String> {
+                self.next_cursor.clone()
+            }
+            fn whole(items: Vec<$item>) -> Self {
+                <$result>::with_all_items(items)
+            }
+        }
+    )*};
+}
+
+listing! {
+    ListToolsResult => Tool, tools;
+    ListPromptsResult => Prompt, prompts;
+    ListResourcesResult => Resource, resources;
+    ListResourceTemplatesResult => ResourceTemplate, resource_templates;
 }
 
 /// `tools/call` to the upstream, its progress notifications routed to the client as
@@ -398,20 +445,6 @@ fn stream_of(
 /// cursors never end).
 const MAX_GATHERED: usize = 100_000;
 
-/// `name` as clients see it, when the upstream's names are prefixed.
-fn rename(upstream: &Upstream, name: &mut String) {
-    if upstream.naming.prefix.is_some() {
-        *name = upstream.naming.name(name).into_owned();
-    }
-}
-
-/// `uri` as clients see it, when the upstream's names are prefixed.
-fn rename_uri(upstream: &Upstream, uri: &mut String) {
-    if upstream.naming.prefix.is_some() {
-        *uri = upstream.naming.uri(uri).into_owned();
-    }
-}
-
 // Each request's future is boxed: rmcp's server moves the handler's future into a task per
 // request, and without the box that future is as large as the largest method's state,
 // kilobytes of rmcp client futures copied on every request (bench/instructions).
@@ -470,40 +503,21 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListToolsResult, McpError>> + Send + '_ {
         Box::pin(async move {
-            let method = ListToolsRequestMethod::VALUE;
-            if let Some(upstream) = self.upstreams.only() {
-                let connection = upstream.connection()?;
-                let mut request = request;
-                let call = self.call_listing(upstream, &context, method, &mut request);
-                let mut listed = self
-                    .forward(
-                        upstream,
-                        &context,
-                        call,
-                        connection.peer.list_tools(request),
-                    )
-                    .await?;
-                listed.tools.retain(|tool| upstream.offers_tool(&tool.name));
-                return Ok(listed);
-            }
-            let tools = self
-                .gather(
-                    &context,
-                    method,
-                    |peer, request| async move {
-                        peer.list_tools(request)
-                            .await
-                            .map(|r| (r.tools, r.next_cursor))
-                    },
-                    |upstream, tools: &mut Vec<Tool>| {
-                        tools.retain(|tool| upstream.offers_tool(&tool.name));
+            self.list(
+                &context,
+                ListToolsRequestMethod::VALUE,
+                request,
+                |peer, request| async move { peer.list_tools(request).await },
+                |upstream, tools: &mut Vec<Tool>| {
+                    tools.retain(|tool| upstream.offers_tool(&tool.name));
+                    if upstream.naming.prefix.is_some() {
                         for tool in tools {
                             tool.name = upstream.naming.name(&tool.name).into_owned().into();
                         }
-                    },
-                )
-                .await?;
-            Ok(ListToolsResult::with_all_items(tools))
+                    }
+                },
+            )
+            .await
         })
     }
 
@@ -561,37 +575,18 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListPromptsResult, McpError>> + Send + '_ {
         Box::pin(async move {
-            let method = ListPromptsRequestMethod::VALUE;
-            if let Some(upstream) = self.upstreams.only() {
-                let connection = upstream.connection()?;
-                let mut request = request;
-                let call = self.call_listing(upstream, &context, method, &mut request);
-                return self
-                    .forward(
-                        upstream,
-                        &context,
-                        call,
-                        connection.peer.list_prompts(request),
-                    )
-                    .await;
-            }
-            let prompts = self
-                .gather(
-                    &context,
-                    method,
-                    |peer, request| async move {
-                        peer.list_prompts(request)
-                            .await
-                            .map(|r| (r.prompts, r.next_cursor))
-                    },
-                    |upstream, prompts: &mut Vec<Prompt>| {
-                        for prompt in prompts {
-                            rename(upstream, &mut prompt.name);
-                        }
-                    },
-                )
-                .await?;
-            Ok(ListPromptsResult::with_all_items(prompts))
+            self.list(
+                &context,
+                ListPromptsRequestMethod::VALUE,
+                request,
+                |peer, request| async move { peer.list_prompts(request).await },
+                |upstream, prompts: &mut Vec<Prompt>| {
+                    for prompt in prompts {
+                        upstream.naming.rename(&mut prompt.name);
+                    }
+                },
+            )
+            .await
         })
     }
 
@@ -629,38 +624,19 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListResourcesResult, McpError>> + Send + '_ {
         Box::pin(async move {
-            let method = ListResourcesRequestMethod::VALUE;
-            if let Some(upstream) = self.upstreams.only() {
-                let connection = upstream.connection()?;
-                let mut request = request;
-                let call = self.call_listing(upstream, &context, method, &mut request);
-                return self
-                    .forward(
-                        upstream,
-                        &context,
-                        call,
-                        connection.peer.list_resources(request),
-                    )
-                    .await;
-            }
-            let resources = self
-                .gather(
-                    &context,
-                    method,
-                    |peer, request| async move {
-                        peer.list_resources(request)
-                            .await
-                            .map(|r| (r.resources, r.next_cursor))
-                    },
-                    |upstream, resources: &mut Vec<Resource>| {
-                        for resource in resources {
-                            rename(upstream, &mut resource.name);
-                            rename_uri(upstream, &mut resource.uri);
-                        }
-                    },
-                )
-                .await?;
-            Ok(ListResourcesResult::with_all_items(resources))
+            self.list(
+                &context,
+                ListResourcesRequestMethod::VALUE,
+                request,
+                |peer, request| async move { peer.list_resources(request).await },
+                |upstream, resources: &mut Vec<Resource>| {
+                    for resource in resources {
+                        upstream.naming.rename(&mut resource.name);
+                        upstream.naming.rename_uri(&mut resource.uri);
+                    }
+                },
+            )
+            .await
         })
     }
 
@@ -670,38 +646,19 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<ListResourceTemplatesResult, McpError>> + Send + '_ {
         Box::pin(async move {
-            let method = ListResourceTemplatesRequestMethod::VALUE;
-            if let Some(upstream) = self.upstreams.only() {
-                let connection = upstream.connection()?;
-                let mut request = request;
-                let call = self.call_listing(upstream, &context, method, &mut request);
-                return self
-                    .forward(
-                        upstream,
-                        &context,
-                        call,
-                        connection.peer.list_resource_templates(request),
-                    )
-                    .await;
-            }
-            let templates = self
-                .gather(
-                    &context,
-                    method,
-                    |peer, request| async move {
-                        peer.list_resource_templates(request)
-                            .await
-                            .map(|r| (r.resource_templates, r.next_cursor))
-                    },
-                    |upstream, templates: &mut Vec<ResourceTemplate>| {
-                        for template in templates {
-                            rename(upstream, &mut template.name);
-                            rename_uri(upstream, &mut template.uri_template);
-                        }
-                    },
-                )
-                .await?;
-            Ok(ListResourceTemplatesResult::with_all_items(templates))
+            self.list(
+                &context,
+                ListResourceTemplatesRequestMethod::VALUE,
+                request,
+                |peer, request| async move { peer.list_resource_templates(request).await },
+                |upstream, templates: &mut Vec<ResourceTemplate>| {
+                    for template in templates {
+                        upstream.naming.rename(&mut template.name);
+                        upstream.naming.rename_uri(&mut template.uri_template);
+                    }
+                },
+            )
+            .await
         })
     }
 
@@ -736,7 +693,7 @@ impl ServerHandler for Bridge {
                     match contents {
                         ResourceContents::TextResourceContents { uri, .. }
                         | ResourceContents::BlobResourceContents { uri, .. } => {
-                            rename_uri(upstream, uri)
+                            upstream.naming.rename_uri(uri)
                         }
                         _ => {}
                     }

@@ -54,6 +54,20 @@ impl Naming {
         }
     }
 
+    /// Renames `name` in place to what clients see (nothing to do with one upstream).
+    pub fn rename(&self, name: &mut String) {
+        if self.prefix.is_some() {
+            *name = self.name(name).into_owned();
+        }
+    }
+
+    /// Renames `uri` in place to what clients see (nothing to do with one upstream).
+    pub fn rename_uri(&self, uri: &mut String) {
+        if self.prefix.is_some() {
+            *uri = self.uri(uri).into_owned();
+        }
+    }
+
     /// A resource's URI (or URI template) as clients see it.
     pub fn uri<'a>(&self, uri: &'a str) -> Cow<'a, str> {
         match &self.prefix {
