@@ -13,7 +13,7 @@ use super::names::ToolFilter;
 use super::stdio::StdioCommand;
 use super::{Target, UpstreamConfig, config_file, values};
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct UpstreamArgs {
     /// Serve the tools, prompts and resources of the MCP server at this URL instead of
     /// latchkey's own: Streamable HTTP at http:// or https://, or unix:/path/to.sock for one
@@ -44,6 +44,28 @@ pub struct UpstreamArgs {
     /// (see README, "Several upstreams").
     #[arg(long, env = "LATCHKEY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for UpstreamArgs {
+    /// Without secrets: the URL as [`crate::redact::url_for_display`] shows it, header names
+    /// only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self
+            .upstream_headers
+            .iter()
+            .map(|h| h.split_once(':').map_or("?", |(name, _)| name.trim()))
+            .collect();
+        f.debug_struct("UpstreamArgs")
+            .field(
+                "upstream",
+                &self.upstream.as_deref().map(crate::redact::url_for_display),
+            )
+            .field("upstream_headers", &headers)
+            .field("tool_timeout", &self.tool_timeout)
+            .field("command", &self.command)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -109,5 +131,45 @@ impl UpstreamArgs {
             request_timeout: self.tool_timeout,
             tools: ToolFilter::All,
         }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        upstream: UpstreamArgs,
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let flags = Flags::parse_from([
+            "latchkey",
+            "--upstream",
+            "http://me:pw-secret@h/mcp?token=q-secret",
+            "--upstream-header",
+            "Authorization: Bearer h-secret",
+        ]);
+        let shown = format!("{:?}", flags.upstream);
+        assert!(shown.contains("Authorization"), "{shown}");
+        for secret in ["pw-secret", "q-secret", "h-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let command = StdioCommand {
+            program: "server".into(),
+            args: Vec::new(),
+            env: vec![("TOKEN".into(), "e-secret".into())],
+            cwd: None,
+        };
+        let shown = format!("{command:?}");
+        assert!(
+            shown.contains("TOKEN") && !shown.contains("e-secret"),
+            "{shown}"
+        );
     }
 }

@@ -27,13 +27,25 @@ use super::progress_transport::ProgressTransport;
 const GRACE: Duration = Duration::from_secs(5);
 
 /// The command line of a stdio upstream.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StdioCommand {
     pub program: OsString,
     pub args: Vec<OsString>,
     /// Set in the child's environment besides [`INHERITED_ENV`].
     pub env: Env,
     pub cwd: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StdioCommand {
+    /// Without the environment's values (configured to hold the server's secrets).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioCommand")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .finish()
+    }
 }
 
 impl StdioCommand {
