@@ -53,26 +53,28 @@ impl LogLines {
     }
 }
 
-/// `text` with the word after each `Bearer ` replaced.
+/// `text` with the word after each `Bearer ` replaced (one lowercased copy searched, so a
+/// long line with many of them stays linear).
 fn redact_bearer(text: &str) -> std::borrow::Cow<'_, str> {
     const BEARER: &str = "bearer ";
-    if !text.to_ascii_lowercase().contains(BEARER) {
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains(BEARER) {
         return text.into();
     }
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.to_ascii_lowercase().find(BEARER) {
-        let token_start = at + BEARER.len();
-        out.push_str(&rest[..token_start]);
-        let token_len = rest[token_start..]
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(BEARER) {
+        let token_start = at + found + BEARER.len();
+        out.push_str(&text[at..token_start]);
+        let token_len = text[token_start..]
             .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
-            .unwrap_or(rest.len() - token_start);
+            .unwrap_or(text.len() - token_start);
         if token_len > 0 {
             out.push_str(REDACTED);
         }
-        rest = &rest[token_start + token_len..];
+        at = token_start + token_len;
     }
-    out.push_str(rest);
+    out.push_str(&text[at..]);
     out.into()
 }
 
