@@ -543,13 +543,7 @@ async fn recipes_put_an_existing_mcp_server_behind_apache() {
             .unwrap();
         let url = format!("https://localhost:{https_port}/latchkey/mcp");
         let mcp = common::mcp_client_with(client, &url, KEY, Via::Bearer).await;
-        let tools: Vec<String> = mcp
-            .list_all_tools()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.name.into_owned())
-            .collect();
+        let tools = common::tool_names(&mcp).await;
         assert!(tools.contains(&tool.to_owned()), "{recipe}: {tools:?}");
         let mut call = rmcp::model::CallToolRequestParams::new(tool);
         call.arguments = arguments.as_object().cloned();

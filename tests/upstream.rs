@@ -78,13 +78,7 @@ async fn a_python_stdio_server_is_served_behind_the_key() {
 
     // A real MCP client (rmcp's) sees the upstream's tools, prompts and resources.
     let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
-    let tools: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let tools = common::tool_names(&client).await;
     for expected in ["echo", "slow", "crash", "environment"] {
         assert!(tools.contains(&expected.to_owned()), "{tools:?}");
     }
@@ -495,13 +489,7 @@ timeout = "10s"
     wait_ready(&app).await;
 
     let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
-    let tools: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.into_owned())
-        .collect();
+    let tools = common::tool_names(&client).await;
     for expected in ["py__echo", "py__leak", "py__progress", "web__echo"] {
         assert!(
             tools.contains(&expected.to_owned()),
@@ -845,13 +833,7 @@ url = "http://127.0.0.1:{port}/mcp"
     wait_ready(&app).await;
     let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
 
-    let tools: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.into_owned())
-        .collect();
+    let tools = common::tool_names(&client).await;
     for expected in [
         "everything__echo",
         "everything__get-sum",

@@ -141,6 +141,12 @@ pub async fn exercise_every_way(app: &App) {
     client.cancel().await.unwrap();
 }
 
+/// The names of every tool `client` is offered, all pages.
+pub async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> {
+    let tools = client.list_all_tools().await.expect("tools/list");
+    tools.into_iter().map(|t| t.name.into_owned()).collect()
+}
+
 /// Lists tools and calls `hello`, checking both answers.
 pub async fn exercise(client: &RunningService<RoleClient, ()>) {
     let info = client.peer_info().expect("server info after initialize");
