@@ -158,6 +158,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
     /// Permission bits of Unix sockets (octal). 0660 lets the socket's group connect.
     #[arg(long, env = "LATCHKEY_SOCKET_MODE", value_name = "MODE", default_value = "0660",
           value_parser = listen::parse_socket_mode)]
@@ -301,6 +304,115 @@ impl clap::builder::TypedValueParser for PublicUrlParser {
                 )
                 .with_cmd(cmd)
             })
+    }
+}
+
+/// What one client may ask of the server, and how many clients at once: sized for one
+/// person's connector on a small VPS (SECURITY.md lists each with its reason).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest request body (an MCP message): a larger one gets 413 and a JSON-RPC error.
+    /// Bytes, or with KiB/MiB.
+    #[arg(long, env = "LATCHKEY_MAX_BODY", value_name = "SIZE", default_value = "1MiB",
+          value_parser = parse_size)]
+    pub max_body: usize,
+
+    /// Largest request head: request line and headers (431 beyond). At least 8KiB.
+    #[arg(long, env = "LATCHKEY_MAX_HEADER_BYTES", value_name = "SIZE", default_value = "16KiB",
+          value_parser = parse_header_bytes)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields in a request (431 beyond).
+    #[arg(long, env = "LATCHKEY_MAX_HEADERS", value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(8..))]
+    pub max_headers: u16,
+
+    /// Longest request URI, path and query (414 beyond).
+    #[arg(long, env = "LATCHKEY_MAX_URI_BYTES", value_name = "SIZE", default_value = "8KiB",
+          value_parser = parse_size)]
+    pub max_uri_bytes: usize,
+
+    /// Time a client has to send a request's headers, from connecting or from the end of its
+    /// previous response (slow clients are cut off; an idle HTTP/1.1 connection closes then).
+    #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_positive_duration)]
+    pub header_timeout: Duration,
+
+    /// A connection with no request in flight for this long is closed (HTTP/2, and streams
+    /// that have ended).
+    #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s",
+          value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// Connections served at once on each listener; more get 503 and are closed.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", value_name = "N", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Requests with a valid key in flight at once; more get 503 with Retry-After.
+    #[arg(long, env = "LATCHKEY_MAX_REQUESTS", value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests: u32,
+
+    /// Wrong keys from one client (an address; an IPv6 /64) within --lockout that lock it
+    /// out for --lockout (429 with Retry-After). 0 turns the lockout off.
+    #[arg(
+        long,
+        env = "LATCHKEY_MAX_KEY_FAILURES",
+        value_name = "N",
+        default_value_t = 10
+    )]
+    pub max_key_failures: u32,
+
+    /// The window wrong keys are counted in, and how long a client is then locked out.
+    #[arg(long, env = "LATCHKEY_LOCKOUT", value_name = "DURATION", default_value = "15m",
+          value_parser = parse_positive_duration)]
+    pub lockout: Duration,
+
+    /// Accept requests only from this network (CIDR, e.g. 203.0.113.0/24, or one address;
+    /// repeatable, or comma-separated); others get 403. Behind the bundled proxy, on the
+    /// Unix socket, the client is the address the proxy puts in X-Forwarded-For.
+    #[arg(long = "allowed-client", env = "LATCHKEY_ALLOWED_CLIENT", value_name = "CIDR",
+          value_delimiter = ',', value_parser = crate::clients::parse_network)]
+    pub allowed_clients: Vec<ipnet::IpNet>,
+}
+
+/// Parses a size: bytes, or a number with KiB or MiB.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1024,
+        "MiB" | "M" => 1024 * 1024,
+        _ => return Err("expected bytes, or a number with KiB or MiB (e.g. 1MiB)".into()),
+    };
+    match digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+    {
+        Some(0) | None => Err("expected a size above 0, e.g. 1MiB".into()),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+/// hyper's read buffer, which bounds the head, cannot be smaller than 8 KiB.
+fn parse_header_bytes(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        bytes if bytes < 8192 => Err("must be at least 8KiB".into()),
+        bytes => Ok(bytes),
+    }
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
     }
 }
 

@@ -20,22 +20,26 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::Request;
-use axum::extract::connect_info::Connected;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 use tower_http::set_header::SetResponseHeader;
 
 use crate::auth::{self, AuthMethod};
+use crate::clients::{AllowedClients, ClientAddr};
+use crate::connections::WithPeer;
 use crate::cors;
+use crate::error_response::json_error;
 use crate::host_origin::{self, HostOriginGuard};
 use crate::keys::KeySet;
 use crate::listen::Peer;
+use crate::lockout::Lockout;
 use crate::routes::{Access, Matched, Paths};
 use crate::telemetry::Export;
 use crate::telemetry::http::Record;
@@ -47,6 +51,7 @@ enum Checks {
         paths: Paths,
         guard: HostOriginGuard,
         keys: Arc<ArcSwap<KeySet>>,
+        limits: Box<Limits>,
     },
     /// Nothing is checked, only logged, with paths shown as `paths` allows (the
     /// HTTP-to-HTTPS redirect listener).
@@ -59,6 +64,25 @@ impl Checks {
             Checks::Routes { paths, .. } | Checks::None { paths } => paths,
         }
     }
+}
+
+/// The gate's bounds on requests, from the command line.
+pub struct RequestLimits {
+    pub max_uri_bytes: usize,
+    pub max_requests: usize,
+    pub allowed_clients: AllowedClients,
+    /// Wrong keys that lock a client out (0: never) …
+    pub max_key_failures: u32,
+    /// … when sent within this period, for which it is then locked out.
+    pub lockout: Duration,
+}
+
+struct Limits {
+    max_uri_bytes: usize,
+    allowed_clients: AllowedClients,
+    lockout: Lockout,
+    /// One permit per request in flight past the key check.
+    in_flight: Arc<Semaphore>,
 }
 
 /// Builds [`Gate`]s in front of a service.
@@ -74,10 +98,22 @@ impl GateLayer {
         paths: Paths,
         guard: HostOriginGuard,
         keys: Arc<ArcSwap<KeySet>>,
+        limits: RequestLimits,
         export: Option<Export>,
     ) -> Self {
+        let limits = Box::new(Limits {
+            max_uri_bytes: limits.max_uri_bytes,
+            allowed_clients: limits.allowed_clients,
+            lockout: Lockout::new(limits.max_key_failures, limits.lockout),
+            in_flight: Arc::new(Semaphore::new(limits.max_requests)),
+        });
         Self {
-            checks: Arc::new(Checks::Routes { paths, guard, keys }),
+            checks: Arc::new(Checks::Routes {
+                paths,
+                guard,
+                keys,
+                limits,
+            }),
             export,
         }
     }
@@ -114,11 +150,6 @@ pub struct Gate<S> {
     peer: Option<Peer>,
 }
 
-/// A service that can be told which connection it serves.
-pub trait WithPeer {
-    fn with_peer(&self, peer: Peer) -> Self;
-}
-
 impl<S: Clone> WithPeer for Gate<S> {
     fn with_peer(&self, peer: Peer) -> Self {
         Gate {
@@ -136,30 +167,6 @@ impl<S: WithPeer + Clone, M: Clone> WithPeer for SetResponseHeader<S, M> {
     }
 }
 
-/// The make-service for `axum::serve`: one copy of the service per connection, which knows
-/// the peer. (axum's `ConnectInfo` would instead add an extension to every request.)
-#[derive(Clone)]
-pub struct PerConnection<S>(pub S);
-
-impl<'a, L, S> Service<IncomingStream<'a, L>> for PerConnection<S>
-where
-    L: Listener,
-    Peer: Connected<IncomingStream<'a, L>>,
-    S: WithPeer,
-{
-    type Response = S;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<S, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
-        std::future::ready(Ok(self.0.with_peer(Peer::connect_info(stream))))
-    }
-}
-
 impl<S> Gate<S> {
     /// What to do with a request to `matched`, or what to answer instead.
     fn admit(
@@ -168,11 +175,28 @@ impl<S> Gate<S> {
         request: &Request,
         credentials: &auth::Credentials,
     ) -> Result<Admitted, Answer> {
-        let Checks::Routes { guard, keys, .. } = &*self.checks else {
+        let Checks::Routes {
+            guard,
+            keys,
+            limits,
+            ..
+        } = &*self.checks
+        else {
             return Ok(Admitted::default());
         };
+        let uri_bytes = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
+        if uri_bytes > limits.max_uri_bytes {
+            return Err(Answer::UriTooLong(limits.max_uri_bytes));
+        }
         if matched.access == Access::Open {
             return Ok(Admitted::default());
+        }
+        let client = ClientAddr::of(self.peer, request.headers());
+        if !limits.allowed_clients.allows(client) {
+            return Err(Answer::ClientNotAllowed);
         }
         // An Origin the guard allowed: its page may read the answer.
         let origin = guard
@@ -185,16 +209,42 @@ impl<S> Gate<S> {
         {
             return Err(Answer::Preflight(origin.clone()));
         }
-        let auth = match matched.access {
-            Access::Protected => Some(auth::check(&keys.load(), credentials).map_err(
-                |refusal| Answer::Key {
-                    refusal,
-                    origin: origin.clone(),
-                },
-            )?),
-            _ => None,
+        if matched.access != Access::Protected {
+            return Ok(Admitted {
+                origin,
+                ..Admitted::default()
+            });
+        }
+        // A locked-out client's keys are not even checked.
+        limits
+            .lockout
+            .check(client)
+            .map_err(|retry_after| Answer::LockedOut {
+                retry_after,
+                origin: origin.clone(),
+            })?;
+        let auth = match auth::check(&keys.load(), credentials) {
+            Ok(auth) => {
+                limits.lockout.succeeded(client);
+                auth
+            }
+            Err(refusal) => {
+                if refusal == auth::KeyRefusal::Invalid {
+                    limits.lockout.failed(client);
+                }
+                return Err(Answer::Key { refusal, origin });
+            }
         };
-        Ok(Admitted { auth, origin })
+        let permit = limits
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Answer::Busy)?;
+        Ok(Admitted {
+            auth: Some(auth),
+            origin,
+            permit: Some(permit),
+        })
     }
 }
 
@@ -205,6 +255,8 @@ struct Admitted {
     auth: Option<AuthMethod>,
     /// The request's `Origin`, allowed by the guard.
     origin: Option<HeaderValue>,
+    /// Its place among the requests in flight, held until its answer is ready.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// What the gate answers itself: a refusal, or a preflight.
@@ -217,6 +269,14 @@ enum Answer {
         /// An allowed origin, whose page may read the 401 (and find how to authenticate).
         origin: Option<HeaderValue>,
     },
+    LockedOut {
+        retry_after: Duration,
+        origin: Option<HeaderValue>,
+    },
+    UriTooLong(usize),
+    ClientNotAllowed,
+    /// As many requests in flight as `--max-requests` allows.
+    Busy,
 }
 
 impl Answer {
@@ -229,6 +289,48 @@ impl Answer {
                 if let Some(origin) = origin {
                     cors::allow(&mut response, origin);
                 }
+                response
+            }
+            Answer::LockedOut {
+                retry_after,
+                origin,
+            } => {
+                let mut response = json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_failures",
+                    "Too many wrong API keys from this address; retry after the time in \
+                     Retry-After.",
+                );
+                // Whole seconds, rounded up: retrying a moment early would still be refused.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                if let Some(origin) = origin {
+                    cors::allow(&mut response, origin);
+                }
+                response
+            }
+            Answer::UriTooLong(max) => json_error(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                &format!("The request URI is longer than --max-uri-bytes ({max} bytes)."),
+            ),
+            Answer::ClientNotAllowed => json_error(
+                StatusCode::FORBIDDEN,
+                "client_not_allowed",
+                "Requests from this address are not allowed (--allowed-client).",
+            ),
+            Answer::Busy => {
+                let mut response = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "The server has as many requests in flight as --max-requests allows; \
+                     retry shortly.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
         }
@@ -286,6 +388,7 @@ where
                 record: Some(record),
                 auth: admitted.auth,
                 origin: admitted.origin,
+                permit: admitted.permit,
             },
             Err(refusal) => GateFuture {
                 inner: None,
@@ -293,6 +396,7 @@ where
                 record: Some(record),
                 auth: None,
                 origin: None,
+                permit: None,
             },
         }
     }
@@ -316,6 +420,7 @@ pin_project! {
         auth: Option<AuthMethod>,
         // An allowed origin, whose page may read the routes' answer.
         origin: Option<HeaderValue>,
+        permit: Option<OwnedSemaphorePermit>,
     }
 
     impl<F> PinnedDrop for GateFuture<F> {
@@ -349,6 +454,7 @@ where
                 .take()
                 .expect("GateFuture polled after completion"),
         };
+        this.permit.take();
         if let Some(record) = this.record.take() {
             record.finish(response.status(), *this.auth);
         }

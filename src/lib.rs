@@ -9,14 +9,17 @@
 pub mod address_file;
 pub mod auth;
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod configuration;
+pub mod connections;
 pub mod cors;
 pub mod error_response;
 pub mod gate;
 pub mod host_origin;
 pub mod keys;
 pub mod listen;
+pub mod lockout;
 pub mod mcp;
 pub mod redact;
 pub mod routes;

@@ -74,24 +74,6 @@ pub enum Peer {
     Unix,
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> Self {
-        Peer::Tcp(*stream.remote_addr())
-    }
-}
-
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
-    > for Peer
-{
-    fn connect_info(_: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
-        Peer::Unix
-    }
-}
-
 /// Parses `--socket-mode`: octal permission bits such as `0660`.
 pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);

@@ -18,11 +18,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::address_file::{AddressFile, Addresses};
 use crate::cli::ServeArgs;
+use crate::clients::AllowedClients;
 use crate::configuration::KeySources;
-use crate::gate::{GateLayer, PerConnection};
+use crate::connections::{self, ConnectionLimits};
+use crate::gate::{GateLayer, RequestLimits};
 use crate::host_origin::HostOriginGuard;
 use crate::keys::KeySet;
-use crate::listen::{self, ListenAddr, SocketFile};
+use crate::listen::{self, ListenAddr, Peer, SocketFile};
 use crate::mcp::span::McpTracing;
 use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
@@ -73,6 +75,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     let router = paths.router(&McpOptions {
         sessions,
         shutdown: shutdown.clone(),
+        max_body: args.limits.max_body,
         upstreams: upstreams.clone(),
         tracing: export.clone().map(|export| McpTracing {
             export,
@@ -82,7 +85,23 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     let mcp_path = paths.mcp().to_owned();
     // In front of every route: the key leaves the request, then it is logged and checked.
     let redirect_paths = paths.clone();
-    let app = GateLayer::new(paths, guard, keys.clone(), export.clone()).layer(router);
+    let limits = &args.limits;
+    let request_limits = RequestLimits {
+        max_uri_bytes: limits.max_uri_bytes,
+        max_requests: limits.max_requests as usize,
+        allowed_clients: AllowedClients::new(&limits.allowed_clients),
+        max_key_failures: limits.max_key_failures,
+        lockout: limits.lockout,
+    };
+    let app =
+        GateLayer::new(paths, guard, keys.clone(), request_limits, export.clone()).layer(router);
+    let connection_limits = ConnectionLimits {
+        max_connections: limits.max_connections as usize,
+        header_timeout: limits.header_timeout,
+        idle_timeout: limits.idle_timeout,
+        max_header_bytes: limits.max_header_bytes,
+        max_headers: usize::from(limits.max_headers),
+    };
 
     // Bind all first, so a bad listener fails the start before anything is served.
     let mut tcp = Vec::new();
@@ -148,22 +167,28 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
 
     // "listening on" comes last: once every listener has said it, latchkey is ready.
     let mut tasks = JoinSet::new();
-    // Serves `service` on `listener` until shutdown (a macro: the listener and service
-    // types differ, and axum's bounds on them do not fit a readable function signature).
+    // Serves `service` on `listener` until shutdown; `$peer` says who a connection is from.
     macro_rules! serve {
-        ($listener:expr, $service:expr) => {
-            tasks.spawn(
-                axum::serve($listener, PerConnection($service))
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .into_future(),
-            )
-        };
+        ($listener:expr, $peer:expr, $service:expr) => {{
+            let served = connections::serve(
+                $listener,
+                $peer,
+                $service,
+                connection_limits,
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                served.await;
+                Ok(())
+            })
+        }};
     }
+    let tcp_peer = |addr: &std::net::SocketAddr| Peer::Tcp(*addr);
     let mut addresses = Addresses::default();
     for (listener, local) in tcp.into_iter().zip(tcp_addrs) {
         tracing::info!("listening on http://{local}");
         addresses.http.push(format!("http://{local}"));
-        serve!(listener, app.clone());
+        serve!(listener, tcp_peer, app.clone());
     }
     if let Some(tls) = &tls {
         let hsts = tls.hsts;
@@ -181,7 +206,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
             }
             tracing::info!("listening on https://{local}");
             addresses.https.push(format!("https://{local}"));
-            serve!(listener, app.clone());
+            serve!(listener, tcp_peer, app.clone());
         }
         let redirect = GateLayer::log_only(redirect_paths.clone(), export.clone())
             .layer(routes::redirect::router(https_port, tls.http01.clone()));
@@ -189,7 +214,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
             let local = axum::serve::Listener::local_addr(&listener)?;
             tracing::info!("listening on http://{local} (redirects to HTTPS)");
             addresses.redirect.push(format!("http://{local}"));
-            serve!(listener, redirect.clone());
+            serve!(listener, tcp_peer, redirect.clone());
         }
     }
     let mut sockets = Vec::new();
@@ -197,7 +222,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         tracing::info!("listening on unix:{}", file.path.display());
         addresses.unix.push(format!("unix:{}", file.path.display()));
         sockets.push(file);
-        serve!(listener, app.clone());
+        serve!(listener, |_: &_| Peer::Unix, app.clone());
     }
     let address_file = match &args.address_file {
         Some(path) => Some(AddressFile::write(path, &addresses)?),

@@ -243,14 +243,19 @@ async fn ending_a_session_answers_204_then_404() {
 }
 
 #[tokio::test]
-async fn a_message_over_4_mib_gets_413_with_export_on_or_off() {
+async fn a_message_over_max_body_gets_413_and_a_json_rpc_error_with_export_on_or_off() {
     let (endpoint, _) = common::otlp_receiver().await;
-    for spawn in [
-        Spawn::default(),
-        Spawn::default().env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+    for (spawn, limit) in [
+        (Spawn::default(), 1024 * 1024),
+        (
+            Spawn::default()
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+                .args(&["--max-body", "2MiB"]),
+            2 * 1024 * 1024,
+        ),
     ] {
         let app = App::start(spawn);
-        let padding = "x".repeat(4 * 1024 * 1024);
+        let padding = "x".repeat(limit);
         let body = rpc(
             "tools/call",
             serde_json::json!({"name": "hello", "arguments": {"name": padding}}),
@@ -261,8 +266,17 @@ async fn a_message_over_4_mib_gets_413_with_export_on_or_off() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["jsonrpc"], "2.0");
+        assert_eq!(error["id"], serde_json::Value::Null);
+        assert_eq!(error["error"]["code"], -32600);
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("--max-body ({limit} bytes)")),
+            "{message}"
+        );
         // Just under the limit (the JSON-RPC envelope is well under 1 KiB) is served.
-        let near = "y".repeat(4 * 1024 * 1024 - 1024);
+        let near = "y".repeat(limit - 1024);
         let response = mcp_post(&http(), &app.url("/mcp"), &call_hello(&near))
             .bearer_auth(KEY)
             .send()

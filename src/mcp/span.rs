@@ -925,7 +925,15 @@ mod tests {
         )));
         let guard = crate::host_origin::HostOriginGuard::new(&[], &[], None, &[]);
         let paths = crate::routes::Paths::new(&Default::default());
-        let app = crate::gate::GateLayer::new(paths, guard, keys, Some(export)).layer(router);
+        let limits = crate::gate::RequestLimits {
+            max_uri_bytes: 8192,
+            max_requests: 16,
+            allowed_clients: Default::default(),
+            max_key_failures: 0,
+            lockout: std::time::Duration::from_secs(1),
+        };
+        let app =
+            crate::gate::GateLayer::new(paths, guard, keys, limits, Some(export)).layer(router);
         let mut request = axum::http::Request::post("/mcp")
             .header(header::HOST, "localhost")
             .header(header::AUTHORIZATION, format!("Bearer {KEY}"))

@@ -17,6 +17,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use super::json_rpc_errors::json_rpc_errors;
 use crate::error_response::json_error;
 use crate::mcp::bridge::Bridge;
 use crate::mcp::handler::Latchkey;
@@ -26,9 +27,6 @@ use crate::upstream::Upstreams;
 /// How often an idle SSE stream gets a comment, so proxies and clients keep it open.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The largest MCP message accepted (rmcp answers a larger one 413).
-pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
-
 /// How the MCP endpoint behaves.
 #[derive(Clone, Debug)]
 pub struct McpOptions {
@@ -36,6 +34,8 @@ pub struct McpOptions {
     pub sessions: Option<SessionLimits>,
     /// Cancelled at shutdown: ends every stream and session.
     pub shutdown: CancellationToken,
+    /// The largest request body (413 beyond).
+    pub max_body: usize,
     /// A span per MCP message (when spans are exported).
     pub tracing: Option<McpTracing>,
     /// The MCP servers whose tools are served instead of latchkey's own.
@@ -48,14 +48,15 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
 }
 
-fn rmcp_config(shutdown: &CancellationToken) -> StreamableHttpServerConfig {
+fn rmcp_config(options: &McpOptions) -> StreamableHttpServerConfig {
     StreamableHttpServerConfig::default()
-        .with_cancellation_token(shutdown.child_token())
+        .with_cancellation_token(options.shutdown.child_token())
         .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
         // No SSE priming event: some clients misparse its empty `data:`, and without an
         // event store there is nothing to resume anyway.
         .with_sse_retry(None)
-        .with_max_request_body_bytes(MAX_REQUEST_BYTES)
+        // `json_rpc_errors` has read the body within --max-body already.
+        .with_max_request_body_bytes(options.max_body)
         // Host and Origin are checked for every route in `host_origin`, before this.
         .disable_allowed_hosts()
         .disable_allowed_origins()
@@ -66,7 +67,7 @@ fn rmcp_config(shutdown: &CancellationToken) -> StreamableHttpServerConfig {
 /// when spans are exported.
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
     let sessions = options.sessions.is_some();
-    match (options.tracing.clone(), options.upstreams.clone()) {
+    let endpoint = match (options.tracing.clone(), options.upstreams.clone()) {
         (Some(tracing), None) => rmcp_endpoint(options, move || {
             Traced::new(Latchkey::new(), tracing.clone())
         }),
@@ -80,7 +81,11 @@ pub fn endpoint(options: &McpOptions) -> MethodRouter {
         (None, Some(upstream)) => rmcp_endpoint(options, move || {
             Bridge::new(upstream.clone(), None, sessions)
         }),
-    }
+    };
+    endpoint.layer(middleware::from_fn_with_state(
+        options.max_body,
+        json_rpc_errors,
+    ))
 }
 
 fn rmcp_endpoint<S, F>(options: &McpOptions, handler: F) -> MethodRouter
@@ -91,7 +96,7 @@ where
     let factory = move || Ok(handler());
     match options.sessions {
         None => {
-            let config = rmcp_config(&options.shutdown)
+            let config = rmcp_config(options)
                 .with_legacy_session_mode(false)
                 .with_json_response(true);
             let service = StreamableHttpService::new(
@@ -109,7 +114,7 @@ where
             manager.session_config.keep_alive = Some(limits.idle_timeout);
             manager.session_config.sse_retry = None;
             let manager = Arc::new(manager);
-            let config = rmcp_config(&options.shutdown).with_legacy_session_mode(true);
+            let config = rmcp_config(options).with_legacy_session_mode(true);
             let service = StreamableHttpService::new(factory, manager.clone(), config);
             any_service(service).layer(middleware::from_fn_with_state(
                 Sessions {

@@ -10,6 +10,7 @@
 //! both the gate and the router are built from, so they cannot disagree on a path.
 
 pub mod health;
+mod json_rpc_errors;
 pub mod mcp;
 pub mod redirect;
 pub mod well_known;

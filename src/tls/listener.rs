@@ -17,6 +17,10 @@ use tokio_rustls::server::TlsStream;
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Handshakes in progress at once; a connection beyond them is closed at once, so silent
+/// clients cannot hold an unbounded number of tasks and buffers.
+const HANDSHAKES_AT_ONCE: usize = 128;
+
 pub struct TlsListener {
     local: SocketAddr,
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -30,6 +34,7 @@ impl TlsListener {
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (sender, ready) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_AT_ONCE));
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -46,6 +51,12 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(
+                        "{HANDSHAKES_AT_ONCE} TLS handshakes in progress: closed {peer}"
+                    );
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let config = config.clone();
                 let challenge = challenge.clone();
@@ -53,7 +64,9 @@ impl TlsListener {
                 tokio::spawn(async move {
                     let shake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, config, challenge));
-                    match shake.await {
+                    let shaken = shake.await;
+                    drop(permit);
+                    match shaken {
                         Ok(Ok(Some(tls))) => {
                             let _ = sender.send((tls, peer)).await;
                         }
@@ -100,14 +113,6 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(self.local)
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for crate::listen::Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        crate::listen::Peer::Tcp(*stream.remote_addr())
     }
 }
 

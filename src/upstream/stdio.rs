@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use rmcp::ServiceExt;
 use rmcp::transport::async_rw::AsyncRwTransport;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::client::{Client, Connection, Env, INHERITED_ENV, Session};
+use super::lines::{Kind, Read, kind, read_line};
 use super::log_line::LogLines;
 use super::notices::{Listener, ProgressRoutes};
 use super::progress_transport::ProgressTransport;
@@ -148,17 +149,25 @@ async fn stop(child: &mut Child) -> String {
     "was killed (SIGKILL)".to_owned()
 }
 
+/// The largest message a stdio upstream may send; a longer line is passed over (the call
+/// it answered then ends at --tool-timeout), so a runaway child cannot exhaust memory.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Of a stderr line, only this much is kept (the log shows less still).
+const MAX_STDERR_LINE: usize = 64 * 1024;
+
 async fn log_stderr(name: Arc<str>, log: LogLines, stderr: impl AsyncRead + Unpin) {
     let mut lines = BufReader::new(stderr);
     let mut line = Vec::new();
-    while matches!(lines.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+    while let Ok(Read::Line | Read::Cut(_)) =
+        read_line(&mut lines, &mut line, MAX_STDERR_LINE).await
+    {
         tracing::info!(upstream = &*name, "stderr: {}", log.show(&line));
-        line.clear();
     }
 }
 
 /// Copies the child's stdout to rmcp, line by line, skipping lines that cannot be JSON-RPC
-/// (not an object or a batch) with a warning.
+/// (not an object or a batch) and messages over [`MAX_MESSAGE_BYTES`] with a warning.
 async fn json_lines_only(
     name: Arc<str>,
     log: LogLines,
@@ -167,17 +176,22 @@ async fn json_lines_only(
 ) {
     let mut lines = BufReader::new(stdout);
     let mut line = Vec::new();
-    while matches!(lines.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
-        let first = line.iter().find(|b| !b.is_ascii_whitespace());
-        match first {
-            Some(b'{' | b'[') if to_client.write_all(&line).await.is_err() => return,
-            Some(b'{' | b'[') | None => {}
-            Some(_) => tracing::warn!(
+    loop {
+        match read_line(&mut lines, &mut line, MAX_MESSAGE_BYTES).await {
+            Ok(Read::End) | Err(_) => return,
+            Ok(Read::Cut(length)) => tracing::warn!(
                 upstream = &*name,
-                "skipped a line on stdout that is not JSON-RPC: {}",
-                log.show(&line)
+                "skipped a message of {length} bytes on stdout: more than {MAX_MESSAGE_BYTES}"
             ),
+            Ok(Read::Line) => match kind(&line) {
+                Kind::Message if to_client.write_all(&line).await.is_err() => return,
+                Kind::Message | Kind::Blank => {}
+                Kind::Other => tracing::warn!(
+                    upstream = &*name,
+                    "skipped a line on stdout that is not JSON-RPC: {}",
+                    log.show(&line)
+                ),
+            },
         }
-        line.clear();
     }
 }

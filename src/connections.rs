@@ -1,0 +1,295 @@
+//! Serving one listener: hyper's HTTP/1.1 and HTTP/2 with latchkey's bounds on a connection —
+//! how many at once, how long a client may take to send a request's head, how large that
+//! head may be, how long a connection may sit idle — and a stop that lets every request in
+//! flight finish.
+//!
+//! Instead of `axum::serve`, which has none of these bounds and no way to set them.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::{Service, ServiceExt};
+
+use crate::error_response::json_error;
+use crate::listen::Peer;
+
+/// The bounds on every connection of a listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time to send a request's head (HTTP/1.1), counted from the connection's start or the
+    /// end of its previous response.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest request head: request line and headers (HTTP/1.1), header list (HTTP/2).
+    pub max_header_bytes: usize,
+    /// Most headers in a request (HTTP/1.1).
+    pub max_headers: usize,
+}
+
+/// Connections over the cap are answered 503 (so a client learns why) while no more than
+/// this many such answers are being written; beyond that they are closed at once.
+const REFUSALS_AT_ONCE: usize = 32;
+
+/// Serves `service` on `listener` until `shutdown`, then waits for every connection's
+/// requests in flight to finish. `peer` says who a connection's other end is.
+pub async fn serve<L, S>(
+    mut listener: L,
+    peer: impl Fn(&L::Addr) -> Peer,
+    service: S,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) where
+    L: Listener,
+    S: WithPeer
+        + Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = Arc::new(builder(&limits));
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let tracker = TaskTracker::new();
+    // Set while connections are being refused, so the log says so once per episode.
+    let refusing = Arc::new(AtomicBool::new(false));
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => break,
+        };
+        let peer = peer(&addr);
+        let io = TokioIo::new(io);
+        match connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                refusing.store(false, Ordering::Relaxed);
+                let service = service.with_peer(peer);
+                tracker.spawn(connection(
+                    builder.clone(),
+                    io,
+                    service,
+                    limits.idle_timeout,
+                    shutdown.clone(),
+                    permit,
+                ));
+            }
+            Err(_) => {
+                if !refusing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        max = limits.max_connections,
+                        "at --max-connections: new connections get 503 until some close"
+                    );
+                }
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    tracker.spawn(refuse(builder.clone(), io, limits.header_timeout, permit));
+                }
+            }
+        }
+    }
+    // Stop listening at once; connections finish what they started.
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+}
+
+fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // hyper answers 431 when the head does not fit in its read buffer.
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Serves one connection until it ends, closing it gracefully at shutdown or when idle.
+async fn connection<I, S>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: TokioIo<I>,
+    service: S,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let counted = Counted {
+        inner: service,
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection(io, counted);
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            // Graceful: an HTTP/1.1 response or HTTP/2 streams in progress finish first.
+            _ = shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = activity.idle_for(idle_timeout), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// Answers every request on a connection over the cap 503, then closes it.
+async fn refuse<I>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: TokioIo<I>,
+    header_timeout: Duration,
+    _permit: OwnedSemaphorePermit,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(|_: hyper::Request<Incoming>| async {
+        let mut response = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "The server holds as many connections as --max-connections allows; retry later.",
+        );
+        let headers = response.headers_mut();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Ok::<_, Infallible>(response)
+    });
+    let conn = builder.serve_connection(io, service);
+    // The one request this connection gets must come in time, like any other.
+    let _ = tokio::time::timeout(header_timeout * 2, conn).await;
+}
+
+/// A service that can be told which connection it serves.
+pub trait WithPeer {
+    fn with_peer(&self, peer: Peer) -> Self;
+}
+
+/// When a connection last finished a request, and how many it has in flight.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to the end of the last request.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let idle_since = self.start + last;
+            let deadline = idle_since + timeout;
+            if self.in_flight.load(Ordering::Acquire) == 0 && Instant::now() >= deadline {
+                return;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            // A request in flight: look again a whole timeout later.
+            tokio::time::sleep(if wait.is_zero() { timeout } else { wait }).await;
+        }
+    }
+}
+
+/// The connection's service, as hyper calls it: counts the requests in flight.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> hyper::service::Service<hyper::Request<Incoming>> for Counted<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = CountedFuture<tower::util::Oneshot<S, Request>>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        self.activity.begin();
+        CountedFuture {
+            inner: self.inner.clone().oneshot(request.map(Body::new)),
+            guard: InFlight(self.activity.clone()),
+        }
+    }
+}
+
+/// Ends a request's count when its future is done or dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+pin_project! {
+    pub struct CountedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: InFlight,
+    }
+}
+
+impl<F: Future> Future for CountedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
