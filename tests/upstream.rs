@@ -9,68 +9,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::upstreams::{call, child_pids, front_python, python, stdio_server, text, wait_ready};
 use common::{App, KEY, Spawn, http, mcp_post, rpc};
 use opentelemetry_proto::tonic::common::v1::any_value;
-
-fn python() -> String {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-python/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run .ci/run, which installs the MCP Python SDK there",
-        python.display()
-    );
-    python.display().to_string()
-}
-
-fn stdio_server() -> String {
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/upstreams/python_stdio_server.py"
-    )
-    .to_owned()
-}
-
-/// latchkey serving the Python stdio server, with `args` before `--`; waits until ready.
-async fn front_python(args: &[&str], env: &[(&str, &str)]) -> App {
-    let python = python();
-    let server = stdio_server();
-    let mut spawn = Spawn::default().args(args);
-    for (name, value) in env {
-        spawn = spawn.env(name, value);
-    }
-    let app = spawn.args(&["--", &python, &server]).start();
-    wait_ready(&app).await;
-    app
-}
-
-async fn wait_ready(app: &App) {
-    let url = app.url("/healthz");
-    common::eventually("the upstream to be ready", || async {
-        matches!(http().get(&url).send().await, Ok(r) if r.status() == 200)
-    })
-    .await;
-}
-
-async fn call(app: &App, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
-    let body = rpc(
-        "tools/call",
-        serde_json::json!({"name": tool, "arguments": arguments}),
-    );
-    let response = mcp_post(&http(), &app.url("/mcp"), &body)
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
-fn text(answer: &serde_json::Value) -> String {
-    answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text in {answer}"))
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_stdio_server_is_served_behind_the_key() {
@@ -715,23 +656,6 @@ async fn calls_through_the_bridge_are_traced() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The processes whose parent is `pid`.
-fn child_pids(pid: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let after = s.rsplit_once(") ")?.1.to_owned();
-                    after.split(' ').nth(1)?.parse::<i32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
 }
 
 /// The FastMCP recipe's server (examples/fastmcp/server.py) on a free port; killed when the

@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod otlp;
 pub mod tls;
+pub mod upstreams;
 
 // Each test file uses some of these; the rest would warn as unused there.
 #[allow(unused_imports)]

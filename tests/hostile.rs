@@ -1,0 +1,564 @@
+//! Hostile input against the real binary: malformed JSON-RPC, oversized and slow requests,
+//! too many connections and requests, key guessing, clients from networks not allowed. Each
+//! gets its status and a JSON body, and the server keeps serving the owner.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::upstreams::{python, stdio_server, wait_ready};
+use common::{App, KEY, PATIENCE, Spawn, call_hello, http, mcp_post, rpc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WRONG_KEY: &str = "lk-wrong-key-00000000000000000000000000000000";
+
+fn addr(app: &App) -> SocketAddr {
+    app.tcp[0].strip_prefix("http://").unwrap().parse().unwrap()
+}
+
+/// A client whose connections come from `source` (any 127.0.0.0/8 address reaches
+/// latchkey's 127.0.0.1 listener, so tests can be several clients).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(source.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn post_raw(
+    app: &App,
+    body: impl Into<reqwest::Body>,
+    content_type: &str,
+    accept: &str,
+) -> (StatusCode, Value) {
+    let response = http()
+        .post(app.url("/mcp"))
+        .bearer_auth(KEY)
+        .header("content-type", content_type)
+        .header("accept", accept)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{status}: not a JSON body ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, value)
+}
+
+async fn hello_works(app: &App, client: &reqwest::Client) {
+    let response = mcp_post(client, &app.url("/mcp"), &call_hello("Ada"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "Hello Ada!");
+}
+
+#[tokio::test]
+async fn malformed_messages_get_json_rpc_errors_and_the_server_keeps_serving() {
+    let app = App::start(Spawn::default());
+    const BOTH: &str = "application/json, text/event-stream";
+    const JSON: &str = "application/json";
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":{}{}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let mut bad_utf8 = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":""#.to_vec();
+    bad_utf8.extend_from_slice(&[0xff, 0xfe]);
+    bad_utf8.extend_from_slice(br#""}}"#);
+    // (what, body, content type, accept, status, JSON-RPC code, id)
+    let cases: Vec<(&str, Vec<u8>, &str, &str, u16, i64, Value)> = vec![
+        (
+            "not JSON",
+            b"hello".to_vec(),
+            JSON,
+            BOTH,
+            400,
+            -32700,
+            Value::Null,
+        ),
+        ("empty", Vec::new(), JSON, BOTH, 400, -32700, Value::Null),
+        (
+            "cut short",
+            br#"{"jsonrpc":"2.0","id":1,"meth"#.to_vec(),
+            JSON,
+            BOTH,
+            400,
+            -32700,
+            Value::Null,
+        ),
+        (
+            "invalid UTF-8",
+            bad_utf8,
+            JSON,
+            BOTH,
+            400,
+            -32700,
+            Value::Null,
+        ),
+        (
+            "nested 10,000 deep",
+            deep.into_bytes(),
+            JSON,
+            BOTH,
+            400,
+            -32700,
+            Value::Null,
+        ),
+        (
+            "a number id beyond any integer",
+            br#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#.to_vec(),
+            JSON,
+            BOTH,
+            400,
+            -32700,
+            Value::Null,
+        ),
+        (
+            "a batch",
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#.to_vec(),
+            JSON,
+            BOTH,
+            400,
+            -32600,
+            Value::Null,
+        ),
+        (
+            "no jsonrpc member",
+            br#"{"id":7,"method":"ping"}"#.to_vec(),
+            JSON,
+            BOTH,
+            400,
+            -32600,
+            json!(7),
+        ),
+        (
+            "params not an object",
+            br#"{"jsonrpc":"2.0","id":"x","method":"tools/list","params":[1]}"#.to_vec(),
+            JSON,
+            BOTH,
+            400,
+            -32600,
+            json!("x"),
+        ),
+        (
+            "a JSON string",
+            br#""ping""#.to_vec(),
+            JSON,
+            BOTH,
+            400,
+            -32600,
+            Value::Null,
+        ),
+        (
+            "Content-Type text/plain",
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec(),
+            "text/plain",
+            BOTH,
+            415,
+            -32600,
+            Value::Null,
+        ),
+        (
+            "Accept without SSE",
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec(),
+            JSON,
+            JSON,
+            406,
+            -32600,
+            Value::Null,
+        ),
+    ];
+    for (what, body, content_type, accept, status, code, id) in cases {
+        let (got, error) = post_raw(&app, body, content_type, accept).await;
+        assert_eq!(got.as_u16(), status, "{what}: {error}");
+        assert_eq!(error["jsonrpc"], "2.0", "{what}: {error}");
+        assert_eq!(error["error"]["code"], code, "{what}: {error}");
+        assert_eq!(error["id"], id, "{what}: {error}");
+        assert!(error["error"]["message"].is_string(), "{what}: {error}");
+        hello_works(&app, &http()).await;
+    }
+
+    // Well-formed, but not something latchkey has: JSON-RPC errors with the request's id.
+    let answers = [
+        (rpc("no/such/method", json!({})), -32601),
+        (
+            rpc(
+                "tools/call",
+                json!({"name": "no_such_tool", "arguments": {}}),
+            ),
+            -32602,
+        ),
+    ];
+    for (request, code) in answers {
+        let response = mcp_post(&http(), &app.url("/mcp"), &request)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert_eq!(answer["id"], 1, "{answer}");
+    }
+    // Arguments that do not match the tool's schema: a tool error the model can read.
+    let response = mcp_post(
+        &http(),
+        &app.url("/mcp"),
+        &rpc(
+            "tools/call",
+            json!({"name": "hello", "arguments": {"name": {"not": "a string"}}}),
+        ),
+    )
+    .bearer_auth(KEY)
+    .send()
+    .await
+    .unwrap();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    hello_works(&app, &http()).await;
+    assert!(!app.output().contains("panicked"), "{}", app.output());
+}
+
+/// Writes `request` on a new connection and reads until the server closes it (or
+/// `PATIENCE` passes, which fails).
+async fn exchange(app: &App, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr(app)).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    read_to_close(&mut stream).await
+}
+
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+#[tokio::test]
+async fn oversized_heads_and_uris_are_refused() {
+    let app = App::start(Spawn::default().args(&["--max-headers", "20"]));
+    let mut many = String::from("GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
+    for i in 0..30 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("Connection: close\r\n\r\n");
+    assert_eq!(status_of(&exchange(&app, many.as_bytes()).await), 431);
+
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
+    assert_eq!(status_of(&exchange(&app, big.as_bytes()).await), 431);
+
+    let long = format!("{}?q={}", app.url("/mcp"), "a".repeat(9 * 1024));
+    let response = http().get(long).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "uri_too_long");
+
+    // Just under each limit is served.
+    let mut fine = String::from("GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
+    for i in 0..15 {
+        fine.push_str(&format!("X-H{i}: {}\r\n", "b".repeat(500)));
+    }
+    fine.push_str("Connection: close\r\n\r\n");
+    assert_eq!(status_of(&exchange(&app, fine.as_bytes()).await), 200);
+    hello_works(&app, &http()).await;
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    // A head sent too slowly (slowloris): cut off after --header-timeout.
+    let app = App::start(Spawn::default().args(&["--header-timeout", "1s"]));
+    let mut slow = TcpStream::connect(addr(&app)).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: loc")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let rest = read_to_close(&mut slow).await;
+    assert!(!rest.contains("200 OK"), "{rest:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Meanwhile and after, others are served.
+    hello_works(&app, &http()).await;
+
+    // A kept-alive connection with nothing in flight: closed after --idle-timeout.
+    let app =
+        App::start(Spawn::default().args(&["--idle-timeout", "1s", "--header-timeout", "60s"]));
+    let mut idle = TcpStream::connect(addr(&app)).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = read_to_close(&mut idle).await;
+    assert_eq!(status_of(&answered), 200);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503_and_the_rest_are_served() {
+    let app = App::start(Spawn::default().args(&["--max-connections", "4"]));
+    // Four connections that say nothing hold every place (until --header-timeout).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr(&app)).await.unwrap());
+    }
+    // Connections are counted once accepted: poll until the fifth is refused.
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let response = exchange(
+            &app,
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if status_of(&response) == 503 {
+            break response;
+        }
+        assert!(started.elapsed() < PATIENCE, "never refused: {response}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+    assert!(refused.contains("too_many_connections"), "{refused}");
+    drop(held);
+    common::eventually("a place to free up", || async {
+        let response = http().get(app.url("/healthz")).send().await;
+        matches!(response, Ok(r) if r.status() == StatusCode::OK)
+    })
+    .await;
+    hello_works(&app, &http()).await;
+    assert_eq!(
+        app.output().matches("at --max-connections").count(),
+        1,
+        "one warning per episode: {}",
+        app.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_cap_get_503_with_retry_after() {
+    let app = Spawn::default()
+        .args(&["--max-requests", "2", "--", &python(), &stdio_server()])
+        .start();
+    wait_ready(&app).await;
+    let slow = |seconds: f64| {
+        let url = app.url("/mcp");
+        async move {
+            let body = rpc(
+                "tools/call",
+                json!({"name": "slow", "arguments": {"seconds": seconds}}),
+            );
+            mcp_post(&http(), &url, &body)
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let first = tokio::spawn(slow(8.0));
+    let second = tokio::spawn(slow(8.0));
+    // Poll until a third request finds the two in flight.
+    let started = std::time::Instant::now();
+    let busy = loop {
+        let response = mcp_post(&http(), &app.url("/mcp"), &rpc("ping", json!({})))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        assert!(
+            !(first.is_finished() && second.is_finished()),
+            "the slow calls ended before a third request found them in flight: {:?} {:?}",
+            first.await,
+            second.await
+        );
+        assert!(started.elapsed() < PATIENCE, "never busy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let error: Value = busy.json().await.unwrap();
+    assert_eq!(error["error"], "busy");
+    // Refused without a key: 401, not 503 (no place is taken before the key is checked).
+    let response = mcp_post(&http(), &app.url("/mcp"), &rpc("ping", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert_eq!(second.await.unwrap(), StatusCode::OK);
+    let response = mcp_post(&http(), &app.url("/mcp"), &rpc("ping", json!({})))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn hello_status(client: &reqwest::Client, app: &App, key: &str) -> reqwest::Response {
+    mcp_post(client, &app.url("/mcp"), &call_hello("Ada"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_guesser_is_locked_out_and_nobody_else_is() {
+    let app = App::start(Spawn::default().env("RUST_LOG", "trace").args(&[
+        "--max-key-failures",
+        "5",
+        "--lockout",
+        "1m",
+    ]));
+    let guesser = client_from("127.0.0.1");
+    for _ in 0..5 {
+        let response = hello_status(&guesser, &app, WRONG_KEY).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked out: even the right key is not checked.
+    for key in [WRONG_KEY, KEY] {
+        let response = hello_status(&guesser, &app, key).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "too_many_failures");
+    }
+    // The owner, from another address: served.
+    hello_works(&app, &client_from("127.0.0.2")).await;
+    // No key at all is not a guess: it does not count.
+    let other = client_from("127.0.0.3");
+    for _ in 0..10 {
+        let response = mcp_post(&other, &app.url("/mcp"), &call_hello("x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    hello_works(&app, &other).await;
+    // /healthz is open to all, locked out or not.
+    let health = guesser.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let output = app.output();
+    assert_eq!(
+        output.matches("locked out client 127.0.0.1").count(),
+        1,
+        "one line per lockout:\n{output}"
+    );
+    assert!(!output.contains(WRONG_KEY), "the tried key is in the log");
+    assert!(!output.contains(KEY), "the key is in the log");
+}
+
+/// A request on the Unix socket as the bundled Apache sends it: the client's address last
+/// in `X-Forwarded-For`.
+async fn via_socket(app: &App, forwarded_for: &str, key: &str) -> u16 {
+    let stream = tokio::net::UnixStream::connect(&app.sockets[0])
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post("/mcp")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-forwarded-for", forwarded_for)
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            call_hello("Ada").to_string(),
+        )))
+        .unwrap();
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn behind_the_proxy_the_forwarded_address_is_the_client() {
+    let app = App::start(Spawn::default().unix().args(&[
+        "--max-key-failures",
+        "3",
+        "--allowed-client",
+        "203.0.113.0/24",
+    ]));
+    // A spoofed header first, then the address Apache appends: the last one counts.
+    let guesser = "198.51.100.66, 203.0.113.5";
+    for _ in 0..3 {
+        assert_eq!(via_socket(&app, guesser, WRONG_KEY).await, 401);
+    }
+    assert_eq!(via_socket(&app, guesser, KEY).await, 429);
+    assert_eq!(via_socket(&app, "203.0.113.6", KEY).await, 200);
+    // Outside --allowed-client: 403, whatever the key.
+    assert_eq!(via_socket(&app, "198.51.100.7", KEY).await, 403);
+    // On TCP the header is ignored: the peer (127.0.0.1) is not in the allowed network.
+    let response = http()
+        .post(app.url("/mcp"))
+        .bearer_auth(KEY)
+        .header("x-forwarded-for", "203.0.113.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "client_not_allowed");
+}
+
+#[tokio::test]
+async fn allowed_clients_are_served_and_others_refused() {
+    let app = App::start(Spawn::default().args(&["--allowed-client", "127.0.0.2,127.0.1.0/24"]));
+    hello_works(&app, &client_from("127.0.0.2")).await;
+    hello_works(&app, &client_from("127.0.1.9")).await;
+    let response = hello_status(&client_from("127.0.0.1"), &app, KEY).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // The health check (Docker's, from inside the container) is not a client's request.
+    let health = client_from("127.0.0.1")
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let (status, output) =
+        App::try_start(Spawn::default().args(&["--allowed-client", "300.1.2.3/8"]))
+            .map(|_| panic!("a bad network was accepted"))
+            .unwrap_err();
+    assert!(!status.success());
+    assert!(output.contains("--allowed-client"), "{output}");
+    assert!(!output.contains("panicked"), "{output}");
+}
