@@ -81,7 +81,15 @@ async fn malformed_messages_get_json_rpc_errors_and_the_server_keeps_serving() {
     bad_utf8.extend_from_slice(&[0xff, 0xfe]);
     bad_utf8.extend_from_slice(br#""}}"#);
     // (what, body, content type, accept, status, JSON-RPC code, id)
-    type Case = (&'static str, Vec<u8>, &'static str, &'static str, u16, i64, Value);
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        &'static str,
+        &'static str,
+        u16,
+        i64,
+        Value,
+    );
     let cases: Vec<Case> = vec![
         (
             "not JSON",

@@ -223,7 +223,7 @@ impl Bridge {
         Fut: Future<Output = Result<L, ServiceError>>,
     {
         if let Some(upstream) = self.upstreams.only() {
-            let connection = upstream.connection()?;
+            let connection = upstream.ready_connection().await?;
             let mut request = request;
             let call = self.call_listing(upstream, context, method, &mut request);
             let mut listed = self
@@ -277,7 +277,7 @@ impl Bridge {
         F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut,
         Fut: Future<Output = Result<L, ServiceError>>,
     {
-        let connection = upstream.connection()?;
+        let connection = upstream.ready_connection().await?;
         let mut items = Vec::new();
         let mut cursor = None;
         loop {
@@ -535,7 +535,7 @@ impl ServerHandler for Bridge {
                     None,
                 ));
             }
-            let connection = upstream.connection()?;
+            let connection = upstream.ready_connection().await?;
             request.name = own.to_owned().into();
             Self::pass_meta(&context, &mut request);
             let call = self.call(
@@ -598,7 +598,7 @@ impl ServerHandler for Bridge {
         Box::pin(async move {
             let asked = std::mem::take(&mut request.name);
             let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
-            let connection = upstream.connection()?;
+            let connection = upstream.ready_connection().await?;
             request.name = own.to_owned();
             Self::pass_meta(&context, &mut request);
             let call = self.call(
@@ -670,7 +670,7 @@ impl ServerHandler for Bridge {
         Box::pin(async move {
             let asked = std::mem::take(&mut request.uri);
             let (upstream, own) = self.upstreams.by_uri(&asked)?;
-            let connection = upstream.connection()?;
+            let connection = upstream.ready_connection().await?;
             request.uri = own.to_owned();
             Self::pass_meta(&context, &mut request);
             let call = self.call(
@@ -729,7 +729,7 @@ impl ServerHandler for Bridge {
                     ));
                 }
             };
-            let connection = upstream.connection()?;
+            let connection = upstream.ready_connection().await?;
             let call = self.call(
                 upstream,
                 &context,

@@ -9,6 +9,7 @@
 //! | JSON, but not one JSON-RPC message (a batch among them) | 400 | -32600 |
 //! | `Content-Type` not JSON | 415 | -32600 |
 //! | `Accept` without JSON and SSE | 406 | -32600 |
+//! | (rmcp failed: no answer from the handler) | 500 | -32603 |
 //!
 //! The body is read here, within the limit, before rmcp sees it; on the success path the
 //! bytes are only handed on. Errors never quote the body: serde's messages for data errors
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 /// JSON-RPC's codes.
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
+const INTERNAL_ERROR: i64 = -32603;
 
 /// The largest rmcp error text passed on (its own fixed messages are far shorter).
 const MAX_TEXT: usize = 512;
@@ -92,7 +94,12 @@ async fn rewrite(response: Response, request_body: &Bytes) -> Response {
     } else {
         text
     };
-    error(status, Value::Null, INVALID_REQUEST, &text)
+    let code = if status.is_server_error() {
+        INTERNAL_ERROR
+    } else {
+        INVALID_REQUEST
+    };
+    error(status, Value::Null, code, &text)
 }
 
 /// The body rmcp could not read as an MCP message: not JSON at all, or the wrong JSON.

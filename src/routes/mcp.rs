@@ -48,9 +48,10 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
 }
 
-fn rmcp_config(options: &McpOptions) -> StreamableHttpServerConfig {
+/// `cancel`: what ends rmcp's streams and sessions.
+fn rmcp_config(options: &McpOptions, cancel: CancellationToken) -> StreamableHttpServerConfig {
     StreamableHttpServerConfig::default()
-        .with_cancellation_token(options.shutdown.child_token())
+        .with_cancellation_token(cancel)
         .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
         // No SSE priming event: some clients misparse its empty `data:`, and without an
         // event store there is nothing to resume anyway.
@@ -96,7 +97,9 @@ where
     let factory = move || Ok(handler());
     match options.sessions {
         None => {
-            let config = rmcp_config(options)
+            // Not cancelled at shutdown: a JSON answer in progress is finished (and bounded
+            // by --tool-timeout and --shutdown-timeout); cancelling would turn it into a 500.
+            let config = rmcp_config(options, CancellationToken::new())
                 .with_legacy_session_mode(false)
                 .with_json_response(true);
             let service = StreamableHttpService::new(
@@ -114,7 +117,9 @@ where
             manager.session_config.keep_alive = Some(limits.idle_timeout);
             manager.session_config.sse_retry = None;
             let manager = Arc::new(manager);
-            let config = rmcp_config(options).with_legacy_session_mode(true);
+            // Sessions hold SSE streams open: they end at shutdown, or it would wait on them.
+            let config = rmcp_config(options, options.shutdown.child_token())
+                .with_legacy_session_mode(true);
             let service = StreamableHttpService::new(factory, manager.clone(), config);
             any_service(service).layer(middleware::from_fn_with_state(
                 Sessions {

@@ -4,9 +4,11 @@
 //! One connection serves every client: rmcp's client multiplexes concurrent requests over
 //! it by JSON-RPC id. A supervisor task keeps the connection: it connects and initialises
 //! once, and when the connection ends (the child exits, the server goes away) it marks the
-//! upstream down and connects again after 1 s, doubling to 30 s. Calls made while it is down
-//! fail at once with an error naming the upstream; calls in flight when it goes fail as soon
-//! as it goes (rmcp drops their pending answers).
+//! upstream down and connects again: at once when the connection had served for a while (a
+//! crash or restart costs only the calls in flight), else after 1 s, doubling to 30 s.
+//! Calls made while it is connecting wait for it (up to [`STARTING_WAIT`]); calls made while
+//! it is down fail at once with an error naming the upstream; calls in flight when it goes
+//! fail as soon as it goes (rmcp drops their pending answers).
 
 pub mod args;
 mod client;
@@ -45,6 +47,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How long connecting and `initialize` may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a call waits for an upstream that is connecting (after a crash, or at start).
+pub const STARTING_WAIT: Duration = Duration::from_secs(10);
 
 /// What latchkey connects to.
 #[derive(Clone, Debug)]
@@ -220,6 +225,17 @@ impl Upstream {
         }
     }
 
+    /// The live connection, waiting up to [`STARTING_WAIT`] while the upstream connects.
+    pub async fn ready_connection(&self) -> Result<Connection, McpError> {
+        if !matches!(&*self.state.borrow(), State::Starting) {
+            return self.connection();
+        }
+        let mut state = self.state.clone();
+        let settled = state.wait_for(|state| !matches!(state, State::Starting));
+        let _ = tokio::time::timeout(STARTING_WAIT, settled).await;
+        self.connection()
+    }
+
     fn unavailable(&self, why: &str) -> McpError {
         McpError::new(
             ErrorCode::INTERNAL_ERROR,
@@ -361,15 +377,26 @@ async fn supervise(
                     .to_owned();
                 tracing::info!(upstream = name, "upstream ready{server}");
                 let _ = state.send(State::Ready(connection));
+                let ready_at = tokio::time::Instant::now();
                 backoff = FIRST_BACKOFF;
-                tokio::select! {
+                let reason = tokio::select! {
                     _ = shutdown.cancelled() => {
                         let _ = state.send(State::Stopped);
                         session.close().await;
                         return;
                     }
                     reason = session.ended() => reason,
+                };
+                // It served a while: connect again at once (calls wait for it meanwhile).
+                if ready_at.elapsed() >= FIRST_BACKOFF {
+                    let reason = hub.log.show(reason.as_bytes());
+                    tracing::warn!(
+                        upstream = name,
+                        "upstream down: {reason}; connecting again now"
+                    );
+                    continue;
                 }
+                reason
             }
             Err(reason) => reason,
         };

@@ -2,7 +2,7 @@
 tests/upstream.rs: latchkey starts it as its upstream and serves its tools.
 
 Tools: `echo` (says what it got), `slow` (sleeps, to time out or be cancelled; writes a
-line to the file in SLOW_LOG when it is cancelled), `crash` (the process exits at once),
+line to the file in SLOW_LOG when it starts and when it is cancelled), `crash` (the process exits at once),
 `environment` (the names of the variables it was given), `together` (answers once that many
 calls of it are in flight at once), `traceparent` (the W3C trace context
 the request carried in `_meta`), `progress` (progress notifications and a log message),
@@ -29,6 +29,10 @@ def echo(text: str) -> str:
 @server.tool()
 async def slow(seconds: float) -> str:
     """Sleeps, then answers."""
+    log = os.environ.get("SLOW_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write("started\n")
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
