@@ -146,7 +146,7 @@ pub struct Gate<S> {
     inner: S,
     checks: Arc<Checks>,
     export: Option<Export>,
-    /// The connection's other end, set by [`PerConnection`].
+    /// The connection's other end, set by `connections::serve`.
     peer: Option<Peer>,
 }
 

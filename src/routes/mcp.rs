@@ -118,8 +118,8 @@ where
             manager.session_config.sse_retry = None;
             let manager = Arc::new(manager);
             // Sessions hold SSE streams open: they end at shutdown, or it would wait on them.
-            let config = rmcp_config(options, options.shutdown.child_token())
-                .with_legacy_session_mode(true);
+            let config =
+                rmcp_config(options, options.shutdown.child_token()).with_legacy_session_mode(true);
             let service = StreamableHttpService::new(factory, manager.clone(), config);
             any_service(service).layer(middleware::from_fn_with_state(
                 Sessions {

@@ -93,7 +93,7 @@ impl Line<'_> {
     /// formatter gathers the fields into a map of JSON values first, which measured more work
     /// than all of latchkey's own per-request handling (BENCHMARKS.md). Numbers, addresses
     /// and the timestamp are written without `fmt`, which measured a tenth of what is left.
-    fn render(&self, now: SystemTime, format: LogFormat, ansi: bool) -> Vec<u8> {
+    pub fn render(&self, now: SystemTime, format: LogFormat, ansi: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         match format {
             LogFormat::Json => {
