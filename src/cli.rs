@@ -324,7 +324,7 @@ pub struct LimitArgs {
     pub max_header_bytes: usize,
 
     /// Most header fields in a request (431 beyond).
-    #[arg(long, env = "LATCHKEY_MAX_HEADERS", value_name = "N", default_value_t = 64,
+    #[arg(long, env = "LATCHKEY_MAX_HEADERS", value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u16).range(8..))]
     pub max_headers: u16,
 

@@ -113,6 +113,10 @@ pub async fn serve<L, S>(
     tracker.wait().await;
 }
 
+/// hyper's own limit on header fields. Any other limit makes hyper initialise two arrays
+/// of that many entries for every request: about 700 instructions (BENCHMARKS.md).
+const HYPER_MAX_HEADERS: usize = 100;
+
 fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -120,8 +124,10 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         // hyper answers 431 when the head does not fit in its read buffer.
-        .max_buf_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.max_header_bytes);
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -149,6 +155,16 @@ async fn connection<I, S>(
     };
     let conn = builder.serve_connection(io, counted);
     let mut conn = std::pin::pin!(conn);
+    // The idle timer runs in a task of its own: polled beside the connection, it would be
+    // polled (and its timer looked at) on every wake-up of the connection, twice a request.
+    let idle = CancellationToken::new();
+    let watcher = tokio::spawn({
+        let idle = idle.clone();
+        async move {
+            activity.idle_for(idle_timeout).await;
+            idle.cancel();
+        }
+    });
     let mut closing = false;
     loop {
         tokio::select! {
@@ -156,6 +172,7 @@ async fn connection<I, S>(
                 if let Err(e) = done {
                     tracing::debug!("connection ended: {e}");
                 }
+                watcher.abort();
                 return;
             }
             // Graceful: an HTTP/1.1 response or HTTP/2 streams in progress finish first.
@@ -163,7 +180,7 @@ async fn connection<I, S>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = activity.idle_for(idle_timeout), if !closing => {
+            _ = idle.cancelled(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }

@@ -15,14 +15,23 @@
 //! bytes are only handed on. Errors never quote the body: serde's messages for data errors
 //! can repeat what they could not read.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use pin_project_lite::pin_project;
 use serde_json::{Value, json};
+use tower::{Layer, Service};
 
 /// JSON-RPC's codes.
 const PARSE_ERROR: i64 = -32700;
@@ -32,42 +41,160 @@ const INTERNAL_ERROR: i64 = -32603;
 /// The largest rmcp error text passed on (its own fixed messages are far shorter).
 const MAX_TEXT: usize = 512;
 
-pub async fn json_rpc_errors(
-    State(max_body): State<usize>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max_body as u64) {
-        return too_large(max_body);
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match Limited::new(body, max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return too_large(max_body),
-        Err(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                INVALID_REQUEST,
-                "Invalid Request: the request body could not be read",
-            );
+/// A hand-written layer, not `axum::middleware::from_fn`: that boxed a future and cloned
+/// the route on every request, measured at about 7,000 instructions (BENCHMARKS.md).
+#[derive(Clone, Copy)]
+pub struct JsonRpcErrorsLayer {
+    pub max_body: usize,
+}
+
+impl<S> Layer<S> for JsonRpcErrorsLayer {
+    type Service = JsonRpcErrors<S>;
+
+    fn layer(&self, inner: S) -> JsonRpcErrors<S> {
+        JsonRpcErrors {
+            inner,
+            max_body: self.max_body,
         }
-    };
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes.clone())))
-        .await;
-    if response.status().is_success() || is_json(&response) {
-        return response;
     }
-    rewrite(response, &bytes).await
+}
+
+#[derive(Clone)]
+pub struct JsonRpcErrors<S> {
+    inner: S,
+    max_body: usize,
+}
+
+impl<S, B> Service<Request> for JsonRpcErrors<S>
+where
+    S: Service<Request, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = JsonRpcFuture<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was ready answers this request; a clone waits for the next.
+        let inner = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, inner);
+        if request.method() != Method::POST {
+            let mut inner = inner;
+            return JsonRpcFuture::Calling {
+                future: inner.call(request),
+                body: Bytes::new(),
+            };
+        }
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_body as u64) {
+            return JsonRpcFuture::Answered {
+                response: Some(too_large(self.max_body)),
+            };
+        }
+        let (parts, body) = request.into_parts();
+        JsonRpcFuture::Reading {
+            collect: Limited::new(body, self.max_body).collect(),
+            parts: Some(parts),
+            inner: Some(inner),
+            max_body: self.max_body,
+        }
+    }
+}
+
+pin_project! {
+    /// Reading the body, then the routes' answer, then (rarely) rewriting it.
+    #[project = Step]
+    pub enum JsonRpcFuture<S: Service<Request>> {
+        Reading {
+            #[pin]
+            collect: Collect<Limited<Body>>,
+            parts: Option<Parts>,
+            inner: Option<S>,
+            max_body: usize,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+            // The body as sent, to tell why rmcp refused it.
+            body: Bytes,
+        },
+        Rewriting {
+            future: BoxFuture<'static, Response>,
+        },
+        Answered {
+            response: Option<Response>,
+        },
+    }
+}
+
+impl<S, B> Future for JsonRpcFuture<S>
+where
+    S: Service<Request, Response = http::Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project() {
+                Step::Reading {
+                    collect,
+                    parts,
+                    inner,
+                    max_body,
+                } => {
+                    let body = match ready!(collect.poll(cx)) {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(e) if e.is::<LengthLimitError>() => {
+                            return Poll::Ready(Ok(too_large(*max_body)));
+                        }
+                        Err(_) => {
+                            return Poll::Ready(Ok(error(
+                                StatusCode::BAD_REQUEST,
+                                Value::Null,
+                                INVALID_REQUEST,
+                                "Invalid Request: the request body could not be read",
+                            )));
+                        }
+                    };
+                    let parts = parts.take().expect("polled after completion");
+                    let mut inner = inner.take().expect("polled after completion");
+                    let request = Request::from_parts(parts, Body::from(body.clone()));
+                    JsonRpcFuture::Calling {
+                        future: inner.call(request),
+                        body,
+                    }
+                }
+                Step::Calling { future, body } => {
+                    let Ok(response) = ready!(future.poll(cx));
+                    let response = response.map(Body::new);
+                    if response.status().is_success() || is_json(&response) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let body = std::mem::take(body);
+                    JsonRpcFuture::Rewriting {
+                        future: Box::pin(rewrite(response, body)),
+                    }
+                }
+                Step::Rewriting { future } => return future.as_mut().poll(cx).map(Ok),
+                Step::Answered { response } => {
+                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                }
+            };
+            self.set(next);
+        }
+    }
 }
 
 fn is_json(response: &Response) -> bool {
@@ -79,7 +206,7 @@ fn is_json(response: &Response) -> bool {
 }
 
 /// rmcp's plain-text refusal, as a JSON-RPC error.
-async fn rewrite(response: Response, request_body: &Bytes) -> Response {
+async fn rewrite(response: Response, request_body: Bytes) -> Response {
     let status = response.status();
     let text = match response.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -87,7 +214,7 @@ async fn rewrite(response: Response, request_body: &Bytes) -> Response {
     };
     let text = String::from_utf8_lossy(&text[..text.len().min(MAX_TEXT)]).into_owned();
     if text.starts_with("fail to deserialize") {
-        return not_a_message(request_body);
+        return not_a_message(&request_body);
     }
     let text = if text.is_empty() {
         status.canonical_reason().unwrap_or("refused").to_owned()

@@ -16,8 +16,9 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 
-use super::json_rpc_errors::json_rpc_errors;
+use super::json_rpc_errors::JsonRpcErrorsLayer;
 use crate::error_response::json_error;
 use crate::mcp::bridge::Bridge;
 use crate::mcp::handler::Latchkey;
@@ -68,7 +69,7 @@ fn rmcp_config(options: &McpOptions, cancel: CancellationToken) -> StreamableHtt
 /// when spans are exported.
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
     let sessions = options.sessions.is_some();
-    let endpoint = match (options.tracing.clone(), options.upstreams.clone()) {
+    match (options.tracing.clone(), options.upstreams.clone()) {
         (Some(tracing), None) => rmcp_endpoint(options, move || {
             Traced::new(Latchkey::new(), tracing.clone())
         }),
@@ -82,11 +83,7 @@ pub fn endpoint(options: &McpOptions) -> MethodRouter {
         (None, Some(upstream)) => rmcp_endpoint(options, move || {
             Bridge::new(upstream.clone(), None, sessions)
         }),
-    };
-    endpoint.layer(middleware::from_fn_with_state(
-        options.max_body,
-        json_rpc_errors,
-    ))
+    }
 }
 
 fn rmcp_endpoint<S, F>(options: &McpOptions, handler: F) -> MethodRouter
@@ -102,11 +99,16 @@ where
             let config = rmcp_config(options, CancellationToken::new())
                 .with_legacy_session_mode(false)
                 .with_json_response(true);
-            let service = StreamableHttpService::new(
+            // Around rmcp's service itself, not the method router: a layer there would wrap
+            // each method's route in one more boxed route per request.
+            let service = JsonRpcErrorsLayer {
+                max_body: options.max_body,
+            }
+            .layer(StreamableHttpService::new(
                 factory,
                 Arc::new(NeverSessionManager::default()),
                 config,
-            );
+            ));
             get(idle_event_stream)
                 .with_state(options.shutdown.clone())
                 .post_service(service.clone())
@@ -120,7 +122,10 @@ where
             // Sessions hold SSE streams open: they end at shutdown, or it would wait on them.
             let config =
                 rmcp_config(options, options.shutdown.child_token()).with_legacy_session_mode(true);
-            let service = StreamableHttpService::new(factory, manager.clone(), config);
+            let service = JsonRpcErrorsLayer {
+                max_body: options.max_body,
+            }
+            .layer(StreamableHttpService::new(factory, manager.clone(), config));
             any_service(service).layer(middleware::from_fn_with_state(
                 Sessions {
                     manager,
