@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use axum::extract::Request;
-use axum::http::HeaderName;
 
+use crate::clients::forwarded_for;
 use crate::listen::Peer;
 use crate::telemetry::timestamp::{write_padded, write_timestamp};
 use crate::telemetry::{ACCESS_SINK, LogFormat};
@@ -28,14 +28,7 @@ impl Client {
     pub fn of(peer: Option<Peer>, request: &Request) -> Option<Self> {
         match peer? {
             Peer::Tcp(addr) => Some(Client::Ip(addr.ip())),
-            Peer::Unix => request
-                .headers()
-                .get(X_FORWARDED_FOR)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(|v| Client::Forwarded(v.to_owned())),
+            Peer::Unix => forwarded_for(request.headers()).map(|v| Client::Forwarded(v.to_owned())),
         }
     }
 
@@ -60,8 +53,6 @@ impl std::fmt::Display for Client {
         }
     }
 }
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// One access log line.
 pub struct Line<'a> {
