@@ -44,35 +44,33 @@ struct Conn {
 }
 
 async fn connect(app: &App, route: Route<'_>) -> Conn {
-    match route {
+    let (sender, forwarded) = match route {
         Route::Tcp(source) => {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
             socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
             let addr = app.tcp[0].strip_prefix("http://").unwrap().parse().unwrap();
-            let stream = socket.connect(addr).await.unwrap();
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            Conn {
-                sender,
-                forwarded: None,
-            }
+            (handshake(socket.connect(addr).await.unwrap()).await, None)
         }
         Route::Unix(client) => {
             let stream = tokio::net::UnixStream::connect(&app.sockets[0])
                 .await
                 .unwrap();
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            Conn {
-                sender,
-                forwarded: Some(client.to_owned()),
-            }
+            (handshake(stream).await, Some(client.to_owned()))
         }
-    }
+    };
+    Conn { sender, forwarded }
+}
+
+/// An HTTP/1.1 client connection over `stream`, driven by a task of its own.
+async fn handshake<T>(stream: T) -> SendRequest<Full<Bytes>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
 }
 
 impl Conn {
@@ -245,8 +243,14 @@ async fn an_upstream_killed_mid_load_costs_only_the_calls_in_flight() {
     }
     let failed = failed.load(Ordering::Relaxed);
     eprintln!("upstream killed mid-load: {failed} of {total} calls failed");
-    // At most one call per connection was in flight when it died.
-    assert!(failed <= WORKERS, "{failed} calls failed");
+    // Per connection: the call in flight when the child died, and at most one more sent in
+    // the moment before latchkey learned it had (seen: 41 of a bound of 40 once). Calls made
+    // after that wait for the new child.
+    assert!(
+        failed <= 2 * WORKERS,
+        "{failed} calls failed:\n{}",
+        app.output()
+    );
     assert!(
         app.output().contains("connecting again now"),
         "{}",

@@ -123,22 +123,23 @@ async fn a_crash_fails_the_call_promptly_and_the_child_restarts() {
         start.elapsed()
     );
 
-    // Down until it is back: 503 with a JSON reason (the restart waits 1 s, then Python
-    // takes a second or more to start, so the poll sees it).
+    // Not ready until it is back: 503 with a JSON reason (it had been ready, so it is
+    // started again at once; Python takes a second or more to start, so the poll sees it).
     let url = app.url("/healthz");
-    common::eventually("/healthz to say the upstream is down", || async {
+    common::eventually("/healthz to say the upstream is starting again", || async {
         let response = http().get(&url).send().await.unwrap();
         if response.status() != 503 {
             return false;
         }
         let body: serde_json::Value = response.json().await.unwrap();
-        body["upstream"] == "python" && body["status"] == "down" && body["reason"].is_string()
+        body["upstream"] == "python" && body["status"] == "starting" && body["reason"].is_string()
     })
     .await;
     wait_ready(&app).await;
     let answer = call(&app, "echo", serde_json::json!({"text": "again"})).await;
     assert_eq!(text(&answer), "echo: again");
     app.wait_for_output("upstream down");
+    app.wait_for_output("connecting again now");
 }
 
 /// A call longer than --tool-timeout fails then, and the upstream is told to cancel it.

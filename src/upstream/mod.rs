@@ -4,8 +4,9 @@
 //! One connection serves every client: rmcp's client multiplexes concurrent requests over
 //! it by JSON-RPC id. A supervisor task keeps the connection: it connects and initialises
 //! once, and when the connection ends (the child exits, the server goes away) it marks the
-//! upstream down and connects again: at once when the connection had served for a while (a
-//! crash or restart costs only the calls in flight), else after 1 s, doubling to 30 s.
+//! upstream down and connects again: at once when the connection had been ready (a crash or
+//! restart costs only the calls in flight) unless the last one also died within 1 s of being
+//! ready (a crash loop), else after 1 s, doubling to 30 s.
 //! Calls made while it is connecting wait for it (up to [`STARTING_WAIT`]); calls made while
 //! it is down fail at once with an error naming the upstream; calls in flight when it goes
 //! fail as soon as it goes (rmcp drops their pending answers).
@@ -347,6 +348,9 @@ async fn supervise(
 ) {
     let name = config.name.as_str();
     let mut backoff = FIRST_BACKOFF;
+    // Whether the last session ended within FIRST_BACKOFF of being ready: a second such end
+    // in a row is a crash loop, which waits the backoff instead of reconnecting at once.
+    let mut ended_young = false;
     loop {
         let _ = state.send(State::Starting);
         let attempt = async {
@@ -387,8 +391,12 @@ async fn supervise(
                     }
                     reason = session.ended() => reason,
                 };
-                // It served a while: connect again at once (calls wait for it meanwhile).
-                if ready_at.elapsed() >= FIRST_BACKOFF {
+                // It had served: connect again at once (calls wait for it meanwhile), unless
+                // it keeps dying as soon as it is ready.
+                let young = ready_at.elapsed() < FIRST_BACKOFF;
+                let looping = young && ended_young;
+                ended_young = young;
+                if !looping {
                     let reason = hub.log.show(reason.as_bytes());
                     tracing::warn!(
                         upstream = name,
