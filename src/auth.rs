@@ -24,6 +24,11 @@ pub enum AuthMethod {
     Bearer,
     Header,
     Query,
+    /// The last segment of `{base}/mcp/<key>`, for clients that drop query strings and
+    /// cannot send headers.
+    Path,
+    /// An OAuth access token (`--oauth`) in `Authorization: Bearer`.
+    OAuth,
 }
 
 impl AuthMethod {
@@ -32,6 +37,8 @@ impl AuthMethod {
             AuthMethod::Bearer => "bearer",
             AuthMethod::Header => "header",
             AuthMethod::Query => "query",
+            AuthMethod::Path => "path",
+            AuthMethod::OAuth => "oauth",
         }
     }
 }
@@ -43,6 +50,14 @@ pub struct Credentials(Vec<(AuthMethod, KeyDigest)>);
 impl Credentials {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The digests of `Authorization: Bearer` values: where OAuth access tokens come.
+    pub fn bearer_digests(&self) -> impl Iterator<Item = &KeyDigest> {
+        self.0
+            .iter()
+            .filter(|(how, _)| *how == AuthMethod::Bearer)
+            .map(|(_, digest)| digest)
     }
 }
 
@@ -70,6 +85,30 @@ pub fn take_credentials<B>(request: &mut http::Request<B>) -> Taken {
     Taken {
         credentials: Credentials(found),
         recorded_query,
+    }
+}
+
+/// Takes a key sent as the last segment of `{mcp}/<key>` and sends the request to `mcp`,
+/// its query kept.
+pub fn take_path_key<B>(request: &mut http::Request<B>, mcp: &str, taken: &mut Taken) {
+    let path = request.uri().path();
+    let Some(key) = path
+        .strip_prefix(mcp)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|key| !key.is_empty() && !key.contains('/'))
+    else {
+        return;
+    };
+    let digest = KeyDigest::of(&redact::percent_decoded(key));
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{mcp}?{query}"),
+        None => mcp.to_owned(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = path_and_query.try_into().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+        taken.credentials.0.push((AuthMethod::Path, digest));
     }
 }
 
@@ -181,7 +220,8 @@ fn split_query(
 }
 
 const HOW_TO_SEND: &str = "Send the API key as an `Authorization: Bearer <key>` header, as an \
-     `X-API-Key: <key>` header, or as the `api_key` query parameter (…/mcp?api_key=<key>).";
+     `X-API-Key: <key>` header, as the `api_key` query parameter (…/mcp?api_key=<key>), or as \
+     the last path segment (…/mcp/<key>).";
 
 /// Why a request's key was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +324,28 @@ mod tests {
         );
         assert_eq!(recorded("&a=1&&KEY=k&"), "&a=1&&KEY=REDACTED&");
         assert_eq!(recorded(""), "");
+    }
+
+    #[test]
+    fn a_key_in_the_path_is_taken_and_the_request_sent_to_mcp() {
+        let take = |uri: &str| {
+            let mut request = http::Request::builder().uri(uri).body(()).unwrap();
+            let mut taken = Taken::default();
+            take_path_key(&mut request, "/p/mcp", &mut taken);
+            let methods: Vec<_> = taken.credentials.0.iter().map(|c| c.0).collect();
+            (request.uri().to_string(), methods, taken.credentials)
+        };
+        let (uri, methods, credentials) = take(&format!("/p/mcp/{KEY}?x=1"));
+        assert_eq!(
+            (uri.as_str(), methods.as_slice()),
+            ("/p/mcp?x=1", &[AuthMethod::Path][..])
+        );
+        assert_eq!(credentials.0[0].1, KeyDigest::of(KEY.as_bytes()));
+        for kept in ["/p/mcp", "/p/mcp/", "/p/mcp/a/b", "/mcp/x", "/p/mcpx"] {
+            let (uri, methods, _) = take(kept);
+            assert_eq!(uri, kept);
+            assert!(methods.is_empty(), "{kept}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use crate::configuration::{BasePath, KeySources, PublicUrl};
 use crate::host_origin::{HostPattern, OriginPattern};
 use crate::listen::{self, ListenAddr};
+use crate::oauth::args::OAuthArgs;
 use crate::telemetry::LogFormat;
 use crate::tls::args::{AcmeDomainArgs, TlsArgs};
 use crate::upstream::args::UpstreamArgs;
@@ -50,7 +51,16 @@ pub fn with_default_command(args: impl IntoIterator<Item = OsString>) -> Vec<OsS
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let is_command = matches!(
         first,
-        "serve" | "keygen" | "healthcheck" | "url" | "help" | "-h" | "--help" | "-V" | "--version"
+        "serve"
+            | "keygen"
+            | "healthcheck"
+            | "url"
+            | "oauth"
+            | "help"
+            | "-h"
+            | "--help"
+            | "-V"
+            | "--version"
     );
     if !is_command {
         args.insert(1.min(args.len()), OsString::from("serve"));
@@ -68,6 +78,47 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print the connector URL, key included, to paste into ChatGPT.
     Url(UrlArgs),
+    /// Manage OAuth (`--oauth`): list clients and grants, revoke them, hash a passphrase.
+    #[command(subcommand)]
+    Oauth(OAuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OAuthCommand {
+    /// List registered clients and the grants given to clients, from the state directory.
+    List(OAuthStoreArgs),
+    /// Revoke grants: a client's (its registration too), or all. A running latchkey stops
+    /// accepting their tokens within a second.
+    Revoke(OAuthRevokeArgs),
+    /// Read a passphrase on stdin and print its argon2 hash, for --oauth-passphrase-file.
+    Passphrase,
+}
+
+#[derive(Debug, Args)]
+pub struct OAuthStoreArgs {
+    /// The state directory of the latchkey whose grants these are
+    /// [default: $XDG_STATE_HOME/latchkey, else ~/.local/state/latchkey].
+    #[arg(long, env = "LATCHKEY_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OAuthRevokeArgs {
+    /// The client id (as `latchkey oauth list` shows it) whose grants to revoke.
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub client: Option<String>,
+
+    /// Revoke every grant and registration.
+    #[arg(long)]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub store: OAuthStoreArgs,
 }
 
 /// Where latchkey listens and under which path it serves.
@@ -160,6 +211,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
 
     /// Permission bits of Unix sockets (octal). 0660 lets the socket's group connect.
     #[arg(long, env = "LATCHKEY_SOCKET_MODE", value_name = "MODE", default_value = "0660",

@@ -40,6 +40,7 @@ use crate::host_origin::{self, HostOriginGuard};
 use crate::keys::KeySet;
 use crate::listen::Peer;
 use crate::lockout::Lockout;
+use crate::oauth::{OAuth, TokenCheck};
 use crate::routes::{Access, Matched, Paths};
 use crate::telemetry::Export;
 use crate::telemetry::http::Record;
@@ -52,6 +53,9 @@ enum Checks {
         guard: HostOriginGuard,
         keys: Arc<ArcSwap<KeySet>>,
         limits: Box<Limits>,
+        /// With `--oauth`: access tokens are admitted beside keys, and a 401 says where
+        /// to find the authorization server.
+        oauth: Option<Arc<OAuth>>,
     },
     /// Nothing is checked, only logged, with paths shown as `paths` allows (the
     /// HTTP-to-HTTPS redirect listener).
@@ -71,16 +75,14 @@ pub struct RequestLimits {
     pub max_uri_bytes: usize,
     pub max_requests: usize,
     pub allowed_clients: AllowedClients,
-    /// Wrong keys that lock a client out (0: never) …
-    pub max_key_failures: u32,
-    /// … when sent within this period, for which it is then locked out.
-    pub lockout: Duration,
+    /// Shared with the OAuth consent page, where a wrong secret counts as a wrong key.
+    pub lockout: Arc<Lockout>,
 }
 
 struct Limits {
     max_uri_bytes: usize,
     allowed_clients: AllowedClients,
-    lockout: Lockout,
+    lockout: Arc<Lockout>,
     /// One permit per request in flight past the key check.
     in_flight: Arc<Semaphore>,
 }
@@ -99,12 +101,13 @@ impl GateLayer {
         guard: HostOriginGuard,
         keys: Arc<ArcSwap<KeySet>>,
         limits: RequestLimits,
+        oauth: Option<Arc<OAuth>>,
         export: Option<Export>,
     ) -> Self {
         let limits = Box::new(Limits {
             max_uri_bytes: limits.max_uri_bytes,
             allowed_clients: limits.allowed_clients,
-            lockout: Lockout::new(limits.max_key_failures, limits.lockout),
+            lockout: limits.lockout,
             in_flight: Arc::new(Semaphore::new(limits.max_requests)),
         });
         Self {
@@ -113,6 +116,7 @@ impl GateLayer {
                 guard,
                 keys,
                 limits,
+                oauth,
             }),
             export,
         }
@@ -179,6 +183,7 @@ impl<S> Gate<S> {
             guard,
             keys,
             limits,
+            oauth,
             ..
         } = &*self.checks
         else {
@@ -229,10 +234,27 @@ impl<S> Gate<S> {
                 auth
             }
             Err(refusal) => {
-                if refusal == auth::KeyRefusal::Invalid {
-                    limits.lockout.failed(client);
+                let token = match oauth {
+                    Some(oauth) if refusal == auth::KeyRefusal::Invalid => oauth.check(credentials),
+                    _ => TokenCheck::Unknown,
+                };
+                if token == TokenCheck::Valid {
+                    limits.lockout.succeeded(client);
+                    AuthMethod::OAuth
+                } else {
+                    // An expired or revoked token of ours is no guess at a key.
+                    if refusal == auth::KeyRefusal::Invalid && token == TokenCheck::Unknown {
+                        limits.lockout.failed(client);
+                    }
+                    let challenge = oauth
+                        .as_ref()
+                        .map(|o| o.challenge(refusal == auth::KeyRefusal::Invalid));
+                    return Err(Answer::Key {
+                        refusal,
+                        origin,
+                        challenge,
+                    });
                 }
-                return Err(Answer::Key { refusal, origin });
             }
         };
         let permit = limits
@@ -268,6 +290,8 @@ enum Answer {
         refusal: auth::KeyRefusal,
         /// An allowed origin, whose page may read the 401 (and find how to authenticate).
         origin: Option<HeaderValue>,
+        /// With `--oauth`, the `WWW-Authenticate` that points to the resource metadata.
+        challenge: Option<HeaderValue>,
     },
     LockedOut {
         retry_after: Duration,
@@ -284,8 +308,17 @@ impl Answer {
         match self {
             Answer::HostOrigin(refusal) => host_origin::refuse(&refusal),
             Answer::Preflight(origin) => cors::preflight(origin),
-            Answer::Key { refusal, origin } => {
+            Answer::Key {
+                refusal,
+                origin,
+                challenge,
+            } => {
                 let mut response = refusal.response();
+                if let Some(challenge) = challenge {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, challenge);
+                }
                 if let Some(origin) = origin {
                     cors::allow(&mut response, origin);
                 }
@@ -350,8 +383,9 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let taken = auth::take_credentials(&mut request);
+        let mut taken = auth::take_credentials(&mut request);
         let paths = self.checks.paths();
+        auth::take_path_key(&mut request, paths.mcp(), &mut taken);
         let path = request.uri().path();
         let (matched, shown) = match &*self.checks {
             Checks::Routes { .. } => {
@@ -382,14 +416,21 @@ where
         // A refused request never reaches the inner service, which is ready and reserves
         // nothing (axum's Router), so it is simply not called.
         match self.admit(matched, &request, &taken.credentials) {
-            Ok(admitted) => GateFuture {
-                inner: Some(self.inner.call(request)),
-                refused: None,
-                record: Some(record),
-                auth: admitted.auth,
-                origin: admitted.origin,
-                permit: admitted.permit,
-            },
+            Ok(admitted) => {
+                // The OAuth consent page counts wrong secrets per client, as the gate does.
+                if matched.access == Access::Guarded {
+                    let client = ClientAddr::of(self.peer, request.headers());
+                    request.extensions_mut().insert(client);
+                }
+                GateFuture {
+                    inner: Some(self.inner.call(request)),
+                    refused: None,
+                    record: Some(record),
+                    auth: admitted.auth,
+                    origin: admitted.origin,
+                    permit: admitted.permit,
+                }
+            }
             Err(refusal) => GateFuture {
                 inner: None,
                 refused: Some(refusal.response()),
@@ -487,7 +528,7 @@ mod tests {
                 None => Box::pin(std::future::pending()),
             }
         });
-        let paths = Paths::new(&Default::default());
+        let paths = Paths::new(&Default::default(), false);
         let mut gate = GateLayer::log_only(paths, Some(export)).layer(service);
         run(gate.call(Request::new(Body::empty())));
         let spans = exporter.get_finished_spans().unwrap();

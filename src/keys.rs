@@ -36,6 +36,19 @@ impl KeyDigest {
         Self(Sha256::digest(bytes).into())
     }
 
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// What an OAuth grant made with this key records: derived, so the store file holds
+    /// neither the key nor its digest, and the same for the same key.
+    pub fn grant_id(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"latchkey oauth grant\0");
+        hasher.update(self.0);
+        hex::encode(hasher.finalize())
+    }
+
     /// The `sha256:<hex>` form that can stand in a configuration file instead of the key.
     pub fn to_config_form(&self) -> String {
         format!("sha256:{}", hex::encode(self.0))
@@ -209,13 +222,20 @@ pub fn ensure_generated_key(state_dir: &Path) -> anyhow::Result<(PathBuf, bool)>
 #[derive(Debug, Default)]
 pub struct KeySet {
     digests: Vec<KeyDigest>,
+    /// `KeyDigest::grant_id` of each key, worked out once.
+    grant_ids: Vec<String>,
 }
 
 impl KeySet {
     pub fn new(entries: &[KeyEntry]) -> Self {
-        Self {
-            digests: entries.iter().map(KeyEntry::digest).collect(),
-        }
+        let digests: Vec<KeyDigest> = entries.iter().map(KeyEntry::digest).collect();
+        let grant_ids = digests.iter().map(KeyDigest::grant_id).collect();
+        Self { digests, grant_ids }
+    }
+
+    /// Whether a key an OAuth grant was made with is still here.
+    pub fn has_grant_id(&self, id: &str) -> bool {
+        self.grant_ids.iter().any(|g| g == id)
     }
 
     pub fn len(&self) -> usize {

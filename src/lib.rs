@@ -21,6 +21,7 @@ pub mod keys;
 pub mod listen;
 pub mod lockout;
 pub mod mcp;
+pub mod oauth;
 pub mod redact;
 pub mod routes;
 pub mod startup;
@@ -47,5 +48,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Healthcheck(args) => commands::healthcheck::run(args).await,
         Command::Url(args) => commands::url::run(args),
+        Command::Oauth(command) => commands::oauth::run(command),
     }
 }

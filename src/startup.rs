@@ -19,13 +19,15 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::address_file::{AddressFile, Addresses};
 use crate::cli::ServeArgs;
 use crate::clients::AllowedClients;
-use crate::configuration::KeySources;
+use crate::configuration::{KeySources, default_state_dir};
 use crate::connections::{self, ConnectionLimits};
 use crate::gate::{GateLayer, RequestLimits};
 use crate::host_origin::HostOriginGuard;
 use crate::keys::KeySet;
 use crate::listen::{self, ListenAddr, Peer, SocketFile};
+use crate::lockout::Lockout;
 use crate::mcp::span::McpTracing;
+use crate::oauth::OAuth;
 use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
 use crate::tls::Tls;
@@ -71,30 +73,65 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     // Upstreams outlive the listeners' shutdown: requests in flight still reach them.
     let upstream_stop = CancellationToken::new();
     let upstreams = Upstreams::start(args.upstream.configs()?, &upstream_stop);
-    let paths = Paths::new(&args.listen.base_path);
-    let router = paths.router(&McpOptions {
-        sessions,
-        shutdown: shutdown.clone(),
-        max_body: args.limits.max_body,
-        upstreams: upstreams.clone(),
-        tracing: export.clone().map(|export| McpTracing {
-            export,
-            tool_io: args.trace_tool_io,
-        }),
-    });
+    let limits = &args.limits;
+    let lockout = Arc::new(Lockout::new(limits.max_key_failures, limits.lockout));
+    let oauth = match (&args.oauth.oauth, &args.public_url.public_url) {
+        (true, Some(public_url)) => {
+            let state_dir = match &args.keys.state_dir {
+                Some(dir) => dir.clone(),
+                None => default_state_dir()?,
+            };
+            let oauth = Arc::new(OAuth::new(
+                &args.oauth,
+                public_url,
+                &state_dir,
+                keys.clone(),
+                lockout.clone(),
+            )?);
+            oauth.spawn_reloader(hangups.subscribe());
+            tracing::info!(
+                "OAuth on: authorization server {public_url}, grants in {}",
+                state_dir.join(crate::oauth::store::FILE).display()
+            );
+            Some(oauth)
+        }
+        (true, None) => {
+            anyhow::bail!("--oauth needs --public-url: every OAuth URL is made from it")
+        }
+        (false, _) => None,
+    };
+    let paths = Paths::new(&args.listen.base_path, oauth.is_some());
+    let router = paths.router(
+        &McpOptions {
+            sessions,
+            shutdown: shutdown.clone(),
+            max_body: args.limits.max_body,
+            upstreams: upstreams.clone(),
+            tracing: export.clone().map(|export| McpTracing {
+                export,
+                tool_io: args.trace_tool_io,
+            }),
+        },
+        oauth.clone(),
+    );
     let mcp_path = paths.mcp().to_owned();
     // In front of every route: the key leaves the request, then it is logged and checked.
     let redirect_paths = paths.clone();
-    let limits = &args.limits;
     let request_limits = RequestLimits {
         max_uri_bytes: limits.max_uri_bytes,
         max_requests: limits.max_requests as usize,
         allowed_clients: AllowedClients::new(&limits.allowed_clients),
-        max_key_failures: limits.max_key_failures,
-        lockout: limits.lockout,
+        lockout,
     };
-    let app =
-        GateLayer::new(paths, guard, keys.clone(), request_limits, export.clone()).layer(router);
+    let app = GateLayer::new(
+        paths,
+        guard,
+        keys.clone(),
+        request_limits,
+        oauth,
+        export.clone(),
+    )
+    .layer(router);
     let connection_limits = ConnectionLimits {
         max_connections: limits.max_connections as usize,
         header_timeout: limits.header_timeout,

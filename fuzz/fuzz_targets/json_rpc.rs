@@ -26,27 +26,27 @@ fn app() -> &'static (tokio::runtime::Runtime, App) {
             .build()
             .unwrap();
         let app = runtime.block_on(async {
-            let paths = Paths::new(&Default::default());
+            let paths = Paths::new(&Default::default(), false);
             let router = paths.router(&McpOptions {
                 sessions: None,
                 shutdown: Default::default(),
                 max_body: 64 * 1024,
                 tracing: None,
                 upstreams: None,
-            });
+            }, None);
             let keys = KeySet::new(&[KeyEntry::Plain(KEY.into())]);
             let limits = RequestLimits {
                 max_uri_bytes: 8192,
                 max_requests: 16,
                 allowed_clients: Default::default(),
-                max_key_failures: 0,
-                lockout: Duration::from_secs(1),
+                lockout: Arc::new(latchkey::lockout::Lockout::new(0, Duration::from_secs(1))),
             };
             GateLayer::new(
                 paths,
                 HostOriginGuard::new(&[], &[], None, &[]),
                 Arc::new(arc_swap::ArcSwap::from_pointee(keys)),
                 limits,
+                None,
                 None,
             )
             .layer(router)

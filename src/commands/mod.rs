@@ -2,4 +2,5 @@
 
 pub mod healthcheck;
 pub mod keygen;
+pub mod oauth;
 pub mod url;

@@ -924,16 +924,18 @@ mod tests {
             &[key],
         )));
         let guard = crate::host_origin::HostOriginGuard::new(&[], &[], None, &[]);
-        let paths = crate::routes::Paths::new(&Default::default());
+        let paths = crate::routes::Paths::new(&Default::default(), false);
         let limits = crate::gate::RequestLimits {
             max_uri_bytes: 8192,
             max_requests: 16,
             allowed_clients: Default::default(),
-            max_key_failures: 0,
-            lockout: std::time::Duration::from_secs(1),
+            lockout: Arc::new(crate::lockout::Lockout::new(
+                0,
+                std::time::Duration::from_secs(1),
+            )),
         };
-        let app =
-            crate::gate::GateLayer::new(paths, guard, keys, limits, Some(export)).layer(router);
+        let app = crate::gate::GateLayer::new(paths, guard, keys, limits, None, Some(export))
+            .layer(router);
         let mut request = axum::http::Request::post("/mcp")
             .header(header::HOST, "localhost")
             .header(header::AUTHORIZATION, format!("Bearer {KEY}"))

@@ -4,6 +4,7 @@
 //! |--------------------------------|-------------------|-----|
 //! | `/healthz`, `{base}/healthz`   | no                | no  |
 //! | `/.well-known/*` (and `{base}`)| yes               | no  |
+//! | `{base}/oauth/*` (`--oauth`)   | yes               | no  |
 //! | `{base}/mcp`, everything else  | yes               | yes |
 //!
 //! The checks themselves run in [`crate::gate`], before routing; [`Paths`] is the one table
@@ -16,6 +17,7 @@ pub mod redirect;
 pub mod well_known;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -24,6 +26,7 @@ use axum::routing::{any, get};
 
 use crate::configuration::BasePath;
 use crate::error_response::json_error;
+use crate::oauth::{self, OAuth};
 
 pub use mcp::{McpOptions, SessionLimits};
 
@@ -69,10 +72,13 @@ pub struct Paths {
     well_known: Vec<(String, String)>,
     /// `{base}/mcp` and `{base}/mcp/`.
     mcp: [String; 2],
+    /// The OAuth endpoints (`--oauth`), each served exactly.
+    oauth: Vec<String>,
 }
 
 impl Paths {
-    pub fn new(base: &BasePath) -> Self {
+    /// `oauth`: whether the OAuth endpoints are served.
+    pub fn new(base: &BasePath, oauth: bool) -> Self {
         // Health and discovery at the root and, when there is one, under the base path too.
         let mut roots = vec![String::new()];
         if !base.as_str().is_empty() {
@@ -91,6 +97,11 @@ impl Paths {
                 })
                 .collect(),
             mcp: [format!("{mcp}/"), mcp],
+            oauth: if oauth {
+                oauth::ENDPOINTS.iter().map(|e| base.join(e)).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -105,7 +116,13 @@ impl Paths {
     /// [`REDACTED_SEGMENTS`]: people whose client drops query strings are told to put
     /// the key in the path (`/mcp/<key>`), and it must not reach the log from there.
     pub fn shown<'p>(&self, path: &'p str) -> Cow<'p, str> {
-        if self.mcp.iter().chain(&self.health).any(|p| p == path) {
+        if self
+            .mcp
+            .iter()
+            .chain(&self.health)
+            .chain(&self.oauth)
+            .any(|p| p == path)
+        {
             return Cow::Borrowed(path);
         }
         for (prefix, _) in &self.well_known {
@@ -156,6 +173,12 @@ impl Paths {
                 route: Some(route),
             };
         }
+        if let Some(route) = self.oauth.iter().find(|o| *o == path) {
+            return Matched {
+                access: Access::Guarded,
+                route: Some(route),
+            };
+        }
         for (prefix, route) in &self.well_known {
             // A catch-all matches one segment or more, never nothing.
             if path.len() > prefix.len() && path.starts_with(prefix.as_str()) {
@@ -172,7 +195,7 @@ impl Paths {
     }
 
     /// The router for these paths; `gate::Gate` must stand in front of it.
-    pub fn router(&self, mcp: &McpOptions) -> Router {
+    pub fn router(&self, mcp: &McpOptions, oauth: Option<Arc<OAuth>>) -> Router {
         let endpoint = mcp::endpoint(mcp);
         let mut router = Router::new().fallback(not_found);
         for path in &self.mcp {
@@ -181,10 +204,17 @@ impl Paths {
         for path in &self.health {
             router = router.route(path, get(health::healthz).with_state(mcp.upstreams.clone()));
         }
+        let discovery = well_known::Discovery {
+            oauth: oauth.clone(),
+            base: self.base.trim_end_matches('/').to_owned(),
+        };
         for (_, route) in &self.well_known {
-            router = router.route(route, any(well_known::not_here));
+            router = router.route(route, any(well_known::serve).with_state(discovery.clone()));
         }
-        router
+        match oauth {
+            Some(oauth) => router.merge(oauth::router(oauth, discovery.base.as_str())),
+            None => router,
+        }
     }
 }
 
@@ -202,7 +232,7 @@ mod tests {
 
     #[test]
     fn paths_are_classified_as_the_router_routes_them() {
-        let paths = Paths::new(&"/p".parse().unwrap());
+        let paths = Paths::new(&"/p".parse().unwrap(), true);
         let cases = [
             ("/p/mcp", Access::Protected, Some("/p/mcp")),
             ("/p/mcp/", Access::Protected, Some("/p/mcp/")),
@@ -224,11 +254,13 @@ mod tests {
             ("/.well-known/", Access::Protected, None),
             ("/.well-known", Access::Protected, None),
             ("/nowhere", Access::Protected, None),
+            ("/p/oauth/token", Access::Guarded, Some("/p/oauth/token")),
+            ("/oauth/token", Access::Protected, None),
         ];
         for (path, access, route) in cases {
             assert_eq!(paths.classify(path), Matched { access, route }, "{path}");
         }
-        let root = Paths::new(&BasePath::default());
+        let root = Paths::new(&BasePath::default(), false);
         assert_eq!(root.classify("/mcp").access, Access::Protected);
         assert_eq!(root.classify("/mcp").route, Some("/mcp"));
         assert_eq!(root.classify("/healthz").access, Access::Open);
@@ -238,7 +270,7 @@ mod tests {
     #[test]
     fn only_served_paths_are_shown_whole() {
         let key = "lk-test-key-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e";
-        let paths = Paths::new(&"/p".parse().unwrap());
+        let paths = Paths::new(&"/p".parse().unwrap(), true);
         let cases = [
             ("/p/mcp", "/p/mcp".to_owned()),
             ("/p/mcp/", "/p/mcp/".to_owned()),
@@ -271,7 +303,7 @@ mod tests {
         for (path, shown) in cases {
             assert_eq!(paths.shown(path), shown, "{path}");
         }
-        let root = Paths::new(&BasePath::default());
+        let root = Paths::new(&BasePath::default(), false);
         assert_eq!(root.shown("/mcp"), "/mcp");
         assert_eq!(root.shown(&format!("/mcp/{key}")), "/mcp/{redacted}");
         assert_eq!(root.shown(&format!("/{key}")), "/{redacted}");

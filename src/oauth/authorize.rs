@@ -1,0 +1,512 @@
+//! `/oauth/authorize`: the consent page (GET) and the person's answer (POST).
+//!
+//! GET checks the request — a known client, a redirect URI it registered and that is
+//! allowed, `state`, an S256 challenge, our resource — and remembers it under a random CSRF
+//! token, which is both a hidden field and a `SameSite=Strict` cookie. POST must carry both,
+//! and the secret: an API key or the passphrase, covered by the lockout like any key. Then a
+//! code (single use, 60 s, bound to client, redirect URI, challenge and resource) goes back
+//! to the client's redirect URI with `state` and `iss`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::cimd::is_document_url;
+use super::page::{self, Consent};
+use super::redirect_uris::host_of;
+use super::secret::{self, CODE_PREFIX, Hash, Issued};
+use super::{AUTHORIZE, OAuth, SCOPE};
+use crate::clients::ClientAddr;
+use crate::keys::KeyDigest;
+
+/// How long a consent page may stay open.
+const PENDING_FOR: Duration = Duration::from_secs(600);
+const MAX_PENDING: usize = 100;
+/// How long a code is good for.
+pub const CODE_FOR: Duration = Duration::from_secs(60);
+const MAX_CODES: usize = 100;
+const COOKIE: &str = "latchkey_consent";
+
+/// An authorization request the person is looking at.
+#[derive(Clone)]
+struct Pending {
+    request: Checked,
+    client_name: String,
+    verified_by: Option<String>,
+    since: Instant,
+}
+
+/// What a request asked for, once checked.
+#[derive(Clone)]
+struct Checked {
+    client_id: String,
+    redirect_uri: String,
+    state: String,
+    challenge: String,
+    resource: String,
+    scope: String,
+}
+
+/// A code handed out, by its hash.
+#[derive(Clone)]
+pub struct Code {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uri: String,
+    pub challenge: String,
+    pub resource: String,
+    pub scope: String,
+    pub secret_id: String,
+    pub since: Instant,
+}
+
+#[derive(Default)]
+pub struct Authorizations {
+    pending: Mutex<HashMap<String, Pending>>,
+    codes: Mutex<HashMap<Hash, Code>>,
+    /// Codes already exchanged, with the grant each made: one presented again revokes it
+    /// (RFC 6749 §4.1.2).
+    used: Mutex<HashMap<Hash, (String, Instant)>>,
+}
+
+impl Authorizations {
+    /// Takes a code out (it is good once); `Err(grant id)` when it was already used.
+    pub fn take_code(&self, hash: &Hash) -> Option<Result<Code, String>> {
+        if let Some(code) = self.codes.lock().expect("not poisoned").remove(hash) {
+            return (code.since.elapsed() < CODE_FOR).then_some(Ok(code));
+        }
+        self.used
+            .lock()
+            .expect("not poisoned")
+            .get(hash)
+            .map(|(grant, _)| Err(grant.clone()))
+    }
+
+    pub fn code_used(&self, hash: Hash, grant_id: String) {
+        let mut used = self.used.lock().expect("not poisoned");
+        used.retain(|_, (_, at)| at.elapsed() < PENDING_FOR);
+        if used.len() < MAX_CODES * 10 {
+            used.insert(hash, (grant_id, Instant::now()));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Params {
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+}
+
+/// Why a request cannot go on: shown on a page, or sent back to the client.
+enum Refusal {
+    /// The client or its redirect URI cannot be trusted: say so here, send nothing.
+    Page(String),
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
+}
+
+impl OAuth {
+    fn cookie(&self, value: &str, max_age: u64) -> String {
+        let path = self
+            .issuer
+            .parse::<http::Uri>()
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        let secure = if self.issuer.starts_with("https:") {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{COOKIE}={value}; Path={path}{AUTHORIZE}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+        )
+    }
+
+    /// `redirect_uri` with the answer's parameters added (and `iss`, RFC 9207).
+    fn redirect(&self, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+        let mut url = redirect_uri.to_owned();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        for (name, value) in params.iter().chain(&[("iss", self.issuer.as_str())]) {
+            url.push(sep);
+            sep = '&';
+            url.push_str(name);
+            url.push('=');
+            url.extend(percent_encoding::utf8_percent_encode(
+                value,
+                percent_encoding::NON_ALPHANUMERIC,
+            ));
+        }
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        let headers = response.headers_mut();
+        match HeaderValue::try_from(url) {
+            Ok(location) => {
+                headers.insert(header::LOCATION, location);
+            }
+            Err(_) => {
+                return page::error(StatusCode::BAD_REQUEST, "The redirect URI is not valid.");
+            }
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        response
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response {
+        match refusal {
+            Refusal::Page(problem) => page::error(StatusCode::BAD_REQUEST, &problem),
+            Refusal::Redirect {
+                redirect_uri,
+                state,
+                error,
+                description,
+            } => {
+                let mut params = vec![
+                    ("error", error),
+                    ("error_description", description.as_str()),
+                ];
+                if let Some(state) = &state {
+                    params.push(("state", state));
+                }
+                self.redirect(&redirect_uri, &params)
+            }
+        }
+    }
+
+    /// Checks an authorization request: the client and its redirect URI first (until they
+    /// are known good, nothing may be sent to the URI), then the rest.
+    async fn check_request(&self, p: Params) -> Result<(Checked, String, Option<String>), Refusal> {
+        let client_id = p
+            .client_id
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Refusal::Page("The request names no client (client_id).".into()))?;
+        let (name, uris, verified_by) = if is_document_url(&client_id) {
+            let doc = self.cimd.get(&client_id).await.map_err(|e| {
+                Refusal::Page(format!(
+                    "The client's metadata document cannot be used: {e}"
+                ))
+            })?;
+            let name = doc.name.unwrap_or_else(|| host_of(&client_id));
+            (name, doc.redirect_uris, Some(host_of(&client_id)))
+        } else {
+            let store = self.store.lock().expect("not poisoned");
+            let client = store.client(&client_id).ok_or_else(|| {
+                Refusal::Page(
+                    "This client is not registered here (any more): connect again from the app."
+                        .into(),
+                )
+            })?;
+            let name = client
+                .name
+                .clone()
+                .unwrap_or_else(|| "An unnamed client".into());
+            (name, client.redirect_uris.clone(), None)
+        };
+        let redirect_uri = match p.redirect_uri {
+            Some(uri) => uri,
+            None if uris.len() == 1 => uris[0].clone(),
+            None => return Err(Refusal::Page("The request names no redirect_uri.".into())),
+        };
+        if !uris.contains(&redirect_uri) || !self.redirect_uris.allows(&redirect_uri) {
+            return Err(Refusal::Page(format!(
+                "The redirect URI {redirect_uri:?} is not one this client may use (see --oauth-redirect-uri)."
+            )));
+        }
+        let refuse = |error, description: &str| Refusal::Redirect {
+            redirect_uri: redirect_uri.clone(),
+            state: p.state.clone(),
+            error,
+            description: description.to_owned(),
+        };
+        if p.response_type.as_deref() != Some("code") {
+            return Err(refuse(
+                "unsupported_response_type",
+                "response_type must be code",
+            ));
+        }
+        let state = match p.state.as_deref() {
+            Some(s) if !s.is_empty() && s.len() <= 1024 => s.to_owned(),
+            _ => {
+                return Err(refuse(
+                    "invalid_request",
+                    "state is required (at most 1024 characters)",
+                ));
+            }
+        };
+        let challenge = match (
+            p.code_challenge.as_deref(),
+            p.code_challenge_method.as_deref(),
+        ) {
+            (Some(c), Some("S256")) if c.len() == 43 => c.to_owned(),
+            _ => {
+                return Err(refuse(
+                    "invalid_request",
+                    "a PKCE code_challenge with method S256 is required",
+                ));
+            }
+        };
+        if !self.is_our_resource(p.resource.as_deref()) {
+            return Err(refuse(
+                "invalid_target",
+                "resource is not this server's MCP endpoint",
+            ));
+        }
+        // Unknown scopes are dropped rather than refused: the grant is for the MCP endpoint.
+        let scope = match p.scope.as_deref() {
+            Some(s) if s.split(' ').any(|s| s == "offline_access") => {
+                format!("{SCOPE} offline_access")
+            }
+            _ => SCOPE.to_owned(),
+        };
+        Ok((
+            Checked {
+                client_id,
+                redirect_uri,
+                state,
+                challenge,
+                resource: self.resource.clone(),
+                scope,
+            },
+            name,
+            verified_by,
+        ))
+    }
+}
+
+pub async fn show(State(oauth): State<Arc<OAuth>>, Query(params): Query<Params>) -> Response {
+    let (request, client_name, verified_by) = match oauth.check_request(params).await {
+        Ok(checked) => checked,
+        Err(refusal) => return oauth.refuse(refusal),
+    };
+    let csrf = match secret::random_text(32) {
+        Ok(t) => t,
+        Err(e) => return page::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let pending = Pending {
+        request,
+        client_name,
+        verified_by,
+        since: Instant::now(),
+    };
+    let response = consent_page(&oauth, StatusCode::OK, &pending, &csrf, None);
+    let mut all = oauth.authorizations.pending.lock().expect("not poisoned");
+    all.retain(|_, p| p.since.elapsed() < PENDING_FOR);
+    if all.len() >= MAX_PENDING
+        && let Some(oldest) = all
+            .iter()
+            .min_by_key(|(_, p)| p.since)
+            .map(|(k, _)| k.clone())
+    {
+        all.remove(&oldest);
+    }
+    all.insert(csrf, pending);
+    response
+}
+
+fn consent_page(
+    oauth: &OAuth,
+    status: StatusCode,
+    pending: &Pending,
+    csrf: &str,
+    problem: Option<&str>,
+) -> Response {
+    let action = format!("{}{AUTHORIZE}", oauth.issuer);
+    page::consent(
+        status,
+        &Consent {
+            client_name: &pending.client_name,
+            client_verified_by: pending.verified_by.as_deref(),
+            redirect_host: &host_of(&pending.request.redirect_uri),
+            csrf,
+            action: &action,
+            problem,
+        },
+        Some(oauth.cookie(csrf, PENDING_FOR.as_secs())),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct Answer {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    decision: String,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answer(REDACTED)")
+    }
+}
+
+/// The value of our cookie in `headers`.
+fn cookie_value(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+pub async fn decide(
+    State(oauth): State<Arc<OAuth>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(answer): Form<Answer>,
+) -> Response {
+    let client = client.map_or(ClientAddr::Local, |c| c.0);
+    let cookie_matches = cookie_value(&headers).is_some_and(|c| {
+        !answer.csrf.is_empty() && bool::from(c.as_bytes().ct_eq(answer.csrf.as_bytes()))
+    });
+    let pending = cookie_matches
+        .then(|| {
+            oauth
+                .authorizations
+                .pending
+                .lock()
+                .expect("not poisoned")
+                .get(&answer.csrf)
+                .cloned()
+        })
+        .flatten()
+        .filter(|p| p.since.elapsed() < PENDING_FOR);
+    let Some(pending) = pending else {
+        return page::error(
+            StatusCode::BAD_REQUEST,
+            "This consent page has expired or was not opened in this browser.",
+        );
+    };
+    let request = &pending.request;
+    let forget = || {
+        oauth
+            .authorizations
+            .pending
+            .lock()
+            .expect("not poisoned")
+            .remove(&answer.csrf);
+    };
+    if answer.decision != "allow" {
+        forget();
+        return oauth.redirect(
+            &request.redirect_uri,
+            &[
+                ("error", "access_denied"),
+                ("error_description", "The owner denied access."),
+                ("state", &request.state),
+            ],
+        );
+    }
+    if let Err(retry_after) = oauth.lockout.check(client) {
+        let minutes = retry_after.as_secs().div_ceil(60);
+        return consent_page(
+            &oauth,
+            StatusCode::TOO_MANY_REQUESTS,
+            &pending,
+            &answer.csrf,
+            Some(&format!(
+                "Too many wrong secrets from this address: try again in {minutes} min."
+            )),
+        );
+    }
+    let Some(secret_id) = oauth.secret_id(&answer.secret).await else {
+        if !answer.secret.is_empty() {
+            oauth.lockout.failed(client);
+        }
+        return consent_page(
+            &oauth,
+            StatusCode::UNAUTHORIZED,
+            &pending,
+            &answer.csrf,
+            Some("That is not an API key or the passphrase of this server."),
+        );
+    };
+    oauth.lockout.succeeded(client);
+    forget();
+    let code = match Issued::new(CODE_PREFIX) {
+        Ok(code) => code,
+        Err(e) => return page::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    {
+        let mut codes = oauth.authorizations.codes.lock().expect("not poisoned");
+        codes.retain(|_, c| c.since.elapsed() < CODE_FOR);
+        if codes.len() >= MAX_CODES {
+            return page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins at once; try again in a minute.",
+            );
+        }
+        codes.insert(
+            code.hash(),
+            Code {
+                client_id: request.client_id.clone(),
+                client_name: Some(pending.client_name.clone()),
+                redirect_uri: request.redirect_uri.clone(),
+                challenge: request.challenge.clone(),
+                resource: request.resource.clone(),
+                scope: request.scope.clone(),
+                secret_id,
+                since: Instant::now(),
+            },
+        );
+    }
+    tracing::info!(
+        "OAuth consent given to {:?} (redirect to {})",
+        pending.client_name,
+        host_of(&request.redirect_uri)
+    );
+    let mut response = oauth.redirect(
+        &request.redirect_uri,
+        &[("code", code.reveal()), ("state", &request.state)],
+    );
+    if let Ok(clear) = HeaderValue::try_from(oauth.cookie("", 0)) {
+        response.headers_mut().insert(header::SET_COOKIE, clear);
+    }
+    response
+}
+
+impl OAuth {
+    /// The grant id of the secret typed on the consent page, if it is a key or the passphrase.
+    async fn secret_id(&self, typed: &str) -> Option<String> {
+        let typed = typed.trim();
+        if typed.is_empty() {
+            return None;
+        }
+        let digest = KeyDigest::of(typed.as_bytes());
+        if self.keys.load().verify(&digest) {
+            return Some(digest.grant_id());
+        }
+        let passphrase = self.passphrase.load_full();
+        let typed = secrecy::SecretString::from(typed.to_owned());
+        tokio::task::spawn_blocking(move || {
+            use secrecy::ExposeSecret;
+            let p = passphrase.as_ref().as_ref()?;
+            p.verify(typed.expose_secret().as_bytes())
+                .then(|| p.grant_id.clone())
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}

@@ -1,0 +1,178 @@
+//! `/oauth/register`: Dynamic Client Registration (RFC 7591), deprecated by the MCP spec in
+//! favour of metadata documents but what Claude still uses. Only redirect URIs of the
+//! allowlist are accepted; the requested auth method is echoed (older ChatGPT demanded
+//! `client_secret_post`); registrations are bounded and expire unused (`store`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::OAuth;
+use super::secret::{CLIENT_SECRET_PREFIX, Issued, random_text};
+use super::store::{Client, now};
+use crate::error_response::json_error;
+
+const MAX_BODY: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+struct Request {
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    client_name: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    response_types: Option<Vec<String>>,
+}
+
+fn invalid(error: &str, description: &str) -> Response {
+    json_error(StatusCode::BAD_REQUEST, error, description)
+}
+
+pub async fn register(State(oauth): State<Arc<OAuth>>, body: Bytes) -> Response {
+    if body.len() > MAX_BODY {
+        return invalid(
+            "invalid_client_metadata",
+            "the registration is larger than 16 KiB",
+        );
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return invalid(
+                "invalid_client_metadata",
+                &format!(
+                    "the registration is not client metadata JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            );
+        }
+    };
+    if request.redirect_uris.is_empty() {
+        return invalid("invalid_redirect_uri", "redirect_uris is required");
+    }
+    if let Some(bad) = request
+        .redirect_uris
+        .iter()
+        .find(|u| !oauth.redirect_uris.allows(u))
+    {
+        return invalid(
+            "invalid_redirect_uri",
+            &format!(
+                "{bad:?} is not allowed: only ChatGPT's, Claude's, loopback http and --oauth-redirect-uri URIs are"
+            ),
+        );
+    }
+    let method = request
+        .token_endpoint_auth_method
+        .as_deref()
+        .unwrap_or("none");
+    if !["none", "client_secret_post", "client_secret_basic"].contains(&method) {
+        return invalid(
+            "invalid_client_metadata",
+            "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
+        );
+    }
+    let grant_types = request
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    if grant_types
+        .iter()
+        .any(|g| g != "authorization_code" && g != "refresh_token")
+    {
+        return invalid(
+            "invalid_client_metadata",
+            "grant_types may hold only authorization_code and refresh_token",
+        );
+    }
+    let response_types = request
+        .response_types
+        .unwrap_or_else(|| vec!["code".into()]);
+    if response_types.iter().any(|r| r != "code") {
+        return invalid(
+            "invalid_client_metadata",
+            "response_types may hold only code",
+        );
+    }
+    let (id, secret) = match (
+        random_text(16),
+        (method != "none").then(|| Issued::new(CLIENT_SECRET_PREFIX)),
+    ) {
+        (Ok(id), None) => (format!("lkcl_{id}"), None),
+        (Ok(id), Some(Ok(secret))) => (format!("lkcl_{id}"), Some(secret)),
+        _ => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no randomness",
+            );
+        }
+    };
+    let name = request
+        .client_name
+        .map(|n| n.chars().take(100).collect::<String>());
+    let issued_at = now();
+    let client = Client {
+        id: id.clone(),
+        name: name.clone(),
+        redirect_uris: request.redirect_uris.clone(),
+        auth_method: method.to_owned(),
+        secret_hash: secret.as_ref().map(|s| s.hash().to_hex()),
+        registered_at: issued_at,
+    };
+    let added = oauth
+        .store
+        .lock()
+        .expect("not poisoned")
+        .change(|c| c.register(client, issued_at));
+    match added {
+        Ok(true) => {}
+        Ok(false) => {
+            return invalid(
+                "invalid_client_metadata",
+                "too many clients hold grants: revoke some with `latchkey oauth revoke`",
+            );
+        }
+        Err(e) => {
+            tracing::warn!("cannot save a registration: {e:#}");
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "cannot save the registration",
+            );
+        }
+    }
+    tracing::info!(
+        "OAuth client registered: {id} ({:?})",
+        name.as_deref().unwrap_or("unnamed")
+    );
+    let mut body = serde_json::json!({
+        "client_id": id,
+        "client_id_issued_at": issued_at,
+        "redirect_uris": request.redirect_uris,
+        "token_endpoint_auth_method": method,
+        "grant_types": grant_types,
+        "response_types": response_types,
+    });
+    if let Some(name) = name {
+        body["client_name"] = name.into();
+    }
+    if let Some(secret) = &secret {
+        body["client_secret"] = secret.reveal().into();
+        body["client_secret_expires_at"] = 0.into();
+    }
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
