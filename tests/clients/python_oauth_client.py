@@ -2,7 +2,8 @@
 latchkey --oauth, for tests/oauth.rs.
 
 argv: MCP URL, a JSON file where the client keeps its tokens and registration between runs.
-Options: --cimd CERT KEY (serve the client's metadata document over HTTPS on localhost and
+Options: --refresh (after the first call, wait until the access token has expired and call
+again in the same session, which makes the SDK refresh it), --cimd CERT KEY (serve the client's metadata document over HTTPS on localhost and
 use its URL as client_id instead of registering), --no-consent (fail if the consent page is
 asked for: the stored tokens must do). The secret for the consent page comes from
 LATCHKEY_TEST_KEY. The consent page is answered over HTTP as a browser would: GET the
@@ -20,6 +21,7 @@ import re
 import ssl
 import sys
 import threading
+import time
 from urllib.parse import parse_qs, urlparse
 
 import httpx2
@@ -109,6 +111,7 @@ async def main():
     args = sys.argv[1:]
     url, store = args[0], args[1]
     no_consent = "--no-consent" in args
+    again = "--refresh" in args
     metadata_url = None
     if "--cimd" in args:
         i = args.index("--cimd")
@@ -158,6 +161,11 @@ async def main():
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 result = await session.call_tool("hello", {"name": "OAuth"})
+                refresh_before = FileStorage(store)._load()["tokens"].get("refresh_token")
+                if again:
+                    # The thing under test is expiry itself: wait for the clock, then call.
+                    await asyncio.sleep(max(0.0, provider.context.token_expiry_time - time.time()) + 0.5)
+                    result = await session.call_tool("hello", {"name": "OAuth"})
     stored = FileStorage(store)._load()
     print(
         json.dumps(
@@ -167,6 +175,7 @@ async def main():
                 "consent_title": seen["consent_title"],
                 "client_id": stored.get("client", {}).get("client_id"),
                 "iss": answer.get("iss"),
+                "refreshed": stored["tokens"].get("refresh_token") != refresh_before,
             }
         )
     )

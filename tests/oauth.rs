@@ -1,0 +1,814 @@
+//! `--oauth`: latchkey as a single-user OAuth 2.1 authorization server, driven by the
+//! official SDKs' OAuth clients (Python `mcp`'s `OAuthClientProvider`, TypeScript
+//! `@modelcontextprotocol/sdk`'s `auth`) and, for the refusals, by hand over real HTTP.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use common::{App, KEY, OTHER_KEY, Spawn, free_port, wait_for};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+/// A latchkey with `--oauth` on a port known in advance (the public URL names it).
+fn start(dir: &Path, base: &str, extra: &[&str]) -> App {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://127.0.0.1:{port}{base}");
+    let state = dir.join("state");
+    let mut args = vec![
+        "--listen",
+        &listen,
+        "--public-url",
+        &public,
+        "--oauth",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    if !base.is_empty() {
+        args.extend(["--base-path", base]);
+    }
+    args.extend(extra);
+    Spawn::default()
+        .args(&args)
+        .env("RUST_LOG", "trace")
+        .start()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+fn python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-python/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: .ci/run installs it",
+        python.display()
+    );
+    python
+}
+
+/// Runs the Python SDK's OAuth client; what it printed.
+fn python_client(
+    url: &str,
+    store: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/python_oauth_client.py"
+    );
+    let mut cmd = Command::new(python());
+    cmd.arg(script)
+        .arg(url)
+        .arg(store)
+        .args(extra)
+        .env("LATCHKEY_TEST_KEY", KEY);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    for proxy in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ] {
+        cmd.env_remove(proxy);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the Python OAuth client failed:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("no JSON from the client:\n{stdout}\n{stderr}"))
+}
+
+fn stored(store: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(store).unwrap()).unwrap()
+}
+
+/// An MCP `tools/call hello` with `token` as Bearer: the status.
+async fn call_with(app: &App, path: &str, token: &str) -> StatusCode {
+    let mut request = client().post(app.url(path));
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
+    request
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(common::call_hello("OAuth").to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Fails if anything secret from the flow is in latchkey's output.
+fn assert_nothing_secret_logged(app: &App, secrets: &[&str]) {
+    let output = app.output();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(
+            !output.contains(secret),
+            "a secret ({}…) reached the output",
+            &secret[..8]
+        );
+    }
+}
+
+#[tokio::test]
+async fn discovery_documents_are_where_clients_look_and_a_401_points_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), "/p", &[]);
+    let public = app.url("/p");
+    let http = client();
+    for path in [
+        "/.well-known/oauth-protected-resource/p/mcp",
+        "/.well-known/oauth-protected-resource",
+        "/p/.well-known/oauth-protected-resource/mcp",
+        "/p/.well-known/oauth-protected-resource",
+    ] {
+        let response = http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let doc: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(doc["resource"], format!("{public}/mcp"), "{path}");
+        assert_eq!(doc["authorization_servers"][0], public.as_str());
+        let head = http.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+    }
+    for path in [
+        "/.well-known/oauth-authorization-server/p",
+        "/.well-known/openid-configuration/p",
+        "/.well-known/oauth-authorization-server",
+        "/p/.well-known/openid-configuration",
+        "/p/.well-known/oauth-authorization-server",
+    ] {
+        let response = http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let doc: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(doc["issuer"], public.as_str());
+        assert_eq!(doc["token_endpoint"], format!("{public}/oauth/token"));
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(doc["client_id_metadata_document_supported"], true);
+        assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+        let methods = doc["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap();
+        assert!(methods.contains(&"none".into()));
+        assert_eq!(http.head(app.url(path)).send().await.unwrap().status(), 200);
+    }
+    for path in [
+        "/.well-known/oauth-protected-resource/q/mcp",
+        "/.well-known/oauth-authorization-server/q",
+        "/.well-known/mcp",
+    ] {
+        assert_eq!(
+            http.get(app.url(path)).send().await.unwrap().status(),
+            404,
+            "{path}"
+        );
+    }
+    // Without credentials: 401 saying where the resource metadata is; with a bad token,
+    // the error fields too.
+    let response = http.post(app.url("/p/mcp")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let metadata = format!("{public}/.well-known/oauth-protected-resource/mcp");
+    assert_eq!(
+        challenge,
+        format!("Bearer resource_metadata=\"{metadata}\"")
+    );
+    assert_eq!(http.get(&metadata).send().await.unwrap().status(), 200);
+    let response = http
+        .post(app.url("/p/mcp"))
+        .bearer_auth("lka_not-a-token")
+        .send()
+        .await
+        .unwrap();
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    // The keys keep working beside OAuth.
+    assert_eq!(call_with(&app, "/p/mcp", KEY).await, 200);
+}
+
+#[test]
+fn oauth_needs_a_public_url() {
+    let err = App::try_start(Spawn::default().args(&["--oauth"]))
+        .err()
+        .expect("it must not start");
+    assert!(!err.0.success());
+    assert!(err.1.contains("--public-url"), "{}", err.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_registers_consents_refreshes_survives_a_restart_and_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("python-client.json");
+    let mut app = start(dir.path(), "", &["--oauth-token-lifetime", "3s"]);
+    let url = app.url("/mcp");
+
+    // Discovery, DCR, consent over HTTP, token, tool call; then, once the access token has
+    // expired (3 s), another call, for which the SDK refreshes it without asking for consent.
+    let first = tokio::task::block_in_place(|| python_client(&url, &store, &["--refresh"], &[]));
+    assert_eq!(first["text"][0], "Hello OAuth!");
+    assert_eq!(first["consent"], true);
+    assert_eq!(
+        first["consent_title"],
+        "Allow Python SDK test client to use your tools?"
+    );
+    assert_eq!(first["iss"], app.url(""));
+    let client_id = first["client_id"].as_str().unwrap().to_owned();
+    assert!(client_id.starts_with("lkcl_"), "{client_id}");
+    assert_eq!(
+        first["refreshed"], true,
+        "the SDK must have refreshed: {first}"
+    );
+    let exchanges = app
+        .output()
+        .matches("\"path\":\"/oauth/token\",\"status\":200")
+        .count();
+    assert_eq!(exchanges, 2, "one code exchange and one refresh");
+    let tokens = stored(&store)["tokens"].clone();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert!(access.starts_with("lka_") && refresh.starts_with("lkr_"));
+    let rotated = refresh.clone();
+
+    // The grant survives a restart (same state directory): its refresh token still works
+    // (the SDK, started anew, cannot know its stored token expired, so it is refreshed here).
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(app.wait().success());
+    let output_before = app.output();
+    let app = start_again(dir.path(), &url, &["--oauth-token-lifetime", "1h"]);
+    common::eventually("the 3 s access token to expire", || async {
+        call_with(&app, "/mcp", &access).await == 401
+    })
+    .await;
+    let (status, tokens) = Flow {
+        app: &app,
+        http: client(),
+    }
+    .token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh),
+        ("client_id", &client_id),
+    ])
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(&app, "/mcp", &access).await, 200);
+
+    // `latchkey oauth list` shows the client; `revoke --client` ends its grants at once.
+    let list = latchkey_oauth(dir.path(), &["list"]);
+    assert!(
+        list.contains(&client_id) && list.contains("Python SDK test client"),
+        "{list}"
+    );
+    assert!(
+        !list.contains(&access) && !list.contains(&rotated),
+        "{list}"
+    );
+    let revoked = latchkey_oauth(dir.path(), &["revoke", "--client", &client_id]);
+    assert!(revoked.contains("revoked 1 grant"), "{revoked}");
+    common::eventually("the revoked token to be refused", || async {
+        call_with(&app, "/mcp", &access).await == 401
+    })
+    .await;
+    let err = latchkey_oauth_fails(dir.path(), &["revoke", "--client", "lkcl_nobody"]);
+    assert!(err.contains("no client \"lkcl_nobody\""), "{err}");
+
+    let code_like: Vec<String> = [output_before.clone(), app.output()]
+        .iter()
+        .flat_map(|o| {
+            o.split(['"', '&', '=', ' '])
+                .filter(|w| w.starts_with("lkc_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        code_like.is_empty(),
+        "a code reached the output: {code_like:?}"
+    );
+    for output in [&output_before, &app.output()] {
+        for secret in [KEY, &access, &refresh, &rotated] {
+            assert!(
+                !output.contains(secret),
+                "a secret reached the trace-level output"
+            );
+        }
+    }
+}
+
+/// latchkey started again on the port of `url`, with the state in `dir`.
+fn start_again(dir: &Path, url: &str, extra: &[&str]) -> App {
+    let base = url.trim_end_matches("/mcp");
+    let listen = base.trim_start_matches("http://").to_owned();
+    let state = dir.join("state");
+    let mut args = vec![
+        "--listen",
+        &listen,
+        "--public-url",
+        base,
+        "--oauth",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    Spawn::default()
+        .args(&args)
+        .env("RUST_LOG", "trace")
+        .start()
+}
+
+fn latchkey_oauth_command(dir: &Path, args: &[&str]) -> std::process::Output {
+    common::command(dir)
+        .arg("oauth")
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .output()
+        .unwrap()
+}
+
+fn latchkey_oauth(dir: &Path, args: &[&str]) -> String {
+    let out = latchkey_oauth_command(dir, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn latchkey_oauth_fails(dir: &Path, args: &[&str]) -> String {
+    let out = latchkey_oauth_command(dir, args);
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A PKCE pair: (verifier, S256 challenge).
+fn pkce() -> (String, String) {
+    let verifier = format!("v{}", "x".repeat(50));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+const CALLBACK: &str = "http://127.0.0.1:9/callback";
+
+/// The OAuth flow by hand, to take each step wrong on purpose.
+struct Flow<'a> {
+    app: &'a App,
+    http: reqwest::Client,
+}
+
+impl Flow<'_> {
+    async fn register(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.app.url("/oauth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn client_id(&self) -> String {
+        let response = self
+            .register(serde_json::json!({"redirect_uris": [CALLBACK], "client_name": "Hand"}))
+            .await;
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["client_id"].as_str().unwrap().to_owned()
+    }
+
+    fn authorize_url(&self, params: &[(&str, &str)]) -> String {
+        let query = serde_urlencoded::to_string(params).unwrap();
+        self.app.url(&format!("/oauth/authorize?{query}"))
+    }
+
+    fn params<'p>(&self, client_id: &'p str, challenge: &'p str) -> Vec<(&'p str, &'p str)> {
+        vec![
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", CALLBACK),
+            ("state", "st4te"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ]
+    }
+
+    /// GETs the consent page: (status, csrf field, cookie, body).
+    async fn open(&self, url: &str) -> (StatusCode, String, String, String) {
+        let response = self.http.get(url).send().await.unwrap();
+        let status = response.status();
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.text().await.unwrap();
+        let csrf = body
+            .split_once("name=\"csrf\" value=\"")
+            .map(|(_, rest)| rest.split('"').next().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, csrf, cookie, body)
+    }
+
+    async fn answer(
+        &self,
+        csrf: &str,
+        cookie: &str,
+        secret: &str,
+        decision: &str,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.app.url("/oauth/authorize"))
+            .header("cookie", cookie)
+            .form(&[("csrf", csrf), ("secret", secret), ("decision", decision)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Consents with `secret`; the parameters of the redirect.
+    async fn consent(
+        &self,
+        client_id: &str,
+        challenge: &str,
+        secret: &str,
+    ) -> std::collections::HashMap<String, String> {
+        let (status, csrf, cookie, _) = self
+            .open(&self.authorize_url(&self.params(client_id, challenge)))
+            .await;
+        assert_eq!(status, 200);
+        let response = self.answer(&csrf, &cookie, secret, "allow").await;
+        assert_eq!(response.status(), 303);
+        redirect_params(&response)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.app.url("/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn exchange(
+        &self,
+        client_id: &str,
+        code: &str,
+        verifier: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CALLBACK),
+            ("client_id", client_id),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+}
+
+fn redirect_params(response: &reqwest::Response) -> std::collections::HashMap<String, String> {
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with(CALLBACK), "{location}");
+    let query = location.split_once('?').unwrap().1;
+    serde_urlencoded::from_str(query).unwrap()
+}
+
+#[tokio::test]
+async fn each_wrong_step_is_refused_and_nothing_secret_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("keys");
+    std::fs::write(&key_file, format!("{KEY}\n{OTHER_KEY}\n")).unwrap();
+    let app = start(
+        dir.path(),
+        "",
+        &[
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+            "--max-key-failures",
+            "3",
+        ],
+    );
+    let flow = Flow {
+        app: &app,
+        http: client(),
+    };
+    let (verifier, challenge) = pkce();
+
+    // Registration: only allowed redirect URIs.
+    let foreign = flow
+        .register(serde_json::json!({"redirect_uris": ["https://evil.example/cb"]}))
+        .await;
+    assert_eq!(foreign.status(), 400);
+    assert_eq!(
+        foreign.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_redirect_uri"
+    );
+    let chatgpt = flow
+        .register(
+            serde_json::json!({"redirect_uris": ["https://chatgpt.com/connector/oauth/abc"],
+            "token_endpoint_auth_method": "client_secret_post"}),
+        )
+        .await;
+    assert_eq!(chatgpt.status(), 201);
+    let chatgpt: serde_json::Value = chatgpt.json().await.unwrap();
+    assert_eq!(
+        chatgpt["token_endpoint_auth_method"], "client_secret_post",
+        "echoed"
+    );
+    assert!(
+        chatgpt["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("lks_")
+    );
+    let client_id = flow.client_id().await;
+
+    // A redirect URI the client did not register: a page here, nothing sent anywhere.
+    let mut params = flow.params(&client_id, &challenge);
+    params[2].1 = "http://127.0.0.1:9/other";
+    let response = flow
+        .http
+        .get(flow.authorize_url(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+    // No state, a wrong resource, no PKCE: sent back to the client as errors.
+    for (drop, add, error) in [
+        ("state", None, "invalid_request"),
+        ("code_challenge", None, "invalid_request"),
+        (
+            "",
+            Some(("resource", "http://127.0.0.1:1/elsewhere/mcp")),
+            "invalid_target",
+        ),
+    ] {
+        let mut params: Vec<_> = flow
+            .params(&client_id, &challenge)
+            .into_iter()
+            .filter(|(n, _)| *n != drop)
+            .collect();
+        params.extend(add);
+        let response = flow
+            .http
+            .get(flow.authorize_url(&params))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{error}");
+        let back = redirect_params(&response);
+        assert_eq!(back["error"], error);
+        assert_eq!(back["iss"], app.url(""));
+    }
+    // The resource with a trailing slash, and no scope, are fine.
+    let resource = app.url("/mcp/");
+    let mut params = flow.params(&client_id, &challenge);
+    params.push(("resource", &resource));
+    assert_eq!(flow.open(&flow.authorize_url(&params)).await.0, 200);
+
+    // Consent: a POST without the cookie, or with another page's token, is refused.
+    let (_, csrf, cookie, page) = flow
+        .open(&flow.authorize_url(&flow.params(&client_id, &challenge)))
+        .await;
+    assert!(
+        page.contains("Allow Hand to use your tools?") && page.contains("127.0.0.1:9"),
+        "{page}"
+    );
+    assert_eq!(flow.answer(&csrf, "", KEY, "allow").await.status(), 400);
+    assert_eq!(
+        flow.answer("forged", &cookie, KEY, "allow").await.status(),
+        400
+    );
+    // Deny: access_denied with the state.
+    let denied = flow.answer(&csrf, &cookie, "", "deny").await;
+    assert_eq!(denied.status(), 303);
+    let back = redirect_params(&denied);
+    assert_eq!(
+        (back["error"].as_str(), back["state"].as_str()),
+        ("access_denied", "st4te")
+    );
+
+    // A right consent, then a wrong verifier: the code is spent.
+    let back = flow.consent(&client_id, &challenge, KEY).await;
+    assert_eq!(back["state"], "st4te");
+    let code = back["code"].clone();
+    let (status, body) = flow
+        .exchange(&client_id, &code, &format!("w{}", "x".repeat(50)))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        flow.exchange(&client_id, &code, &verifier).await.1["error"],
+        "invalid_grant"
+    );
+
+    // A code used twice: the second is refused and the first one's tokens are revoked.
+    let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
+    let (status, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(&app, "/mcp", &access).await, 200);
+    assert_eq!(
+        flow.exchange(&client_id, &code, &verifier).await.1["error"],
+        "invalid_grant"
+    );
+    assert_eq!(call_with(&app, "/mcp", &access).await, 401);
+
+    // Another client may not use a code; an unknown client must register again.
+    let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
+    let other = flow.client_id().await;
+    assert_eq!(
+        flow.exchange(&other, &code, &verifier).await.1["error"],
+        "invalid_grant"
+    );
+    let (status, body) = flow.exchange("lkcl_gone", "lkc_x", &verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+
+    // Refresh: rotation, and a replayed refresh token revokes the grant.
+    let code = flow.consent(&client_id, &challenge, OTHER_KEY).await["code"].clone();
+    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let refreshed = flow
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client_id),
+        ])
+        .await;
+    assert_eq!(refreshed.0, 200, "{}", refreshed.1);
+    let new_access = refreshed.1["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(&app, "/mcp", &new_access).await, 200);
+    let replay = flow
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client_id),
+        ])
+        .await;
+    assert_eq!(replay.1["error"], "invalid_grant");
+    assert_eq!(
+        call_with(&app, "/mcp", &new_access).await,
+        401,
+        "reuse revokes the grant"
+    );
+
+    // Revocation by the client (RFC 7009).
+    let code = flow.consent(&client_id, &challenge, OTHER_KEY).await["code"].clone();
+    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(&app, "/mcp", &access).await, 200);
+    let revoked = flow
+        .http
+        .post(app.url("/oauth/revoke"))
+        .form(&[("token", &access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(call_with(&app, "/mcp", &access).await, 401);
+
+    // A grant made with a key that is then rotated out stops working.
+    let code = flow.consent(&client_id, &challenge, OTHER_KEY).await["code"].clone();
+    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let with_other = tokens["access_token"].as_str().unwrap().to_owned();
+    let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
+    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let with_key = tokens["access_token"].as_str().unwrap().to_owned();
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    app.signal(nix::sys::signal::Signal::SIGHUP);
+    common::eventually("the rotated key's grant to end", || async {
+        call_with(&app, "/mcp", &with_other).await == 401
+    })
+    .await;
+    assert_eq!(call_with(&app, "/mcp", &with_key).await, 200);
+
+    // Wrong secrets count toward the lockout: after 3, even the right key is refused.
+    let (_, csrf, cookie, _) = flow
+        .open(&flow.authorize_url(&flow.params(&client_id, &challenge)))
+        .await;
+    for _ in 0..3 {
+        let wrong = flow
+            .answer(
+                &csrf,
+                &cookie,
+                "not-the-key-not-the-key-not-the-key",
+                "allow",
+            )
+            .await;
+        assert_eq!(wrong.status(), 401);
+        assert!(
+            wrong
+                .text()
+                .await
+                .unwrap()
+                .contains("not an API key or the passphrase")
+        );
+    }
+    let locked = flow.answer(&csrf, &cookie, KEY, "allow").await;
+    assert_eq!(locked.status(), 429);
+
+    // Metadata documents that point inside, or are not https, are never fetched.
+    for client_id in [
+        "https://127.0.0.1/client.json",
+        "https://169.254.169.254/latest/meta-data/client.json",
+        "https://localhost:1/client.json",
+        "https://[::1]/client.json",
+    ] {
+        let (status, _, _, page) = flow
+            .open(&flow.authorize_url(&flow.params(client_id, &challenge)))
+            .await;
+        assert_eq!(status, 400, "{client_id}");
+        assert!(page.contains("not a public address"), "{client_id}: {page}");
+    }
+    let (status, _, _, _) = flow
+        .open(&flow.authorize_url(&flow.params("http://example.com/c.json", &challenge)))
+        .await;
+    assert_eq!(status, 400);
+
+    assert_nothing_secret_logged(
+        &app,
+        &[
+            KEY,
+            OTHER_KEY,
+            &verifier,
+            &access,
+            &with_key,
+            &with_other,
+            &refresh,
+            &new_access,
+        ],
+    );
+    assert!(!app.output().contains("lkc_"), "a code reached the output");
+}
+
+#[tokio::test]
+async fn a_key_in_the_path_opens_mcp_and_is_never_logged() {
+    let app = Spawn::default().env("RUST_LOG", "trace").start();
+    assert_eq!(call_with(&app, &format!("/mcp/{KEY}"), "").await, 200);
+    assert_eq!(
+        call_with(&app, "/mcp/lk-wrong-key-0000000000000000000000000000", "").await,
+        401
+    );
+    wait_for("the access log line", || {
+        app.output().contains("\"auth\":\"path\"") || app.output().contains("auth=path")
+    });
+    assert!(!app.output().contains(KEY));
+    // The request was sent on to `/mcp`: the key is in no path recorded.
+    assert!(app.output().contains("\"path\":\"/mcp\""));
+}
+
+#[tokio::test]
+async fn with_oauth_off_discovery_stays_404_and_the_endpoints_need_a_key() {
+    let app = Spawn::default().start();
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        assert_eq!(
+            client().get(app.url(path)).send().await.unwrap().status(),
+            404,
+            "{path}"
+        );
+    }
+    let response = client().post(app.url("/oauth/token")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"latchkey\""
+    );
+}
