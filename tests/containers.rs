@@ -158,6 +158,7 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
                 format!("http://host.containers.internal:{otlp_port}"),
             ),
             ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+            ("OAUTH".into(), "true".into()),
         ],
         _dir: dir,
     };
@@ -220,6 +221,67 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     assert_eq!(
         refused.headers()["strict-transport-security"],
         "max-age=31536000"
+    );
+
+    // OAuth discovery at the domain root reaches this connector through Apache (and the
+    // 401 points to its metadata under the prefix).
+    let public = format!("{https}/latchkey");
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer error=\"invalid_token\", error_description=\"The access token is expired, revoked or not one of this server's\", resource_metadata=\"{public}/.well-known/oauth-protected-resource/mcp\""
+        )
+    );
+    for path in [
+        "/.well-known/oauth-protected-resource/latchkey/mcp",
+        "/latchkey/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let doc: serde_json::Value = client
+            .get(format!("{https}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["resource"], format!("{public}/mcp"), "{path}");
+        assert_eq!(doc["authorization_servers"][0], public.as_str(), "{path}");
+    }
+    for path in [
+        "/.well-known/oauth-authorization-server/latchkey",
+        "/.well-known/openid-configuration/latchkey",
+    ] {
+        let doc: serde_json::Value = client
+            .get(format!("{https}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["issuer"], public.as_str(), "{path}");
+        assert_eq!(
+            doc["authorization_endpoint"],
+            format!("{public}/oauth/authorize"),
+            "{path}"
+        );
+    }
+    let consent = client
+        .get(format!("{public}/oauth/authorize?client_id=lkcl_unknown"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), 400);
+    assert!(
+        consent
+            .text()
+            .await
+            .unwrap()
+            .contains("not registered here")
     );
 
     // latchkey in the stack exported its spans.

@@ -812,3 +812,245 @@ async fn with_oauth_off_discovery_stays_404_and_the_endpoints_need_a_key() {
         "Bearer realm=\"latchkey\""
     );
 }
+
+/// A CA made for one test and a certificate for localhost it signed, as files in `dir`:
+/// (CA file, certificate file, key file).
+fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "latchkey test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, leaf.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    files
+}
+
+/// latchkey --oauth that fetches metadata documents from this machine (`--oauth-cimd-allow`)
+/// and trusts the test CA for them (`SSL_CERT_FILE`, read by the platform verifier).
+fn start_for_documents(dir: &Path, ca: &Path) -> App {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://127.0.0.1:{port}");
+    let state = dir.join("state");
+    Spawn::default()
+        .args(&[
+            "--listen",
+            &listen,
+            "--public-url",
+            &public,
+            "--oauth",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--oauth-cimd-allow",
+            "127.0.0.0/8,::1/128",
+        ])
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .env("RUST_LOG", "trace")
+        .start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_identifies_itself_by_a_metadata_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = localhost_certificate(dir.path());
+    let app = start_for_documents(dir.path(), &ca);
+    let store = dir.path().join("python-client.json");
+    let url = app.url("/mcp");
+    let seen = tokio::task::block_in_place(|| {
+        python_client(
+            &url,
+            &store,
+            &["--cimd", cert.to_str().unwrap(), key.to_str().unwrap()],
+            &[],
+        )
+    });
+    assert_eq!(seen["text"][0], "Hello OAuth!");
+    assert_eq!(
+        seen["consent_title"],
+        "Allow Python SDK test client (CIMD) to use your tools?"
+    );
+    let client_id = seen["client_id"].as_str().unwrap();
+    assert!(
+        client_id.starts_with("https://localhost:") && client_id.ends_with("/client.json"),
+        "{client_id}"
+    );
+    assert!(
+        !app.output().contains("/oauth/register"),
+        "a document client does not register"
+    );
+    let list = latchkey_oauth(dir.path(), &["list"]);
+    assert!(
+        list.contains(client_id) && list.contains("registered clients (0)"),
+        "{list}"
+    );
+}
+
+/// Runs the TypeScript SDK's OAuth client (from where npm installed the SDK).
+fn ts_client(url: &str, args: &[&str]) -> serde_json::Value {
+    let node_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-node");
+    assert!(
+        node_dir
+            .join("node_modules/@modelcontextprotocol/sdk")
+            .exists(),
+        "{} lacks the TypeScript SDK: .ci/run installs it",
+        node_dir.display()
+    );
+    // ES modules find packages from the script's own directory: run a copy there.
+    let script = node_dir.join(format!("ts_oauth_client_{}.mjs", free_port()));
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/ts_oauth_client.mjs"
+        ),
+        &script,
+    )
+    .unwrap();
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(url)
+        .args(args)
+        .env("LATCHKEY_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&script).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the TypeScript OAuth client failed:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("no JSON from the client:\n{stdout}\n{stderr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_connects_by_metadata_document_and_by_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = localhost_certificate(dir.path());
+    let app = start_for_documents(dir.path(), &ca);
+    let url = app.url("/mcp");
+
+    let by_document = tokio::task::block_in_place(|| {
+        ts_client(&url, &[cert.to_str().unwrap(), key.to_str().unwrap()])
+    });
+    assert_eq!(by_document["text"][0], "Hello TypeScript!");
+    assert_eq!(
+        by_document["consent_title"],
+        "Allow TypeScript SDK test client (CIMD) to use your tools?"
+    );
+    assert!(
+        by_document["client_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://localhost:")
+    );
+    assert_eq!(by_document["iss"], app.url(""));
+    assert_eq!(by_document["token_prefix"], "lka_");
+
+    let registered = tokio::task::block_in_place(|| ts_client(&url, &["--register"]));
+    assert_eq!(registered["text"][0], "Hello TypeScript!");
+    assert_eq!(
+        registered["consent_title"],
+        "Allow TypeScript SDK test client to use your tools?"
+    );
+    assert!(
+        registered["client_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("lkcl_")
+    );
+    assert_nothing_secret_logged(&app, &[KEY]);
+    assert!(!app.output().contains("lkc_") && !app.output().contains("lka_"));
+}
+
+/// Headless Chromium (Debian's, installed by `.ci/run`) with a profile of its own.
+fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-proxy-server",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .env("HOME", profile.path())
+        .output()
+        .unwrap_or_else(|e| panic!("chromium cannot run ({e}): .ci/run installs it"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_page_renders_in_a_browser_and_its_screenshot_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), "", &[]);
+    let flow = Flow {
+        app: &app,
+        http: client(),
+    };
+    let response = flow
+        .register(serde_json::json!({
+            "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+            "client_name": "Claude"
+        }))
+        .await;
+    let client_id = response.json::<serde_json::Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, challenge) = pkce();
+    let mut params = flow.params(&client_id, &challenge);
+    params[2].1 = "https://claude.ai/api/mcp/auth_callback";
+    let url = flow.authorize_url(&params);
+
+    let dom = tokio::task::block_in_place(|| chromium(&["--dump-dom"], &url));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("Allow Claude to use your tools?"), "{dom}");
+    assert!(
+        dom.contains("claude.ai") && dom.contains("type=\"password\""),
+        "{dom}"
+    );
+
+    // A phone-sized window: the page must read there.
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("oauth-consent-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = tokio::task::block_in_place(|| {
+        chromium(
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=412,760",
+            ],
+            &url,
+        )
+    });
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 10_000,
+        "a page with text is more than {} bytes",
+        png.len()
+    );
+    eprintln!("consent page screenshot: {}", shot.display());
+}

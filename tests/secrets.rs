@@ -112,8 +112,15 @@ async fn no_key_in_a_path_reaches_any_output() {
             mcp_post(&client, &app.url(path), &call_hello("x")).bearer_auth(KEY),
         ] {
             let response = request.send().await.unwrap();
+            // `{base}/mcp/<key>` is the documented path form: it is served.
+            let served = *path == format!("/base/mcp/{KEY}");
+            let expected: &[u16] = if served {
+                &[200, 405, 406]
+            } else {
+                &[401, 404]
+            };
             assert!(
-                [401, 404].contains(&response.status().as_u16()),
+                expected.contains(&response.status().as_u16()),
                 "{path}: {}",
                 response.status()
             );
@@ -124,11 +131,15 @@ async fn no_key_in_a_path_reaches_any_output() {
     assert!(app.wait().success());
     let output = app.output();
     assert_no_secret(output.as_bytes(), KEY);
+    // `{base}/mcp/<key>` is taken as a key and the request goes on as `{base}/mcp`.
+    assert!(
+        output.contains(r#""path":"/base/mcp","status":200"#),
+        "{output}"
+    );
     // What the access log shows instead: the prefix latchkey serves, then a placeholder.
     for shown in [
         r#""path":"/{redacted}""#,
         r#""path":"/base/{redacted}""#,
-        r#""path":"/base/mcp/{redacted}""#,
         r#""path":"/.well-known/{redacted}""#,
         r#""path":"/.well-known/oauth-protected-resource/{redacted}""#,
         r#""path":"/base/.well-known/oauth-authorization-server/{redacted}""#,

@@ -7,9 +7,8 @@
 //! code (single use, 60 s, bound to client, redirect URI, challenge and resource) goes back
 //! to the client's redirect URI with `state` and `iss`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Form;
 use axum::extract::{Query, State};
@@ -19,84 +18,15 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::cimd::is_document_url;
+use super::consents::{CODE_FOR, Checked, Code, MAX_CODES, MAX_PENDING, PENDING_FOR, Pending};
 use super::page::{self, Consent};
 use super::redirect_uris::host_of;
-use super::secret::{self, CODE_PREFIX, Hash, Issued};
-use super::{AUTHORIZE, OAuth, SCOPE};
+use super::secret::{self, CODE_PREFIX, Issued};
+use super::server::{AUTHORIZE, OAuth, SCOPE};
 use crate::clients::ClientAddr;
 use crate::keys::KeyDigest;
 
-/// How long a consent page may stay open.
-const PENDING_FOR: Duration = Duration::from_secs(600);
-const MAX_PENDING: usize = 100;
-/// How long a code is good for.
-pub const CODE_FOR: Duration = Duration::from_secs(60);
-const MAX_CODES: usize = 100;
 const COOKIE: &str = "latchkey_consent";
-
-/// An authorization request the person is looking at.
-#[derive(Clone)]
-struct Pending {
-    request: Checked,
-    client_name: String,
-    verified_by: Option<String>,
-    since: Instant,
-}
-
-/// What a request asked for, once checked.
-#[derive(Clone)]
-struct Checked {
-    client_id: String,
-    redirect_uri: String,
-    state: String,
-    challenge: String,
-    resource: String,
-    scope: String,
-}
-
-/// A code handed out, by its hash.
-#[derive(Clone)]
-pub struct Code {
-    pub client_id: String,
-    pub client_name: Option<String>,
-    pub redirect_uri: String,
-    pub challenge: String,
-    pub resource: String,
-    pub scope: String,
-    pub secret_id: String,
-    pub since: Instant,
-}
-
-#[derive(Default)]
-pub struct Authorizations {
-    pending: Mutex<HashMap<String, Pending>>,
-    codes: Mutex<HashMap<Hash, Code>>,
-    /// Codes already exchanged, with the grant each made: one presented again revokes it
-    /// (RFC 6749 §4.1.2).
-    used: Mutex<HashMap<Hash, (String, Instant)>>,
-}
-
-impl Authorizations {
-    /// Takes a code out (it is good once); `Err(grant id)` when it was already used.
-    pub fn take_code(&self, hash: &Hash) -> Option<Result<Code, String>> {
-        if let Some(code) = self.codes.lock().expect("not poisoned").remove(hash) {
-            return (code.since.elapsed() < CODE_FOR).then_some(Ok(code));
-        }
-        self.used
-            .lock()
-            .expect("not poisoned")
-            .get(hash)
-            .map(|(grant, _)| Err(grant.clone()))
-    }
-
-    pub fn code_used(&self, hash: Hash, grant_id: String) {
-        let mut used = self.used.lock().expect("not poisoned");
-        used.retain(|_, (_, at)| at.elapsed() < PENDING_FOR);
-        if used.len() < MAX_CODES * 10 {
-            used.insert(hash, (grant_id, Instant::now()));
-        }
-    }
-}
 
 #[derive(Deserialize)]
 pub struct Params {

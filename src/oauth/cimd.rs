@@ -123,9 +123,9 @@ impl Cimd {
                 .collect(),
         };
         // Every address must be allowed: a name that also points inside is refused outright.
-        let Some(first) = addrs.first().copied() else {
+        if addrs.is_empty() {
             return Err(format!("{host} has no address"));
-        };
+        }
         if let Some(bad) = addrs.iter().find(|a| !self.allowed(a.ip())) {
             return Err(format!(
                 "{host} resolves to {} (not a public address; see --oauth-cimd-allow)",
@@ -135,7 +135,7 @@ impl Cimd {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
-            .resolve(host, first)
+            .resolve_to_addrs(host, &addrs)
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         let mut response = client

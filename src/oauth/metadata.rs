@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use super::{AUTHORIZE, OAuth, REGISTER, REVOKE, SCOPE, TOKEN};
+use super::server::{AUTHORIZE, OAuth, REGISTER, REVOKE, SCOPE, TOKEN};
 
 /// The document for `rest` (the path after `/.well-known/`), if it is one of ours.
 /// `under_base`: the request came under the base path, so the base is not repeated.

@@ -13,213 +13,24 @@
 pub mod args;
 mod authorize;
 mod cimd;
+mod consents;
 mod metadata;
 mod page;
 pub mod passphrase;
 mod redirect_uris;
 mod register;
 mod secret;
+mod server;
 pub mod store;
 mod token;
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::Router;
-use axum::http::HeaderValue;
 use axum::routing::{get, post};
-use tokio::sync::broadcast;
 
-use crate::auth::Credentials;
-use crate::configuration::PublicUrl;
-use crate::keys::KeySet;
-use crate::lockout::Lockout;
-use args::OAuthArgs;
-use authorize::Authorizations;
-use cimd::Cimd;
-use passphrase::Passphrase;
-use redirect_uris::RedirectUris;
-use store::{Found, Store};
-
-/// The OAuth endpoints, under the base path.
-pub const AUTHORIZE: &str = "/oauth/authorize";
-pub const TOKEN: &str = "/oauth/token";
-pub const REGISTER: &str = "/oauth/register";
-pub const REVOKE: &str = "/oauth/revoke";
-pub const ENDPOINTS: [&str; 4] = [AUTHORIZE, TOKEN, REGISTER, REVOKE];
-
-/// The one scope: the MCP endpoint. `offline_access` is accepted (ChatGPT asks for it) and
-/// changes nothing: a refresh token is always issued.
-pub const SCOPE: &str = "mcp";
-
-/// What the gate makes of a request's bearer tokens.
-#[derive(Debug, PartialEq, Eq)]
-pub enum TokenCheck {
-    Valid,
-    /// One of ours, expired or revoked with its key: no guess, so not a lockout failure.
-    Stale,
-    Unknown,
-}
-
-pub struct OAuth {
-    issuer: String,
-    resource: String,
-    /// `WWW-Authenticate` of a 401: where the resource metadata is.
-    challenge: HeaderValue,
-    challenge_invalid: HeaderValue,
-    access_lifetime: Duration,
-    refresh_lifetime: Duration,
-    keys: Arc<ArcSwap<KeySet>>,
-    passphrase_file: Option<PathBuf>,
-    passphrase: ArcSwap<Option<Passphrase>>,
-    lockout: Arc<Lockout>,
-    redirect_uris: RedirectUris,
-    cimd: Cimd,
-    store: Mutex<Store>,
-    authorizations: Authorizations,
-}
-
-impl OAuth {
-    /// Opens the store in `state_dir` and reads the passphrase: a bad file stops the start.
-    pub fn new(
-        args: &OAuthArgs,
-        public_url: &PublicUrl,
-        state_dir: &std::path::Path,
-        keys: Arc<ArcSwap<KeySet>>,
-        lockout: Arc<Lockout>,
-    ) -> anyhow::Result<Self> {
-        let issuer = public_url.as_str().to_owned();
-        let resource = format!("{issuer}{}", crate::configuration::MCP_PATH);
-        let metadata_url = format!(
-            "{issuer}/.well-known/oauth-protected-resource{}",
-            crate::configuration::MCP_PATH
-        );
-        let challenge =
-            HeaderValue::try_from(format!("Bearer resource_metadata=\"{metadata_url}\""))
-                .expect("a parsed URL is a header value");
-        let challenge_invalid = HeaderValue::try_from(format!(
-            "Bearer error=\"invalid_token\", error_description=\"The access token is expired, \
-             revoked or not one of this server's\", resource_metadata=\"{metadata_url}\""
-        ))
-        .expect("a parsed URL is a header value");
-        let passphrase = match &args.oauth_passphrase_file {
-            Some(path) => Some(Passphrase::read(path)?),
-            None => None,
-        };
-        Ok(Self {
-            issuer,
-            resource,
-            challenge,
-            challenge_invalid,
-            access_lifetime: args.oauth_token_lifetime,
-            refresh_lifetime: args.oauth_refresh_lifetime,
-            keys,
-            passphrase_file: args.oauth_passphrase_file.clone(),
-            passphrase: ArcSwap::from_pointee(passphrase),
-            lockout,
-            redirect_uris: RedirectUris::new(&args.oauth_redirect_uris),
-            cimd: Cimd::new(&args.oauth_cimd_allow),
-            store: Mutex::new(Store::open(state_dir)?),
-            authorizations: Authorizations::default(),
-        })
-    }
-
-    /// Re-reads the passphrase file on every SIGHUP (a broken file keeps the old hash).
-    pub fn spawn_reloader(self: &Arc<Self>, mut hangups: broadcast::Receiver<()>) {
-        let Some(path) = self.passphrase_file.clone() else {
-            return;
-        };
-        let this = Arc::downgrade(self);
-        tokio::spawn(async move {
-            while hangups.recv().await.is_ok() {
-                let Some(this) = this.upgrade() else { return };
-                match Passphrase::read(&path) {
-                    Ok(p) => {
-                        this.passphrase.store(Arc::new(Some(p)));
-                        tracing::info!("passphrase reloaded from {}", path.display());
-                    }
-                    Err(e) => tracing::warn!("kept the passphrase in use: {e:#}"),
-                }
-            }
-        });
-    }
-
-    /// The `WWW-Authenticate` value of a 401: with the error fields when a token was sent.
-    pub fn challenge(&self, token_sent: bool) -> HeaderValue {
-        if token_sent {
-            self.challenge_invalid.clone()
-        } else {
-            self.challenge.clone()
-        }
-    }
-
-    /// Admits a request whose bearer token is a live access token of a grant whose secret
-    /// is still configured.
-    pub fn check(&self, credentials: &Credentials) -> TokenCheck {
-        let now = store::now();
-        let mut result = TokenCheck::Unknown;
-        let mut void = None;
-        {
-            let mut store = self.store.lock().expect("not poisoned");
-            store.recheck();
-            for digest in credentials.bearer_digests() {
-                match store.access(&secret::Hash(*digest.as_bytes()), now) {
-                    Found::Live(grant) if self.secret_is_live(&grant.secret_id) => {
-                        return TokenCheck::Valid;
-                    }
-                    Found::Live(grant) => {
-                        void = Some(grant.id.clone());
-                        result = TokenCheck::Stale;
-                    }
-                    Found::Expired => result = TokenCheck::Stale,
-                    Found::Unknown => {}
-                }
-            }
-        }
-        if let Some(id) = void {
-            self.revoke_void(&id);
-        }
-        result
-    }
-
-    /// Whether the secret a grant was made with is still configured.
-    fn secret_is_live(&self, secret_id: &str) -> bool {
-        self.keys.load().has_grant_id(secret_id)
-            || self
-                .passphrase
-                .load()
-                .as_ref()
-                .as_ref()
-                .is_some_and(|p| p.grant_id == secret_id)
-    }
-
-    /// Removes a grant whose secret is gone, for good (the key coming back does not revive it).
-    fn revoke_void(&self, grant_id: &str) {
-        let removed = self
-            .store
-            .lock()
-            .expect("not poisoned")
-            .change(|c| c.remove_grants(|g| g.id == grant_id));
-        match removed {
-            Ok(n) if n > 0 => tracing::info!(
-                "revoked OAuth grant {grant_id}: the key or passphrase it was given with is no longer configured"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("cannot revoke OAuth grant {grant_id}: {e:#}"),
-        }
-    }
-
-    /// Whether `resource` names this server's MCP endpoint (or its base URL); a trailing
-    /// slash is tolerated. Absent is fine: older clients do not send it.
-    fn is_our_resource(&self, resource: Option<&str>) -> bool {
-        resource.is_none_or(|r| {
-            let r = r.strip_suffix('/').unwrap_or(r);
-            r == self.resource || r == self.issuer
-        })
-    }
-}
+pub use metadata::well_known;
+pub use server::{AUTHORIZE, ENDPOINTS, OAuth, REGISTER, REVOKE, SCOPE, TOKEN, TokenCheck};
 
 /// The OAuth routes under `base` (`{base}/oauth/…`); discovery is served by
 /// [`well_known`], which the routes' `/.well-known/` handler calls.
@@ -234,5 +45,3 @@ pub fn router(oauth: Arc<OAuth>, base: &str) -> Router {
         .route(&format!("{base}{REVOKE}"), post(token::revoke))
         .with_state(oauth)
 }
-
-pub use metadata::well_known;

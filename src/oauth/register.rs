@@ -12,8 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::OAuth;
 use super::secret::{CLIENT_SECRET_PREFIX, Issued, random_text};
+use super::server::OAuth;
 use super::store::{Client, now};
 use crate::error_response::json_error;
 

@@ -13,9 +13,9 @@ use base64::Engine;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::OAuth;
 use super::cimd::is_document_url;
 use super::secret::{ACCESS_PREFIX, Hash, Issued, REFRESH_PREFIX, pkce_matches, random_text};
+use super::server::OAuth;
 use super::store::{Grant, now};
 use crate::error_response::json_error;
 
