@@ -1054,3 +1054,117 @@ async fn the_consent_page_renders_in_a_browser_and_its_screenshot_is_kept() {
     );
     eprintln!("consent page screenshot: {}", shot.display());
 }
+
+/// `latchkey oauth passphrase` with `phrase` on stdin.
+fn hash_passphrase(dir: &Path, phrase: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = common::command(dir)
+        .args(["oauth", "passphrase"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(phrase.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn a_passphrase_opens_the_consent_page_and_changing_it_ends_its_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    const PHRASE: &str = "correct horse battery staple";
+    const NEXT: &str = "a different long passphrase";
+    let short = hash_passphrase(dir.path(), "too short\n");
+    assert!(!short.status.success());
+    let said = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        said.contains("at least 12 characters") && !said.contains("too short"),
+        "{said}"
+    );
+    let hashed = hash_passphrase(dir.path(), &format!("{PHRASE}\n"));
+    assert!(hashed.status.success());
+    let hash = String::from_utf8(hashed.stdout).unwrap();
+    assert!(
+        hash.starts_with("$argon2id$") && !hash.contains(PHRASE),
+        "{hash}"
+    );
+    let file = dir.path().join("passphrase");
+    std::fs::write(&file, "not a hash\n").unwrap();
+    let broken = App::try_start(Spawn::default().args(&[
+        "--oauth",
+        "--public-url",
+        "http://127.0.0.1:1",
+        "--oauth-passphrase-file",
+        file.to_str().unwrap(),
+    ]));
+    let (status, output) = broken
+        .err()
+        .expect("a broken passphrase file stops the start");
+    assert!(!status.success());
+    assert!(
+        output.contains("holds no argon2 hash") && !output.contains("not a hash"),
+        "{output}"
+    );
+    std::fs::write(&file, &hash).unwrap();
+
+    let app = start(
+        dir.path(),
+        "",
+        &["--oauth-passphrase-file", file.to_str().unwrap()],
+    );
+    let flow = Flow {
+        app: &app,
+        http: client(),
+    };
+    let (verifier, challenge) = pkce();
+    let client_id = flow.client_id().await;
+    let code = flow.consent(&client_id, &challenge, PHRASE).await["code"].clone();
+    let (status, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(&app, "/mcp", &access).await, 200);
+
+    // A client removed between consent and token must register again: invalid_client.
+    let code = flow.consent(&client_id, &challenge, PHRASE).await["code"].clone();
+    let doomed = flow.client_id().await;
+    let other_code = flow.consent(&doomed, &challenge, PHRASE).await["code"].clone();
+    latchkey_oauth(dir.path(), &["revoke", "--client", &doomed]);
+    let (status, body) = flow.exchange(&doomed, &other_code, &verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+
+    // A new passphrase (SIGHUP): grants made with the old one end, the old one opens nothing.
+    let next = String::from_utf8(hash_passphrase(dir.path(), NEXT).stdout).unwrap();
+    std::fs::write(&file, next).unwrap();
+    app.signal(nix::sys::signal::Signal::SIGHUP);
+    common::eventually("the old passphrase's grant to end", || async {
+        call_with(&app, "/mcp", &access).await == 401
+    })
+    .await;
+    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let late = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call_with(&app, "/mcp", &late).await,
+        401,
+        "made with the old passphrase"
+    );
+    let (_, csrf, cookie, _) = flow
+        .open(&flow.authorize_url(&flow.params(&client_id, &challenge)))
+        .await;
+    assert_eq!(
+        flow.answer(&csrf, &cookie, PHRASE, "allow").await.status(),
+        401
+    );
+    assert_eq!(
+        flow.answer(&csrf, &cookie, NEXT, "allow").await.status(),
+        303
+    );
+    assert_nothing_secret_logged(&app, &[PHRASE, NEXT, &access, &late, &verifier]);
+}

@@ -1,9 +1,10 @@
-//! Key extraction and query redaction (`auth::take_credentials`): whatever the URI and the
-//! `Authorization` / `X-API-Key` headers, no key is left in the request, and the query as it
-//! may be recorded holds no sensitive value.
+//! Key extraction and query redaction (`auth::take_credentials`, `auth::take_path_key`):
+//! whatever the URI and the `Authorization` / `X-API-Key` headers, no key is left in the
+//! request (a `/mcp/<key>` path goes on as `/mcp`), and the query as it may be recorded holds
+//! no sensitive value.
 #![no_main]
 
-use latchkey::auth::take_credentials;
+use latchkey::auth::{take_credentials, take_path_key};
 use latchkey::redact::{REDACTED, is_sensitive_param, percent_decoded};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +23,13 @@ fuzz_target!(|data: &[u8]| {
     if let Some(value) = api_key.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
         request.headers_mut().insert("x-api-key", value);
     }
-    let taken = take_credentials(&mut request);
+    let mut taken = take_credentials(&mut request);
+    take_path_key(&mut request, "/mcp", &mut taken);
+    let path = request.uri().path();
+    assert!(
+        !path.starts_with("/mcp/") || path[5..].is_empty() || path[5..].contains('/'),
+        "a key segment is left in {path}"
+    );
 
     assert!(!request.headers().contains_key("x-api-key"));
     for value in request.headers().get_all("authorization") {

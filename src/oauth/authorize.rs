@@ -138,8 +138,8 @@ impl OAuth {
             let name = doc.name.unwrap_or_else(|| host_of(&client_id));
             (name, doc.redirect_uris, Some(host_of(&client_id)))
         } else {
-            let store = self.store.lock().expect("not poisoned");
-            let client = store.client(&client_id).ok_or_else(|| {
+            let mut store = self.store.lock().expect("not poisoned");
+            let client = store.refresh().client(&client_id).ok_or_else(|| {
                 Refusal::Page(
                     "This client is not registered here (any more): connect again from the app."
                         .into(),

@@ -233,15 +233,23 @@ impl Store {
         Ok(())
     }
 
-    /// Looks for another process's change, at most once a second.
+    /// Looks for another process's change, at most once a second (for the gate, on every
+    /// request with a token).
     pub fn recheck(&mut self) {
         if self.checked.elapsed() < RECHECK {
             return;
         }
+        self.refresh();
+    }
+
+    /// Looks for another process's change now (one `stat`): for the OAuth endpoints, where a
+    /// client just revoked must not get through.
+    pub fn refresh(&mut self) -> &mut Self {
         self.checked = Instant::now();
         if let Err(e) = self.reload() {
             tracing::warn!("keeping the OAuth grants in memory: {e:#}");
         }
+        self
     }
 
     pub fn client(&self, id: &str) -> Option<&Client> {

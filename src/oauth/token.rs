@@ -112,8 +112,8 @@ impl OAuth {
         if is_document_url(client_id) {
             return Ok(());
         }
-        let store = self.store.lock().expect("not poisoned");
-        let Some(client) = store.client(client_id) else {
+        let mut store = self.store.lock().expect("not poisoned");
+        let Some(client) = store.refresh().client(client_id) else {
             return Err(Box::new(invalid_client(
                 "this client is not registered here (any more): register again",
             )));
@@ -299,6 +299,7 @@ fn refresh(oauth: &OAuth, form: &Form) -> Response {
         .store
         .lock()
         .expect("not poisoned")
+        .refresh()
         .by_refresh(&hash)
         .map(|r| r.cloned());
     let grant = match found {
