@@ -634,6 +634,22 @@ async fn each_wrong_step_is_refused_and_nothing_secret_is_logged() {
         "invalid_grant"
     );
 
+    // A redirect URI at the token endpoint other than the code's: refused.
+    let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
+    let (status, body) = flow
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+
     // A code used twice: the second is refused and the first one's tokens are revoked.
     let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
     let (status, tokens) = flow.exchange(&client_id, &code, &verifier).await;

@@ -151,6 +151,7 @@ impl OAuth {
                 .unwrap_or_else(|| "An unnamed client".into());
             (name, client.redirect_uris.clone(), None)
         };
+        let redirect_named = p.redirect_uri.is_some();
         let redirect_uri = match p.redirect_uri {
             Some(uri) => uri,
             None if uris.len() == 1 => uris[0].clone(),
@@ -211,6 +212,7 @@ impl OAuth {
             Checked {
                 client_id,
                 redirect_uri,
+                redirect_named,
                 state,
                 challenge,
                 resource: self.resource.clone(),
@@ -393,6 +395,7 @@ pub async fn decide(
                 client_id: request.client_id.clone(),
                 client_name: Some(pending.client_name.clone()),
                 redirect_uri: request.redirect_uri.clone(),
+                redirect_named: request.redirect_named,
                 challenge: request.challenge.clone(),
                 resource: request.resource.clone(),
                 scope: request.scope.clone(),

@@ -28,6 +28,9 @@ pub struct Pending {
 pub struct Checked {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Whether the request named it (else the client's only one was taken): the token
+    /// request must then name it too (RFC 6749 §4.1.3).
+    pub redirect_named: bool,
     pub state: String,
     pub challenge: String,
     pub resource: String,
@@ -40,6 +43,7 @@ pub struct Code {
     pub client_id: String,
     pub client_name: Option<String>,
     pub redirect_uri: String,
+    pub redirect_named: bool,
     pub challenge: String,
     pub resource: String,
     pub scope: String,

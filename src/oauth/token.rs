@@ -221,7 +221,11 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
     if let Err(r) = oauth.authenticate(form, &code.client_id) {
         return *r;
     }
-    if form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
+    let redirect_ok = match form.redirect_uri.as_deref() {
+        Some(uri) => uri == code.redirect_uri,
+        None => !code.redirect_named,
+    };
+    if !redirect_ok {
         return invalid_grant("redirect_uri is not the one the code was issued for");
     }
     if !form
