@@ -1184,3 +1184,62 @@ async fn a_passphrase_opens_the_consent_page_and_changing_it_ends_its_grants() {
     );
     assert_nothing_secret_logged(&app, &[PHRASE, NEXT, &access, &late, &verifier]);
 }
+
+#[tokio::test]
+async fn spans_of_the_whole_flow_hold_no_code_token_or_key() {
+    let (endpoint, received) = common::otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://127.0.0.1:{port}");
+    let state = dir.path().join("state");
+    let app = Spawn::default()
+        .args(&["--listen", &listen, "--public-url", &public, "--oauth"])
+        .args(&["--state-dir", state.to_str().unwrap()])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .env("RUST_LOG", "trace")
+        .start();
+    let flow = Flow {
+        app: &app,
+        http: client(),
+    };
+    let (verifier, challenge) = pkce();
+    let client_id = flow.client_id().await;
+    let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
+    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (_, tokens) = flow
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client_id),
+        ])
+        .await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(&app, "/mcp", &access).await, 200);
+    common::eventually("the tool call's span to be exported", || async {
+        received
+            .span_names()
+            .iter()
+            .any(|n| n == "tools/call hello")
+    })
+    .await;
+    let dump = received.dump();
+    assert!(
+        dump.contains("/oauth/token") && dump.contains("/oauth/authorize"),
+        "the OAuth requests have spans"
+    );
+    for secret in [KEY, &code, &verifier, &refresh, &access, &new_refresh] {
+        assert!(
+            !dump.contains(secret),
+            "a secret ({}…) is in an exported span",
+            &secret[..6]
+        );
+    }
+    assert_nothing_secret_logged(
+        &app,
+        &[KEY, &code, &verifier, &refresh, &access, &new_refresh],
+    );
+}
