@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 
 use axum::response::Html;
 use common::{App, KEY, Spawn};
@@ -53,24 +52,14 @@ async fn serve_page(html: String) -> u16 {
 /// `evil.example` resolving to this machine.
 async fn run_page(url: String) -> String {
     tokio::task::spawn_blocking(move || {
-        // A profile of its own, removed afterwards: nothing is left in HOME or shared.
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-proxy-server",
-                "--no-first-run",
+        let out = common::chromium(
+            &[
                 "--host-resolver-rules=MAP evil.example 127.0.0.1",
                 "--virtual-time-budget=20000",
                 "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(&url)
-            .env("HOME", profile.path())
-            .output()
-            .unwrap_or_else(|e| panic!("chromium cannot run ({e}): .ci/run installs it"));
+            ],
+            &url,
+        );
         let dom = String::from_utf8_lossy(&out.stdout).into_owned();
         let result = dom
             .split_once(r#"<pre id="result">"#)

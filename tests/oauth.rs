@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use common::{App, KEY, OTHER_KEY, Spawn, free_port, wait_for};
+use common::{App, KEY, OTHER_KEY, Spawn, chromium, free_port, wait_for};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
@@ -84,15 +84,16 @@ fn python_client(
     ] {
         cmd.env_remove(proxy);
     }
-    let out = cmd.output().unwrap();
+    what_it_saw("the Python OAuth client", cmd.output().unwrap())
+}
+
+/// The JSON line a client script printed last, once it exited 0.
+fn what_it_saw(client: &str, out: std::process::Output) -> serde_json::Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the Python OAuth client failed:\n{stderr}"
-    );
+    assert!(out.status.success(), "{client} failed:\n{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|_| panic!("no JSON from the client:\n{stdout}\n{stderr}"))
+        .unwrap_or_else(|_| panic!("no JSON from {client}:\n{stdout}\n{stderr}"))
 }
 
 fn stored(store: &Path) -> serde_json::Value {
@@ -944,14 +945,7 @@ fn ts_client(url: &str, args: &[&str]) -> serde_json::Value {
         .output()
         .unwrap();
     std::fs::remove_file(&script).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the TypeScript OAuth client failed:\n{stderr}"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|_| panic!("no JSON from the client:\n{stdout}\n{stderr}"))
+    what_it_saw("the TypeScript OAuth client", out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -992,27 +986,6 @@ async fn typescript_sdk_connects_by_metadata_document_and_by_registration() {
     );
     assert_nothing_secret_logged(&app, &[KEY]);
     assert!(!app.output().contains("lkc_") && !app.output().contains("lka_"));
-}
-
-/// Headless Chromium (Debian's, installed by `.ci/run`) with a profile of its own.
-fn chromium(args: &[&str], url: &str) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-proxy-server",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--hide-scrollbars",
-        ])
-        .args(args)
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .env("HOME", profile.path())
-        .output()
-        .unwrap_or_else(|e| panic!("chromium cannot run ({e}): .ci/run installs it"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,15 +175,21 @@ impl OAuth {
 
     /// Removes a grant whose secret is gone, for good (the key coming back does not revive it).
     pub(super) fn revoke_void(&self, grant_id: &str) {
+        self.revoke_grant(
+            grant_id,
+            "the key or passphrase it was given with is no longer configured",
+        );
+    }
+
+    /// Removes a grant for good, saying why in the log.
+    pub(super) fn revoke_grant(&self, grant_id: &str, why: &str) {
         let removed = self
             .store
             .lock()
             .expect("not poisoned")
             .change(|c| c.remove_grants(|g| g.id == grant_id));
         match removed {
-            Ok(n) if n > 0 => tracing::info!(
-                "revoked OAuth grant {grant_id}: the key or passphrase it was given with is no longer configured"
-            ),
+            Ok(n) if n > 0 => tracing::warn!("revoked OAuth grant {grant_id}: {why}"),
             Ok(_) => {}
             Err(e) => tracing::warn!("cannot revoke OAuth grant {grant_id}: {e:#}"),
         }

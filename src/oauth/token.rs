@@ -208,12 +208,7 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
         Some(Ok(code)) => code,
         Some(Err(grant_id)) => {
             // A code used twice: whoever holds the tokens it gave may be the thief.
-            let _ = oauth
-                .store
-                .lock()
-                .expect("not poisoned")
-                .change(|c| c.remove_grants(|g| g.id == grant_id));
-            tracing::warn!("an OAuth code was presented again: revoked grant {grant_id}");
+            oauth.revoke_grant(&grant_id, "its code was presented again");
             return invalid_grant("the code was already used; the tokens it gave are revoked");
         }
         None => return invalid_grant("the code is unknown or expired"),
@@ -309,14 +304,7 @@ fn refresh(oauth: &OAuth, form: &Form) -> Response {
     let grant = match found {
         Some(Ok(grant)) => grant,
         Some(Err(grant_id)) => {
-            let _ = oauth
-                .store
-                .lock()
-                .expect("not poisoned")
-                .change(|c| c.remove_grants(|g| g.id == grant_id));
-            tracing::warn!(
-                "a used OAuth refresh token was presented again: revoked grant {grant_id}"
-            );
+            oauth.revoke_grant(&grant_id, "a used refresh token was presented again");
             return invalid_grant("the refresh token was already used; the grant is revoked");
         }
         None => return invalid_grant("the refresh token is unknown or revoked"),

@@ -312,6 +312,29 @@ pub fn key_forms(key: &str) -> Vec<String> {
     ]
 }
 
+/// Headless Chromium (Debian's, installed by `.ci/run`) opening `url` with `args` besides
+/// the usual flags, with a profile of its own that is removed afterwards: nothing is left in
+/// HOME or shared. Background networking off: this machine's closed network refuses it.
+pub fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-proxy-server",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .env("HOME", profile.path())
+        .output()
+        .unwrap_or_else(|e| panic!("chromium cannot run ({e}): .ci/run installs it"))
+}
+
 /// A receiver on loopback that keeps what it gets: `(endpoint URL, what it received)`.
 pub async fn otlp_receiver() -> (String, otlp::Received) {
     let received = otlp::Received::default();
