@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use axum::response::Html;
 use common::{App, KEY, Spawn};
 

@@ -213,7 +213,12 @@ async fn discovery_documents_are_where_clients_look_and_a_401_points_to_them() {
 }
 
 #[test]
-fn oauth_needs_a_public_url() {
+fn oauth_needs_a_public_url_and_oauth_off_does_not() {
+    let off = App::try_start(Spawn::default().env("LATCHKEY_OAUTH", "false"));
+    assert!(
+        off.is_ok(),
+        "LATCHKEY_OAUTH=false must start without --public-url"
+    );
     let err = App::try_start(Spawn::default().args(&["--oauth"]))
         .err()
         .expect("it must not start");

@@ -15,8 +15,8 @@ pub struct OAuthArgs {
     /// Be an OAuth 2.1 authorization server for one person, so ChatGPT and Claude connect
     /// with "OAuth" and no secret in the URL: a consent page asks for an API key (or
     /// --oauth-passphrase-file's passphrase) once. Needs --public-url. The keys keep working.
-    #[arg(long, env = "LATCHKEY_OAUTH", value_parser = BoolishValueParser::new(),
-          requires = "public_url")]
+    // Not clap's `requires`: it would demand --public-url for LATCHKEY_OAUTH=false too.
+    #[arg(long, env = "LATCHKEY_OAUTH", value_parser = BoolishValueParser::new())]
     pub oauth: bool,
 
     /// File holding the argon2 hash of a passphrase the consent page accepts besides the API
