@@ -162,10 +162,8 @@ impl KeySources {
                 empty_file: None,
             });
         }
-        let state_dir = match state_dir {
-            Some(dir) => dir.to_owned(),
-            None => default_state_dir()?,
-        };
+        let state_dir = state_dir_or_default(state_dir)
+            .map_err(|e| anyhow::anyhow!("no key configured, and {e} (or set --api-key-file)"))?;
         let (file, newly_generated) = keys::ensure_generated_key(&state_dir)?;
         Ok(KeySources {
             flag_entries,
@@ -198,16 +196,19 @@ impl KeySources {
     }
 }
 
-/// `$XDG_STATE_HOME/latchkey`, else `~/.local/state/latchkey`.
-pub fn default_state_dir() -> anyhow::Result<PathBuf> {
+/// `--state-dir` when given, else `$XDG_STATE_HOME/latchkey`, else `~/.local/state/latchkey`:
+/// where the generated key and the OAuth grants are kept.
+pub fn state_dir_or_default(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = configured {
+        return Ok(dir.to_owned());
+    }
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("latchkey"));
     }
     match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".local/state/latchkey")),
         None => anyhow::bail!(
-            "no key configured and neither XDG_STATE_HOME nor HOME is set: \
-             set --state-dir (LATCHKEY_STATE_DIR) or --api-key-file"
+            "neither XDG_STATE_HOME nor HOME is set: set --state-dir (LATCHKEY_STATE_DIR)"
         ),
     }
 }

@@ -19,7 +19,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::address_file::{AddressFile, Addresses};
 use crate::cli::ServeArgs;
 use crate::clients::AllowedClients;
-use crate::configuration::{KeySources, default_state_dir};
+use crate::configuration::{KeySources, state_dir_or_default};
 use crate::connections::{self, ConnectionLimits};
 use crate::gate::{GateLayer, RequestLimits};
 use crate::host_origin::HostOriginGuard;
@@ -77,10 +77,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     let lockout = Arc::new(Lockout::new(limits.max_key_failures, limits.lockout));
     let oauth = match (&args.oauth.oauth, &args.public_url.public_url) {
         (true, Some(public_url)) => {
-            let state_dir = match &args.keys.state_dir {
-                Some(dir) => dir.clone(),
-                None => default_state_dir()?,
-            };
+            let state_dir = state_dir_or_default(args.keys.state_dir.as_deref())?;
             let oauth = Arc::new(OAuth::new(
                 &args.oauth,
                 public_url,

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 
 use crate::cli::{OAuthCommand, OAuthStoreArgs};
-use crate::configuration::default_state_dir;
+use crate::configuration::state_dir_or_default;
 use crate::oauth::passphrase;
 use crate::oauth::store::{Store, now};
 
@@ -45,11 +45,7 @@ pub fn run(command: OAuthCommand) -> anyhow::Result<()> {
 }
 
 fn open(args: &OAuthStoreArgs) -> anyhow::Result<Store> {
-    let dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => default_state_dir()?,
-    };
-    Store::open(&dir)
+    Store::open(&state_dir_or_default(args.state_dir.as_deref())?)
 }
 
 fn ago(then: u64, now: u64) -> String {
