@@ -393,7 +393,7 @@ pub async fn decide(
             code.hash(),
             Code {
                 client_id: request.client_id.clone(),
-                client_name: Some(pending.client_name.clone()),
+                client_name: pending.client_name.clone(),
                 redirect_uri: request.redirect_uri.clone(),
                 redirect_named: request.redirect_named,
                 challenge: request.challenge.clone(),

@@ -41,7 +41,7 @@ pub struct Checked {
 #[derive(Clone)]
 pub struct Code {
     pub client_id: String,
-    pub client_name: Option<String>,
+    pub client_name: String,
     pub redirect_uri: String,
     pub redirect_named: bool,
     pub challenge: String,

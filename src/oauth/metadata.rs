@@ -19,22 +19,15 @@ pub fn well_known(oauth: &OAuth, rest: &str, base: &str, under_base: bool) -> Op
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let mcp = crate::configuration::MCP_PATH;
-    let (resource_suffixes, issuer_suffixes): (Vec<String>, Vec<String>) = if under_base {
-        (vec![String::new(), mcp.to_owned()], vec![String::new()])
-    } else {
-        (
-            vec![String::new(), format!("{base}{mcp}")],
-            vec![String::new(), base.to_owned()],
-        )
-    };
+    // What follows the name: nothing, or the resource's (issuer's) path — less the base
+    // path when the request came under it.
+    let prefix = if under_base { "" } else { base };
+    let names = |path: &str| suffix.is_empty() || suffix.strip_prefix(prefix) == Some(path);
     match name {
-        "oauth-protected-resource" if resource_suffixes.iter().any(|s| s == suffix) => {
+        "oauth-protected-resource" if names(crate::configuration::MCP_PATH) => {
             Some(protected_resource(oauth))
         }
-        "oauth-authorization-server" | "openid-configuration"
-            if issuer_suffixes.iter().any(|s| s == suffix) =>
-        {
+        "oauth-authorization-server" | "openid-configuration" if names("") => {
             Some(authorization_server(oauth))
         }
         _ => None,

@@ -103,19 +103,19 @@ pub async fn register(State(oauth): State<Arc<OAuth>>, body: Bytes) -> Response 
             "response_types may hold only code",
         );
     }
-    let (id, secret) = match (
-        random_text(16),
-        (method != "none").then(|| Issued::new(CLIENT_SECRET_PREFIX)),
-    ) {
-        (Ok(id), None) => (format!("lkcl_{id}"), None),
-        (Ok(id), Some(Ok(secret))) => (format!("lkcl_{id}"), Some(secret)),
-        _ => {
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "no randomness",
-            );
-        }
+    let made = || -> anyhow::Result<_> {
+        let secret = match method {
+            "none" => None,
+            _ => Some(Issued::new(CLIENT_SECRET_PREFIX)?),
+        };
+        Ok((format!("lkcl_{}", random_text(16)?), secret))
+    };
+    let Ok((id, secret)) = made() else {
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "no randomness",
+        );
     };
     let name = request
         .client_name

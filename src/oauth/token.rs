@@ -53,6 +53,26 @@ fn invalid_grant(description: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
+fn invalid_request(description: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_request", description)
+}
+
+fn invalid_target() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        "resource is not this server's MCP endpoint",
+    )
+}
+
+fn server_error(description: &str) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        description,
+    )
+}
+
 fn invalid_client(description: &str) -> Response {
     error(StatusCode::UNAUTHORIZED, "invalid_client", description)
 }
@@ -63,9 +83,7 @@ type Refused = Box<Response>;
 /// The form, with `client_id`/`client_secret` from HTTP Basic when sent there.
 fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Form, Refused> {
     let mut form: Form = serde_urlencoded::from_bytes(body).map_err(|_| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+        Box::new(invalid_request(
             "the body is not a form (application/x-www-form-urlencoded)",
         ))
     })?;
@@ -150,11 +168,7 @@ impl NewTokens {
                 access_expires: now + oauth.access_lifetime.as_secs(),
                 refresh_expires: now + oauth.refresh_lifetime.as_secs(),
             }),
-            _ => Err(Box::new(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "no randomness",
-            ))),
+            _ => Err(Box::new(server_error("no randomness"))),
         }
     }
 
@@ -187,21 +201,13 @@ pub async fn token(State(oauth): State<Arc<OAuth>>, headers: HeaderMap, body: By
             "unsupported_grant_type",
             "grant_type must be authorization_code or refresh_token",
         ),
-        None => error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "grant_type is required",
-        ),
+        None => invalid_request("grant_type is required"),
     }
 }
 
 fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
     let Some(code) = form.code.as_deref() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "code is required",
-        );
+        return invalid_request("code is required");
     };
     let hash = Hash::of(code.as_bytes());
     let code = match oauth.authorizations.take_code(&hash) {
@@ -231,11 +237,7 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
         return invalid_grant("code_verifier does not match the code_challenge");
     }
     if !oauth.is_our_resource(form.resource.as_deref()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_target",
-            "resource is not this server's MCP endpoint",
-        );
+        return invalid_target();
     }
     let now = now();
     let tokens = match NewTokens::make(oauth, now) {
@@ -245,17 +247,13 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
     let grant_id = match random_text(12) {
         Ok(id) => format!("g_{id}"),
         Err(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "no randomness",
-            );
+            return server_error("no randomness");
         }
     };
     let grant = Grant {
         id: grant_id.clone(),
         client_id: code.client_id.clone(),
-        client_name: code.client_name.clone(),
+        client_name: Some(code.client_name.clone()),
         secret_id: code.secret_id.clone(),
         scope: code.scope.clone(),
         resource: code.resource.clone(),
@@ -274,11 +272,7 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
         .change(|c| c.add_grant(grant))
     {
         tracing::warn!("cannot save an OAuth grant: {e:#}");
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "cannot save the grant",
-        );
+        return server_error("cannot save the grant");
     }
     oauth.authorizations.code_used(hash, grant_id.clone());
     tracing::info!("OAuth grant {grant_id} made for {}", code.client_id);
@@ -287,11 +281,7 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
 
 fn refresh(oauth: &OAuth, form: &Form) -> Response {
     let Some(token) = form.refresh_token.as_deref() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "refresh_token is required",
-        );
+        return invalid_request("refresh_token is required");
     };
     let hash = Hash::of(token.as_bytes());
     let found = oauth
@@ -323,11 +313,7 @@ fn refresh(oauth: &OAuth, form: &Form) -> Response {
         );
     }
     if !oauth.is_our_resource(form.resource.as_deref()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_target",
-            "resource is not this server's MCP endpoint",
-        );
+        return invalid_target();
     }
     let tokens = match NewTokens::make(oauth, now) {
         Ok(t) => t,
@@ -357,11 +343,7 @@ fn refresh(oauth: &OAuth, form: &Form) -> Response {
         Ok(false) => invalid_grant("the refresh token was already used"),
         Err(e) => {
             tracing::warn!("cannot save a refreshed OAuth grant: {e:#}");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "cannot save the grant",
-            )
+            server_error("cannot save the grant")
         }
     }
 }
@@ -373,11 +355,7 @@ pub async fn revoke(State(oauth): State<Arc<OAuth>>, headers: HeaderMap, body: B
         Err(r) => return *r,
     };
     let Some(token) = form.token.as_deref() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
+        return invalid_request("token is required");
     };
     let hash = Hash::of(token.as_bytes()).to_hex();
     let result = oauth
@@ -394,11 +372,7 @@ pub async fn revoke(State(oauth): State<Arc<OAuth>>, headers: HeaderMap, body: B
         }
         Err(e) => {
             tracing::warn!("cannot save a revocation: {e:#}");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "cannot save the revocation",
-            )
+            server_error("cannot save the revocation")
         }
     }
 }
