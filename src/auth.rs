@@ -2,9 +2,10 @@
 //!
 //! [`take_credentials`] is the first thing done to every request (in `gate`): it removes the
 //! key from the `api_key` query parameter, the `Authorization: Bearer` header and the
-//! `X-API-Key` header, and keeps only its SHA-256 digest. Nothing after it — logs, spans,
-//! router, handlers, rmcp, tools — can see the key. [`check`] then admits a request whose
-//! digest matches a configured key.
+//! `X-API-Key` header, and keeps only its SHA-256 digest; [`take_path_key`] does the same
+//! for a key sent as `{base}/mcp/<key>`. Nothing after them — logs, spans, router, handlers,
+//! rmcp, tools — can see the key. [`check`] then admits a request whose digest matches a
+//! configured key (the gate asks `oauth` about the `Bearer` digests that match none).
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;

@@ -1,9 +1,11 @@
 //! The gate: what every request goes through before it is routed, in this order —
-//! 1. the key is taken out of the request (`auth::take_credentials`);
+//! 1. the key is taken out of the request (`auth::take_credentials`, and
+//!    `auth::take_path_key` for `{base}/mcp/<key>`);
 //! 2. the access log record and HTTP span start (`telemetry::access_log`);
 //! 3. Host and Origin are checked (`host_origin`), unless the path is open;
 //! 4. a CORS preflight from an allowed origin is answered (`cors`), with no key asked for;
-//! 5. the key is checked (`auth::check`), if the path is protected;
+//! 5. the key is checked (`auth::check`), if the path is protected; with `--oauth`, a
+//!    `Bearer` value that is no key is looked up as an access token (`oauth::OAuth::check`);
 //! 6. the routes answer (`routes`), readable by an allowed origin's page (`cors`), and the
 //!    record is finished with the status (499 if the client left before the answer was
 //!    ready).

@@ -3,8 +3,9 @@
 //!
 //! A request passes through `gate`, which calls, in order: `auth::take_credentials` (the key
 //! leaves the request), `routes::Paths` (which route, which checks, what of the path may be
-//! logged), `host_origin` (DNS-rebinding guard), `cors` (preflights), `auth::check`; then
-//! `routes::mcp` (rmcp) and the `tools` answer.
+//! logged), `host_origin` (DNS-rebinding guard), `cors` (preflights), `auth::check` (and,
+//! with `--oauth`, `oauth::OAuth::check` for access tokens); then `routes::mcp` (rmcp) and
+//! the `tools` answer, or `oauth`'s endpoints.
 
 pub mod address_file;
 pub mod auth;
