@@ -12,29 +12,25 @@ use common::{App, KEY, OTHER_KEY, Spawn, chromium, free_port, wait_for};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
-/// A latchkey with `--oauth` on a port known in advance (the public URL names it).
-fn start(dir: &Path, base: &str, extra: &[&str]) -> App {
-    let port = free_port();
+/// latchkey with `--oauth` on `port` (known in advance: the public URL names it), its state
+/// in `dir`, at `RUST_LOG=trace` so that the secret checks see everything.
+fn oauth_spawn(dir: &Path, port: u16, base: &str) -> Spawn {
     let listen = format!("127.0.0.1:{port}");
     let public = format!("http://127.0.0.1:{port}{base}");
     let state = dir.join("state");
-    let mut args = vec![
-        "--listen",
-        &listen,
-        "--public-url",
-        &public,
-        "--oauth",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
+    let mut spawn = Spawn::default()
+        .args(&["--listen", &listen, "--public-url", &public, "--oauth"])
+        .args(&["--state-dir", state.to_str().unwrap()])
+        .env("RUST_LOG", "trace");
     if !base.is_empty() {
-        args.extend(["--base-path", base]);
+        spawn = spawn.args(&["--base-path", base]);
     }
-    args.extend(extra);
-    Spawn::default()
-        .args(&args)
-        .env("RUST_LOG", "trace")
-        .start()
+    spawn
+}
+
+/// [`oauth_spawn`] on a free port, started, with `extra` arguments.
+fn start(dir: &Path, base: &str, extra: &[&str]) -> App {
+    oauth_spawn(dir, free_port(), base).args(extra).start()
 }
 
 fn client() -> reqwest::Client {
@@ -128,6 +124,18 @@ fn assert_nothing_secret_logged(app: &App, secrets: &[&str]) {
     }
 }
 
+/// The JSON document at `url`, which must answer GET and HEAD with 200.
+async fn document(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    assert_eq!(
+        http.head(url).send().await.unwrap().status(),
+        200,
+        "HEAD {url}"
+    );
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn discovery_documents_are_where_clients_look_and_a_401_points_to_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,13 +148,9 @@ async fn discovery_documents_are_where_clients_look_and_a_401_points_to_them() {
         "/p/.well-known/oauth-protected-resource/mcp",
         "/p/.well-known/oauth-protected-resource",
     ] {
-        let response = http.get(app.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        let doc: serde_json::Value = response.json().await.unwrap();
+        let doc = document(&http, &app.url(path)).await;
         assert_eq!(doc["resource"], format!("{public}/mcp"), "{path}");
         assert_eq!(doc["authorization_servers"][0], public.as_str());
-        let head = http.head(app.url(path)).send().await.unwrap();
-        assert_eq!(head.status(), 200, "HEAD {path}");
     }
     for path in [
         "/.well-known/oauth-authorization-server/p",
@@ -155,9 +159,7 @@ async fn discovery_documents_are_where_clients_look_and_a_401_points_to_them() {
         "/p/.well-known/openid-configuration",
         "/p/.well-known/oauth-authorization-server",
     ] {
-        let response = http.get(app.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        let doc: serde_json::Value = response.json().await.unwrap();
+        let doc = document(&http, &app.url(path)).await;
         assert_eq!(doc["issuer"], public.as_str());
         assert_eq!(doc["token_endpoint"], format!("{public}/oauth/token"));
         assert_eq!(
@@ -170,7 +172,6 @@ async fn discovery_documents_are_where_clients_look_and_a_401_points_to_them() {
             .as_array()
             .unwrap();
         assert!(methods.contains(&"none".into()));
-        assert_eq!(http.head(app.url(path)).send().await.unwrap().status(), 200);
     }
     for path in [
         "/.well-known/oauth-protected-resource/q/mcp",
@@ -326,24 +327,11 @@ async fn python_sdk_registers_consents_refreshes_survives_a_restart_and_is_revok
     }
 }
 
-/// latchkey started again on the port of `url`, with the state in `dir`.
+/// latchkey started again on the port of `url` (no base path), with the state in `dir`.
 fn start_again(dir: &Path, url: &str, extra: &[&str]) -> App {
-    let base = url.trim_end_matches("/mcp");
-    let listen = base.trim_start_matches("http://").to_owned();
-    let state = dir.join("state");
-    let mut args = vec![
-        "--listen",
-        &listen,
-        "--public-url",
-        base,
-        "--oauth",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    Spawn::default()
-        .args(&args)
-        .env("RUST_LOG", "trace")
+    let port = url.trim_end_matches("/mcp").rsplit(':').next().unwrap();
+    oauth_spawn(dir, port.parse().unwrap(), "")
+        .args(extra)
         .start()
 }
 
@@ -865,24 +853,9 @@ fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// latchkey --oauth that fetches metadata documents from this machine (`--oauth-cimd-allow`)
 /// and trusts the test CA for them (`SSL_CERT_FILE`, read by the platform verifier).
 fn start_for_documents(dir: &Path, ca: &Path) -> App {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let public = format!("http://127.0.0.1:{port}");
-    let state = dir.join("state");
-    Spawn::default()
-        .args(&[
-            "--listen",
-            &listen,
-            "--public-url",
-            &public,
-            "--oauth",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--oauth-cimd-allow",
-            "127.0.0.0/8,::1/128",
-        ])
+    oauth_spawn(dir, free_port(), "")
+        .args(&["--oauth-cimd-allow", "127.0.0.0/8,::1/128"])
         .env("SSL_CERT_FILE", ca.to_str().unwrap())
-        .env("RUST_LOG", "trace")
         .start()
 }
 
@@ -1051,21 +1024,7 @@ async fn the_consent_page_renders_in_a_browser_and_its_screenshot_is_kept() {
 
 /// `latchkey oauth passphrase` with `phrase` on stdin.
 fn hash_passphrase(dir: &Path, phrase: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = common::command(dir)
-        .args(["oauth", "passphrase"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(phrase.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::with_stdin(common::command(dir).args(["oauth", "passphrase"]), phrase)
 }
 
 #[tokio::test]
@@ -1167,16 +1126,9 @@ async fn a_passphrase_opens_the_consent_page_and_changing_it_ends_its_grants() {
 async fn spans_of_the_whole_flow_hold_no_code_token_or_key() {
     let (endpoint, received) = common::otlp_receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let public = format!("http://127.0.0.1:{port}");
-    let state = dir.path().join("state");
-    let app = Spawn::default()
-        .args(&["--listen", &listen, "--public-url", &public, "--oauth"])
-        .args(&["--state-dir", state.to_str().unwrap()])
+    let app = oauth_spawn(dir.path(), free_port(), "")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .env("RUST_LOG", "trace")
         .start();
     let flow = Flow {
         app: &app,

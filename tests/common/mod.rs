@@ -276,22 +276,27 @@ impl Drop for App {
     }
 }
 
-/// `latchkey keygen --digest` of `key`: its `sha256:<hex>` form.
-pub fn keygen_digest(key: &str) -> String {
+/// Runs `cmd` with `input` on its stdin; what it wrote and how it ended.
+pub fn with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new(bin())
-        .args(["keygen", "--digest"])
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(key.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `latchkey keygen --digest` of `key`: its `sha256:<hex>` form.
+pub fn keygen_digest(key: &str) -> String {
+    let out = with_stdin(Command::new(bin()).args(["keygen", "--digest"]), key);
     assert!(out.status.success(), "keygen --digest failed");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
