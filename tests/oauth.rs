@@ -859,6 +859,66 @@ fn start_for_documents(dir: &Path, ca: &Path) -> App {
         .start()
 }
 
+/// Killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_documents_that_redirect_are_too_big_lie_or_are_slow_are_refused_and_good_ones_cached()
+ {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = localhost_certificate(dir.path());
+    let app = start_for_documents(dir.path(), &ca);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/cimd_server.py");
+    let mut server = Child(
+        Command::new(python())
+            .arg(script)
+            .args([&cert, &key])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut port = String::new();
+    std::io::BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let base = format!("https://localhost:{}", port.trim());
+    let flow = Flow {
+        app: &app,
+        http: client(),
+    };
+    let (_, challenge) = pkce();
+    let (flow, challenge) = (&flow, &challenge);
+    let open = |path: &str| {
+        let url = flow.authorize_url(&flow.params(&format!("{base}{path}"), challenge));
+        async move { flow.open(&url).await }
+    };
+    let (status, _, _, page) = open("/client.json").await;
+    assert_eq!(status, 200, "the good document is accepted: {page}");
+    assert!(page.contains("Allow Refused to use your tools?"), "{page}");
+    for (path, says) in [
+        ("/redirect.json", "answered 302"),
+        ("/big.json", "larger than 16384 bytes"),
+        ("/other.json", "client_id is not its own URL"),
+        // Valid, but only after 8 s: refused because latchkey stopped waiting at 5 s.
+        ("/slow.json", "cannot fetch"),
+    ] {
+        let (status, _, _, page) = open(path).await;
+        assert_eq!(status, 400, "{path}: {page}");
+        assert!(page.contains(says), "{path}: {page}");
+    }
+    // The good document is cached: it is still accepted with its server gone.
+    drop(server);
+    assert_eq!(open("/client.json").await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_identifies_itself_by_a_metadata_document() {
     let dir = tempfile::tempdir().unwrap();
