@@ -89,3 +89,30 @@ fn tail(log: &str, lines: usize) -> String {
     let all: Vec<&str> = log.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// The crates beside latchkey (`fuzz/`, `bench/ct/`) have lockfiles of their own, which must
+/// change with latchkey's dependencies: `bench/constant_time` builds with `--locked`, and a
+/// fuzz build would otherwise rewrite `fuzz/Cargo.lock` unseen.
+#[test]
+fn the_fuzz_and_constant_time_crates_lockfiles_are_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for manifest in ["fuzz/Cargo.toml", "bench/ct/Cargo.toml"] {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "metadata",
+                "--locked",
+                "--format-version",
+                "1",
+                "--manifest-path",
+            ])
+            .arg(root.join(manifest))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{manifest}'s lockfile is stale (run `cargo metadata --manifest-path {manifest}` \
+             and commit the lockfile):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
