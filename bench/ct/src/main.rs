@@ -11,7 +11,7 @@
 //! - `naive_prefix_vs_none`: the same classes compared with an early-exit byte loop — the
 //!   control, which must show a leak, or the check could not tell.
 
-use dudect_bencher::rand::{Rng, RngExt};
+use dudect_bencher::rand::RngExt;
 use dudect_bencher::{BenchRng, Class, CtRunner, ctbench_main};
 use latchkey::keys::{KeyDigest, KeyEntry, KeySet};
 
@@ -33,10 +33,12 @@ fn wrong_key(class: Class, rng: &mut BenchRng) -> Vec<u8> {
         }
         Class::Right => key
             .iter()
-            .map(|&k| loop {
-                let c = ALPHABET[rng.random_range(0..ALPHABET.len())];
-                if c != k {
-                    break c;
+            .map(|&k| {
+                loop {
+                    let c = ALPHABET[rng.random_range(0..ALPHABET.len())];
+                    if c != k {
+                        break c;
+                    }
                 }
             })
             .collect(),
@@ -45,16 +47,27 @@ fn wrong_key(class: Class, rng: &mut BenchRng) -> Vec<u8> {
 
 fn classes(rng: &mut BenchRng) -> Vec<Class> {
     (0..SAMPLES)
-        .map(|_| if rng.random::<bool>() { Class::Left } else { Class::Right })
+        .map(|_| {
+            if rng.random::<bool>() {
+                Class::Left
+            } else {
+                Class::Right
+            }
+        })
+        .collect()
+}
+
+/// A wrong key for each sample, of its class.
+fn wrong_keys(rng: &mut BenchRng) -> Vec<(Class, Vec<u8>)> {
+    classes(rng)
+        .into_iter()
+        .map(|class| (class, wrong_key(class, rng)))
         .collect()
 }
 
 fn latchkey_prefix_vs_none(runner: &mut CtRunner, rng: &mut BenchRng) {
     let keys = KeySet::new(&[KeyEntry::Plain(KEY.into())]);
-    let inputs: Vec<(Class, Vec<u8>)> = classes(rng)
-        .into_iter()
-        .map(|class| (class, wrong_key(class, rng)))
-        .collect();
+    let inputs = wrong_keys(rng);
     for (class, presented) in inputs {
         runner.run_one(class, || {
             assert!(!keys.verify(&KeyDigest::of(std::hint::black_box(&presented))));
@@ -107,10 +120,7 @@ fn naive_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn naive_prefix_vs_none(runner: &mut CtRunner, rng: &mut BenchRng) {
-    let inputs: Vec<(Class, Vec<u8>)> = classes(rng)
-        .into_iter()
-        .map(|class| (class, wrong_key(class, rng)))
-        .collect();
+    let inputs = wrong_keys(rng);
     for (class, presented) in inputs {
         runner.run_one(class, || {
             assert!(!naive_eq(
