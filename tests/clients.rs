@@ -4,20 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::{App, KEY, Spawn};
-
-fn python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-python/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: .ci/run installs the Python SDK there",
-        python.display()
-    );
-    python
-}
 
 /// Runs the Python SDK client against `url`; returns what it printed and its warnings.
 fn python_client(url: &str) -> (serde_json::Value, String) {
@@ -25,7 +14,7 @@ fn python_client(url: &str) -> (serde_json::Value, String) {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/python_sdk_client.py"
     );
-    let out = Command::new(python())
+    let out = Command::new(common::upstreams::python())
         .arg(script)
         .arg(url)
         .env("LATCHKEY_TEST_KEY", KEY)

@@ -41,16 +41,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-python/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: .ci/run installs it",
-        python.display()
-    );
-    python
-}
-
 /// Runs the Python SDK's OAuth client; what it printed.
 fn python_client(
     url: &str,
@@ -62,7 +52,7 @@ fn python_client(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/python_oauth_client.py"
     );
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(common::upstreams::python());
     cmd.arg(script)
         .arg(url)
         .arg(store)
@@ -271,16 +261,13 @@ async fn python_sdk_registers_consents_refreshes_survives_a_restart_and_is_revok
         call_with(&app, "/mcp", &access).await == 401
     })
     .await;
-    let (status, tokens) = Flow {
-        app: &app,
-        http: client(),
-    }
-    .token(&[
-        ("grant_type", "refresh_token"),
-        ("refresh_token", &refresh),
-        ("client_id", &client_id),
-    ])
-    .await;
+    let (status, tokens) = Flow::new(&app)
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client_id),
+        ])
+        .await;
     assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(call_with(&app, "/mcp", &access).await, 200);
@@ -377,7 +364,32 @@ struct Flow<'a> {
     http: reqwest::Client,
 }
 
-impl Flow<'_> {
+impl<'a> Flow<'a> {
+    fn new(app: &'a App) -> Self {
+        Flow {
+            app,
+            http: client(),
+        }
+    }
+
+    /// Consent with `secret` and the code exchanged ([`pkce`]'s pair): the token answer.
+    async fn granted(&self, client_id: &str, secret: &str) -> serde_json::Value {
+        let (verifier, challenge) = pkce();
+        let code = self.consent(client_id, &challenge, secret).await["code"].clone();
+        let (status, tokens) = self.exchange(client_id, &code, &verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    async fn refresh(&self, client_id: &str, refresh: &str) -> (StatusCode, serde_json::Value) {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", client_id),
+        ])
+        .await
+    }
+
     async fn register(&self, body: serde_json::Value) -> reqwest::Response {
         self.http
             .post(self.app.url("/oauth/register"))
@@ -511,10 +523,7 @@ async fn each_wrong_step_is_refused_and_nothing_secret_is_logged() {
             "3",
         ],
     );
-    let flow = Flow {
-        app: &app,
-        http: client(),
-    };
+    let flow = Flow::new(&app);
     let (verifier, challenge) = pkce();
 
     // Registration: only allowed redirect URIs.
@@ -670,26 +679,13 @@ async fn each_wrong_step_is_refused_and_nothing_secret_is_logged() {
     );
 
     // Refresh: rotation, and a replayed refresh token revokes the grant.
-    let code = flow.consent(&client_id, &challenge, OTHER_KEY).await["code"].clone();
-    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let tokens = flow.granted(&client_id, OTHER_KEY).await;
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-    let refreshed = flow
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let refreshed = flow.refresh(&client_id, &refresh).await;
     assert_eq!(refreshed.0, 200, "{}", refreshed.1);
     let new_access = refreshed.1["access_token"].as_str().unwrap().to_owned();
     assert_eq!(call_with(&app, "/mcp", &new_access).await, 200);
-    let replay = flow
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let replay = flow.refresh(&client_id, &refresh).await;
     assert_eq!(replay.1["error"], "invalid_grant");
     assert_eq!(
         call_with(&app, "/mcp", &new_access).await,
@@ -698,8 +694,7 @@ async fn each_wrong_step_is_refused_and_nothing_secret_is_logged() {
     );
 
     // Revocation by the client (RFC 7009).
-    let code = flow.consent(&client_id, &challenge, OTHER_KEY).await["code"].clone();
-    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let tokens = flow.granted(&client_id, OTHER_KEY).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(call_with(&app, "/mcp", &access).await, 200);
     let revoked = flow
@@ -713,11 +708,9 @@ async fn each_wrong_step_is_refused_and_nothing_secret_is_logged() {
     assert_eq!(call_with(&app, "/mcp", &access).await, 401);
 
     // A grant made with a key that is then rotated out stops working.
-    let code = flow.consent(&client_id, &challenge, OTHER_KEY).await["code"].clone();
-    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let tokens = flow.granted(&client_id, OTHER_KEY).await;
     let with_other = tokens["access_token"].as_str().unwrap().to_owned();
-    let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
-    let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
+    let tokens = flow.granted(&client_id, KEY).await;
     let with_key = tokens["access_token"].as_str().unwrap().to_owned();
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     app.signal(nix::sys::signal::Signal::SIGHUP);
@@ -878,7 +871,7 @@ async fn metadata_documents_that_redirect_are_too_big_lie_or_are_slow_are_refuse
     let app = start_for_documents(dir.path(), &ca);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/cimd_server.py");
     let mut server = Child(
-        Command::new(python())
+        Command::new(common::upstreams::python())
             .arg(script)
             .args([&cert, &key])
             .stdout(std::process::Stdio::piped())
@@ -890,10 +883,7 @@ async fn metadata_documents_that_redirect_are_too_big_lie_or_are_slow_are_refuse
         .read_line(&mut port)
         .unwrap();
     let base = format!("https://localhost:{}", port.trim());
-    let flow = Flow {
-        app: &app,
-        http: client(),
-    };
+    let flow = Flow::new(&app);
     let (_, challenge) = pkce();
     let (flow, challenge) = (&flow, &challenge);
     let open = |path: &str| {
@@ -1030,10 +1020,7 @@ async fn typescript_sdk_connects_by_metadata_document_and_by_registration() {
 async fn the_consent_page_renders_in_a_browser_and_its_screenshot_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let app = start(dir.path(), "", &[]);
-    let flow = Flow {
-        app: &app,
-        http: client(),
-    };
+    let flow = Flow::new(&app);
     let response = flow
         .register(serde_json::json!({
             "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
@@ -1130,15 +1117,10 @@ async fn a_passphrase_opens_the_consent_page_and_changing_it_ends_its_grants() {
         "",
         &["--oauth-passphrase-file", file.to_str().unwrap()],
     );
-    let flow = Flow {
-        app: &app,
-        http: client(),
-    };
+    let flow = Flow::new(&app);
     let (verifier, challenge) = pkce();
     let client_id = flow.client_id().await;
-    let code = flow.consent(&client_id, &challenge, PHRASE).await["code"].clone();
-    let (status, tokens) = flow.exchange(&client_id, &code, &verifier).await;
-    assert_eq!(status, 200, "{tokens}");
+    let tokens = flow.granted(&client_id, PHRASE).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(call_with(&app, "/mcp", &access).await, 200);
 
@@ -1190,22 +1172,13 @@ async fn spans_of_the_whole_flow_hold_no_code_token_or_key() {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
         .start();
-    let flow = Flow {
-        app: &app,
-        http: client(),
-    };
+    let flow = Flow::new(&app);
     let (verifier, challenge) = pkce();
     let client_id = flow.client_id().await;
     let code = flow.consent(&client_id, &challenge, KEY).await["code"].clone();
     let (_, tokens) = flow.exchange(&client_id, &code, &verifier).await;
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-    let (_, tokens) = flow
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let (_, tokens) = flow.refresh(&client_id, &refresh).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let new_refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(call_with(&app, "/mcp", &access).await, 200);
