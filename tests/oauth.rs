@@ -1135,6 +1135,26 @@ async fn a_passphrase_opens_the_consent_page_and_changing_it_ends_its_grants() {
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
 
+    // One consent page, answered four times at once (argon2 makes each answer slow): it
+    // gives one code, the other answers are told it was already answered.
+    let (_, csrf, cookie, _) = flow
+        .open(&flow.authorize_url(&flow.params(&client_id, &challenge)))
+        .await;
+    let answers =
+        futures::future::join_all((0..4).map(|_| flow.answer(&csrf, &cookie, PHRASE, "allow")))
+            .await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 303).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 400).count(),
+        3,
+        "{statuses:?}"
+    );
+
     // A new passphrase (SIGHUP): grants made with the old one end, the old one opens nothing.
     let next = String::from_utf8(hash_passphrase(dir.path(), NEXT).stdout).unwrap();
     std::fs::write(&file, next).unwrap();

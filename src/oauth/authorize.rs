@@ -331,16 +331,26 @@ pub async fn decide(
         );
     };
     let request = &pending.request;
-    let forget = || {
+    // Takes the request out: whichever answer does so first is the one answer it gets.
+    let take = || {
         oauth
             .authorizations
             .pending
             .lock()
             .expect("not poisoned")
-            .remove(&answer.csrf);
+            .remove(&answer.csrf)
+            .is_some()
+    };
+    let answered = || {
+        page::error(
+            StatusCode::BAD_REQUEST,
+            "This consent page was already answered.",
+        )
     };
     if answer.decision != "allow" {
-        forget();
+        if !take() {
+            return answered();
+        }
         return oauth.redirect(
             &request.redirect_uri,
             &[
@@ -375,7 +385,9 @@ pub async fn decide(
         );
     };
     oauth.lockout.succeeded(client);
-    forget();
+    if !take() {
+        return answered();
+    }
     let code = match Issued::new(CODE_PREFIX) {
         Ok(code) => code,
         Err(e) => return page::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
