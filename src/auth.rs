@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 
 use crate::error_response::json_error;
-use crate::keys::{KeyDigest, KeySet};
+use crate::keys::{KeyDigest, KeySet, MIN_KEY_LEN};
 use crate::redact;
 
 /// The query parameter that carries the key in a connector URL.
@@ -100,7 +100,13 @@ pub fn take_path_key<B>(request: &mut http::Request<B>, mcp: &str, taken: &mut T
     else {
         return;
     };
-    let digest = KeyDigest::of(&redact::percent_decoded(key));
+    let key = redact::percent_decoded(key);
+    // Only a segment that could be a key is one: `/mcp/sse` (what old SSE clients and
+    // scanners ask for) is no guess, and must not count towards a lockout.
+    if key.len() < MIN_KEY_LEN || !key.iter().all(u8::is_ascii_graphic) {
+        return;
+    }
+    let digest = KeyDigest::of(&key);
     let path_and_query = match request.uri().query() {
         Some(query) => format!("{mcp}?{query}"),
         None => mcp.to_owned(),
@@ -229,20 +235,38 @@ const HOW_TO_SEND: &str = "Send the API key as an `Authorization: Bearer <key>` 
 pub enum KeyRefusal {
     Missing,
     Invalid,
+    /// Different values at once (150 `api_key`s in one request were one guess each): a
+    /// guess, answered 400.
+    Several,
 }
 
 impl KeyRefusal {
     /// The 401 to answer with.
     pub fn response(self) -> Response {
-        unauthorized(match self {
-            KeyRefusal::Missing => "No API key was sent.",
-            KeyRefusal::Invalid => "The API key is not valid.",
-        })
+        match self {
+            KeyRefusal::Missing => unauthorized("No API key was sent."),
+            KeyRefusal::Invalid => unauthorized("The API key is not valid."),
+            KeyRefusal::Several => json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request carries more than one different API key or token; send one.",
+            ),
+        }
+    }
+
+    /// Whether the request carried something that may be a guess at a key.
+    pub fn presented(self) -> bool {
+        self != KeyRefusal::Missing
     }
 }
 
 /// Admits `credentials` holding a configured key, with the method that carried it.
 pub fn check(keys: &KeySet, credentials: &Credentials) -> Result<AuthMethod, KeyRefusal> {
+    if let [(_, first), rest @ ..] = credentials.0.as_slice()
+        && rest.iter().any(|(_, other)| other != first)
+    {
+        return Err(KeyRefusal::Several);
+    }
     // Every presented key is checked, so the time taken does not depend on which one matched.
     let mut method = None;
     for (how, digest) in &credentials.0 {

@@ -33,6 +33,19 @@ impl ClientAddr {
     }
 }
 
+impl ClientAddr {
+    /// The client as a bound counts it: an IPv6 address by its /64, which is what one host
+    /// usually gets.
+    pub fn network(self) -> Self {
+        match self {
+            ClientAddr::Ip(IpAddr::V6(ip)) => {
+                ClientAddr::Ip(IpAddr::V6((ip.to_bits() & !u128::from(u64::MAX)).into()))
+            }
+            other => other,
+        }
+    }
+}
+
 impl std::fmt::Display for ClientAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

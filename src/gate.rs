@@ -245,12 +245,10 @@ impl<S> Gate<S> {
                     AuthMethod::OAuth
                 } else {
                     // An expired or revoked token of ours is no guess at a key.
-                    if refusal == auth::KeyRefusal::Invalid && token == TokenCheck::Unknown {
+                    if refusal.presented() && token == TokenCheck::Unknown {
                         limits.lockout.failed(client);
                     }
-                    let challenge = oauth
-                        .as_ref()
-                        .map(|o| o.challenge(refusal == auth::KeyRefusal::Invalid));
+                    let challenge = oauth.as_ref().map(|o| o.challenge(refusal.presented()));
                     return Err(Answer::Key {
                         refusal,
                         origin,

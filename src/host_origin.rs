@@ -252,8 +252,23 @@ impl HostOriginGuard {
         headers: &'h HeaderMap,
         uri: &Uri,
     ) -> Result<Option<&'h HeaderValue>, Refusal> {
-        let raw = headers
-            .get(header::HOST)
+        let mut host_headers = headers.get_all(header::HOST).iter();
+        let host_header = host_headers.next();
+        // Two Hosts: which one a proxy in front routed by is anyone's guess.
+        if host_headers.next().is_some() {
+            return Err(Refusal::Host("several Host headers".into()));
+        }
+        // An absolute-form request (`POST http://other/mcp`) names a host of its own, which
+        // must be allowed as much as the Host header.
+        if let (Some(_), Some(authority)) = (host_header, uri.authority()) {
+            let allowed = split_host_port(authority.as_str(), false).is_some_and(|(name, port)| {
+                self.hosts.iter().any(|p| p.matches(&name, port.flatten()))
+            });
+            if !allowed {
+                return Err(Refusal::Host(authority.as_str().to_owned()));
+            }
+        }
+        let raw = host_header
             .map(|h| String::from_utf8_lossy(h.as_bytes()))
             .or_else(|| uri.authority().map(|a| Cow::Borrowed(a.as_str())));
         // No Host at all (HTTP/1.0, some local tools) cannot come from a rebinding browser.

@@ -97,6 +97,24 @@ pub enum EntryError {
     BadCharacter,
     #[error("a sha256: entry needs exactly 64 hex digits after `sha256:`")]
     BadDigest,
+    /// `SHA256:…`, `sha-256:…`, a bare 64-digit hex string: taken as a key, the digest's
+    /// text would become the password and the real key would be refused.
+    #[error(
+        "this looks like a SHA-256 digest but is not in the accepted form: write it as `sha256:` (lower case) followed by 64 hex digits; a key made of 64 hex digits is refused for the same reason (make one with `latchkey keygen`)"
+    )]
+    DigestLike,
+}
+
+/// Whether `raw` looks like a digest written some other way than `sha256:<64 hex>`.
+fn looks_like_digest(raw: &str) -> bool {
+    let bare_hex = raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit());
+    let prefix: String = raw
+        .chars()
+        .take(8)
+        .filter(|c| *c != '-' && *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    bare_hex || prefix.starts_with("sha256")
 }
 
 /// Parses one configured entry: a plain key or `sha256:<64 hex>`.
@@ -106,6 +124,9 @@ pub fn parse_entry(raw: &str) -> Result<KeyEntry, EntryError> {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| EntryError::BadDigest)?;
         return Ok(KeyEntry::Digest(KeyDigest(bytes)));
+    }
+    if looks_like_digest(raw) {
+        return Err(EntryError::DigestLike);
     }
     if !raw.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(EntryError::BadCharacter);
@@ -149,6 +170,7 @@ pub fn key_file_is_empty(path: &Path) -> anyhow::Result<bool> {
 }
 
 pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
+    crate::file_modes::check_secret_file(path, "key file")?;
     let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     let text = SecretString::from(text);
@@ -183,6 +205,7 @@ pub fn generate() -> anyhow::Result<SecretString> {
 /// with a new key when it does not exist yet. `true` when it was just created.
 pub fn ensure_generated_key(state_dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
     let path = state_dir.join(GENERATED_KEY_FILE);
+    crate::file_modes::check_state_dir(state_dir)?;
     if path.exists() {
         return Ok((path, false));
     }
@@ -279,6 +302,25 @@ mod tests {
             parse_entry("0123456789abcdef 0123456789abcdef").unwrap_err(),
             EntryError::BadCharacter
         );
+        assert_eq!(
+            parse_entry("sha256:abcd").unwrap_err(),
+            EntryError::BadDigest
+        );
+        let hex = "ab".repeat(32);
+        for miswritten in [
+            format!("SHA256:{hex}"),
+            format!("Sha256:{hex}"),
+            format!("sha-256:{hex}"),
+            format!("sha256={hex}"),
+            format!("SHA256 {hex}"),
+            hex.clone(),
+        ] {
+            assert_eq!(
+                parse_entry(&miswritten).unwrap_err(),
+                EntryError::DigestLike,
+                "{miswritten}"
+            );
+        }
         assert_eq!(
             parse_entry("sha256:abcd").unwrap_err(),
             EntryError::BadDigest

@@ -16,6 +16,7 @@ pub mod configuration;
 pub mod connections;
 pub mod cors;
 pub mod error_response;
+pub mod file_modes;
 pub mod gate;
 pub mod host_origin;
 pub mod keys;

@@ -3,9 +3,12 @@
 //! the owner from another address among them — is served as before.
 //!
 //! The table is bounded: it holds at most [`CAPACITY`] clients (IPv6 clients by their /64,
-//! which is what one host usually gets). When a flood of addresses fills it, new addresses
-//! share one overflow entry, so the flood locks itself out as one client; addresses
-//! already in the table keep their own entries.
+//! which is what one host usually gets). When a flood of addresses fills it, the addresses
+//! already in it stay locked until their period ends, and a new address's failures go
+//! uncounted until expired entries make room: a shared overflow entry would lock out
+//! everyone not yet in the table — the owner, whose success deletes its entry, always
+//! arrives as such an address. A guess from an uncounted address is still one guess at a
+//! 256-bit key, and passphrase checks are bounded overall (`oauth::passphrase`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::clients::ClientAddr;
 
-/// Most clients with failures remembered at once (about 100 bytes each).
+/// Most clients with failures remembered at once (about 100 bytes each: 1 MB in all).
 pub const CAPACITY: usize = 10_000;
 
 /// How often a full table is swept for expired entries, at most.
@@ -24,8 +27,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub struct Lockout {
     max_failures: u32,
     period: Duration,
-    /// Entries in the table (and the overflow's failures): zero lets the common case, no
-    /// failure anywhere, skip the lock.
+    /// Entries in the table: zero lets the common case, no failure anywhere, skip the lock.
     live: AtomicUsize,
     table: Mutex<Table>,
 }
@@ -72,8 +74,9 @@ impl Entry {
 
 struct Table {
     entries: HashMap<Key, Entry>,
-    overflow: Entry,
     next_sweep: Instant,
+    /// Set while the table is full and failures go uncounted, so that is logged once.
+    full: bool,
 }
 
 impl Lockout {
@@ -85,8 +88,8 @@ impl Lockout {
             live: AtomicUsize::new(0),
             table: Mutex::new(Table {
                 entries: HashMap::new(),
-                overflow: Entry::default(),
                 next_sweep: Instant::now(),
+                full: false,
             }),
         }
     }
@@ -98,38 +101,42 @@ impl Lockout {
         }
         let now = Instant::now();
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = match table.entries.get(&Key::of(client)) {
-            Some(entry) => entry,
-            // Not in a full table: it is judged with the overflow.
-            None if table.entries.len() >= CAPACITY => &table.overflow,
-            None => return Ok(()),
-        };
-        entry.retry_after(now).map_or(Ok(()), Err)
+        match table.entries.get(&Key::of(client)) {
+            Some(entry) => entry.retry_after(now).map_or(Ok(()), Err),
+            None => Ok(()),
+        }
     }
 
     /// Counts a wrong key from `client`; logs once when that locks it out.
     pub fn failed(&self, client: ClientAddr) {
-        if self.max_failures == 0 {
-            return;
+        if self.max_failures > 0 {
+            let _ = self.count(client, false);
         }
+    }
+
+    /// Counts an attempt before it is checked, for checks too costly to run first and count
+    /// after (argon2: concurrent attempts would all pass [`Lockout::check`] and then all be
+    /// checked). `Err(retry after)` when `client` is locked out already: the attempt must
+    /// not be checked. A right answer is then [`Lockout::succeeded`], which forgives it.
+    pub fn attempt(&self, client: ClientAddr) -> Result<(), Duration> {
+        if self.max_failures == 0 {
+            return Ok(());
+        }
+        self.count(client, true)
+    }
+
+    fn count(&self, client: ClientAddr, refuse_locked: bool) -> Result<(), Duration> {
         let now = Instant::now();
         let mut guard = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let table = &mut *guard;
         let key = Key::of(client);
-        if table.entries.len() >= CAPACITY
-            && !table.entries.contains_key(&key)
-            && now >= table.next_sweep
-        {
-            let period = self.period;
-            table.entries.retain(|_, entry| !entry.expired(now, period));
-            table.next_sweep = now + SWEEP_EVERY;
+        if !table.entries.contains_key(&key) && !table.make_room(now, self.period) {
+            return Ok(());
         }
-        let overflow = table.entries.len() >= CAPACITY && !table.entries.contains_key(&key);
-        let entry = if overflow {
-            &mut table.overflow
-        } else {
-            table.entries.entry(key).or_default()
-        };
+        let entry = table.entries.entry(key).or_default();
+        if let Some(retry_after) = entry.retry_after(now).filter(|_| refuse_locked) {
+            return Err(retry_after);
+        }
         if entry.expired(now, self.period) {
             *entry = Entry::default();
         }
@@ -137,21 +144,16 @@ impl Lockout {
         entry.failures += 1;
         if entry.failures >= self.max_failures && entry.locked_until.is_none() {
             entry.locked_until = Some(now + self.period);
-            let who = if overflow {
-                "new addresses (the lockout table is full)".to_owned()
-            } else {
-                format!("client {client}")
-            };
             tracing::warn!(
                 failures = entry.failures,
-                "locked out {who} for {}: {} wrong keys in {}",
+                "locked out client {client} for {}: {} wrong keys in {}",
                 humantime::format_duration(self.period),
                 entry.failures,
                 humantime::format_duration(Duration::from_secs((now - since).as_secs())),
             );
         }
-        let live = table.entries.len() + usize::from(table.overflow.since.is_some());
-        self.live.store(live, Ordering::Relaxed);
+        self.live.store(table.entries.len(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// A right key: `client`'s earlier failures are forgiven (unless it is locked out, in
@@ -162,8 +164,7 @@ impl Lockout {
         }
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.entries.remove(&Key::of(client)).is_some() {
-            let live = table.entries.len() + usize::from(table.overflow.since.is_some());
-            self.live.store(live, Ordering::Relaxed);
+            self.live.store(table.entries.len(), Ordering::Relaxed);
         }
     }
 
@@ -174,6 +175,29 @@ impl Lockout {
             .unwrap_or_else(|e| e.into_inner())
             .entries
             .len()
+    }
+}
+
+impl Table {
+    /// Whether a new entry fits: a full table is swept of expired entries (at most once a
+    /// second, so a flood does not make every failure walk the table).
+    fn make_room(&mut self, now: Instant, period: Duration) -> bool {
+        if self.entries.len() < CAPACITY {
+            return true;
+        }
+        if now >= self.next_sweep {
+            self.entries.retain(|_, entry| !entry.expired(now, period));
+            self.next_sweep = now + SWEEP_EVERY;
+        }
+        let room = self.entries.len() < CAPACITY;
+        if !room && !self.full {
+            tracing::warn!(
+                "the lockout table is full ({CAPACITY} addresses): wrong keys from new addresses \
+                 go uncounted until entries expire; addresses in it stay locked"
+            );
+        }
+        self.full = !room;
+        room
     }
 }
 
@@ -228,17 +252,37 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_addresses_fills_the_table_and_then_shares_one_entry() {
+    fn a_flood_that_fills_the_table_locks_out_only_itself() {
         let lockout = Lockout::new(3, Duration::from_secs(60));
         let known = ip("198.51.100.1");
         lockout.failed(known);
-        for i in 0..(CAPACITY as u32 + 50) {
-            lockout.failed(ClientAddr::Ip(IpAddr::V4((0x0a00_0000 + i).into())));
+        let flood = |i: u32| ClientAddr::Ip(IpAddr::V4((0x0a00_0000 + i).into()));
+        for _ in 0..3 {
+            for i in 0..(CAPACITY as u32 + 50) {
+                lockout.failed(flood(i));
+            }
         }
         assert_eq!(lockout.clients(), CAPACITY);
-        // The overflow is locked: new addresses are refused, known ones judged on their own.
-        assert!(lockout.check(ip("203.0.113.77")).is_err());
+        // The flood's addresses in the table are locked; a new address (the owner's) is not,
+        // nor is one that failed once before the flood.
+        assert!(lockout.check(flood(0)).is_err());
+        assert!(lockout.check(flood(CAPACITY as u32 - 2)).is_err());
+        assert!(lockout.check(ip("203.0.113.77")).is_ok());
         assert!(lockout.check(known).is_ok());
+    }
+
+    #[test]
+    fn attempts_are_counted_before_they_are_checked() {
+        let lockout = Lockout::new(3, Duration::from_secs(60));
+        let client = ip("192.0.2.9");
+        let admitted = (0..64).filter(|_| lockout.attempt(client).is_ok()).count();
+        assert_eq!(admitted, 3);
+        assert!(lockout.check(client).is_err());
+        // A right answer after attempts forgives them.
+        let other = ip("192.0.2.10");
+        lockout.attempt(other).unwrap();
+        lockout.succeeded(other);
+        assert_eq!(lockout.clients(), 1);
     }
 
     #[test]

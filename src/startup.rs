@@ -84,6 +84,7 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
                 &state_dir,
                 keys.clone(),
                 lockout.clone(),
+                limits.header_timeout,
             )?);
             oauth.spawn_reloader(hangups.subscribe());
             tracing::info!(

@@ -191,10 +191,13 @@ impl Bridge {
         // rmcp's server moves into a task per request stays small (bench/instructions).
         let request = Box::pin(request);
         let answer = tokio::select! {
-            answer = tokio::time::timeout(timeout, request) => match answer {
-                Ok(answer) => answer.map_err(|e| upstream.error(e)),
-                Err(_) => Err(upstream.timed_out(timeout)),
-            },
+            answer = tokio::time::timeout(timeout, request) => {
+                upstream.answered(answer.is_ok());
+                match answer {
+                    Ok(answer) => answer.map_err(|e| upstream.error(e)),
+                    Err(_) => Err(upstream.timed_out(timeout)),
+                }
+            }
             _ = context.ct.cancelled() => Err(McpError::invalid_request(
                 "the request was cancelled",
                 None,
@@ -449,6 +452,14 @@ const MAX_GATHERED: usize = 100_000;
 // request, and without the box that future is as large as the largest method's state,
 // kilobytes of rmcp client futures copied on every request (bench/instructions).
 impl ServerHandler for Bridge {
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, McpError> {
+        super::malformed::answer(&request)
+    }
+
     /// The upstreams' capabilities and instructions, under latchkey's name; before they
     /// are ready, tools only. Resource subscriptions are not passed on.
     fn get_info(&self) -> ServerConfig {

@@ -32,4 +32,12 @@ impl Default for Latchkey {
 
 // `name` makes serverInfo say latchkey and this crate's version (rmcp reports itself otherwise).
 #[tool_handler(router = self.tools, name = "latchkey")]
-impl ServerHandler for Latchkey {}
+impl ServerHandler for Latchkey {
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, rmcp::ErrorData> {
+        super::malformed::answer(&request)
+    }
+}

@@ -4,4 +4,5 @@
 
 pub mod bridge;
 pub mod handler;
+pub mod malformed;
 pub mod span;

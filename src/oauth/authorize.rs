@@ -18,8 +18,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::cimd::is_document_url;
-use super::consents::{CODE_FOR, Checked, Code, MAX_CODES, MAX_PENDING, PENDING_FOR, Pending};
+use super::consents::{CODE_FOR, Checked, Code, MAX_CODES, PENDING_FOR, Pending};
 use super::page::{self, Consent};
+use super::passphrase::Verdict;
 use super::redirect_uris::host_of;
 use super::secret::{self, CODE_PREFIX, Issued};
 use super::server::{AUTHORIZE, OAuth, SCOPE};
@@ -187,7 +188,8 @@ impl OAuth {
             p.code_challenge.as_deref(),
             p.code_challenge_method.as_deref(),
         ) {
-            (Some(c), Some("S256")) if c.len() == 43 => c.to_owned(),
+            // BASE64URL(SHA-256(verifier)): exactly 43 characters of that alphabet.
+            (Some(c), Some("S256")) if c.len() == 43 && c.bytes().all(is_base64url) => c.to_owned(),
             _ => {
                 return Err(refuse(
                     "invalid_request",
@@ -224,7 +226,11 @@ impl OAuth {
     }
 }
 
-pub async fn show(State(oauth): State<Arc<OAuth>>, Query(params): Query<Params>) -> Response {
+pub async fn show(
+    State(oauth): State<Arc<OAuth>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    Query(params): Query<Params>,
+) -> Response {
     let (request, client_name, verified_by) = match oauth.check_request(params).await {
         Ok(checked) => checked,
         Err(refusal) => return oauth.refuse(refusal),
@@ -238,19 +244,10 @@ pub async fn show(State(oauth): State<Arc<OAuth>>, Query(params): Query<Params>)
         client_name,
         verified_by,
         since: Instant::now(),
+        opened_by: client.map_or(ClientAddr::Local, |c| c.0).network(),
     };
     let response = consent_page(&oauth, StatusCode::OK, &pending, &csrf, None);
-    let mut all = oauth.authorizations.pending.lock().expect("not poisoned");
-    all.retain(|_, p| p.since.elapsed() < PENDING_FOR);
-    if all.len() >= MAX_PENDING
-        && let Some(oldest) = all
-            .iter()
-            .min_by_key(|(_, p)| p.since)
-            .map(|(k, _)| k.clone())
-    {
-        all.remove(&oldest);
-    }
-    all.insert(csrf, pending);
+    oauth.authorizations.await_consent(csrf, pending);
     response
 }
 
@@ -360,7 +357,14 @@ pub async fn decide(
             ],
         );
     }
-    if let Err(retry_after) = oauth.lockout.check(client) {
+    // Counted before it is checked, so concurrent answers cannot outrun the lockout; an
+    // empty answer is no guess.
+    let counted = if answer.secret.trim().is_empty() {
+        oauth.lockout.check(client)
+    } else {
+        oauth.lockout.attempt(client)
+    };
+    if let Err(retry_after) = counted {
         let minutes = retry_after.as_secs().div_ceil(60);
         return consent_page(
             &oauth,
@@ -372,17 +376,26 @@ pub async fn decide(
             )),
         );
     }
-    let Some(secret_id) = oauth.secret_id(&answer.secret).await else {
-        if !answer.secret.is_empty() {
-            oauth.lockout.failed(client);
+    let secret_id = match oauth.secret_id(&answer.secret).await {
+        Typed::Secret(id) => id,
+        Typed::Wrong => {
+            return consent_page(
+                &oauth,
+                StatusCode::UNAUTHORIZED,
+                &pending,
+                &answer.csrf,
+                Some("That is not an API key or the passphrase of this server."),
+            );
         }
-        return consent_page(
-            &oauth,
-            StatusCode::UNAUTHORIZED,
-            &pending,
-            &answer.csrf,
-            Some("That is not an API key or the passphrase of this server."),
-        );
+        Typed::Busy => {
+            return consent_page(
+                &oauth,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &pending,
+                &answer.csrf,
+                Some("The server is checking other sign-ins; try again in a moment."),
+            );
+        }
     };
     oauth.lockout.succeeded(client);
     if !take() {
@@ -431,27 +444,39 @@ pub async fn decide(
     response
 }
 
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// What the secret typed on the consent page is.
+enum Typed {
+    /// An API key or the passphrase: the id its grants record.
+    Secret(String),
+    Wrong,
+    /// Not checked: every passphrase check was taken (`passphrase::CHECKS_AT_ONCE`).
+    Busy,
+}
+
 impl OAuth {
     /// The grant id of the secret typed on the consent page, if it is a key or the passphrase.
-    async fn secret_id(&self, typed: &str) -> Option<String> {
+    async fn secret_id(&self, typed: &str) -> Typed {
         let typed = typed.trim();
         if typed.is_empty() {
-            return None;
+            return Typed::Wrong;
         }
         let digest = KeyDigest::of(typed.as_bytes());
         if self.keys.load().verify(&digest) {
-            return Some(digest.grant_id());
+            return Typed::Secret(digest.grant_id());
         }
-        let passphrase = self.passphrase.load_full();
+        let Some(passphrase) = self.passphrase.load_full().as_ref().clone() else {
+            return Typed::Wrong;
+        };
+        let grant_id = passphrase.grant_id.clone();
         let typed = secrecy::SecretString::from(typed.to_owned());
-        tokio::task::spawn_blocking(move || {
-            use secrecy::ExposeSecret;
-            let p = passphrase.as_ref().as_ref()?;
-            p.verify(typed.expose_secret().as_bytes())
-                .then(|| p.grant_id.clone())
-        })
-        .await
-        .ok()
-        .flatten()
+        match self.passphrase_checks.check(passphrase, typed).await {
+            Verdict::Right => Typed::Secret(grant_id),
+            Verdict::Wrong => Typed::Wrong,
+            Verdict::Busy => Typed::Busy,
+        }
     }
 }

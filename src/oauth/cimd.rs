@@ -114,23 +114,28 @@ impl Cimd {
             .trim_start_matches('[')
             .trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(443);
+        // Every way of not reaching a public address says the same, so a stranger's
+        // client_id URLs cannot map what lies behind latchkey (what was refused is logged).
+        let unreachable = |why: String| {
+            tracing::debug!("client metadata document at {host}: {why}");
+            format!(
+                "cannot fetch it from {host}: not a public address that answered in time (see --oauth-cimd-allow)"
+            )
+        };
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host, port)))
                 .await
-                .map_err(|_| format!("looking up {host} took over {TIMEOUT:?}"))?
-                .map_err(|e| format!("cannot look up {host}: {e}"))?
+                .map_err(|_| unreachable(format!("the lookup took over {TIMEOUT:?}")))?
+                .map_err(|e| unreachable(format!("cannot look it up: {e}")))?
                 .collect(),
         };
         // Every address must be allowed: a name that also points inside is refused outright.
         if addrs.is_empty() {
-            return Err(format!("{host} has no address"));
+            return Err(unreachable("no address".into()));
         }
         if let Some(bad) = addrs.iter().find(|a| !self.allowed(a.ip())) {
-            return Err(format!(
-                "{host} resolves to {} (not a public address; see --oauth-cimd-allow)",
-                bad.ip()
-            ));
+            return Err(unreachable(format!("resolves to {}", bad.ip())));
         }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -143,7 +148,7 @@ impl Cimd {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| format!("cannot fetch {url}: {}", e.without_url()))?;
+            .map_err(|e| unreachable(e.without_url().to_string()))?;
         if response.status() != http::StatusCode::OK {
             return Err(format!("{url} answered {}", response.status()));
         }
@@ -209,15 +214,38 @@ fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            if let Some(embedded) = embedded_v4(v6) {
+                return embedded.iter().all(|v4| is_public(IpAddr::V4(*v4)));
+            }
+            let [first, second, ..] = v6.segments();
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0xdb8
-                || first == 0x64 && v6.segments()[1] == 0xff9b)
+                || first == 0x2001 && second == 0xdb8
+                // Local-use NAT64 (RFC 8215): whatever the operator maps it to.
+                || first == 0x64 && second == 0xff9b)
         }
+    }
+}
+
+/// The IPv4 addresses an IPv6 address stands for, by each form that embeds one:
+/// IPv4-compatible `::a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::/96`,
+/// 6to4 `2002::/16`, and Teredo `2001::/32` (its server and its client, the latter
+/// inverted). `[::7f00:1]`, `[2002:7f00:1::]` and `[::ffff:0:7f00:1]` reached loopback.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<Vec<std::net::Ipv4Addr>> {
+    use std::net::Ipv4Addr;
+    let s = v6.segments();
+    let low = Ipv4Addr::from(v6.to_bits() as u32);
+    let word = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0, _, _] if !v6.is_loopback() && !v6.is_unspecified() => Some(vec![low]),
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(vec![low]),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(vec![low]),
+        [0x2002, hi, lo, ..] => Some(vec![word(hi, lo)]),
+        [0x2001, 0, hi, lo, ..] => Some(vec![word(hi, lo), Ipv4Addr::from(!u32::from(low))]),
+        _ => None,
     }
 }
 
@@ -241,11 +269,27 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::5db8:d822",
             "224.0.0.1",
+            // IPv6 forms that embed a private IPv4 address.
+            "::7f00:1",
+            "::a00:1",
+            "::ffff:0:7f00:1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2001:0:7f00:1::1",
+            "2001:0:5db8:d822:0:0:80ff:fffe",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "2606:4700::1111", "160.79.104.10"] {
+        for public in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "160.79.104.10",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+            "::ffff:0:5db8:d822",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

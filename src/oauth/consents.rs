@@ -1,15 +1,19 @@
 //! What lies between the consent page and the token endpoint: authorization requests the
 //! person is looking at (by CSRF token), codes handed out, and codes already spent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::secret::Hash;
+use crate::clients::ClientAddr;
 
 /// How long a consent page may stay open.
 pub const PENDING_FOR: Duration = Duration::from_secs(600);
 pub const MAX_PENDING: usize = 100;
+/// Consent pages open at once from one address: beyond, its own oldest goes. 100 opened by
+/// one address used to evict the person's own page.
+pub const PENDING_PER_CLIENT: usize = 10;
 /// How long a code is good for.
 pub const CODE_FOR: Duration = Duration::from_secs(60);
 pub const MAX_CODES: usize = 100;
@@ -21,6 +25,8 @@ pub struct Pending {
     pub client_name: String,
     pub verified_by: Option<String>,
     pub since: Instant,
+    /// Who opened it (an IPv6 client by its /64).
+    pub opened_by: ClientAddr,
 }
 
 /// What a request asked for, once checked.
@@ -61,6 +67,56 @@ pub struct Authorizations {
 }
 
 impl Authorizations {
+    /// Keeps `pending` under `csrf` until it is answered, within the bounds: expired pages
+    /// go, then the opener's oldest beyond [`PENDING_PER_CLIENT`], then — when
+    /// [`MAX_PENDING`] are open — the oldest of whoever holds the most.
+    pub fn await_consent(&self, csrf: String, pending: Pending) {
+        let mut all = self.pending.lock().expect("not poisoned");
+        all.retain(|_, p| p.since.elapsed() < PENDING_FOR);
+        let mut counts: HashMap<ClientAddr, usize> = HashMap::new();
+        for p in all.values() {
+            *counts.entry(p.opened_by).or_default() += 1;
+        }
+        let own = counts.get(&pending.opened_by).copied().unwrap_or(0);
+        let evict_from = if own >= PENDING_PER_CLIENT {
+            Some(pending.opened_by)
+        } else if all.len() >= MAX_PENDING {
+            counts.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c)
+        } else {
+            None
+        };
+        if let Some(holder) = evict_from
+            && let Some(oldest) = all
+                .iter()
+                .filter(|(_, p)| p.opened_by == holder)
+                .min_by_key(|(_, p)| p.since)
+                .map(|(k, _)| k.clone())
+        {
+            all.remove(&oldest);
+        }
+        all.insert(csrf, pending);
+    }
+
+    /// The clients with a consent page open or a code not yet exchanged.
+    pub fn clients_signing_in(&self) -> HashSet<String> {
+        let mut ids: HashSet<String> = self
+            .pending
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .filter(|p| p.since.elapsed() < PENDING_FOR)
+            .map(|p| p.request.client_id.clone())
+            .collect();
+        let codes = self.codes.lock().expect("not poisoned");
+        ids.extend(
+            codes
+                .values()
+                .filter(|c| c.since.elapsed() < CODE_FOR)
+                .map(|c| c.client_id.clone()),
+        );
+        ids
+    }
+
     /// Takes a code out (it is good once); `Err(grant id)` when it was already used.
     pub fn take_code(&self, hash: &Hash) -> Option<Result<Code, String>> {
         if let Some(code) = self.codes.lock().expect("not poisoned").remove(hash) {

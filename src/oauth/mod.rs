@@ -10,10 +10,12 @@
 //! Every grant remembers which secret it was made with: when that key leaves the key set
 //! (SIGHUP rotation) or the passphrase changes, its tokens stop working.
 
+mod allowance;
 pub mod args;
 mod authorize;
 mod cimd;
 mod consents;
+mod intake;
 mod metadata;
 mod page;
 pub mod passphrase;
@@ -43,5 +45,9 @@ pub fn router(oauth: Arc<OAuth>, base: &str) -> Router {
         .route(&format!("{base}{TOKEN}"), post(token::token))
         .route(&format!("{base}{REGISTER}"), post(register::register))
         .route(&format!("{base}{REVOKE}"), post(token::revoke))
+        .layer(axum::middleware::from_fn_with_state(
+            oauth.clone(),
+            intake::bounded,
+        ))
         .with_state(oauth)
 }

@@ -35,6 +35,15 @@ pub fn escape(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             c if c.is_control() => {}
+            // Bidi controls would reorder what is shown (U+202E before "moc.evil" shows "live.com"):
+            // shown as what they are.
+            '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}' => {
+                out.push_str(&format!("[U+{:04X}]", u32::from(c)));
+            }
             c => out.push(c),
         }
     }
@@ -123,6 +132,10 @@ mod tests {
         assert_eq!(
             escape("<script>\"&'\u{7}"),
             "&lt;script&gt;&quot;&amp;&#39;"
+        );
+        assert_eq!(
+            escape("Claude\u{202E}moc.evil\u{2066}"),
+            "Claude[U+202E]moc.evil[U+2066]"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! The consent page's optional passphrase: an argon2 hash in a file, never the passphrase.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
@@ -9,6 +11,50 @@ use sha2::{Digest, Sha256};
 
 /// Shortest passphrase `latchkey oauth passphrase` accepts.
 pub const MIN_LEN: usize = 12;
+
+/// Checks run at once. Each holds argon2's 19 MiB (its default memory cost), and without a
+/// bound 128 concurrent wrong passphrases took a release build to 1.26 GB (SECURITY.md):
+/// two keep it near 40 MiB, and keep both cores for everything else.
+pub const CHECKS_AT_ONCE: usize = 2;
+/// How long a check waits for its turn before the consent page says "busy".
+pub const CHECK_WAIT: Duration = Duration::from_secs(2);
+
+/// What a passphrase check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Right,
+    Wrong,
+    /// As many checks running as [`CHECKS_AT_ONCE`] for [`CHECK_WAIT`]: not checked.
+    Busy,
+}
+
+/// The turns to run a check; one per server.
+pub struct Checks(Arc<tokio::sync::Semaphore>);
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks(Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)))
+    }
+}
+
+impl Checks {
+    /// Checks `candidate` against `passphrase` off the async threads, when a turn is free.
+    pub async fn check(&self, passphrase: Passphrase, candidate: SecretString) -> Verdict {
+        let turn = tokio::time::timeout(CHECK_WAIT, self.0.clone().acquire_owned()).await;
+        let Ok(Ok(turn)) = turn else {
+            return Verdict::Busy;
+        };
+        let verified = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            passphrase.verify(candidate.expose_secret().as_bytes())
+        })
+        .await;
+        match verified {
+            Ok(true) => Verdict::Right,
+            _ => Verdict::Wrong,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Passphrase {
@@ -26,6 +72,7 @@ impl std::fmt::Debug for Passphrase {
 impl Passphrase {
     /// Reads the hash file: one `$argon2…` line (blank lines and `#` comments ignored).
     pub fn read(path: &Path) -> anyhow::Result<Self> {
+        crate::file_modes::check_secret_file(path, "passphrase file")?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read passphrase file {}", path.display()))?;
         let line = text

@@ -54,9 +54,20 @@ fn is_loopback_http(uri: &str) -> bool {
     let Some(authority) = parsed.authority() else {
         return false;
     };
+    // A port, when there is one, must be a port (`:99999` is none).
+    let port_ok = match authority
+        .as_str()
+        .rsplit_once(']')
+        .map_or(authority.as_str(), |(_, p)| p)
+        .rsplit_once(':')
+    {
+        Some((_, port)) => port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => true,
+    };
     parsed.scheme_str() == Some("http")
         && !authority.as_str().contains('@')
         && matches!(authority.host(), "localhost" | "127.0.0.1" | "[::1]")
+        && port_ok
 }
 
 /// The host a redirect goes to, to show on the consent page.
@@ -70,6 +81,21 @@ pub fn host_of(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_ports_must_be_ports() {
+        assert!(is_loopback_http("http://127.0.0.1:33418/callback"));
+        assert!(is_loopback_http("http://[::1]:8080/cb"));
+        assert!(is_loopback_http("http://localhost/cb"));
+        for bad in [
+            "http://127.0.0.1:99999/cb",
+            "http://localhost:0/cb",
+            "http://[::1]:65536/cb",
+            "http://127.0.0.1:/cb",
+        ] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn chatgpt_claude_loopback_and_configured_uris_only() {

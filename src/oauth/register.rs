@@ -4,6 +4,7 @@
 //! `client_secret_post`); registrations are bounded and expire unused (`store`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,9 +16,12 @@ use serde::Deserialize;
 use super::secret::{CLIENT_SECRET_PREFIX, Issued, random_text};
 use super::server::OAuth;
 use super::store::{Client, now};
+use crate::clients::ClientAddr;
 use crate::error_response::json_error;
 
-const MAX_BODY: usize = 16 * 1024;
+/// Largest registration: ChatGPT's and Claude's are under 1 KiB. Every byte of one may be
+/// written to `oauth.json` (a name is cut to 100 characters, but the redirect URIs are not).
+const MAX_BODY: usize = 4 * 1024;
 
 #[derive(Deserialize)]
 struct Request {
@@ -37,11 +41,35 @@ fn invalid(error: &str, description: &str) -> Response {
     json_error(StatusCode::BAD_REQUEST, error, description)
 }
 
-pub async fn register(State(oauth): State<Arc<OAuth>>, body: Bytes) -> Response {
+/// Registrations one address may make per [`REGISTRATION_WINDOW`]: a person re-adding a
+/// connector a few times stays well under it.
+pub const REGISTRATIONS_PER_CLIENT: u32 = 10;
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(600);
+
+pub async fn register(
+    State(oauth): State<Arc<OAuth>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    body: Bytes,
+) -> Response {
+    let client = client.map_or(ClientAddr::Local, |c| c.0);
+    if !oauth.registrations.take(client) {
+        let mut response = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            &format!(
+                "this address registered {REGISTRATIONS_PER_CLIENT} clients in the last {}; retry later",
+                humantime::format_duration(REGISTRATION_WINDOW)
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return response;
+    }
     if body.len() > MAX_BODY {
         return invalid(
             "invalid_client_metadata",
-            "the registration is larger than 16 KiB",
+            "the registration is larger than 4 KiB",
         );
     }
     let request: Request = match serde_json::from_slice(&body) {
@@ -121,7 +149,7 @@ pub async fn register(State(oauth): State<Arc<OAuth>>, body: Bytes) -> Response 
         .client_name
         .map(|n| n.chars().take(100).collect::<String>());
     let issued_at = now();
-    let client = Client {
+    let registered = Client {
         id: id.clone(),
         name: name.clone(),
         redirect_uris: request.redirect_uris.clone(),
@@ -129,17 +157,20 @@ pub async fn register(State(oauth): State<Arc<OAuth>>, body: Bytes) -> Response 
         secret_hash: secret.as_ref().map(|s| s.hash().to_hex()),
         registered_at: issued_at,
     };
+    // A client being signed in (a consent page open, a code not yet exchanged) is never
+    // the one evicted to make room.
+    let signing_in = oauth.authorizations.clients_signing_in();
     let added = oauth
         .store
         .lock()
         .expect("not poisoned")
-        .change(|c| c.register(client, issued_at));
+        .change(|c| c.register(registered, issued_at, &signing_in));
     match added {
         Ok(true) => {}
         Ok(false) => {
             return invalid(
                 "invalid_client_metadata",
-                "too many clients hold grants: revoke some with `latchkey oauth revoke`",
+                "too many clients hold grants or are signing in: revoke some with `latchkey oauth revoke`, or retry in a few minutes",
             );
         }
         Err(e) => {

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::args::OAuthArgs;
 use super::cimd::Cimd;
 use super::consents::Authorizations;
+use super::intake::Intake;
 use super::passphrase::Passphrase;
 use super::redirect_uris::RedirectUris;
 use super::secret;
@@ -57,6 +58,11 @@ pub struct OAuth {
     pub(super) cimd: Cimd,
     pub(super) store: Mutex<Store>,
     pub(super) authorizations: Authorizations,
+    intake: Intake,
+    /// Registrations per address (`register::REGISTRATIONS_PER_CLIENT`).
+    pub(super) registrations: super::allowance::Allowance,
+    /// Turns for argon2, bounded in number.
+    pub(super) passphrase_checks: super::passphrase::Checks,
 }
 
 impl OAuth {
@@ -67,6 +73,7 @@ impl OAuth {
         state_dir: &std::path::Path,
         keys: Arc<ArcSwap<KeySet>>,
         lockout: Arc<Lockout>,
+        body_deadline: Duration,
     ) -> anyhow::Result<Self> {
         let issuer = public_url.as_str().to_owned();
         let resource = format!("{issuer}{}", crate::configuration::MCP_PATH);
@@ -101,7 +108,18 @@ impl OAuth {
             cimd: Cimd::new(&args.oauth_cimd_allow),
             store: Mutex::new(Store::open(state_dir)?),
             authorizations: Authorizations::default(),
+            intake: Intake::new(body_deadline),
+            passphrase_checks: Default::default(),
+            registrations: super::allowance::Allowance::new(
+                super::register::REGISTRATIONS_PER_CLIENT,
+                super::register::REGISTRATION_WINDOW,
+            ),
         })
+    }
+
+    /// The bounds on what the endpoints read before a key is known.
+    pub(super) fn intake(&self) -> &Intake {
+        &self.intake
     }
 
     /// Re-reads the passphrase file on every SIGHUP (a broken file keeps the old hash).

@@ -7,7 +7,7 @@
 //! replaced file at most once a second when it checks a token, so a revocation by the
 //! command takes effect within a second.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -123,6 +123,7 @@ impl Store {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        crate::file_modes::check_state_dir(dir)?;
         let mut store = Store {
             dir: dir.to_owned(),
             data: Data::default(),
@@ -291,15 +292,16 @@ pub struct Changes<'a> {
 
 impl Changes<'_> {
     /// Adds a registration, after dropping stale ones. `false` when the store is full of
-    /// clients holding grants.
-    pub fn register(&mut self, client: Client, now: u64) -> bool {
+    /// clients holding grants or `signing_in` (never evicted: a flood of registrations
+    /// between a person's consent and its token request used to evict that client).
+    pub fn register(&mut self, client: Client, now: u64, signing_in: &HashSet<String>) -> bool {
         let granted: Vec<String> = self
             .data
             .grants
             .iter()
             .map(|g| g.client_id.clone())
             .collect();
-        let in_use = |c: &Client| granted.contains(&c.id);
+        let in_use = |c: &Client| granted.contains(&c.id) || signing_in.contains(&c.id);
         self.data
             .clients
             .retain(|c| in_use(c) || now.saturating_sub(c.registered_at) < UNUSED_REGISTRATION);
@@ -422,7 +424,11 @@ mod tests {
         store
             .change(|c| {
                 for i in 0..MAX_REGISTERED + 5 {
-                    assert!(c.register(client(format!("c{i}"), 1000 + i as u64), 2000));
+                    assert!(c.register(
+                        client(format!("c{i}"), 1000 + i as u64),
+                        2000,
+                        &HashSet::new()
+                    ));
                 }
             })
             .unwrap();
@@ -433,9 +439,20 @@ mod tests {
                 c.register(
                     client("late".into(), 2000 + UNUSED_REGISTRATION),
                     2000 + UNUSED_REGISTRATION,
+                    &HashSet::new(),
                 )
             })
             .unwrap();
         assert_eq!(store.clients().len(), 1);
+        // A client being signed in is kept when a full store evicts.
+        let signing_in = HashSet::from(["late".to_owned()]);
+        store
+            .change(|c| {
+                for i in 0..MAX_REGISTERED + 5 {
+                    c.register(client(format!("d{i}"), 1 + i as u64), 2000, &signing_in);
+                }
+            })
+            .unwrap();
+        assert!(store.client("late").is_some());
     }
 }

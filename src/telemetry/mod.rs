@@ -109,10 +109,15 @@ impl Telemetry {
 }
 
 /// Where rmcp logs whole MCP messages (tool arguments and results, an upstream's log
-/// messages): capped whatever `RUST_LOG` says, since those can hold anyone's secrets.
-/// latchkey's own spans and log lines say what happened without the contents.
-const MESSAGE_DUMPS: [&str; 2] = [
+/// messages) or an upstream's raw lines (a malformed line, quoted whole at debug: a Bearer
+/// token, an environment secret and a 5.2 MB line were seen): capped whatever `RUST_LOG`
+/// says, since those can hold anyone's secrets. latchkey's own spans and log lines say what
+/// happened without the contents, and what an upstream writes reaches the log only through
+/// `upstream::log_line`'s cut and redaction.
+const MESSAGE_DUMPS: [&str; 4] = [
     "rmcp::service=warn",
+    "rmcp::transport::async_rw=info",
+    "rmcp::transport::streamable_http_client=info",
     "rmcp::transport::streamable_http_server::tower=debug",
 ];
 

@@ -25,6 +25,7 @@ mod stdio;
 mod values;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rmcp::ErrorData as McpError;
@@ -92,7 +93,13 @@ pub struct Upstream {
     pub progress: Arc<ProgressRoutes>,
     state: watch::Receiver<State>,
     done: watch::Receiver<bool>,
+    /// Requests timed out since the last answer: a child wedged mid-line is connected and
+    /// answers nothing, which `/healthz` reports as degraded.
+    unanswered: AtomicU32,
 }
+
+/// Timeouts in a row after which an upstream counts as degraded.
+pub const DEGRADED_AFTER: u32 = 3;
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +187,7 @@ impl Upstream {
             progress: Arc::default(),
             state,
             done,
+            unanswered: AtomicU32::new(0),
         };
         let hub = Hub {
             name,
@@ -261,6 +269,23 @@ impl Upstream {
                 None,
             ),
         }
+    }
+
+    /// Records whether a request was answered (by a result or the upstream's own error).
+    pub fn answered(&self, answered: bool) {
+        if answered {
+            if self.unanswered.load(Ordering::Relaxed) != 0 {
+                self.unanswered.store(0, Ordering::Relaxed);
+            }
+        } else {
+            self.unanswered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The requests timed out in a row, when that is [`DEGRADED_AFTER`] or more.
+    pub fn degraded(&self) -> Option<u32> {
+        let unanswered = self.unanswered.load(Ordering::Relaxed);
+        (unanswered >= DEGRADED_AFTER).then_some(unanswered)
     }
 
     pub fn timed_out(&self, after: Duration) -> McpError {

@@ -5,13 +5,17 @@
 //!
 //! Instead of `axum::serve`, which has none of these bounds and no way to set them.
 
+mod places;
+
+use places::{Activity, Place, Places, Taken};
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -36,7 +40,8 @@ pub struct ConnectionLimits {
     /// Connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
     /// Time to send a request's head (HTTP/1.1), counted from the connection's start or the
-    /// end of its previous response.
+    /// end of its previous response; also how long a connection that has not completed a
+    /// request is kept, and how long an HTTP/2 client has to answer a PING.
     pub header_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
@@ -69,7 +74,7 @@ pub async fn serve<L, S>(
     S::Future: Send + 'static,
 {
     let builder = Arc::new(builder(&limits));
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let places = Places::new(limits.max_connections);
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let tracker = TaskTracker::new();
     // Set while connections are being refused, so the log says so once per episode.
@@ -81,20 +86,12 @@ pub async fn serve<L, S>(
         };
         let peer = peer(&addr);
         let io = TokioIo::new(io);
-        match connections.clone().try_acquire_owned() {
-            Ok(permit) => {
-                refusing.store(false, Ordering::Relaxed);
-                let service = service.with_peer(peer);
-                tracker.spawn(connection(
-                    builder.clone(),
-                    io,
-                    service,
-                    limits.idle_timeout,
-                    shutdown.clone(),
-                    permit,
-                ));
-            }
-            Err(_) => {
+        let activity = Arc::new(Activity::new());
+        let evict = CancellationToken::new();
+        let place = match places.take(peer, &activity, &evict) {
+            Taken::Place(place) => Some(place),
+            Taken::Evicted => None,
+            Taken::Full => {
                 if !refusing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         max = limits.max_connections,
@@ -104,8 +101,33 @@ pub async fn serve<L, S>(
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
                     tracker.spawn(refuse(builder.clone(), io, limits.header_timeout, permit));
                 }
+                continue;
             }
-        }
+        };
+        refusing.store(false, Ordering::Relaxed);
+        let connection = Connection {
+            builder: builder.clone(),
+            service: service.with_peer(peer),
+            limits,
+            shutdown: shutdown.clone(),
+            activity,
+            evict,
+        };
+        let places = places.clone();
+        tracker.spawn(async move {
+            let place = match place {
+                Some(place) => place,
+                // An idle connection is closing for this one: wait for its place.
+                None => match places
+                    .take_freed(peer, &connection.activity, &connection.evict)
+                    .await
+                {
+                    Some(place) => place,
+                    None => return,
+                },
+            };
+            connection.serve(io, place).await;
+        });
     }
     // Stop listening at once; connections finish what they started.
     drop(listener);
@@ -131,61 +153,91 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // A client that stops answering PINGs (gone, or holding a stream open on purpose)
+        // is closed: pinged after an idle timeout without frames, given a head's time.
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.header_timeout);
     builder
 }
 
-/// Serves one connection until it ends, closing it gracefully at shutdown or when idle.
-async fn connection<I, S>(
+/// One accepted connection, with what serving it needs.
+struct Connection<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    io: TokioIo<I>,
     service: S,
-    idle_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    activity: Arc<Activity>,
+    /// Cancelled when a newcomer at the cap takes this (idle) connection's place.
+    evict: CancellationToken,
+}
+
+/// How long a connection closing gracefully, with nothing in flight, has to finish: an
+/// HTTP/2 client that never answers the closing PING would otherwise hold it for ever.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+impl<S> Connection<S>
+where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    let activity = Arc::new(Activity::new());
-    let counted = Counted {
-        inner: service,
-        activity: activity.clone(),
-    };
-    let conn = builder.serve_connection(io, counted);
-    let mut conn = std::pin::pin!(conn);
-    // The idle timer runs in a task of its own: polled beside the connection, it would be
-    // polled (and its timer looked at) on every wake-up of the connection, twice a request.
-    let idle = CancellationToken::new();
-    let watcher = tokio::spawn({
-        let idle = idle.clone();
-        async move {
-            activity.idle_for(idle_timeout).await;
-            idle.cancel();
-        }
-    });
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            done = conn.as_mut() => {
-                if let Err(e) = done {
-                    tracing::debug!("connection ended: {e}");
+    /// Serves the connection until it ends, closing it gracefully at shutdown or when idle,
+    /// and at once when evicted.
+    async fn serve<I>(self, io: TokioIo<I>, _place: Place)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let counted = Counted {
+            inner: self.service,
+            activity: self.activity.clone(),
+        };
+        let conn = self.builder.serve_connection(io, counted);
+        let mut conn = std::pin::pin!(conn);
+        // The idle timer runs in a task of its own: polled beside the connection, it would
+        // be polled (and its timer looked at) on every wake-up of the connection, twice a
+        // request.
+        let idle = CancellationToken::new();
+        let watcher = tokio::spawn({
+            let (idle, activity, limits) = (idle.clone(), self.activity.clone(), self.limits);
+            async move {
+                activity
+                    .idle_for(limits.header_timeout, limits.idle_timeout)
+                    .await;
+                idle.cancel();
+            }
+        });
+        let closed = closed_after_drain(&self.activity);
+        let mut closed = std::pin::pin!(closed);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                    break;
                 }
-                watcher.abort();
-                return;
-            }
-            // Graceful: an HTTP/1.1 response or HTTP/2 streams in progress finish first.
-            _ = shutdown.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = idle.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+                // Graceful: an HTTP/1.1 response or HTTP/2 streams in progress finish first.
+                _ = self.shutdown.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = idle.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = closed.as_mut(), if closing => break,
+                _ = self.evict.cancelled() => break,
             }
         }
+        watcher.abort();
     }
+}
+
+/// Resolves [`CLOSE_GRACE`] after nothing is in flight (polled only once closing).
+async fn closed_after_drain(activity: &Activity) {
+    activity.drained(CLOSE_GRACE).await;
+    tokio::time::sleep(CLOSE_GRACE).await;
 }
 
 /// Answers every request on a connection over the cap 503, then closes it.
@@ -216,49 +268,6 @@ async fn refuse<I>(
 /// A service that can be told which connection it serves.
 pub trait WithPeer {
     fn with_peer(&self, peer: Peer) -> Self;
-}
-
-/// When a connection last finished a request, and how many it has in flight.
-struct Activity {
-    start: Instant,
-    in_flight: AtomicUsize,
-    /// Milliseconds from `start` to the end of the last request.
-    last: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            last: AtomicU64::new(0),
-        }
-    }
-
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn end(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::Release);
-    }
-
-    /// Resolves once no request has been in flight for `timeout`.
-    async fn idle_for(&self, timeout: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-            let idle_since = self.start + last;
-            let deadline = idle_since + timeout;
-            if self.in_flight.load(Ordering::Acquire) == 0 && Instant::now() >= deadline {
-                return;
-            }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            // A request in flight: look again a whole timeout later.
-            tokio::time::sleep(if wait.is_zero() { timeout } else { wait }).await;
-        }
-    }
 }
 
 /// The connection's service, as hyper calls it: counts the requests in flight.

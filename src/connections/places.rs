@@ -1,0 +1,239 @@
+//! The places of a listener's connections (`--max-connections`), and who gives one up when
+//! they are all taken.
+//!
+//! A full listener used to answer every new connection 503: 515 HTTP/2 connections that
+//! sent only the preface kept the owner out for as long as they stayed open. Now a new
+//! connection at the cap takes the place of an idle one (no request in flight) of the
+//! address that holds the most connections, one that never completed a request first: a
+//! flood from a few addresses evicts itself, and the owner's connection, busy with a
+//! request or one of few from its address, keeps its place.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::listen::Peer;
+
+/// How a connection is doing, as its idle timer and eviction need to know.
+pub struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to the end of the last request; [`NEVER`] until one ends.
+    last: std::sync::atomic::AtomicU64,
+}
+
+const NEVER: u64 = u64::MAX;
+
+impl Activity {
+    pub fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: std::sync::atomic::AtomicU64::new(NEVER),
+        }
+    }
+
+    pub fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn end(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NEVER - 1);
+        self.last.store(now, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether a request has ever been completed on it.
+    fn served(&self) -> bool {
+        self.last.load(Ordering::Relaxed) != NEVER
+    }
+
+    /// Resolves once no request has been in flight for `idle` — or, before any request
+    /// was completed, for `first` from the connection's start: a connection that never
+    /// sends a request (or an HTTP/2 one that sends only its preface) is held no longer
+    /// than a slow head would be.
+    pub async fn idle_for(&self, first: Duration, idle: Duration) {
+        loop {
+            let deadline = match self.last.load(Ordering::Relaxed) {
+                NEVER => self.start + first,
+                last => self.start + Duration::from_millis(last) + idle,
+            };
+            if !self.busy() && Instant::now() >= deadline {
+                return;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            // A request in flight: look again a whole timeout later.
+            tokio::time::sleep(if wait.is_zero() {
+                idle.min(first)
+            } else {
+                wait
+            })
+            .await;
+        }
+    }
+
+    /// Resolves once nothing is in flight, looking every `every`.
+    pub async fn drained(&self, every: Duration) {
+        while self.busy() {
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+/// Who a connection counts as: its address (an IPv6 one by its /64), or the local proxy.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Holder {
+    Ip(IpAddr),
+    Local,
+}
+
+impl Holder {
+    fn of(peer: Peer) -> Self {
+        match peer {
+            Peer::Tcp(addr) => match addr.ip().to_canonical() {
+                IpAddr::V6(ip) => {
+                    Holder::Ip(IpAddr::V6((ip.to_bits() & !u128::from(u64::MAX)).into()))
+                }
+                ip => Holder::Ip(ip),
+            },
+            Peer::Unix => Holder::Local,
+        }
+    }
+}
+
+struct Held {
+    holder: Holder,
+    activity: Arc<Activity>,
+    evict: CancellationToken,
+}
+
+/// A listener's places.
+pub struct Places {
+    permits: Arc<Semaphore>,
+    held: Mutex<HashMap<u64, Held>>,
+    next_id: AtomicUsize,
+}
+
+/// A connection's place: frees itself when dropped.
+pub struct Place {
+    places: Arc<Places>,
+    id: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.places
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// What a new connection got.
+pub enum Taken {
+    /// A free place.
+    Place(Place),
+    /// An idle connection is being closed for it: its place is free once that one is gone.
+    Evicted,
+    /// None: every connection has a request in flight.
+    Full,
+}
+
+/// How long a connection that took an evicted one's place waits for it to be freed.
+pub const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+impl Places {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Places {
+            permits: Arc::new(Semaphore::new(max)),
+            held: Mutex::new(HashMap::new()),
+            next_id: AtomicUsize::new(0),
+        })
+    }
+
+    /// A place for a connection from `peer`, whose `activity` and `evict` token it keeps.
+    pub fn take(
+        self: &Arc<Self>,
+        peer: Peer,
+        activity: &Arc<Activity>,
+        evict: &CancellationToken,
+    ) -> Taken {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Taken::Place(self.hold(permit, peer, activity, evict)),
+            Err(_) if self.evict_one() => Taken::Evicted,
+            Err(_) => Taken::Full,
+        }
+    }
+
+    /// Waits (up to [`EVICTION_WAIT`]) for the place an eviction frees.
+    pub async fn take_freed(
+        self: &Arc<Self>,
+        peer: Peer,
+        activity: &Arc<Activity>,
+        evict: &CancellationToken,
+    ) -> Option<Place> {
+        let permit = tokio::time::timeout(EVICTION_WAIT, self.permits.clone().acquire_owned());
+        match permit.await {
+            Ok(Ok(permit)) => Some(self.hold(permit, peer, activity, evict)),
+            _ => None,
+        }
+    }
+
+    fn hold(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        peer: Peer,
+        activity: &Arc<Activity>,
+        evict: &CancellationToken,
+    ) -> Place {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) as u64;
+        let held = Held {
+            holder: Holder::of(peer),
+            activity: activity.clone(),
+            evict: evict.clone(),
+        };
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, held);
+        Place {
+            places: self.clone(),
+            id,
+            _permit: permit,
+        }
+    }
+
+    /// Closes an idle connection of the holder with the most connections (the newcomer's
+    /// own, when that is its address): one that never completed a request first. Walks
+    /// every place, which happens only at the cap.
+    fn evict_one(&self) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts: HashMap<Holder, usize> = HashMap::new();
+        for h in held.values() {
+            *counts.entry(h.holder).or_default() += 1;
+        }
+        let victim = held
+            .iter()
+            .filter(|(_, h)| !h.activity.busy())
+            .max_by_key(|(_, h)| (counts[&h.holder], !h.activity.served()))
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| held.remove(&id)) {
+            Some(victim) => {
+                victim.evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
