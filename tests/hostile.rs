@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::upstreams::{python, stdio_server, wait_ready};
-use common::{App, KEY, PATIENCE, Spawn, call_hello, http, mcp_post, rpc};
+use common::{App, KEY, PATIENCE, Spawn, call_hello, client_from, http, mcp_post, rpc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,16 +18,6 @@ const WRONG_KEY: &str = "lk-wrong-key-00000000000000000000000000000000";
 
 fn addr(app: &App) -> SocketAddr {
     app.tcp[0].strip_prefix("http://").unwrap().parse().unwrap()
-}
-
-/// A client whose connections come from `source` (any 127.0.0.0/8 address reaches
-/// latchkey's 127.0.0.1 listener, so tests can be several clients).
-fn client_from(source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .local_address(source.parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
 }
 
 async fn post_raw(
@@ -331,10 +321,11 @@ async fn slow_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_the_rest_are_served() {
     let app = App::start(Spawn::default().args(&["--max-connections", "4"]));
-    // Four connections that say nothing hold every place (until --header-timeout).
+    // Four connections with a request in flight (an open event stream) hold every place:
+    // an idle connection would give its place up to a newcomer.
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(TcpStream::connect(addr(&app)).await.unwrap());
+        held.push(common::open_event_stream(&app, KEY).await);
     }
     // Connections are counted once accepted: poll until the fifth is refused.
     let started = std::time::Instant::now();
@@ -571,4 +562,175 @@ async fn allowed_clients_are_served_and_others_refused() {
     assert!(!status.success());
     assert!(output.contains("--allowed-client"), "{output}");
     assert!(!output.contains("panicked"), "{output}");
+}
+
+/// A connection from `source` (an address of 127.0.0.0/8) to latchkey.
+async fn connect_from(app: &App, source: std::net::Ipv4Addr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source.into(), 0)).unwrap();
+    socket.connect(addr(app)).await.unwrap()
+}
+
+/// What an HTTP/2 client sends first: the preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+#[tokio::test]
+async fn connections_that_complete_no_request_are_closed_at_the_header_timeout() {
+    let app =
+        App::start(Spawn::default().args(&["--header-timeout", "1s", "--idle-timeout", "300s"]));
+    // Silent, and HTTP/2 with only its preface (it never answers the closing PING): both
+    // were held until --idle-timeout or for ever.
+    for first in [&b""[..], H2_PREFACE] {
+        let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+        stream.write_all(first).await.unwrap();
+        let mut seen = Vec::new();
+        let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut seen)).await;
+        assert!(
+            closed.is_ok(),
+            "a connection that sent {} bytes and no request outlived --header-timeout by far",
+            first.len()
+        );
+    }
+    hello_works(&app, &http()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_a_few_addresses_cannot_keep_the_owner_out() {
+    let app =
+        App::start(Spawn::default().args(&["--max-connections", "32", "--header-timeout", "60s"]));
+    // 48 HTTP/2 connections that send only their preface, from 16 addresses: more than
+    // every place.
+    let source = |i: u8| std::net::Ipv4Addr::new(127, 0, 3, i % 16 + 1);
+    let mut held = Vec::new();
+    for i in 0..48 {
+        let mut stream = connect_from(&app, source(i)).await;
+        let _ = stream.write_all(H2_PREFACE).await;
+        held.push(stream);
+    }
+    // And they keep coming while the owner connects.
+    let flood = {
+        let app_addr = addr(&app);
+        tokio::spawn(async move {
+            let mut more = Vec::new();
+            for i in 0..200u8 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(source(i).into(), 0)).unwrap();
+                if let Ok(mut stream) = socket.connect(app_addr).await {
+                    let _ = stream.write_all(H2_PREFACE).await;
+                    more.push(stream);
+                }
+            }
+            more
+        })
+    };
+    for owner in ["127.0.0.1", "127.0.9.9"] {
+        hello_works(&app, &client_from(owner)).await;
+    }
+    drop(flood.await.unwrap());
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_keys_from_new_addresses_locks_out_only_the_flood() {
+    let app = App::start(Spawn::default().args(&["--max-key-failures", "1"]));
+    let wrong = format!(
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {WRONG_KEY}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let guess = |source: std::net::Ipv4Addr| {
+        let (app_addr, wrong) = (addr(&app), wrong.clone());
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(source.into(), 0)).unwrap();
+            let mut stream = socket.connect(app_addr).await.unwrap();
+            stream.write_all(wrong.as_bytes()).await.unwrap();
+            status_of(&read_to_close(&mut stream).await)
+        }
+    };
+    // The owner has used its key from here before; this address guessed before the flood.
+    hello_works(&app, &client_from("127.0.0.1")).await;
+    let earlier = std::net::Ipv4Addr::new(127, 0, 0, 9);
+    assert_eq!(guess(earlier).await, 401);
+    // 10,100 addresses guess once each (the table holds 10,000), 16 at a time.
+    let flood: Vec<std::net::Ipv4Addr> = (0..10_100u32)
+        .map(|i| std::net::Ipv4Addr::from(0x7f01_0000 + i))
+        .collect();
+    for batch in flood.chunks(16) {
+        let statuses = futures::future::join_all(batch.iter().map(|a| guess(*a))).await;
+        assert!(
+            statuses.iter().all(|s| *s == 401 || *s == 429),
+            "{statuses:?}"
+        );
+    }
+    // The owner, from where it was, from a new address, and from one more: served.
+    for owner in ["127.0.0.1", "127.0.8.1", "127.0.8.2"] {
+        hello_works(&app, &client_from(owner)).await;
+    }
+    // The guessers the table holds stay locked: the earlier one and the flood's first.
+    for locked in ["127.0.0.9", "127.1.0.0"] {
+        let response = hello_status(&client_from(locked), &app, KEY).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{locked}");
+    }
+    assert_eq!(
+        app.output().matches("the lockout table is full").count(),
+        1,
+        "{}",
+        app.output()
+    );
+}
+
+#[tokio::test]
+async fn two_hosts_or_a_foreign_absolute_uri_are_refused() {
+    let app = App::start(Spawn::default());
+    let two_hosts = exchange(
+        &app,
+        b"GET /mcp HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&two_hosts), 403, "{two_hosts}");
+    let absolute = format!(
+        "POST http://evil.example/mcp HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let answered = exchange(&app, absolute.as_bytes()).await;
+    assert_eq!(status_of(&answered), 403, "{answered}");
+    assert!(answered.contains("evil.example"), "{answered}");
+    // The same in absolute form naming latchkey's own host is served.
+    let own = exchange(
+        &app,
+        b"GET http://localhost/healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&own), 200, "{own}");
+}
+
+#[tokio::test]
+async fn a_known_method_with_params_it_cannot_take_gets_invalid_params() {
+    let app = App::start(Spawn::default());
+    for message in [
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call"}),
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+               "params": {"name": "hello", "arguments": "x"}}),
+    ] {
+        let response = mcp_post(&http(), &app.url("/mcp"), &message)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32602, "{message}: {answer}");
+        assert_eq!(answer["id"], 7);
+    }
+    let unknown = mcp_post(
+        &http(),
+        &app.url("/mcp"),
+        &json!({"jsonrpc": "2.0", "id": 8, "method": "no/such"}),
+    )
+    .bearer_auth(KEY)
+    .send()
+    .await
+    .unwrap();
+    let answer: Value = unknown.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], -32601, "{answer}");
 }

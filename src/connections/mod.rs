@@ -7,14 +7,14 @@
 
 mod places;
 
-use places::{Activity, Place, Places, Taken};
+use places::{Activity, Place, Places};
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -88,21 +88,18 @@ pub async fn serve<L, S>(
         let io = TokioIo::new(io);
         let activity = Arc::new(Activity::new());
         let evict = CancellationToken::new();
-        let place = match places.take(peer, &activity, &evict) {
-            Taken::Place(place) => Some(place),
-            Taken::Evicted => None,
-            Taken::Full => {
-                if !refusing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        max = limits.max_connections,
-                        "at --max-connections: new connections get 503 until some close"
-                    );
-                }
-                if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    tracker.spawn(refuse(builder.clone(), io, limits.header_timeout, permit));
-                }
-                continue;
+        let Some(place) = places.take(peer, &activity, &evict) else {
+            if !refusing.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "at --max-connections with a request in flight on each: new connections \
+                     get 503 until some close"
+                );
             }
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tracker.spawn(refuse(builder.clone(), io, limits.header_timeout, permit));
+            }
+            continue;
         };
         refusing.store(false, Ordering::Relaxed);
         let connection = Connection {
@@ -113,21 +110,7 @@ pub async fn serve<L, S>(
             activity,
             evict,
         };
-        let places = places.clone();
-        tracker.spawn(async move {
-            let place = match place {
-                Some(place) => place,
-                // An idle connection is closing for this one: wait for its place.
-                None => match places
-                    .take_freed(peer, &connection.activity, &connection.evict)
-                    .await
-                {
-                    Some(place) => place,
-                    None => return,
-                },
-            };
-            connection.serve(io, place).await;
-        });
+        tracker.spawn(connection.serve(io, place));
     }
     // Stop listening at once; connections finish what they started.
     drop(listener);
@@ -282,7 +265,7 @@ where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response;
+    type Response = http::Response<CountedBody>;
     type Error = Infallible;
     type Future = CountedFuture<tower::util::Oneshot<S, Request>>;
 
@@ -290,12 +273,12 @@ where
         self.activity.begin();
         CountedFuture {
             inner: self.inner.clone().oneshot(request.map(Body::new)),
-            guard: InFlight(self.activity.clone()),
+            guard: Some(InFlight(self.activity.clone())),
         }
     }
 }
 
-/// Ends a request's count when its future is done or dropped.
+/// Ends a request's count when its answer has been sent whole, or dropped.
 struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
@@ -308,14 +291,52 @@ pin_project! {
     pub struct CountedFuture<F> {
         #[pin]
         inner: F,
-        guard: InFlight,
+        guard: Option<InFlight>,
     }
 }
 
-impl<F: Future> Future for CountedFuture<F> {
-    type Output = F::Output;
+impl<F: Future<Output = Result<Response, Infallible>>> Future for CountedFuture<F> {
+    type Output = Result<http::Response<CountedBody>, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let guard = this.guard.take();
+        Poll::Ready(Ok(response.map(|inner| CountedBody { inner, guard })))
+    }
+}
+
+pin_project! {
+    /// An answer's body, counted in flight until it ends: an open event stream is a
+    /// request in progress, which neither the idle timer nor an eviction may cut.
+    pub struct CountedBody {
+        #[pin]
+        inner: Body,
+        guard: Option<InFlight>,
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            this.guard.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

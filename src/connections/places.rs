@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ pub struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds from `start` to the end of the last request; [`NEVER`] until one ends.
-    last: std::sync::atomic::AtomicU64,
+    last: AtomicU64,
 }
 
 const NEVER: u64 = u64::MAX;
@@ -34,7 +34,7 @@ impl Activity {
         Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            last: std::sync::atomic::AtomicU64::new(NEVER),
+            last: AtomicU64::new(NEVER),
         }
     }
 
@@ -114,126 +114,87 @@ struct Held {
     holder: Holder,
     activity: Arc<Activity>,
     evict: CancellationToken,
+    /// The place itself: handed from an evicted connection to the newcomer, so the two are
+    /// never counted at once and nobody else can take it in between.
+    permit: OwnedSemaphorePermit,
 }
 
 /// A listener's places.
 pub struct Places {
     permits: Arc<Semaphore>,
     held: Mutex<HashMap<u64, Held>>,
-    next_id: AtomicUsize,
+    next_id: AtomicU64,
 }
 
-/// A connection's place: frees itself when dropped.
+/// A connection's place: freed when dropped (unless it was handed on).
 pub struct Place {
     places: Arc<Places>,
     id: u64,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.places
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.places.lock().remove(&self.id);
     }
 }
-
-/// What a new connection got.
-pub enum Taken {
-    /// A free place.
-    Place(Place),
-    /// An idle connection is being closed for it: its place is free once that one is gone.
-    Evicted,
-    /// None: every connection has a request in flight.
-    Full,
-}
-
-/// How long a connection that took an evicted one's place waits for it to be freed.
-pub const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 impl Places {
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Places {
             permits: Arc::new(Semaphore::new(max)),
             held: Mutex::new(HashMap::new()),
-            next_id: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
         })
     }
 
-    /// A place for a connection from `peer`, whose `activity` and `evict` token it keeps.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a connection from `peer`, whose `activity` and `evict` token it keeps:
+    /// a free one, or an idle connection's, which is then closed. `None` when every
+    /// connection has a request in flight.
     pub fn take(
         self: &Arc<Self>,
         peer: Peer,
         activity: &Arc<Activity>,
         evict: &CancellationToken,
-    ) -> Taken {
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => Taken::Place(self.hold(permit, peer, activity, evict)),
-            Err(_) if self.evict_one() => Taken::Evicted,
-            Err(_) => Taken::Full,
-        }
-    }
-
-    /// Waits (up to [`EVICTION_WAIT`]) for the place an eviction frees.
-    pub async fn take_freed(
-        self: &Arc<Self>,
-        peer: Peer,
-        activity: &Arc<Activity>,
-        evict: &CancellationToken,
     ) -> Option<Place> {
-        let permit = tokio::time::timeout(EVICTION_WAIT, self.permits.clone().acquire_owned());
-        match permit.await {
-            Ok(Ok(permit)) => Some(self.hold(permit, peer, activity, evict)),
-            _ => None,
-        }
-    }
-
-    fn hold(
-        self: &Arc<Self>,
-        permit: OwnedSemaphorePermit,
-        peer: Peer,
-        activity: &Arc<Activity>,
-        evict: &CancellationToken,
-    ) -> Place {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) as u64;
-        let held = Held {
+        let mut held = self.lock();
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let victim = Self::victim(&held)?;
+                let victim = held.remove(&victim).expect("the victim was just found");
+                victim.evict.cancel();
+                victim.permit
+            }
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Held {
             holder: Holder::of(peer),
             activity: activity.clone(),
             evict: evict.clone(),
+            permit,
         };
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, held);
-        Place {
+        held.insert(id, entry);
+        Some(Place {
             places: self.clone(),
             id,
-            _permit: permit,
-        }
+        })
     }
 
-    /// Closes an idle connection of the holder with the most connections (the newcomer's
-    /// own, when that is its address): one that never completed a request first. Walks
-    /// every place, which happens only at the cap.
-    fn evict_one(&self) -> bool {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+    /// An idle connection of the holder with the most connections (the newcomer's own,
+    /// when that is its address): one that never completed a request first. Walks every
+    /// place, which happens only at the cap.
+    fn victim(held: &HashMap<u64, Held>) -> Option<u64> {
         let mut counts: HashMap<Holder, usize> = HashMap::new();
         for h in held.values() {
             *counts.entry(h.holder).or_default() += 1;
         }
-        let victim = held
-            .iter()
+        held.iter()
             .filter(|(_, h)| !h.activity.busy())
             .max_by_key(|(_, h)| (counts[&h.holder], !h.activity.served()))
-            .map(|(id, _)| *id);
-        match victim.and_then(|id| held.remove(&id)) {
-            Some(victim) => {
-                victim.evict.cancel();
-                true
-            }
-            None => false,
-        }
+            .map(|(id, _)| *id)
     }
 }

@@ -346,3 +346,37 @@ pub async fn otlp_receiver() -> (String, otlp::Received) {
     let addr = otlp::receiver("127.0.0.1:0", received.clone()).await;
     (format!("http://{addr}"), received)
 }
+
+/// A process's resident memory now and at its peak (`VmRSS`, `VmHWM`), in MiB.
+pub fn rss_mib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Bytes a process has written through system calls so far (`wchar`: files, pipes, sockets).
+pub fn written_bytes(pid: i32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wchar in /proc/<pid>/io")
+}
+
+/// A reqwest client whose connections come from `source` (any 127.0.0.0/8 address reaches
+/// a 127.0.0.1 listener, so a test can be several clients), redirects not followed.
+pub fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
