@@ -389,17 +389,22 @@ pub struct LimitArgs {
 
     /// Time a client has to send a request's headers, from connecting or from the end of its
     /// previous response (slow clients are cut off; an idle HTTP/1.1 connection closes then).
+    /// Also how long a connection that has completed no request is kept, how long the OAuth
+    /// endpoints wait for a body, and how long an HTTP/2 client has to answer a PING.
     #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s",
           value_parser = parse_positive_duration)]
     pub header_timeout: Duration,
 
-    /// A connection with no request in flight for this long is closed (HTTP/2, and streams
-    /// that have ended).
+    /// A connection with no request in flight for this long is closed (an answer still being
+    /// sent, such as an open event stream, counts as one); HTTP/2 connections are pinged
+    /// after this long without frames.
     #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s",
           value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
 
-    /// Connections served at once on each listener; more get 503 and are closed.
+    /// Connections served at once on each listener. At the cap a new connection takes the
+    /// place of an idle one (of the address holding the most); when every connection has a
+    /// request in flight, it gets 503 and is closed.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", value_name = "N", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,

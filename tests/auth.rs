@@ -469,3 +469,71 @@ async fn cors_preflights_are_answered_for_allowed_origins_only() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Only a path segment that could be a key is taken as one: `/mcp/sse` (old SSE clients,
+/// scanners) is no guess and never locks anyone out.
+#[tokio::test]
+async fn keyless_probes_under_mcp_are_not_guesses() {
+    let app = App::start(Spawn::default().args(&["--max-key-failures", "3"]));
+    for _ in 0..10 {
+        let probe = http().get(app.url("/mcp/sse")).send().await.unwrap();
+        assert_eq!(probe.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = mcp_post(&http(), &app.url("/mcp"), &call_hello("you"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    hello_ok(response).await;
+    // A segment the length of a key is a guess like any other.
+    for _ in 0..3 {
+        let guess = mcp_post(
+            &http(),
+            &app.url(&format!("/mcp/{OTHER_KEY}")),
+            &call_hello("x"),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(guess.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = mcp_post(&http(), &app.url("/mcp"), &call_hello("x"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A request with several different keys (150 `api_key` values were one guess) is refused
+/// with 400 and counts as a failure; the same key twice is still one key.
+#[tokio::test]
+async fn several_different_credentials_are_refused_and_counted() {
+    let app = App::start(Spawn::default().args(&["--max-key-failures", "2"]));
+    let mcp = app.url("/mcp");
+    let many: String = (0..150)
+        .map(|i| format!("api_key=lk-guess-{i:040}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let same_twice = mcp_post(&http(), &format!("{mcp}?api_key={KEY}"), &call_hello("you"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    hello_ok(same_twice).await;
+    for request in [
+        mcp_post(&http(), &format!("{mcp}?{many}"), &call_hello("x")),
+        mcp_post(&http(), &format!("{mcp}?api_key={KEY}"), &call_hello("x")).bearer_auth(OTHER_KEY),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+    }
+    let locked = mcp_post(&http(), &mcp, &call_hello("x"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+}

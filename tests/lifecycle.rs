@@ -471,3 +471,85 @@ fn generated_key_url_is_printed_only_to_a_terminal() {
     );
     assert!(text.contains(&format!("/mcp?api_key={key}")), "{text}");
 }
+
+/// A digest written some other way than `sha256:<64 hex>` would become the password (the
+/// real key refused): it stops the start, and a SIGHUP keeps the keys in force, naming the
+/// line and never quoting it.
+#[tokio::test]
+async fn a_miswritten_digest_is_refused_at_start_and_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api_key");
+    let digest = common::keygen_digest(KEY);
+    let hex = digest.strip_prefix("sha256:").unwrap().to_owned();
+    for miswritten in [
+        format!("SHA256:{hex}"),
+        format!("Sha256:{hex}"),
+        hex.clone(),
+    ] {
+        std::fs::write(&file, format!("# the key\n{miswritten}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let output = command(dir.path())
+            .args(["serve", "--api-key-file", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        fails_with(
+            output,
+            &format!("{}:2: this looks like a SHA-256 digest", file.display()),
+        );
+    }
+    std::fs::write(&file, format!("{digest}\n")).unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let app = App::start(
+        Spawn::default()
+            .no_default_key()
+            .args(&["--api-key-file", &file_arg]),
+    );
+    assert_eq!(status_with(&app, KEY).await, StatusCode::OK);
+    std::fs::write(&file, format!("SHA256:{hex}\n")).unwrap();
+    app.signal(Signal::SIGHUP);
+    app.wait_for_output("SIGHUP: keeping the current keys");
+    assert_eq!(status_with(&app, KEY).await, StatusCode::OK);
+    assert_eq!(
+        status_with(&app, &format!("SHA256:{hex}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!app.output().contains(&hex), "{}", app.output());
+}
+
+/// A key file others may write, or a state directory others may write, stops the start
+/// with the command that fixes it; one others may only read is a warning.
+#[tokio::test]
+async fn key_files_and_state_directories_others_may_change_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api_key");
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let output = command(dir.path())
+        .args(["serve", "--api-key-file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    fails_with(output, &format!("chmod go-w {}", file.display()));
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let app = App::start(
+        Spawn::default()
+            .no_default_key()
+            .args(&["--api-key-file", &file_arg]),
+    );
+    app.wait_for_output(&format!("chmod 600 {}", file.display()));
+    assert_eq!(status_with(&app, KEY).await, StatusCode::OK);
+    drop(app);
+
+    let state = dir.path().join("shared-state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = command(dir.path())
+        .args(["serve", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    fails_with(
+        output,
+        &format!("state directory {} can be changed", state.display()),
+    );
+}

@@ -1226,3 +1226,345 @@ async fn spans_of_the_whole_flow_hold_no_code_token_or_key() {
         &[KEY, &code, &verifier, &refresh, &access, &new_refresh],
     );
 }
+
+/// `chunk`-byte pieces of a chunked body, one every `every`, until `total` or the server
+/// stops reading; the status it answered (0 if none).
+async fn slow_chunked(
+    app: &App,
+    path: &str,
+    chunk: usize,
+    total: usize,
+    every: std::time::Duration,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = app.tcp[0].strip_prefix("http://").unwrap().to_owned();
+    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let piece = vec![b'a'; chunk];
+        let mut sent = 0;
+        while sent < total {
+            let framed = [
+                format!("{chunk:x}\r\n").into_bytes(),
+                piece.clone(),
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            if write.write_all(&framed).await.is_err() {
+                break;
+            }
+            sent += chunk;
+            tokio::time::sleep(every).await;
+        }
+    });
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let answered = tokio::time::timeout(common::PATIENCE, async {
+        while !seen.windows(2).any(|w| w == b"\r\n") {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(
+        answered.is_ok(),
+        "{path}: no answer while the body was still coming"
+    );
+    String::from_utf8_lossy(&seen)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `streams` requests on one HTTP/2 connection, each sending a 2 MB body slowly: statuses.
+async fn h2_slow_bodies(app: &App, path: &str, streams: usize) -> Vec<u16> {
+    use futures::StreamExt as _;
+    let authority = app.tcp[0].strip_prefix("http://").unwrap().to_owned();
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let requests = (0..streams).map(|_| {
+        let mut sender = sender.clone();
+        let url = format!("http://{authority}{path}");
+        async move {
+            let pieces = Box::pin(futures::stream::iter(0..32).then(|_| async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(
+                    vec![b'a'; 64 * 1024],
+                )))
+            }));
+            let request = http::Request::post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(http_body_util::StreamBody::new(pieces))
+                .unwrap();
+            match sender.send_request(request).await {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 0,
+            }
+        }
+    });
+    futures::future::join_all(requests).await
+}
+
+/// Bodies sent to the OAuth endpoints without a key: 200 slow 2 MB bodies over HTTP/1.1,
+/// 200 streams of one HTTP/2 connection, a byte every 0.2 s. Each is cut off small, in
+/// time, a few at once; memory stays low and the owner is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_bodies_are_small_read_in_time_and_few_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), "", &["--header-timeout", "2s"]);
+    let (_, before) = common::rss_mib(app.pid());
+    let http = client();
+    let declared = http
+        .post(app.url("/oauth/register"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let form = http
+        .post(app.url("/oauth/token"))
+        .form(&[("grant_type", "x".repeat(9 * 1024))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 413);
+    let slow_h1 = futures::future::join_all((0..200).map(|i| {
+        let path = [
+            "/oauth/token",
+            "/oauth/register",
+            "/oauth/authorize",
+            "/oauth/revoke",
+        ][i % 4];
+        slow_chunked(
+            &app,
+            path,
+            64 * 1024,
+            2_000_000,
+            std::time::Duration::from_millis(50),
+        )
+    }));
+    let slow_h2 = h2_slow_bodies(&app, "/oauth/token", 200);
+    let owner = async {
+        let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
+        common::exercise(&client).await;
+    };
+    let (h1, h2, ()) = tokio::join!(slow_h1, slow_h2, owner);
+    for (what, statuses) in [("HTTP/1.1", &h1), ("HTTP/2", &h2)] {
+        assert!(
+            statuses.iter().all(|s| [413, 429, 503].contains(s)),
+            "{what}: {statuses:?}"
+        );
+    }
+    let trickle = slow_chunked(
+        &app,
+        "/oauth/token",
+        1,
+        100,
+        std::time::Duration::from_millis(200),
+    );
+    assert_eq!(trickle.await, 408);
+    let (_, peak) = common::rss_mib(app.pid());
+    assert!(
+        peak < before.max(16) + 48,
+        "peak RSS {peak} MiB (was {before} MiB)"
+    );
+}
+
+/// Wrong passphrases at once: from one address no more are checked than
+/// `--max-key-failures` (they are counted before argon2 runs); from 128 addresses, argon2's
+/// memory stays bounded; the right one still opens the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passphrases_are_counted_first_and_checked_few_at_once() {
+    const PHRASE: &str = "correct horse battery staple";
+    let dir = tempfile::tempdir().unwrap();
+    let hashed = hash_passphrase(dir.path(), &format!("{PHRASE}\n"));
+    assert!(hashed.status.success());
+    let file = dir.path().join("passphrase");
+    std::fs::write(&file, &hashed.stdout).unwrap();
+    let app = start(
+        dir.path(),
+        "",
+        &[
+            "--oauth-passphrase-file",
+            file.to_str().unwrap(),
+            "--max-key-failures",
+            "10",
+        ],
+    );
+    let flow = Flow::new(&app);
+    let client_id = flow.client_id().await;
+    let (_, challenge) = pkce();
+    let (status, csrf, cookie, _) = flow
+        .open(&flow.authorize_url(&flow.params(&client_id, &challenge)))
+        .await;
+    assert_eq!(status, 200);
+    let (_, before) = common::rss_mib(app.pid());
+    let answer = |from: String, secret: &'static str| {
+        let (csrf, cookie, url) = (csrf.clone(), cookie.clone(), app.url("/oauth/authorize"));
+        async move {
+            common::client_from(&from)
+                .post(url)
+                .header("cookie", cookie)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("secret", secret),
+                    ("decision", "allow"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let one_address = futures::future::join_all(
+        (0..64).map(|_| answer("127.0.0.1".into(), "wrong passphrase 1")),
+    )
+    .await;
+    let checked = one_address.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 10 && one_address.iter().all(|s| [401, 429, 503].contains(s)),
+        "{checked} checked: {one_address:?}"
+    );
+    let many = futures::future::join_all(
+        (1..=128).map(|i| answer(format!("127.0.4.{i}"), "wrong passphrase 2")),
+    )
+    .await;
+    assert!(many.iter().all(|s| [401, 503].contains(s)), "{many:?}");
+    let (_, peak) = common::rss_mib(app.pid());
+    assert!(
+        peak < before.max(16) + 96,
+        "peak RSS {peak} MiB (was {before} MiB)"
+    );
+    // The owner, from an address of its own, once the checks are free.
+    common::eventually("the passphrase to be checked", || async {
+        answer("127.0.5.1".into(), PHRASE).await == 303
+    })
+    .await;
+}
+
+/// While one address registers 300 clients and opens 100 consent pages, a person signing
+/// in from another finishes: its client is not evicted between consent and token, its
+/// page stays open; the flood is cut off early and writes little.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_and_consent_flood_does_not_block_a_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = oauth_spawn(dir.path(), free_port(), "")
+        .env("RUST_LOG", "info")
+        .start();
+    let person = Flow::new(&app);
+    let client_id = person.client_id().await;
+    let (verifier, challenge) = pkce();
+    let code = person.consent(&client_id, &challenge, KEY).await["code"].clone();
+    let (_, second_challenge) = pkce();
+    let (status, csrf, cookie, _) = person
+        .open(&person.authorize_url(&person.params(&client_id, &second_challenge)))
+        .await;
+    assert_eq!(status, 200);
+
+    let written = common::written_bytes(app.pid());
+    let flood = Flow {
+        app: &app,
+        http: common::client_from("127.0.6.6"),
+    };
+    let name = "x".repeat(1000);
+    let mut registered = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        let response = flood
+            .register(serde_json::json!({"redirect_uris": [CALLBACK], "client_name": name}))
+            .await;
+        match response.status().as_u16() {
+            201 => registered.push(response.json::<serde_json::Value>().await.unwrap()),
+            429 => refused += 1,
+            other => panic!("registration answered {other}"),
+        }
+    }
+    assert!(
+        !registered.is_empty() && refused >= 250,
+        "{} registered",
+        registered.len()
+    );
+    let theirs = registered[0]["client_id"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        let (status, ..) = flood
+            .open(&flood.authorize_url(&flood.params(&theirs, &challenge)))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let flood_wrote = common::written_bytes(app.pid()) - written;
+    assert!(
+        flood_wrote < 10_000_000,
+        "the flood wrote {flood_wrote} bytes"
+    );
+
+    let (status, tokens) = person.exchange(&client_id, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let answered = person.answer(&csrf, &cookie, KEY, "allow").await;
+    assert_eq!(answered.status(), 303);
+    // A registration far larger than ChatGPT's or Claude's is refused.
+    let big = person
+        .register(serde_json::json!({"redirect_uris": [CALLBACK], "client_name": "y".repeat(5000)}))
+        .await;
+    assert_eq!(big.status(), 400);
+}
+
+/// Almost right is refused: a PKCE challenge outside base64url, a loopback redirect URI
+/// whose port is no port; and a client name with bidi controls is shown as what it is.
+#[tokio::test]
+async fn almost_right_requests_are_refused_and_bidi_names_shown_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), "", &[]);
+    let flow = Flow::new(&app);
+    let bad_port = flow
+        .register(serde_json::json!({"redirect_uris": ["http://127.0.0.1:99999/cb"]}))
+        .await;
+    assert_eq!(bad_port.status(), 400);
+    let named = flow
+        .register(serde_json::json!({
+            "redirect_uris": [CALLBACK],
+            "client_name": "Claude\u{202E}moc.evil\u{2066}"
+        }))
+        .await;
+    assert_eq!(named.status(), 201);
+    let client_id = named.json::<serde_json::Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for challenge in [
+        format!("{}=", "a".repeat(42)),
+        format!("{}+/", "a".repeat(41)),
+    ] {
+        let response = flow
+            .http
+            .get(flow.authorize_url(&flow.params(&client_id, &challenge)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{challenge}");
+        assert_eq!(redirect_params(&response)["error"], "invalid_request");
+    }
+    let (_, challenge) = pkce();
+    let (status, _, _, page) = flow
+        .open(&flow.authorize_url(&flow.params(&client_id, &challenge)))
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Claude[U+202E]moc.evil[U+2066]"), "{page}");
+    assert!(!page.contains('\u{202E}') && !page.contains('\u{2066}'));
+}

@@ -241,9 +241,16 @@ async fn an_upstream_that_cannot_start_is_reported_not_hung() {
     let url = app.url("/healthz");
     common::eventually("/healthz to say the upstream is down", || async {
         let response = http().get(&url).send().await.unwrap();
-        response.status() == 503 && response.text().await.unwrap().contains("cannot start")
+        response.status() == 503 && response.text().await.unwrap().contains("\"down\"")
     })
     .await;
+    // Anyone may read /healthz: it names no command, path or error text; the log does.
+    let health = http().get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        !health.contains("nonexistent") && health.contains("latchkey's log"),
+        "{health}"
+    );
+    app.wait_for_output("cannot start");
     let start = Instant::now();
     let answer = call(&app, "echo", serde_json::json!({"text": "x"})).await;
     assert!(
@@ -819,4 +826,52 @@ url = "http://127.0.0.1:{port}/mcp"
         "{completion:?}"
     );
     client.cancel().await.unwrap();
+}
+
+/// A child stuck mid-line answers nothing while still connected: after three calls time
+/// out, /healthz says it is degraded (it said 200 while every call failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_upstream_is_reported_degraded() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/upstreams/wedged_stdio_server.py"
+    );
+    let app = Spawn::default()
+        .args(&["--tool-timeout", "500ms", "--", &python(), script])
+        .start();
+    wait_ready(&app).await;
+    for _ in 0..3 {
+        let answer = call(&app, "stuck", serde_json::json!({})).await;
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("did not answer"),
+            "{answer}"
+        );
+    }
+    let health = http().get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+}
+
+/// A line an upstream writes that is JSON but no MCP message is dumped whole by rmcp at
+/// debug: at RUST_LOG=trace, nothing of it reaches latchkey's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_malformed_line_is_never_logged_raw() {
+    let app = front_python(&[], &[("RUST_LOG", "trace")]).await;
+    assert_eq!(
+        text(&call(&app, "garble", serde_json::json!({})).await),
+        "garbled"
+    );
+    assert_eq!(
+        text(&call(&app, "echo", serde_json::json!({"text": "after"})).await),
+        "echo: after"
+    );
+    assert_absent(
+        &app.output(),
+        "garbled-secret-4d1e9b",
+        "the malformed line's token",
+    );
 }

@@ -6,7 +6,8 @@ line to the file in SLOW_LOG when it starts and when it is cancelled), `crash` (
 `environment` (the names of the variables it was given), `together` (answers once that many
 calls of it are in flight at once), `traceparent` (the W3C trace context
 the request carried in `_meta`), `progress` (progress notifications and a log message),
-`grow` (adds a tool and says the list changed), `leak` (a secret on stderr). A prompt `greet` and a resource
+`grow` (adds a tool and says the list changed), `leak` (a secret on stderr), `garble` (a
+JSON line that is no message, with a secret, on stdout). A prompt `greet` and a resource
 `note://hello`. Before serving, it prints a banner on stdout (not JSON-RPC: latchkey must
 skip it) and a line on stderr (latchkey logs it).
 """
@@ -106,6 +107,15 @@ def leak() -> str:
     """Writes the token from UPSTREAM_TOKEN on stderr (latchkey must not log it)."""
     print(f"leaking {os.environ.get('UPSTREAM_TOKEN', '')} and Bearer abc123", file=sys.stderr, flush=True)
     return "leaked"
+
+
+@server.tool()
+def garble() -> str:
+    """Writes a JSON line on stdout that is no MCP message and holds a token (latchkey must
+    not log it, at any level)."""
+    sys.stdout.write('{"not": "a message", "token": "garbled-secret-4d1e9b"}\n')
+    sys.stdout.flush()
+    return "garbled"
 
 
 @server.prompt()
