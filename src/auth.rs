@@ -53,6 +53,11 @@ impl Credentials {
         self.0.is_empty()
     }
 
+    /// How the first key presented came: what the access record says of a refused one.
+    pub fn first_method(&self) -> Option<AuthMethod> {
+        self.0.first().map(|(how, _)| *how)
+    }
+
     /// The digests of `Authorization: Bearer` values: where OAuth access tokens come.
     pub fn bearer_digests(&self) -> impl Iterator<Item = &KeyDigest> {
         self.0
@@ -241,7 +246,7 @@ pub enum KeyRefusal {
 }
 
 impl KeyRefusal {
-    /// The 401 to answer with.
+    /// The answer: 401, or 400 for several different keys.
     pub fn response(self) -> Response {
         match self {
             KeyRefusal::Missing => unauthorized("No API key was sent."),

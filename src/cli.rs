@@ -25,6 +25,8 @@ use crate::upstream::args::UpstreamArgs;
 #[command(
     name = "latchkey",
     version,
+    // No command means `serve`: say so where the usage is read first.
+    override_usage = "latchkey [serve] [OPTIONS] [-- UPSTREAM COMMAND...]\n       latchkey <COMMAND>",
     about = "Reach your own tools from ChatGPT, Claude and any remote MCP client, behind a key.",
     long_about = "latchkey serves MCP (Streamable HTTP) behind an API key, on TCP or a Unix socket.\n\n\
         Run with no command to serve (the same as `latchkey serve`). With no key configured, \

@@ -433,9 +433,16 @@ where
             }
             Err(refusal) => GateFuture {
                 inner: None,
+                // A refused key is recorded by how it came (with its 401, 400 or 429), not as
+                // no key at all.
+                auth: match refusal {
+                    Answer::Key { .. } | Answer::LockedOut { .. } => {
+                        taken.credentials.first_method()
+                    }
+                    _ => None,
+                },
                 refused: Some(refusal.response()),
                 record: Some(record),
-                auth: None,
                 origin: None,
                 permit: None,
             },

@@ -307,9 +307,17 @@ fn announce_keys(
             domain: args.tls.acme.acme_domains.first().map(String::as_str),
             first_tcp,
         };
+        // A URL on this machine's own address is no URL ChatGPT or Claude can reach.
+        let local = reach.public_url.is_none() && reach.domain.is_none();
         match url::connector_url(reach, &args.listen.base_path, sources) {
+            Ok(url) if local => eprintln!(
+                "\n  Local connector URL (this machine only): {}\n  ChatGPT and Claude need a \
+                 public HTTPS URL: run the compose bundle, or --tls-listen with --acme-domain, \
+                 or set --public-url to the address your own proxy serves.\n",
+                url.expose_secret()
+            ),
             Ok(url) => eprintln!(
-                "\n  Connector URL (paste into ChatGPT): {}\n",
+                "\n  Connector URL (paste into ChatGPT or Claude): {}\n",
                 url.expose_secret()
             ),
             Err(e) => tracing::warn!("cannot show the connector URL: {e}"),

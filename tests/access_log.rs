@@ -47,7 +47,8 @@ async fn every_request_gets_one_json_line_without_the_key() {
     let expected = [
         ("POST", "/mcp", 200, "query"),
         ("POST", "/mcp", 200, "bearer"),
-        ("POST", "/mcp", 401, "none"),
+        // The wrong key came in X-API-Key: recorded as that, with its 401.
+        ("POST", "/mcp", 401, "header"),
         ("POST", "/mcp", 403, "none"),
         ("GET", "/healthz", 200, "none"),
     ];

@@ -183,9 +183,24 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
         "/var/lib/apache-latchkey/self-signed/cert.pem",
     ]));
     let https = format!("https://localhost:{https_port}");
-    for how in [Via::Query, Via::Bearer] {
+    for how in [Via::Query, Via::Bearer, Via::Header] {
         call_through(&https, &ca, https_port, how).await;
     }
+    // And the key as the last path segment, which Apache logs as {redacted}.
+    let path_client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .resolve("localhost", ([127, 0, 0, 1], https_port).into())
+        .build()
+        .unwrap();
+    let by_path = common::mcp_post(
+        &path_client,
+        &format!("{https}/latchkey/mcp/{KEY}"),
+        &common::call_hello("Ada"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(by_path.status(), 200);
 
     // Plain HTTP redirects to HTTPS without the query; a wrong key is refused.
     let plain = reqwest::Client::builder()
@@ -316,6 +331,10 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     let latchkey = stack.logs("latchkey");
     assert!(apache.contains("\"POST /latchkey/mcp HTTP/"), "{apache}");
     assert!(
+        apache.contains("\"POST /latchkey/mcp/{redacted} HTTP/"),
+        "{apache}"
+    );
+    assert!(
         latchkey.contains("\"path\":\"/latchkey/mcp\""),
         "{latchkey}"
     );
@@ -411,16 +430,24 @@ fn apache_configuration_is_valid() {
         .lines()
         .filter(|l| l.trim_start().starts_with("LogFormat"))
     {
+        // The one variable a format may log is the path with its key segment replaced.
+        let line = line.replace("%{LATCHKEY_LOGGED_PATH}e", "");
         for bad in ["%r", "%q", "Referer", "Authorization", "%{"] {
             assert!(!line.contains(bad), "{line}");
         }
     }
-    for line in conf
+    let logs: Vec<&str> = conf
         .lines()
         .filter(|l| l.trim_start().starts_with("CustomLog"))
-    {
-        assert!(line.trim_end().ends_with(" noquery"), "{line}");
-    }
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            "CustomLog /proc/self/fd/1 noquery env=!LATCHKEY_LOGGED_PATH",
+            "CustomLog /proc/self/fd/1 pathkey env=LATCHKEY_LOGGED_PATH",
+        ]
+    );
 }
 
 #[test]

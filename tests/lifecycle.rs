@@ -140,6 +140,24 @@ async fn unix_socket_mode_group_and_stale_files() {
     drop(app);
 }
 
+/// Runs a `serve` that should refuse to start; one that starts anyway is stopped after
+/// `PATIENCE` (so the test fails rather than hangs), its output returned all the same.
+fn refused_start(dir: &std::path::Path, args: &[&str]) -> Output {
+    let mut child = command(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < common::PATIENCE {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
 fn fails_with(output: Output, message: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -466,7 +484,8 @@ fn generated_key_url_is_printed_only_to_a_terminal() {
     let key = std::fs::read_to_string(dir.path().join("state/latchkey/api_key")).unwrap();
     let key = key.lines().last().unwrap();
     assert!(
-        text.contains("Connector URL (paste into ChatGPT): http://127.0.0.1:"),
+        text.contains("Local connector URL (this machine only): http://127.0.0.1:")
+            && text.contains("need a public HTTPS URL"),
         "{text}"
     );
     assert!(text.contains(&format!("/mcp?api_key={key}")), "{text}");
@@ -488,10 +507,7 @@ async fn a_miswritten_digest_is_refused_at_start_and_on_sighup() {
     ] {
         std::fs::write(&file, format!("# the key\n{miswritten}\n")).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let output = command(dir.path())
-            .args(["serve", "--api-key-file", file.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let output = refused_start(dir.path(), &["--api-key-file", file.to_str().unwrap()]);
         fails_with(
             output,
             &format!("{}:2: this looks like a SHA-256 digest", file.display()),
@@ -524,10 +540,7 @@ async fn key_files_and_state_directories_others_may_change_are_refused() {
     let file = dir.path().join("api_key");
     std::fs::write(&file, format!("{KEY}\n")).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let output = command(dir.path())
-        .args(["serve", "--api-key-file", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = refused_start(dir.path(), &["--api-key-file", file.to_str().unwrap()]);
     fails_with(output, &format!("chmod go-w {}", file.display()));
 
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -544,10 +557,7 @@ async fn key_files_and_state_directories_others_may_change_are_refused() {
     let state = dir.path().join("shared-state");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let output = command(dir.path())
-        .args(["serve", "--state-dir", state.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = refused_start(dir.path(), &["--state-dir", state.to_str().unwrap()]);
     fails_with(
         output,
         &format!("state directory {} can be changed", state.display()),

@@ -1448,6 +1448,12 @@ async fn concurrent_wrong_passphrases_are_counted_first_and_checked_few_at_once(
     .await;
     assert!(many.iter().all(|s| [401, 503].contains(s)), "{many:?}");
     let (_, peak) = common::rss_mib(app.pid());
+    eprintln!(
+        "passphrases: one address {checked} checked of 64; 128 addresses {} checked, {} busy; \
+         peak RSS {peak} MiB (idle {before} MiB)",
+        many.iter().filter(|s| **s == 401).count(),
+        many.iter().filter(|s| **s == 503).count()
+    );
     assert!(
         peak < before.max(16) + 96,
         "peak RSS {peak} MiB (was {before} MiB)"
@@ -1509,6 +1515,10 @@ async fn a_registration_and_consent_flood_does_not_block_a_sign_in() {
         assert_eq!(status, 200);
     }
     let flood_wrote = common::written_bytes(app.pid()) - written;
+    eprintln!(
+        "flood: {} registered, {refused} refused, 100 consent pages; {flood_wrote} bytes written",
+        registered.len()
+    );
     assert!(
         flood_wrote < 10_000_000,
         "the flood wrote {flood_wrote} bytes"

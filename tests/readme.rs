@@ -1,5 +1,6 @@
 //! The README's configuration tables say what `--help` says: every flag and variable of
-//! every command is documented, and nothing documented is missing from the binary.
+//! every command is documented, and nothing documented is missing from the binary; and what
+//! the README's steps create in the checkout stays out of git.
 
 mod common;
 
@@ -76,4 +77,23 @@ fn readme_documents_every_flag_and_variable() {
         stale.is_empty(),
         "in the README but not in --help: {stale:?}"
     );
+}
+
+/// What the README's steps create in the checkout (`.env`, `secrets/api_key`) is ignored by
+/// git, so a key is never committed by accident; `.env.example` is not.
+#[test]
+fn the_checkout_ignores_what_the_deployment_steps_create() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ignored = |path: &str| {
+        std::process::Command::new("git")
+            .args(["check-ignore", "-q", "--no-index", path])
+            .current_dir(root)
+            .status()
+            .unwrap()
+            .success()
+    };
+    for path in [".env", "secrets/api_key"] {
+        assert!(ignored(path), "{path} is not in .gitignore");
+    }
+    assert!(!ignored(".env.example"));
 }
