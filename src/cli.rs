@@ -267,6 +267,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
+    /// Check the configuration and exit, serving nothing: read the keys, start every upstream
+    /// and list its tools, and say what is wrong (an upstream that cannot start, a tool allow
+    /// or deny entry that names none of its tools). Exit 0 when nothing is, 1 otherwise.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// Record tool arguments and results on exported spans (values under sensitive-looking
     /// keys such as password or token redacted). Off: only their sizes are recorded.
     #[arg(long, env = "LATCHKEY_TRACE_TOOL_IO", value_parser = BoolishValueParser::new())]

@@ -38,6 +38,12 @@ use cli::{Cli, Command};
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(args) if args.check_config => {
+            let telemetry = telemetry::init(args.log_format)?;
+            let checked = commands::check_config::run(&args).await;
+            telemetry.shutdown();
+            checked
+        }
         Command::Serve(args) => {
             let telemetry = telemetry::init(args.log_format)?;
             let served = match startup::start(*args, telemetry.export()).await {

@@ -97,3 +97,16 @@ fn the_checkout_ignores_what_the_deployment_steps_create() {
     }
     assert!(!ignored(".env.example"));
 }
+
+/// `latchkey` with no command serves, and the usage line says so (it said
+/// `latchkey <COMMAND>`, as if a command were required).
+#[test]
+fn the_usage_line_says_no_command_means_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::command(dir.path()).arg("--help").output().unwrap();
+    let usage = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        usage.contains("Usage: latchkey [serve] [OPTIONS]"),
+        "{usage}"
+    );
+}

@@ -879,3 +879,64 @@ async fn an_upstreams_malformed_line_is_never_logged_raw() {
         "the malformed line's token",
     );
 }
+
+/// A tool deny entry with a typo (`ech` for `echo`) left that tool exposed, silently: it is a
+/// warning every time the tool list is read, and `serve --check-config` fails on it before
+/// a deployment; without the typo it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_entry_that_names_no_tool_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |deny: &str| {
+        let path = dir.path().join(format!("{deny}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[upstreams.py]\ncommand = [{:?}, {:?}]\ntools.deny = [\"crash\", {deny:?}]\n",
+                python(),
+                stdio_server()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let typo = config("ech");
+    let check = |path: &std::path::Path| {
+        common::command(dir.path())
+            .args(["serve", "--api-key", KEY, "--check-config", "--config"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let failed = check(&typo);
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "upstream \"py\": tools.deny entry \"ech\" matches none of its tools (the nearest is \"echo\")"
+        ),
+        "{said}"
+    );
+    let passed = check(&config("slow"));
+    assert!(
+        passed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&passed.stdout).contains("configuration ok"));
+
+    let app = Spawn::default()
+        .args(&["--config", typo.to_str().unwrap()])
+        .start();
+    wait_ready(&app).await;
+    let listed = mcp_post(
+        &http(),
+        &app.url("/mcp"),
+        &rpc("tools/list", serde_json::json!({})),
+    )
+    .bearer_auth(KEY)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(listed.status(), 200);
+    app.wait_for_output("tools.deny entry \\\"ech\\\" matches none of its tools");
+}

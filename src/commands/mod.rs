@@ -1,5 +1,6 @@
-//! The commands besides `serve` (which is `startup`).
+//! The commands besides `serve` (which is `startup`), and `serve --check-config`.
 
+pub mod check_config;
 pub mod healthcheck;
 pub mod keygen;
 pub mod oauth;

@@ -520,6 +520,10 @@ impl ServerHandler for Bridge {
                 request,
                 |peer, request| async move { peer.list_tools(request).await },
                 |upstream, tools: &mut Vec<Tool>| {
+                    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+                    for problem in upstream.unmatched_tool_entries(&names) {
+                        tracing::warn!(upstream = upstream.name(), "{problem}");
+                    }
                     tools.retain(|tool| upstream.offers_tool(&tool.name));
                     if upstream.naming.prefix.is_some() {
                         for tool in tools {

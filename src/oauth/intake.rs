@@ -48,23 +48,15 @@ impl Intake {
         }
     }
 
-    /// A place to read a body from `client`, or the answer that refuses it.
-    fn enter(&self, client: ClientAddr) -> Result<Reading<'_>, Response> {
+    /// A place to read a body from `client`, or why there is none.
+    fn enter(&self, client: ClientAddr) -> Result<Reading<'_>, Full> {
         let Ok(permit) = self.overall.clone().try_acquire_owned() else {
-            return Err(busy(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "The OAuth endpoints are reading as many requests as they may; retry shortly.",
-            ));
+            return Err(Full::Everyone);
         };
         let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(client).or_default();
         if *count >= PER_CLIENT {
-            return Err(busy(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "Too many OAuth requests at once from this address; retry shortly.",
-            ));
+            return Err(Full::Client);
         }
         *count += 1;
         Ok(Reading {
@@ -72,6 +64,34 @@ impl Intake {
             client,
             _permit: permit,
         })
+    }
+}
+
+/// Which bound a body met.
+enum Full {
+    Everyone,
+    Client,
+}
+
+impl Full {
+    fn response(self) -> Response {
+        let (status, error, description) = match self {
+            Full::Everyone => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "The OAuth endpoints are reading as many requests as they may; retry shortly.",
+            ),
+            Full::Client => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Too many OAuth requests at once from this address; retry shortly.",
+            ),
+        };
+        let mut response = json_error(status, error, description);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
     }
 }
 
@@ -96,14 +116,6 @@ impl Drop for Reading<'_> {
             }
         }
     }
-}
-
-fn busy(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut response = json_error(status, error, description);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 fn too_large() -> Response {
@@ -135,7 +147,7 @@ pub async fn bounded(State(oauth): State<Arc<OAuth>>, request: Request, next: Ne
     let bytes = {
         let _reading = match intake.enter(client) {
             Ok(reading) => reading,
-            Err(refused) => return refused,
+            Err(full) => return full.response(),
         };
         let read = Limited::new(body, MAX_BODY).collect();
         match tokio::time::timeout(intake.deadline, read).await {

@@ -215,6 +215,11 @@ impl Upstream {
         self.notices.subscribe()
     }
 
+    /// The allow or deny entries that name none of `tools` (its own names), as lines to say.
+    pub fn unmatched_tool_entries(&self, tools: &[&str]) -> Vec<String> {
+        self.tools.unmatched(tools)
+    }
+
     /// Whether its tool `tool` (by its own name) is offered.
     pub fn offers_tool(&self, tool: &str) -> bool {
         self.tools.allows(tool)

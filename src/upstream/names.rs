@@ -36,6 +36,28 @@ impl ToolFilter {
             ToolFilter::AllBut(names) => !names.iter().any(|n| n == tool),
         }
     }
+
+    /// What is wrong with the list against the upstream's `tools`: one line per entry that
+    /// names no tool, with the nearest real name. A typo in a deny list leaves the tool it
+    /// meant exposed (`tools.deny = ["write_files"]` left `write_file` callable, silently).
+    pub fn unmatched(&self, tools: &[&str]) -> Vec<String> {
+        let (names, list) = match self {
+            ToolFilter::All => return Vec::new(),
+            ToolFilter::Only(names) => (names, "tools.allow"),
+            ToolFilter::AllBut(names) => (names, "tools.deny"),
+        };
+        names
+            .iter()
+            .filter(|name| !tools.contains(&name.as_str()))
+            .map(|name| {
+                let nearest = tools
+                    .iter()
+                    .min_by_key(|tool| strsim::levenshtein(name, tool))
+                    .map_or(String::new(), |tool| format!(" (the nearest is {tool:?})"));
+                format!("{list} entry {name:?} matches none of its tools{nearest}")
+            })
+            .collect()
+    }
 }
 
 /// The names an upstream's items get outside: `prefix` is `Some(upstream name)` when there
@@ -114,6 +136,21 @@ mod tests {
         assert!(!is_valid_upstream_name("a:b"));
         assert!(!is_valid_upstream_name(""));
         assert!(!is_valid_upstream_name(&"a".repeat(33)));
+    }
+
+    #[test]
+    fn entries_that_match_no_tool_are_named_with_the_nearest() {
+        let tools = ["read_file", "write_file", "list_directory"];
+        let deny = ToolFilter::AllBut(vec!["write_files".into(), "read_file".into()]);
+        assert_eq!(
+            deny.unmatched(&tools),
+            [
+                "tools.deny entry \"write_files\" matches none of its tools (the nearest is \"write_file\")"
+            ]
+        );
+        let allow = ToolFilter::Only(vec!["list_dir".into()]);
+        assert!(allow.unmatched(&tools)[0].starts_with("tools.allow entry \"list_dir\""));
+        assert!(ToolFilter::All.unmatched(&tools).is_empty());
     }
 
     #[test]
