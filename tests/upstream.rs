@@ -250,7 +250,7 @@ async fn an_upstream_that_cannot_start_is_reported_not_hung() {
         !health.contains("nonexistent") && health.contains("latchkey's log"),
         "{health}"
     );
-    app.wait_for_output("cannot start");
+    app.wait_for_output("/nonexistent/mcp-server: no such file");
     let start = Instant::now();
     let answer = call(&app, "echo", serde_json::json!({"text": "x"})).await;
     assert!(
@@ -939,4 +939,49 @@ async fn a_deny_entry_that_names_no_tool_is_reported() {
     .unwrap();
     assert_eq!(listed.status(), 200);
     app.wait_for_output("tools.deny entry \\\"ech\\\" matches none of its tools");
+}
+
+/// What a person reads when an upstream cannot be reached or started: words, not Rust type
+/// names (`Transport [latchkey::upstream::progress_transport::ProgressTransport<…>]`), a
+/// missing command said once as "not found on PATH", and quotes not escaped twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_are_said_plainly() {
+    let unreachable = Spawn::default()
+        .args(&["--upstream", "http://127.0.0.1:1/mcp"])
+        .start();
+    unreachable.wait_for_output("cannot connect to 127.0.0.1:1: connection refused");
+    let missing = Spawn::default()
+        .env("RUST_LOG", "info,latchkey::upstream=debug")
+        .args(&["--", "no-such-mcp-command-4f2a", "--flag"])
+        .start();
+    missing.wait_for_output("no-such-mcp-command-4f2a: not found on PATH (PATH=");
+    let answer = call(&missing, "anything", serde_json::json!({})).await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not found on PATH"),
+        "{answer}"
+    );
+    // The same failure again is logged at debug only.
+    missing.wait_for_output("still down: no-such-mcp-command-4f2a");
+    for app in [&unreachable, &missing] {
+        let output = app.output();
+        for line in output.lines() {
+            let Ok(line) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let message = line["message"].as_str().unwrap_or_default();
+            for bad in ["latchkey::", "rmcp::", "Transport [", "\\\""] {
+                assert!(!message.contains(bad), "{bad:?} in {message:?}");
+            }
+        }
+    }
+    let warnings = missing
+        .output()
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") && l.contains("not found on PATH"))
+        .inspect(|l| assert!(l.contains("upstream down"), "{l}"))
+        .count();
+    assert_eq!(warnings, 1, "{}", missing.output());
 }

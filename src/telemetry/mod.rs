@@ -115,7 +115,9 @@ impl Telemetry {
 /// happened without the contents, and what an upstream writes reaches the log only through
 /// `upstream::log_line`'s cut and redaction.
 const MESSAGE_DUMPS: [&str; 4] = [
-    "rmcp::service=warn",
+    // At warn it logs every error answer as a Rust `Debug` dump (`ErrorData { code: … }`),
+    // which latchkey's access record and spans already say in words.
+    "rmcp::service=error",
     "rmcp::transport::async_rw=info",
     "rmcp::transport::streamable_http_client=info",
     "rmcp::transport::streamable_http_server::tower=debug",

@@ -113,9 +113,52 @@ pub(super) async fn connect(
                 .await
         }
     }
-    .map_err(|e| format!("initialize failed: {e}"))?;
+    .map_err(|e| plainly(&e, target))?;
     let (client, connection) = Client::watch(running)?;
     Ok((HttpSession { client }, connection))
+}
+
+/// Why `initialize` failed, in the words a person uses: rmcp's own text names transport types
+/// (`Transport [latchkey::upstream::progress_transport::ProgressTransport<…>] error: Client
+/// error: error sending request`).
+fn plainly(error: &rmcp::service::ClientInitializeError, target: &HttpTarget) -> String {
+    use rmcp::service::ClientInitializeError;
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
+    let where_ = match &target.socket {
+        Some(socket) => format!("the socket {}", socket.display()),
+        None => target
+            .url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| {
+                let authority = u.authority()?;
+                let port = authority.port_u16().unwrap_or(match u.scheme_str() {
+                    Some("https") => 443,
+                    _ => 80,
+                });
+                Some(format!("{}:{port}", authority.host()))
+            })
+            .unwrap_or_else(|| "the upstream".into()),
+    };
+    let ClientInitializeError::TransportError { error, .. } = error else {
+        return format!("initialize failed: {error}");
+    };
+    let inner: &(dyn std::error::Error + 'static) = &*error.error;
+    let cause: &(dyn std::error::Error + 'static) =
+        match inner.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            Some(StreamableHttpError::Client(e)) => e,
+            _ => inner,
+        };
+    // The deepest cause says it best ("connection refused", "timed out").
+    let mut deepest = cause;
+    while let Some(next) = deepest.source() {
+        deepest = next;
+    }
+    match deepest.downcast_ref::<std::io::Error>() {
+        Some(io) => format!("cannot connect to {where_}: {}", io.kind()),
+        None if std::ptr::eq(deepest, cause) => format!("initialize failed at {where_}: {cause}"),
+        None => format!("initialize failed at {where_}: {cause}: {deepest}"),
+    }
 }
 
 impl Session for HttpSession {

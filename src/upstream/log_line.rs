@@ -45,7 +45,16 @@ impl LogLines {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let mut shown: String = text[..end].escape_debug().collect();
+        // Control characters escaped (a terminal reading the log must not obey them); quotes
+        // and backslashes left as they are, since the log's JSON escapes them once already.
+        let mut shown = String::with_capacity(end);
+        for c in text[..end].chars() {
+            if c.is_control() {
+                shown.extend(c.escape_debug());
+            } else {
+                shown.push(c);
+            }
+        }
         if end < text.len() {
             shown.push_str(" …");
         }

@@ -381,6 +381,7 @@ async fn supervise(
     // Whether the last session ended within FIRST_BACKOFF of being ready: a second such end
     // in a row is a crash loop, which waits the backoff instead of reconnecting at once.
     let mut ended_young = false;
+    let mut last_failure: Option<String> = None;
     loop {
         let _ = state.send(State::Starting);
         let attempt = async {
@@ -410,6 +411,7 @@ async fn supervise(
                     .trim_end()
                     .to_owned();
                 tracing::info!(upstream = name, "upstream ready{server}");
+                last_failure = None;
                 let _ = state.send(State::Ready(connection));
                 let ready_at = tokio::time::Instant::now();
                 backoff = FIRST_BACKOFF;
@@ -440,10 +442,21 @@ async fn supervise(
         };
         // Errors can quote the upstream's URL or what it wrote: redacted like its lines.
         let reason = hub.log.show(reason.as_bytes());
-        tracing::warn!(
-            upstream = name,
-            "upstream down: {reason}; connecting again in {backoff:?}"
-        );
+        // Said once clearly; the same failure again (a missing command retried with backoff)
+        // only at debug.
+        if last_failure.as_deref() == Some(reason.as_str()) {
+            tracing::debug!(
+                upstream = name,
+                "still down: {reason}; again in {backoff:?}"
+            );
+        } else {
+            tracing::warn!(
+                upstream = name,
+                "upstream down: {reason}; connecting again in {backoff:?} (and on, backing off, \
+                 logged again when the reason changes)"
+            );
+        }
+        last_failure = Some(reason.clone());
         let _ = state.send(State::Down(reason));
         tokio::select! {
             _ = shutdown.cancelled() => break,

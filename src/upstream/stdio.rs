@@ -72,6 +72,21 @@ impl StdioCommand {
     }
 }
 
+/// Why a command did not start, as a person would say it: `uvx: not found on PATH (PATH=…)`.
+fn cannot_start(shown: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound if !shown.contains('/') => {
+            let path = std::env::var("PATH").unwrap_or_default();
+            format!("{shown}: not found on PATH (PATH={path})")
+        }
+        std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{shown}: not executable (permission denied)")
+        }
+        _ => format!("cannot start {shown}: {e}"),
+    }
+}
+
 /// A running child and the rmcp client on its pipes.
 pub struct ChildSession {
     child: Child,
@@ -89,7 +104,7 @@ pub(super) async fn connect(
     let mut child = command
         .command()
         .spawn()
-        .map_err(|e| format!("cannot start {shown:?}: {e}"))?;
+        .map_err(|e| cannot_start(&shown, &e))?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
