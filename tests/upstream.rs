@@ -108,6 +108,46 @@ async fn the_child_gets_a_clean_environment() {
     }
 }
 
+/// `--pass-env` hands named variables through (a child behind a TLS-intercepting proxy needs
+/// SSL_CERT_FILE or HTTPS_PROXY): those named and set, and nothing else; LATCHKEY_* never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_variables_are_passed_through_to_the_child() {
+    let app = front_python(
+        &[
+            "--pass-env",
+            "SSL_CERT_FILE,HTTPS_PROXY",
+            "--pass-env",
+            "NOT_SET_ANYWHERE_9",
+        ],
+        &[
+            ("SSL_CERT_FILE", "/etc/ssl/certs/proxy.pem"),
+            ("HTTPS_PROXY", "http://proxy.invalid:3128"),
+            ("SOMETHING_ELSE", "x"),
+        ],
+    )
+    .await;
+    let names = text(&call(&app, "environment", serde_json::json!({})).await);
+    let has = |name: &str| names.split(' ').any(|n| n == name);
+    assert!(
+        has("SSL_CERT_FILE") && has("HTTPS_PROXY") && has("PATH"),
+        "{names}"
+    );
+    assert!(
+        !has("SOMETHING_ELSE") && !has("NOT_SET_ANYWHERE_9"),
+        "{names}"
+    );
+    let refused = App::try_start(Spawn::default().args(&[
+        "--pass-env",
+        "LATCHKEY_API_KEY",
+        "--",
+        &python(),
+        &stdio_server(),
+    ]));
+    let (status, output) = refused.err().expect("LATCHKEY_* is refused");
+    assert!(!status.success());
+    assert!(output.contains("--pass-env LATCHKEY_API_KEY"), "{output}");
+}
+
 /// A crash mid-call: the call gets an error naming the upstream at once, `/healthz` says the
 /// upstream is down with why, and the child is started again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,18 @@ pub struct UpstreamArgs {
     #[arg(last = true, value_name = "COMMAND", conflicts_with = "upstream")]
     pub command: Vec<OsString>,
 
+    /// Pass this variable of latchkey's environment through to every upstream command
+    /// (repeatable, or comma-separated), besides PATH, HOME and LANG: SSL_CERT_FILE or
+    /// HTTPS_PROXY for a child that must reach the network through a proxy that
+    /// intercepts TLS. A variable that is not set is left out; LATCHKEY_* ones are refused.
+    #[arg(
+        long = "pass-env",
+        env = "LATCHKEY_PASS_ENV",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub pass_env: Vec<String>,
+
     /// A TOML file naming several upstreams, each with its command (env, cwd) or URL
     /// (headers), timeout and tool allow or deny list; their names then prefix their tools'
     /// (see README, "Several upstreams").
@@ -64,6 +76,7 @@ impl std::fmt::Debug for UpstreamArgs {
             .field("tool_timeout", &self.tool_timeout)
             .field("command", &self.command)
             .field("config", &self.config)
+            .field("pass_env", &self.pass_env)
             .finish()
     }
 }
@@ -76,6 +89,37 @@ impl UpstreamArgs {
     /// The upstreams these flags name (none: latchkey's own tools); a bad header is an
     /// error naming it (but not its value).
     pub fn configs(&self) -> anyhow::Result<Vec<UpstreamConfig>> {
+        let passed = self.passed_env()?;
+        let mut configs = self.named()?;
+        for config in &mut configs {
+            if let Target::Stdio(command) = &mut config.target {
+                // Before the upstream's own `env`, which wins.
+                command.env.splice(0..0, passed.iter().cloned());
+            }
+        }
+        Ok(configs)
+    }
+
+    /// `--pass-env`'s variables that are set, with their values.
+    fn passed_env(&self) -> anyhow::Result<Vec<(OsString, OsString)>> {
+        let mut passed = Vec::new();
+        for name in self
+            .pass_env
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            if name.starts_with("LATCHKEY_") {
+                anyhow::bail!("--pass-env {name}: latchkey's own settings stay with latchkey");
+            }
+            if let Some(value) = std::env::var_os(name) {
+                passed.push((OsString::from(name), value));
+            }
+        }
+        Ok(passed)
+    }
+
+    fn named(&self) -> anyhow::Result<Vec<UpstreamConfig>> {
         if let Some(path) = &self.config {
             if self.upstream.is_some() || !self.command.is_empty() {
                 anyhow::bail!(
