@@ -40,10 +40,82 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Parses the process arguments; with no command given, `serve` is implied.
+    /// Parses the process arguments; with no command given, `serve` is implied. A bad value
+    /// that came from a variable, not the command line, is said to come from it (clap names
+    /// only the flag, and `LATCHKEY_SESSIONS=flase` is then hard to find).
     pub fn parse_with_default_command() -> Self {
-        Self::parse_from(with_default_command(std::env::args_os()))
+        let args = with_default_command(std::env::args_os());
+        match Self::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                let rendered = e.render().to_string();
+                match variable_behind(&e, &args) {
+                    Some(variable) => {
+                        let (first, rest) = rendered.split_once('\n').unwrap_or((&rendered, ""));
+                        eprintln!("{first} (from the variable {variable})\n{rest}");
+                        std::process::exit(e.exit_code());
+                    }
+                    None => e.exit(),
+                }
+            }
+        }
     }
+}
+
+/// The variable a refused value came from: the flag clap names has one, it is set, and the
+/// flag itself is not on the command line.
+fn variable_behind(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let given = args.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    });
+    if given {
+        return None;
+    }
+    let command = Cli::command();
+    let mut commands = vec![&command];
+    commands.extend(command.get_subcommands());
+    commands
+        .iter()
+        .flat_map(|c| c.get_arguments())
+        .filter(|a| a.get_long() == Some(long))
+        .find_map(|a| a.get_env())
+        .and_then(|env| env.to_str())
+        .filter(|env| std::env::var_os(env).is_some())
+        .map(str::to_owned)
+}
+
+/// One line for each `LATCHKEY_*` variable set that no flag reads (a misspelled
+/// `LATCHKEY_LISTN` was silently ignored), with the nearest name.
+pub fn unread_variables() -> Vec<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut known: Vec<String> = Vec::new();
+    let mut stack = vec![&command];
+    while let Some(c) = stack.pop() {
+        known.extend(
+            c.get_arguments()
+                .filter_map(|a| a.get_env()?.to_str().map(str::to_owned)),
+        );
+        stack.extend(c.get_subcommands());
+    }
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("LATCHKEY_") && !known.contains(name))
+        .map(|name| {
+            let nearest = known
+                .iter()
+                .min_by_key(|k| strsim::levenshtein(&name, k))
+                .map_or(String::new(), |k| format!(" (did you mean {k}?)"));
+            format!("the variable {name} is set but no setting of latchkey reads it{nearest}")
+        })
+        .collect()
 }
 
 /// Inserts `serve` when the first argument is not a command (or a top-level help/version

@@ -52,6 +52,9 @@ pub struct Server {
 /// Binds everything and starts serving; errors are one line, for bad configuration.
 /// `export`: present when spans are exported, so requests and MCP messages get spans.
 pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Server> {
+    for unread in crate::cli::unread_variables() {
+        tracing::warn!("{unread}");
+    }
     let sources = args.keys.sources()?;
     let entries = sources.load()?;
     let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&entries)));

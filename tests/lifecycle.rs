@@ -563,3 +563,33 @@ async fn key_files_and_state_directories_others_may_change_are_refused() {
         &format!("state directory {} can be changed", state.display()),
     );
 }
+
+/// A mistake in a variable is as easy to trace as one in a flag: a bad value names the
+/// variable it came from, and a `LATCHKEY_*` variable that nothing reads is a warning with
+/// the nearest real name.
+#[tokio::test]
+async fn variable_mistakes_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .args(["serve", "--api-key", KEY, "--listen", "127.0.0.1:0"])
+        .env("LATCHKEY_SESSIONS", "flase")
+        .output()
+        .unwrap();
+    fails_with(output, "(from the variable LATCHKEY_SESSIONS)");
+    // Given as a flag, the flag is what is named (and no variable).
+    let output = command(dir.path())
+        .args(["serve", "--api-key", KEY, "--sessions", "flase"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && !said.contains("from the variable"),
+        "{said}"
+    );
+
+    let app = App::start(Spawn::default().env("LATCHKEY_LISTN", "127.0.0.1:9"));
+    app.wait_for_output(
+        "the variable LATCHKEY_LISTN is set but no setting of latchkey reads it (did you mean LATCHKEY_LISTEN?)",
+    );
+    assert_eq!(status_with(&app, KEY).await, StatusCode::OK);
+}
