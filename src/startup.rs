@@ -224,6 +224,13 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
     let tcp_peer = |addr: &std::net::SocketAddr| Peer::Tcp(*addr);
     let mut addresses = Addresses::default();
     for (listener, local) in tcp.into_iter().zip(tcp_addrs) {
+        if !args.tls.tls_listen.is_empty() {
+            // Beside HTTPS, plain HTTP is easy to overlook: --listen has a default.
+            tracing::info!(
+                "plain HTTP is served too, on {local} (--listen; its default is \
+                 127.0.0.1:8080): set --listen to move it"
+            );
+        }
         tracing::info!("listening on http://{local}");
         addresses.http.push(format!("http://{local}"));
         serve!(listener, tcp_peer, app.clone());

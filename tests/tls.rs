@@ -119,6 +119,8 @@ async fn mcp_over_https_with_certificate_files_and_reload() {
     first.write_leaf(dir.path());
     let app = tls_spawn(dir.path(), &["--hsts"]).start();
     let https = by_name(&app.https[0]);
+    // The plain HTTP listener beside it is said, not left to be found.
+    app.wait_for_output("plain HTTP is served too, on 127.0.0.1:");
 
     // A real MCP client over HTTPS, trusting only the test CA.
     for how in [Via::Query, Via::Bearer] {

@@ -24,7 +24,8 @@ pub struct AcmeDomainArgs {
 #[derive(Debug, Args)]
 pub struct TlsArgs {
     /// Serve HTTPS on HOST:PORT (repeatable, or comma-separated), e.g. 0.0.0.0:443. Needs
-    /// --tls-cert and --tls-key, or --acme-domain.
+    /// --tls-cert and --tls-key, or --acme-domain. Plain HTTP is still served on --listen
+    /// (127.0.0.1:8080 unless given): set --listen to move it, e.g. to a Unix socket.
     #[arg(long = "tls-listen", env = "LATCHKEY_TLS_LISTEN", value_name = "ADDR",
           value_delimiter = ',', value_parser = parse_tcp_addr)]
     pub tls_listen: Vec<SocketAddr>,
