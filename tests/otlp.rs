@@ -59,6 +59,7 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
         }),
     );
     let response = mcp_post(&http, &format!("{mcp}?api_key={KEY}&x=1"), &traced)
+        .header("user-agent", "inspector-cli/0.5.1")
         .send()
         .await
         .unwrap();
@@ -180,6 +181,17 @@ async fn spans_and_metrics_reach_a_real_otlp_receiver_without_the_key() {
         "{}",
         received.dump()
     );
+    // A stateless call whose client said nothing of itself is named by its User-Agent,
+    // never as rmcp (latchkey's own dependency, which stands in for unknown clients).
+    let by_agent = received.spans().into_iter().find(|s| {
+        hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736" && s.name == "tools/call hello"
+    });
+    let by_agent = by_agent.expect("the traced call's span");
+    assert_eq!(
+        attr(&by_agent.attributes, "latchkey.client.name").as_deref(),
+        Some("inspector-cli/0.5.1")
+    );
+
     // Shown with --nocapture: what a tools/call span carries, as received.
     for kv in &calls[0].attributes {
         println!("{} = {}", kv.key, string_value(&kv.value));

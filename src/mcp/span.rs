@@ -491,7 +491,7 @@ impl<S> Traced<S> {
             ),
             None => (
                 context.protocol_version().map(|v| v.to_string()),
-                context.client_info(),
+                context.client_info().filter(|c| !is_rmcp_placeholder(c)),
             ),
         };
         let operation = Operation::start(
@@ -536,6 +536,14 @@ impl<S> Traced<S> {
             },
         )
     }
+}
+
+/// The client rmcp makes up where none said who it is (stateless mode, where each request is
+/// its own session): rmcp itself, which would name latchkey's dependency as the caller.
+fn is_rmcp_placeholder(client: &rmcp::model::Implementation) -> bool {
+    static PLACEHOLDER: std::sync::LazyLock<rmcp::model::Implementation> =
+        std::sync::LazyLock::new(rmcp::model::Implementation::default);
+    client.name == PLACEHOLDER.name && client.version == PLACEHOLDER.version
 }
 
 /// What a request's params add to its span.
@@ -709,9 +717,20 @@ impl Operation {
                 ));
             }
         }
-        if let Some(client) = message.client {
-            attributes.push(KeyValue::new("latchkey.client.name", client.name));
-            attributes.push(KeyValue::new("latchkey.client.version", client.version));
+        match message.client {
+            Some(client) => {
+                attributes.push(KeyValue::new("latchkey.client.name", client.name));
+                attributes.push(KeyValue::new("latchkey.client.version", client.version));
+            }
+            // What the client did not say of itself, its User-Agent may.
+            None => {
+                let agent = parts
+                    .and_then(|p| p.headers.get(http::header::USER_AGENT))
+                    .and_then(|v| v.to_str().ok());
+                if let Some(agent) = agent {
+                    attributes.push(KeyValue::new("latchkey.client.name", agent.to_owned()));
+                }
+            }
         }
         if let Some(http) = http {
             attributes.push(KeyValue::new("network.transport", http.transport));
