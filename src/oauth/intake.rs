@@ -19,7 +19,6 @@ use axum::response::Response;
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::server::OAuth;
 use crate::clients::ClientAddr;
 use crate::error_response::json_error;
 
@@ -128,7 +127,7 @@ fn too_large() -> Response {
 
 /// The middleware in front of every OAuth route: the handler gets the body whole, read
 /// within the bounds.
-pub async fn bounded(State(oauth): State<Arc<OAuth>>, request: Request, next: Next) -> Response {
+pub async fn bounded(State(intake): State<Arc<Intake>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let declared = parts
         .headers
@@ -137,7 +136,6 @@ pub async fn bounded(State(oauth): State<Arc<OAuth>>, request: Request, next: Ne
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
-    let intake = oauth.intake();
     let client = parts
         .extensions
         .get::<ClientAddr>()

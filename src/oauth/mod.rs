@@ -46,7 +46,7 @@ pub fn router(oauth: Arc<OAuth>, base: &str) -> Router {
         .route(&format!("{base}{REGISTER}"), post(register::register))
         .route(&format!("{base}{REVOKE}"), post(token::revoke))
         .layer(axum::middleware::from_fn_with_state(
-            oauth.clone(),
+            oauth.intake(),
             intake::bounded,
         ))
         .with_state(oauth)

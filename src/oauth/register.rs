@@ -4,7 +4,6 @@
 //! `client_secret_post`); registrations are bounded and expire unused (`store`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::secret::{CLIENT_SECRET_PREFIX, Issued, random_text};
-use super::server::OAuth;
+use super::server::{OAuth, REGISTRATION_WINDOW, REGISTRATIONS_PER_CLIENT};
 use super::store::{Client, now};
 use crate::clients::ClientAddr;
 use crate::error_response::json_error;
@@ -40,11 +39,6 @@ struct Request {
 fn invalid(error: &str, description: &str) -> Response {
     json_error(StatusCode::BAD_REQUEST, error, description)
 }
-
-/// Registrations one address may make per [`REGISTRATION_WINDOW`]: a person re-adding a
-/// connector a few times stays well under it.
-pub const REGISTRATIONS_PER_CLIENT: u32 = 10;
-pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(600);
 
 pub async fn register(
     State(oauth): State<Arc<OAuth>>,

@@ -33,6 +33,11 @@ pub const ENDPOINTS: [&str; 4] = [AUTHORIZE, TOKEN, REGISTER, REVOKE];
 /// changes nothing: a refresh token is always issued.
 pub const SCOPE: &str = "mcp";
 
+/// Registrations one address may make per [`REGISTRATION_WINDOW`]: a person re-adding a
+/// connector a few times stays well under it.
+pub const REGISTRATIONS_PER_CLIENT: u32 = 10;
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(600);
+
 /// What the gate makes of a request's bearer tokens.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TokenCheck {
@@ -58,7 +63,7 @@ pub struct OAuth {
     pub(super) cimd: Cimd,
     pub(super) store: Mutex<Store>,
     pub(super) authorizations: Authorizations,
-    intake: Intake,
+    intake: Arc<Intake>,
     /// Registrations per address (`register::REGISTRATIONS_PER_CLIENT`).
     pub(super) registrations: super::allowance::Allowance,
     /// Turns for argon2, bounded in number.
@@ -108,18 +113,18 @@ impl OAuth {
             cimd: Cimd::new(&args.oauth_cimd_allow),
             store: Mutex::new(Store::open(state_dir)?),
             authorizations: Authorizations::default(),
-            intake: Intake::new(body_deadline),
+            intake: Arc::new(Intake::new(body_deadline)),
             passphrase_checks: Default::default(),
             registrations: super::allowance::Allowance::new(
-                super::register::REGISTRATIONS_PER_CLIENT,
-                super::register::REGISTRATION_WINDOW,
+                REGISTRATIONS_PER_CLIENT,
+                REGISTRATION_WINDOW,
             ),
         })
     }
 
     /// The bounds on what the endpoints read before a key is known.
-    pub(super) fn intake(&self) -> &Intake {
-        &self.intake
+    pub(super) fn intake(&self) -> Arc<Intake> {
+        self.intake.clone()
     }
 
     /// Re-reads the passphrase file on every SIGHUP (a broken file keeps the old hash).
