@@ -1,10 +1,12 @@
 //! Key extraction and query redaction (`auth::take_credentials`, `auth::take_path_key`):
 //! whatever the URI and the `Authorization` / `X-API-Key` headers, no key is left in the
-//! request (a `/mcp/<key>` path goes on as `/mcp`), and the query as it may be recorded holds
-//! no sensitive value.
+//! request (a `/mcp/<key>` path goes on as `/mcp`; a segment left there cannot be a key:
+//! shorter than a key or not visible ASCII), and the query as it may be recorded holds no
+//! sensitive value.
 #![no_main]
 
 use latchkey::auth::{take_credentials, take_path_key};
+use latchkey::keys::MIN_KEY_LEN;
 use latchkey::redact::{REDACTED, is_sensitive_param, percent_decoded};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,10 +28,13 @@ fuzz_target!(|data: &[u8]| {
     let mut taken = take_credentials(&mut request);
     take_path_key(&mut request, "/mcp", &mut taken);
     let path = request.uri().path();
-    assert!(
-        !path.starts_with("/mcp/") || path[5..].is_empty() || path[5..].contains('/'),
-        "a key segment is left in {path}"
-    );
+    if let Some(segment) = path.strip_prefix("/mcp/").filter(|s| !s.contains('/')) {
+        let segment = percent_decoded(segment);
+        assert!(
+            segment.len() < MIN_KEY_LEN || !segment.iter().all(u8::is_ascii_graphic),
+            "a key segment is left in {path}"
+        );
+    }
 
     assert!(!request.headers().contains_key("x-api-key"));
     for value in request.headers().get_all("authorization") {

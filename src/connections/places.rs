@@ -62,22 +62,26 @@ impl Activity {
     /// sends a request (or an HTTP/2 one that sends only its preface) is held no longer
     /// than a slow head would be.
     pub async fn idle_for(&self, first: Duration, idle: Duration) {
+        // Nothing wakes this task when a request begins or ends (that would cost every
+        // request): it never sleeps longer than the shorter timeout, so a deadline that a
+        // finished request brought forward (idle shorter than first) is missed by at most that.
+        let longest_sleep = idle.min(first);
         loop {
             let deadline = match self.last.load(Ordering::Relaxed) {
                 NEVER => self.start + first,
                 last => self.start + Duration::from_millis(last) + idle,
             };
-            if !self.busy() && Instant::now() >= deadline {
+            let now = Instant::now();
+            let busy = self.busy();
+            if !busy && now >= deadline {
                 return;
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            // A request in flight: look again a whole timeout later.
-            tokio::time::sleep(if wait.is_zero() {
-                idle.min(first)
+            let wait = if busy {
+                longest_sleep
             } else {
-                wait
-            })
-            .await;
+                (deadline - now).min(longest_sleep)
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -196,5 +200,36 @@ impl Places {
             .filter(|(_, h)| !h.activity.busy())
             .max_by_key(|(_, h)| (counts[&h.holder], !h.activity.served()))
             .map(|(id, _)| *id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request that ends while the idle timer sleeps towards a later deadline (the
+    /// first-request one) brings the close forward: the timer sleeps no longer than the
+    /// shorter timeout. It slept to the far deadline, and under load a kept-alive connection
+    /// outlived --idle-timeout by the whole --header-timeout.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_finished_request_brings_the_idle_close_forward() {
+        let activity = Arc::new(Activity::new());
+        let timer = tokio::spawn({
+            let activity = activity.clone();
+            async move {
+                activity
+                    .idle_for(Duration::from_secs(30), Duration::from_millis(50))
+                    .await
+            }
+        });
+        // On this one thread, the timer now runs until it sleeps.
+        tokio::task::yield_now().await;
+        activity.begin();
+        activity.end();
+        let closed = tokio::time::timeout(Duration::from_secs(10), timer).await;
+        assert!(
+            closed.is_ok(),
+            "the idle timer kept sleeping to the first deadline"
+        );
     }
 }
