@@ -9,7 +9,6 @@
 //! request or one of few from its address, keeps its place.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::ClientAddr;
 use crate::listen::Peer;
 
 /// How a connection is doing, as its idle timer and eviction need to know.
@@ -93,29 +93,17 @@ impl Activity {
     }
 }
 
-/// Who a connection counts as: its address (an IPv6 one by its /64), or the local proxy.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Holder {
-    Ip(IpAddr),
-    Local,
-}
-
-impl Holder {
-    fn of(peer: Peer) -> Self {
-        match peer {
-            Peer::Tcp(addr) => match addr.ip().to_canonical() {
-                IpAddr::V6(ip) => {
-                    Holder::Ip(IpAddr::V6((ip.to_bits() & !u128::from(u64::MAX)).into()))
-                }
-                ip => Holder::Ip(ip),
-            },
-            Peer::Unix => Holder::Local,
-        }
+/// Who a connection counts as: its address as every per-client bound counts it (an IPv6
+/// one by its /64), or the local proxy on the Unix socket.
+fn holder(peer: Peer) -> ClientAddr {
+    match peer {
+        Peer::Tcp(addr) => ClientAddr::Ip(addr.ip().to_canonical()).network(),
+        Peer::Unix => ClientAddr::Local,
     }
 }
 
 struct Held {
-    holder: Holder,
+    holder: ClientAddr,
     activity: Arc<Activity>,
     evict: CancellationToken,
     /// The place itself: handed from an evicted connection to the newcomer, so the two are
@@ -176,7 +164,7 @@ impl Places {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Held {
-            holder: Holder::of(peer),
+            holder: holder(peer),
             activity: activity.clone(),
             evict: evict.clone(),
             permit,
@@ -192,7 +180,7 @@ impl Places {
     /// when that is its address): one that never completed a request first. Walks every
     /// place, which happens only at the cap.
     fn victim(held: &HashMap<u64, Held>) -> Option<u64> {
-        let mut counts: HashMap<Holder, usize> = HashMap::new();
+        let mut counts: HashMap<ClientAddr, usize> = HashMap::new();
         for h in held.values() {
             *counts.entry(h.holder).or_default() += 1;
         }
