@@ -1135,13 +1135,15 @@ async fn a_passphrase_opens_the_consent_page_and_changing_it_ends_its_grants() {
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
 
-    // One consent page, answered four times at once (argon2 makes each answer slow): it
-    // gives one code, the other answers are told it was already answered.
+    // One consent page, answered twice at once (a double click; argon2 makes each answer
+    // slow): it gives one code, the other answer is told it was already answered. Twice, not
+    // more: latchkey runs two passphrase checks at once, and a third waiting behind two slow
+    // ones (a loaded CI machine, a debug build) is rightly told "busy" (503), not checked.
     let (_, csrf, cookie, _) = flow
         .open(&flow.authorize_url(&flow.params(&client_id, &challenge)))
         .await;
     let answers =
-        futures::future::join_all((0..4).map(|_| flow.answer(&csrf, &cookie, PHRASE, "allow")))
+        futures::future::join_all((0..2).map(|_| flow.answer(&csrf, &cookie, PHRASE, "allow")))
             .await;
     let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(
@@ -1151,7 +1153,7 @@ async fn a_passphrase_opens_the_consent_page_and_changing_it_ends_its_grants() {
     );
     assert_eq!(
         statuses.iter().filter(|&&s| s == 400).count(),
-        3,
+        1,
         "{statuses:?}"
     );
 
