@@ -1,13 +1,17 @@
 //! `latchkey serve`: bind every listener, serve the routes, rotate keys on SIGHUP and shut
 //! down gracefully on SIGTERM/SIGINT.
 
+use std::convert::Infallible;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use secrecy::ExposeSecret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast;
@@ -20,11 +24,12 @@ use crate::address_file::{AddressFile, Addresses};
 use crate::cli::ServeArgs;
 use crate::clients::AllowedClients;
 use crate::configuration::{KeySources, state_dir_or_default};
+use crate::connections::WithPeer;
 use crate::connections::{self, ConnectionLimits};
-use crate::gate::{GateLayer, RequestLimits};
+use crate::gate::{Gate, GateLayer, RequestLimits};
 use crate::host_origin::HostOriginGuard;
 use crate::keys::KeySet;
-use crate::listen::{self, ListenAddr, Peer, SocketFile};
+use crate::listen::{self, ListenAddr, NoDelayListener, Peer, SocketFile};
 use crate::lockout::Lockout;
 use crate::mcp::span::McpTracing;
 use crate::oauth::OAuth;
@@ -49,64 +54,84 @@ pub struct Server {
     upstream_stop: CancellationToken,
 }
 
-/// Binds everything and starts serving; errors are one line, for bad configuration.
+/// The gate in front of every route: what each listener but the redirect one serves.
+pub type Gated = Gate<axum::Router>;
+
+/// Everything that answers requests, made from the configuration before any socket is bound.
+pub struct App {
+    gated: Gated,
+    /// The redirect listener's gate; its router needs the HTTPS port, known once bound.
+    redirect_gate: GateLayer,
+    tls: Option<Tls>,
+    keys: Arc<ArcSwap<KeySet>>,
+    sources: KeySources,
+    sessions: Option<SessionLimits>,
+    mcp_path: String,
+    upstreams: Option<Upstreams>,
+    /// Upstreams outlive the listeners' shutdown: requests in flight still reach them.
+    upstream_stop: CancellationToken,
+    shutdown: CancellationToken,
+    /// One SIGHUP watcher; the key reloader, the certificate files and OAuth subscribe.
+    hangups: broadcast::Sender<()>,
+}
+
+impl App {
+    /// The gated routes, to serve on a listener of the caller's (tests in this crate).
+    pub fn gated(&self) -> Gated {
+        self.gated.clone()
+    }
+}
+
+/// Every listener, bound: a bad one fails the start before anything is served.
+pub struct Bound {
+    tcp: Vec<(NoDelayListener, SocketAddr)>,
+    unix: Vec<(tokio::net::UnixListener, SocketFile)>,
+    https: Vec<TlsListener>,
+    redirects: Vec<NoDelayListener>,
+}
+
+/// Checks, builds, binds and serves; errors are one line, for bad configuration.
 /// `export`: present when spans are exported, so requests and MCP messages get spans.
 pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Server> {
+    check(&args)?;
+    let app = build(&args, export)?;
+    let bound = bind(&args, &app).await?;
+    serve(&args, bound, app)
+}
+
+/// What the flags cannot say alone: combinations that cannot work, variables nobody reads.
+pub fn check(args: &ServeArgs) -> anyhow::Result<()> {
     for unread in crate::cli::unread_variables() {
         tracing::warn!("{unread}");
     }
-    let sources = args.keys.sources()?;
-    let entries = sources.load()?;
-    let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&entries)));
+    if args.oauth.oauth && args.public_url.public_url.is_none() {
+        anyhow::bail!("--oauth needs --public-url: every OAuth URL is made from it");
+    }
+    Ok(())
+}
 
+/// The app `args` describe: keys, TLS, upstreams (started), OAuth, the routes and the gate.
+pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
+    let sources = args.keys.sources()?;
+    let keys = Arc::new(ArcSwap::from_pointee(KeySet::new(&sources.load()?)));
     let shutdown = CancellationToken::new();
-    // One SIGHUP watcher; the key reloader and the certificate files subscribe to it.
     let hangups = hangups(shutdown.clone())?;
     let tls = Tls::setup(&args.tls, &shutdown, &hangups)?;
-    let guard = HostOriginGuard::new(
-        &args.allowed_hosts,
-        &args.allowed_origins,
-        args.public_url.public_url.as_ref(),
-        &args.tls.acme.acme_domains,
-    );
-    let sessions = args.sessions.then_some(SessionLimits {
-        max_sessions: args.max_sessions as usize,
-        idle_timeout: args.session_idle_timeout,
-    });
-    // Upstreams outlive the listeners' shutdown: requests in flight still reach them.
     let upstream_stop = CancellationToken::new();
     let upstreams = Upstreams::start(args.upstream.configs()?, &upstream_stop);
     let limits = &args.limits;
     let lockout = Arc::new(Lockout::new(limits.max_key_failures, limits.lockout));
-    let oauth = match (&args.oauth.oauth, &args.public_url.public_url) {
-        (true, Some(public_url)) => {
-            let state_dir = state_dir_or_default(args.keys.state_dir.as_deref())?;
-            let oauth = Arc::new(OAuth::new(
-                &args.oauth,
-                public_url,
-                &state_dir,
-                keys.clone(),
-                lockout.clone(),
-                limits.header_timeout,
-            )?);
-            oauth.spawn_reloader(hangups.subscribe());
-            tracing::info!(
-                "OAuth on: authorization server {public_url}, grants in {}",
-                state_dir.join(crate::oauth::store::FILE).display()
-            );
-            Some(oauth)
-        }
-        (true, None) => {
-            anyhow::bail!("--oauth needs --public-url: every OAuth URL is made from it")
-        }
-        (false, _) => None,
-    };
+    let oauth = build_oauth(args, &keys, &lockout, &hangups)?;
+    let sessions = args.sessions.then_some(SessionLimits {
+        max_sessions: args.max_sessions as usize,
+        idle_timeout: args.session_idle_timeout,
+    });
     let paths = Paths::new(&args.listen.base_path, oauth.is_some());
     let router = paths.router(
         &McpOptions {
             sessions,
             shutdown: shutdown.clone(),
-            max_body: args.limits.max_body,
+            max_body: limits.max_body,
             upstreams: upstreams.clone(),
             tracing: export.clone().map(|export| McpTracing {
                 export,
@@ -116,82 +141,217 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
         oauth.clone(),
     );
     let mcp_path = paths.mcp().to_owned();
-    // In front of every route: the key leaves the request, then it is logged and checked.
-    let redirect_paths = paths.clone();
+    let redirect_gate = GateLayer::log_only(paths.clone(), export.clone());
     let request_limits = RequestLimits {
         max_uri_bytes: limits.max_uri_bytes,
         max_requests: limits.max_requests as usize,
         allowed_clients: AllowedClients::new(&limits.allowed_clients),
         lockout,
     };
-    let app = GateLayer::new(
-        paths,
-        guard,
-        keys.clone(),
-        request_limits,
-        oauth,
-        export.clone(),
-    )
-    .layer(router);
-    let connection_limits = ConnectionLimits {
-        max_connections: limits.max_connections as usize,
-        header_timeout: limits.header_timeout,
-        idle_timeout: limits.idle_timeout,
-        max_header_bytes: limits.max_header_bytes,
-        max_headers: usize::from(limits.max_headers),
-    };
+    let guard = HostOriginGuard::new(
+        &args.allowed_hosts,
+        &args.allowed_origins,
+        args.public_url.public_url.as_ref(),
+        &args.tls.acme.acme_domains,
+    );
+    // In front of every route: the key leaves the request, then it is logged and checked.
+    let gated =
+        GateLayer::new(paths, guard, keys.clone(), request_limits, oauth, export).layer(router);
+    Ok(App {
+        gated,
+        redirect_gate,
+        tls,
+        keys,
+        sources,
+        sessions,
+        mcp_path,
+        upstreams,
+        upstream_stop,
+        shutdown,
+        hangups,
+    })
+}
 
-    // Bind all first, so a bad listener fails the start before anything is served.
-    let mut tcp = Vec::new();
-    let mut unix = Vec::new();
+/// With `--oauth`: the authorization server, reloading its passphrase on SIGHUP.
+fn build_oauth(
+    args: &ServeArgs,
+    keys: &Arc<ArcSwap<KeySet>>,
+    lockout: &Arc<Lockout>,
+    hangups: &broadcast::Sender<()>,
+) -> anyhow::Result<Option<Arc<OAuth>>> {
+    let (true, Some(public_url)) = (args.oauth.oauth, &args.public_url.public_url) else {
+        return Ok(None);
+    };
+    let state_dir = state_dir_or_default(args.keys.state_dir.as_deref())?;
+    let oauth = Arc::new(OAuth::new(
+        &args.oauth,
+        public_url,
+        &state_dir,
+        keys.clone(),
+        lockout.clone(),
+        args.limits.header_timeout,
+    )?);
+    oauth.spawn_reloader(hangups.subscribe());
+    tracing::info!(
+        "OAuth on: authorization server {public_url}, grants in {}",
+        state_dir.join(crate::oauth::store::FILE).display()
+    );
+    Ok(Some(oauth))
+}
+
+/// Binds every listener `args` name.
+pub async fn bind(args: &ServeArgs, app: &App) -> anyhow::Result<Bound> {
+    let mut bound = Bound {
+        tcp: Vec::new(),
+        unix: Vec::new(),
+        https: Vec::new(),
+        redirects: Vec::new(),
+    };
     for addr in &args.listen.listen {
         match addr {
-            ListenAddr::Tcp(addr) => tcp.push(listen::bind_tcp(*addr).await?),
-            ListenAddr::Unix(path) => unix.push(listen::bind_unix(
+            ListenAddr::Tcp(addr) => {
+                let listener = listen::bind_tcp(*addr).await?;
+                let local = axum::serve::Listener::local_addr(&listener)?;
+                bound.tcp.push((listener, local));
+            }
+            ListenAddr::Unix(path) => bound.unix.push(listen::bind_unix(
                 path,
                 args.socket_mode,
                 args.socket_group,
             )?),
         }
     }
-
-    let mut https = Vec::new();
-    let mut redirects = Vec::new();
-    if let Some(tls) = &tls {
+    if let Some(tls) = &app.tls {
         for addr in &args.tls.tls_listen {
             let listener = listen::bind_tcp(*addr).await?.into_inner();
-            https.push(TlsListener::new(
+            bound.https.push(TlsListener::new(
                 listener,
                 tls.config.clone(),
                 tls.challenge.clone(),
             )?);
         }
         for addr in &args.tls.redirect_listen {
-            redirects.push(listen::bind_tcp(*addr).await?);
+            bound.redirects.push(listen::bind_tcp(*addr).await?);
         }
     }
+    Ok(bound)
+}
 
-    let tcp_addrs = tcp
-        .iter()
-        .map(axum::serve::Listener::local_addr)
-        .collect::<std::io::Result<Vec<_>>>()?;
-    announce_keys(
-        &args,
-        &sources,
-        keys.load().len(),
-        tcp_addrs.first().copied(),
+/// Serves `app` on every bound listener until shutdown. "listening on" comes last: once
+/// every listener has said it, latchkey is ready.
+pub fn serve(args: &ServeArgs, bound: Bound, app: App) -> anyhow::Result<Server> {
+    let first_tcp = bound.tcp.first().map(|(_, local)| *local);
+    announce_keys(args, &app.sources, app.keys.load().len(), first_tcp);
+    spawn_key_reloader(app.sources, app.keys, app.hangups.subscribe());
+    announce_what_is_served(
+        args,
+        &bound,
+        app.upstreams.as_ref(),
+        &app.sessions,
+        &app.mcp_path,
     );
+    let mut serving = Serving {
+        tasks: JoinSet::new(),
+        limits: connection_limits(args),
+        shutdown: app.shutdown.clone(),
+        addresses: Addresses::default(),
+    };
+    for (listener, local) in bound.tcp {
+        if !args.tls.tls_listen.is_empty() {
+            // Beside HTTPS, plain HTTP is easy to overlook: --listen has a default.
+            tracing::info!(
+                "plain HTTP is served too, on {local} (--listen; its default is \
+                 127.0.0.1:8080): set --listen to move it"
+            );
+        }
+        serving.tcp(listener, format!("http://{local}"), "", app.gated.clone());
+    }
+    if let Some(tls) = &app.tls {
+        serve_tls(
+            &mut serving,
+            tls,
+            bound.https,
+            bound.redirects,
+            (&app.gated, &app.redirect_gate),
+        )?;
+    }
+    let mut sockets = Vec::new();
+    for (listener, file) in bound.unix {
+        let shown = format!("unix:{}", file.path.display());
+        tracing::info!("listening on {shown}");
+        serving.addresses.unix.push(shown);
+        sockets.push(file);
+        serving.spawn(listener, |_: &_| Peer::Unix, app.gated.clone());
+    }
+    let address_file = match &args.address_file {
+        Some(path) => Some(AddressFile::write(path, &serving.addresses)?),
+        None => None,
+    };
+    Ok(Server {
+        shutdown: app.shutdown,
+        tasks: serving.tasks,
+        sockets,
+        address_file,
+        shutdown_timeout: args.shutdown_timeout,
+        upstreams: app.upstreams,
+        upstream_stop: app.upstream_stop,
+    })
+}
 
-    spawn_key_reloader(sources, keys, hangups.subscribe());
+/// HTTPS (with HSTS when asked) and the listeners that redirect to it.
+fn serve_tls(
+    serving: &mut Serving,
+    tls: &Tls,
+    https: Vec<TlsListener>,
+    redirects: Vec<NoDelayListener>,
+    (gated, redirect_gate): (&Gated, &GateLayer),
+) -> anyhow::Result<()> {
+    let hsts = tls.hsts;
+    let secured = SetResponseHeaderLayer::if_not_present(
+        header::STRICT_TRANSPORT_SECURITY,
+        move |_: &axum::response::Response| hsts.then(|| HeaderValue::from_static(HSTS)),
+    )
+    .layer(gated.clone());
+    // The port HTTPS is really on (`:0` binds one of the kernel's choosing).
+    let mut https_port = 443;
+    for (i, listener) in https.into_iter().enumerate() {
+        let local = axum::serve::Listener::local_addr(&listener)?;
+        if i == 0 {
+            https_port = local.port();
+        }
+        tracing::info!("listening on https://{local}");
+        serving.addresses.https.push(format!("https://{local}"));
+        serving.spawn(listener, tcp_peer, secured.clone());
+    }
+    let redirect = redirect_gate.layer(routes::redirect::router(https_port, tls.http01.clone()));
+    for listener in redirects {
+        let local = axum::serve::Listener::local_addr(&listener)?;
+        serving.tcp(
+            listener,
+            format!("http://{local}"),
+            " (redirects to HTTPS)",
+            redirect.clone(),
+        );
+    }
+    Ok(())
+}
 
-    let exposed = tcp_addrs.iter().any(|a| !a.ip().is_loopback());
+/// What the start says before the listeners do: who is exposed, which upstreams, MCP's mode.
+fn announce_what_is_served(
+    args: &ServeArgs,
+    bound: &Bound,
+    upstreams: Option<&Upstreams>,
+    sessions: &Option<SessionLimits>,
+    mcp_path: &str,
+) {
+    let exposed = bound.tcp.iter().any(|(_, a)| !a.ip().is_loopback());
     if exposed && args.allowed_hosts.is_empty() && args.public_url.public_url.is_none() {
         tracing::warn!(
             "listening beyond loopback, but only loopback Host names are allowed: requests by \
              domain or IP get 403 until --public-url or --allowed-host names them"
         );
     }
-    for upstream in upstreams.iter().flat_map(Upstreams::iter) {
+    for upstream in upstreams.into_iter().flat_map(Upstreams::iter) {
         tracing::info!("serving the tools of upstream {:?}", upstream.name());
     }
     match sessions {
@@ -202,87 +362,75 @@ pub async fn start(args: ServeArgs, export: Option<Export>) -> anyhow::Result<Se
             limits.idle_timeout
         ),
     }
+}
 
-    // "listening on" comes last: once every listener has said it, latchkey is ready.
-    let mut tasks = JoinSet::new();
-    // Serves `service` on `listener` until shutdown; `$peer` says who a connection is from.
-    macro_rules! serve {
-        ($listener:expr, $peer:expr, $service:expr) => {{
-            let served = connections::serve(
-                $listener,
-                $peer,
-                $service,
-                connection_limits,
-                shutdown.clone(),
-            );
-            tasks.spawn(async move {
-                served.await;
-                Ok(())
-            })
-        }};
+fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
+    let limits = &args.limits;
+    ConnectionLimits {
+        max_connections: limits.max_connections as usize,
+        header_timeout: limits.header_timeout,
+        idle_timeout: limits.idle_timeout,
+        max_header_bytes: limits.max_header_bytes,
+        max_headers: usize::from(limits.max_headers),
     }
-    let tcp_peer = |addr: &std::net::SocketAddr| Peer::Tcp(*addr);
-    let mut addresses = Addresses::default();
-    for (listener, local) in tcp.into_iter().zip(tcp_addrs) {
-        if !args.tls.tls_listen.is_empty() {
-            // Beside HTTPS, plain HTTP is easy to overlook: --listen has a default.
-            tracing::info!(
-                "plain HTTP is served too, on {local} (--listen; its default is \
-                 127.0.0.1:8080): set --listen to move it"
-            );
-        }
-        tracing::info!("listening on http://{local}");
-        addresses.http.push(format!("http://{local}"));
-        serve!(listener, tcp_peer, app.clone());
-    }
-    if let Some(tls) = &tls {
-        let hsts = tls.hsts;
-        let app = SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            move |_: &axum::response::Response| hsts.then(|| HeaderValue::from_static(HSTS)),
-        )
-        .layer(app.clone());
-        // The port HTTPS is really on (`:0` binds one of the kernel's choosing).
-        let mut https_port = 443;
-        for (i, listener) in https.into_iter().enumerate() {
-            let local = axum::serve::Listener::local_addr(&listener)?;
-            if i == 0 {
-                https_port = local.port();
-            }
-            tracing::info!("listening on https://{local}");
-            addresses.https.push(format!("https://{local}"));
-            serve!(listener, tcp_peer, app.clone());
-        }
-        let redirect = GateLayer::log_only(redirect_paths.clone(), export.clone())
-            .layer(routes::redirect::router(https_port, tls.http01.clone()));
-        for listener in redirects {
-            let local = axum::serve::Listener::local_addr(&listener)?;
-            tracing::info!("listening on http://{local} (redirects to HTTPS)");
-            addresses.redirect.push(format!("http://{local}"));
-            serve!(listener, tcp_peer, redirect.clone());
-        }
-    }
-    let mut sockets = Vec::new();
-    for (listener, file) in unix {
-        tracing::info!("listening on unix:{}", file.path.display());
-        addresses.unix.push(format!("unix:{}", file.path.display()));
-        sockets.push(file);
-        serve!(listener, |_: &_| Peer::Unix, app.clone());
-    }
-    let address_file = match &args.address_file {
-        Some(path) => Some(AddressFile::write(path, &addresses)?),
-        None => None,
-    };
+}
 
-    Ok(Server {
-        shutdown,
-        tasks,
-        sockets,
-        address_file,
-        shutdown_timeout: args.shutdown_timeout,
-        upstreams,
-        upstream_stop,
-    })
+fn tcp_peer(addr: &SocketAddr) -> Peer {
+    Peer::Tcp(*addr)
+}
+
+/// The listeners being served, and the addresses they are on.
+struct Serving {
+    tasks: JoinSet<std::io::Result<()>>,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    addresses: Addresses,
+}
+
+impl Serving {
+    /// Serves `service` on `listener` until shutdown; `peer` says who a connection is from.
+    fn spawn<L, S>(
+        &mut self,
+        listener: L,
+        peer: impl Fn(&L::Addr) -> Peer + Send + 'static,
+        service: S,
+    ) where
+        L: axum::serve::Listener,
+        S: WithPeer
+            + tower::Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let served =
+            connections::serve(listener, peer, service, self.limits, self.shutdown.clone());
+        self.tasks.spawn(async move {
+            served.await;
+            Ok(())
+        });
+    }
+
+    /// A plain HTTP listener at `shown`, said with `note`.
+    fn tcp<S>(&mut self, listener: NoDelayListener, shown: String, note: &str, service: S)
+    where
+        S: WithPeer
+            + tower::Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        tracing::info!("listening on {shown}{note}");
+        if note.is_empty() {
+            self.addresses.http.push(shown);
+        } else {
+            self.addresses.redirect.push(shown);
+        }
+        self.spawn(listener, tcp_peer, service);
+    }
 }
 
 /// Says where the keys come from. A generated key's URL is printed only to a terminal:
@@ -420,5 +568,64 @@ impl Server {
             file.remove();
         }
         tracing::info!("stopped");
+    }
+}
+
+/// The app as `build` makes it, served in this process with no socket: zero-to-production's
+/// `spawn_app` shape, for a test that needs no separate process.
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use clap::Parser as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    const KEY: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut line = vec!["latchkey", "serve", "--api-key", KEY];
+        line.extend_from_slice(extra);
+        match Cli::try_parse_from(line).unwrap().command {
+            Command::Serve(args) => *args,
+            _ => unreachable!("serve was asked for"),
+        }
+    }
+
+    async fn call(app: &App, key: &str) -> (StatusCode, String) {
+        let request = axum::http::Request::post("/mcp")
+            .header(header::HOST, "localhost")
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(axum::body::Body::from(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello","arguments":{"name":"Ada"}}}"#,
+            ))
+            .unwrap();
+        let peer = Peer::Tcp("127.0.0.1:40000".parse().unwrap());
+        let response = app.gated().with_peer(peer).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_built_app_answers_a_tool_call_behind_the_key() {
+        let app = build(&args(&[]), None).unwrap();
+        let (status, body) = call(&app, KEY).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("Hello Ada!"), "{body}");
+        let (status, _) = call(&app, &"w".repeat(32)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn oauth_without_a_public_url_fails_the_check_before_anything_starts() {
+        let error = check(&args(&["--oauth"])).unwrap_err().to_string();
+        assert!(error.contains("--oauth needs --public-url"), "{error}");
     }
 }
