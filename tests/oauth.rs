@@ -1444,10 +1444,12 @@ async fn concurrent_wrong_passphrases_are_counted_first_and_checked_few_at_once(
         .await;
     assert_eq!(status, 200);
     let (_, before) = common::rss_mib(app.pid());
-    let answer = |from: String, secret: &'static str| {
+    // Each client is built before the burst: building one takes long on a loaded machine,
+    // and 128 built inside the burst held connections silent past --header-timeout.
+    let answer = |client: reqwest::Client, secret: &'static str| {
         let (csrf, cookie, url) = (csrf.clone(), cookie.clone(), app.url("/oauth/authorize"));
         async move {
-            common::client_from(&from)
+            client
                 .post(url)
                 .header("cookie", cookie)
                 .form(&[
@@ -1462,8 +1464,10 @@ async fn concurrent_wrong_passphrases_are_counted_first_and_checked_few_at_once(
                 .as_u16()
         }
     };
+    let here: Vec<reqwest::Client> = (0..64).map(|_| common::client_from("127.0.0.1")).collect();
     let one_address = futures::future::join_all(
-        (0..64).map(|_| answer("127.0.0.1".into(), "wrong passphrase 1")),
+        here.into_iter()
+            .map(|client| answer(client, "wrong passphrase 1")),
     )
     .await;
     let checked = one_address.iter().filter(|s| **s == 401).count();
@@ -1471,8 +1475,13 @@ async fn concurrent_wrong_passphrases_are_counted_first_and_checked_few_at_once(
         checked <= 10 && one_address.iter().all(|s| [401, 429, 503].contains(s)),
         "{checked} checked: {one_address:?}"
     );
+    let clients: Vec<reqwest::Client> = (1..=128)
+        .map(|i| common::client_from(&format!("127.0.4.{i}")))
+        .collect();
     let many = futures::future::join_all(
-        (1..=128).map(|i| answer(format!("127.0.4.{i}"), "wrong passphrase 2")),
+        clients
+            .into_iter()
+            .map(|client| answer(client, "wrong passphrase 2")),
     )
     .await;
     assert!(many.iter().all(|s| [401, 503].contains(s)), "{many:?}");
@@ -1489,7 +1498,7 @@ async fn concurrent_wrong_passphrases_are_counted_first_and_checked_few_at_once(
     );
     // The owner, from an address of its own, once the checks are free.
     common::eventually("the passphrase to be checked", || async {
-        answer("127.0.5.1".into(), PHRASE).await == 303
+        answer(common::client_from("127.0.5.1"), PHRASE).await == 303
     })
     .await;
 }
