@@ -134,3 +134,58 @@ fn module_dependencies_point_one_way() {
         visit(node, &graph, &mut Vec::new(), &mut done);
     }
 }
+
+/// Where cargo put rmcp's source: the `ServerHandler` trait that `mcp::span::Traced` must
+/// forward whole.
+fn rmcp_server_handler_source() -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let metadata = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(metadata.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    let manifest = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "rmcp")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("rmcp is a dependency")
+        .to_owned();
+    let file = Path::new(&manifest).with_file_name("src/handler/server.rs");
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// A `ServerHandler` method that `Traced` does not name would answer with rmcp's default
+/// (method not found, or nothing) whatever the inner handler does: each is named there.
+#[test]
+fn the_traced_handler_forwards_every_server_handler_method() {
+    let rmcp = rmcp_server_handler_source();
+    let start = rmcp
+        .find("macro_rules! server_handler_methods")
+        .expect("rmcp declares its ServerHandler methods in one macro");
+    let block = &rmcp[start..];
+    let block = &block[..block.find("\n}\n").unwrap()];
+    let methods: Vec<&str> = block
+        .lines()
+        .filter_map(|line| line.strip_prefix("        fn "))
+        .filter_map(|rest| rest.split(['(', '<']).next())
+        .collect();
+    assert!(methods.len() >= 30, "found only {methods:?}");
+    let traced =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/mcp/span.rs"))
+            .unwrap();
+    let traced = &traced[..traced.find("#[cfg(test)]").unwrap()];
+    let missing: Vec<&&str> = methods
+        .iter()
+        .filter(|m| {
+            !traced.contains(&format!("fn {m}(")) && !traced.contains(&format!("        {m}("))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rmcp's ServerHandler has methods mcp::span::Traced does not forward: {missing:?}"
+    );
+}

@@ -10,10 +10,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::StreamExt as _;
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::SpanKind;
 use opentelemetry::{KeyValue, StringValue};
 use rmcp::model::{
     CallToolRequest, CancelledNotificationParam, ClientRequest, ProgressToken, Prompt, Reference,
@@ -34,7 +33,9 @@ use rmcp::service::{
 use rmcp::{ErrorData as McpError, Peer, ServerHandler};
 
 use crate::telemetry::Export;
-use crate::telemetry::trace::{ServerSpan, Span, Start, traceparent};
+use crate::telemetry::attribute;
+use crate::telemetry::mcp::{Operation, Side};
+use crate::telemetry::trace::{ServerSpan, Start, traceparent};
 use crate::upstream::notices::Notice;
 use crate::upstream::{Upstream, Upstreams};
 
@@ -46,41 +47,6 @@ pub struct Bridge {
     export: Option<Export>,
     /// With sessions, each client session hears of the upstreams' list changes.
     sessions: bool,
-}
-
-/// A request to the upstream, traced: its CLIENT span, under the SERVER span of the client's
-/// request, and what `mcp.client.operation.duration` records.
-struct Call {
-    span: Span,
-    start: Instant,
-    export: Export,
-    method: &'static str,
-    tool: Option<Arc<str>>,
-}
-
-impl Call {
-    /// Ends the span and records the duration, with the error's JSON-RPC code, if any.
-    fn end(mut self, error: Option<&McpError>) {
-        let error_type = error.map(|e| e.code.0.to_string());
-        if let (Some(error), Some(code)) = (error, &error_type) {
-            self.span
-                .set_attribute(KeyValue::new("error.type", code.clone()));
-            self.span
-                .set_status(Status::error(error.message.to_string()));
-        }
-        self.span.end();
-        let mut attributes = vec![KeyValue::new("mcp.method.name", self.method)];
-        if let Some(tool) = self.tool {
-            attributes.push(KeyValue::new("gen_ai.tool.name", tool));
-        }
-        if let Some(code) = error_type {
-            attributes.push(KeyValue::new("error.type", code));
-        }
-        self.export
-            .metrics
-            .mcp_client_operation
-            .record(self.start.elapsed().as_secs_f64(), &attributes);
-    }
 }
 
 impl Bridge {
@@ -114,19 +80,23 @@ impl Bridge {
         method: &'static str,
         tool: Option<&str>,
         params: &mut impl RequestParamsMeta,
-    ) -> Option<Call> {
+    ) -> Option<Operation> {
         let export = self.export.as_ref()?;
         let tool = tool.map(Arc::<str>::from);
+        let upstream_name = Arc::<str>::from(upstream.name());
         let mut attributes = vec![
-            KeyValue::new("mcp.method.name", method),
+            KeyValue::new(attribute::MCP_METHOD_NAME, method),
             KeyValue::new(
                 "latchkey.upstream.name",
-                StringValue::from(upstream.name().to_owned()),
+                StringValue::from(upstream_name.clone()),
             ),
         ];
         if let Some(tool) = &tool {
-            attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
-            attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+            attributes.push(KeyValue::new(attribute::GEN_AI_TOOL_NAME, tool.clone()));
+            attributes.push(KeyValue::new(
+                attribute::GEN_AI_OPERATION_NAME,
+                "execute_tool",
+            ));
         }
         let span = export.tracer.start(Start {
             name: match &tool {
@@ -149,13 +119,10 @@ impl Bridge {
                 params.set_tracestate(&state);
             }
         }
-        Some(Call {
-            span,
-            start: Instant::now(),
-            export: export.clone(),
-            method,
-            tool,
-        })
+        Some(
+            Operation::new(export, Side::Client, span, method.into(), tool)
+                .to_upstream(upstream_name),
+        )
     }
 
     /// [`Bridge::call`] for a listing, whose params are optional: with export on they are
@@ -166,7 +133,7 @@ impl Bridge {
         context: &RequestContext<RoleServer>,
         method: &'static str,
         request: &mut Option<PaginatedRequestParams>,
-    ) -> Option<Call> {
+    ) -> Option<Operation> {
         self.export.as_ref()?;
         self.call(
             upstream,
@@ -183,7 +150,7 @@ impl Bridge {
         &self,
         upstream: &Upstream,
         context: &RequestContext<RoleServer>,
-        call: Option<Call>,
+        call: Option<Operation>,
         request: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T, McpError> {
         let timeout = upstream.request_timeout();
@@ -203,8 +170,11 @@ impl Bridge {
                 None,
             )),
         };
-        if let Some(call) = call {
-            call.end(answer.as_ref().err());
+        if let Some(mut call) = call {
+            if let Err(error) = &answer {
+                call.failed_with(error);
+            }
+            call.end();
         }
         answer
     }

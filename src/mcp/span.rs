@@ -2,7 +2,7 @@
 //! conventions: `tools/call hello` with `mcp.method.name`, `gen_ai.tool.name`,
 //! `jsonrpc.request.id`, `mcp.protocol.version`, `mcp.session.id` (not on protocol
 //! 2026-07-28, which has no sessions), `client.address`/`client.port`, and `error.type` on
-//! failure.
+//! failure. Each is a `telemetry::mcp::Operation`: ending, it is handed to the observers.
 //!
 //! [`Traced`] wraps the server handler as rmcp calls it, so the span is made from the message
 //! rmcp has already parsed and the result the handler returns: nothing is read twice. The
@@ -12,18 +12,20 @@
 //! are exported: with no exporter it costs nothing.
 //!
 //! rmcp's HTTP service takes a `ServerHandler`, not any `Service`, so `Traced` is one: every
-//! method of rmcp 3.11's `ServerHandler` is passed on to the inner handler, in the order of
-//! rmcp's own wrappers for `Box` and `Arc` (a method left out would silently answer with
-//! rmcp's default). `subscriptions/listen` is a stream, not an operation, and gets no span.
+//! method of rmcp 3.11's `ServerHandler` is passed on to the inner handler, the operations
+//! from one table (`traced_requests!`, `traced_notifications!`); a method left out would
+//! silently answer with rmcp's default, and `tests/architecture.rs` fails when rmcp has one
+//! this file does not name. `subscriptions/listen` is a stream, not an operation, and gets no
+//! span.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
+use opentelemetry::KeyValue;
+use opentelemetry::StringValue;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt};
-use opentelemetry::{KeyValue, StringValue};
+use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
@@ -35,8 +37,10 @@ use rmcp::service::{
 
 use crate::redact;
 use crate::telemetry::Export;
+use crate::telemetry::attribute;
 use crate::telemetry::http::HttpSpan;
-use crate::telemetry::trace::{ServerSpan, Span, Start};
+use crate::telemetry::mcp::{Operation, Side};
+use crate::telemetry::trace::{ServerSpan, Start};
 
 /// The protocol version from which there are no sessions (and no `mcp.session.id`).
 const STATELESS_PROTOCOL: &str = "2026-07-28";
@@ -62,33 +66,99 @@ impl<S> Traced<S> {
     }
 }
 
+/// Requests, each `name(params: Type) -> Answer, method, detail, inspect;`: an operation
+/// starts with the `detail` of the params, the inner handler answers, and `inspect` records
+/// the answer on the span.
+macro_rules! traced_requests {
+    ($($name:ident($($param:ident: $params:ty)?) -> $answer:ty,
+        $method:expr, $detail:expr, $inspect:expr;)*) => {$(
+        fn $name(
+            &self,
+            $($param: $params,)?
+            mut context: RequestContext<RoleServer>,
+        ) -> impl Future<Output = Result<$answer, McpError>> + MaybeSendFuture + '_ {
+            let operation = self.request($method, &mut context, $detail);
+            traced(
+                operation,
+                self.tracing.tool_io,
+                self.inner.$name($($param,)? context),
+                $inspect,
+            )
+        }
+    )*};
+}
+
+/// Notifications, each `name(params: Type), method;`: a span while the handler handles it.
+macro_rules! traced_notifications {
+    ($($name:ident($($param:ident: $params:ty)?), $method:expr;)*) => {$(
+        fn $name(
+            &self,
+            $($param: $params,)?
+            context: NotificationContext<RoleServer>,
+        ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+            let operation = self.notification($method, &context);
+            notified(operation, self.inner.$name($($param,)? context))
+        }
+    )*};
+}
+
 // Deprecated methods are passed on too: clients on older protocols still call them.
 #[allow(deprecated)]
 impl<S: ServerHandler> ServerHandler for Traced<S> {
-    fn ping(
-        &self,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(PingRequestMethod::VALUE, &mut context, Detail::default());
-        traced(operation, self.inner.ping(context), inspect_size)
+    traced_requests! {
+        ping() -> (), PingRequestMethod::VALUE, Detail::default(), inspect_size;
+        initialize(request: InitializeRequestParams) -> InitializeResult,
+            InitializeResultMethod::VALUE, Detail::initialize(&request), inspect_size;
+        discover() -> DiscoverResult, DiscoverRequestMethod::VALUE, Detail::default(), inspect_size;
+        complete(request: CompleteRequestParams) -> CompleteResult,
+            CompleteRequestMethod::VALUE, Detail::default(), inspect_size;
+        set_level(request: SetLevelRequestParams) -> (),
+            SetLevelRequestMethod::VALUE, Detail::default(), inspect_size;
+        get_prompt(request: GetPromptRequestParams) -> GetPromptResponse,
+            GetPromptRequestMethod::VALUE, Detail::prompt(&request), inspect_prompt;
+        list_prompts(request: Option<PaginatedRequestParams>) -> ListPromptsResult,
+            ListPromptsRequestMethod::VALUE, Detail::default(), inspect_size;
+        list_resources(request: Option<PaginatedRequestParams>) -> ListResourcesResult,
+            ListResourcesRequestMethod::VALUE, Detail::default(), inspect_size;
+        list_resource_templates(request: Option<PaginatedRequestParams>)
+            -> ListResourceTemplatesResult,
+            ListResourceTemplatesRequestMethod::VALUE, Detail::default(), inspect_size;
+        read_resource(request: ReadResourceRequestParams) -> ReadResourceResponse,
+            ReadResourceRequestMethod::VALUE, Detail::default(), inspect_read;
+        subscribe(request: SubscribeRequestParams) -> (),
+            SubscribeRequestMethod::VALUE, Detail::default(), inspect_size;
+        unsubscribe(request: UnsubscribeRequestParams) -> (),
+            UnsubscribeRequestMethod::VALUE, Detail::default(), inspect_size;
+        call_tool(request: CallToolRequestParams) -> CallToolResponse,
+            CallToolRequestMethod::VALUE, Detail::call(&request), inspect_call;
+        list_tools(request: Option<PaginatedRequestParams>) -> ListToolsResult,
+            ListToolsRequestMethod::VALUE, Detail::default(), inspect_size;
+        on_custom_request(request: CustomRequest) -> CustomResult,
+            request.method.clone(), Detail::default(), inspect_size;
+        get_task(request: GetTaskParams) -> GetTaskResult,
+            GetTaskMethod::VALUE, Detail::default(), inspect_size;
+        update_task(request: UpdateTaskParams) -> (),
+            UpdateTaskMethod::VALUE, Detail::default(), inspect_size;
+        cancel_task(request: CancelTaskParams) -> (),
+            CancelTaskMethod::VALUE, Detail::default(), inspect_size;
+        list_skills(request: Option<PaginatedRequestParams>) -> ListSkillsResult,
+            ListSkillsRequestMethod::VALUE, Detail::default(), inspect_size;
+        get_skill(request: GetSkillRequestParams) -> GetSkillResult,
+            GetSkillRequestMethod::VALUE, Detail::default(), inspect_size;
+        read_resource_directory(request: ReadResourceDirectoryRequestParams)
+            -> ReadResourceDirectoryResult,
+            ReadResourceDirectoryRequestMethod::VALUE, Detail::default(), inspect_size;
     }
 
-    fn initialize(
-        &self,
-        request: InitializeRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<InitializeResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            InitializeResultMethod::VALUE,
-            &mut context,
-            Detail::initialize(&request),
-        );
-        traced(
-            operation,
-            self.inner.initialize(request, context),
-            inspect_size,
-        )
+    traced_notifications! {
+        on_cancelled(notification: CancelledNotificationParam), CancelledNotificationMethod::VALUE;
+        on_progress(notification: ProgressNotificationParam), ProgressNotificationMethod::VALUE;
+        on_initialized(), InitializedNotificationMethod::VALUE;
+        on_roots_list_changed(), RootsListChangedNotificationMethod::VALUE;
+        on_custom_notification(notification: CustomNotification), notification.method.clone();
     }
+
+    // What is not an operation is passed on as it is.
 
     fn negotiate_initialize(
         &self,
@@ -99,138 +169,6 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         self.inner.supported_protocol_versions()
-    }
-
-    fn discover(
-        &self,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<DiscoverResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            DiscoverRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(operation, self.inner.discover(context), inspect_size)
-    }
-
-    fn complete(
-        &self,
-        request: CompleteRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<CompleteResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            CompleteRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.complete(request, context),
-            inspect_size,
-        )
-    }
-
-    fn set_level(
-        &self,
-        request: SetLevelRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            SetLevelRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.set_level(request, context),
-            inspect_size,
-        )
-    }
-
-    fn get_prompt(
-        &self,
-        request: GetPromptRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            GetPromptRequestMethod::VALUE,
-            &mut context,
-            Detail::prompt(&request),
-        );
-        traced(
-            operation,
-            self.inner.get_prompt(request, context),
-            inspect_prompt,
-        )
-    }
-
-    fn list_prompts(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListPromptsResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            ListPromptsRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.list_prompts(request, context),
-            inspect_size,
-        )
-    }
-
-    fn list_resources(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListResourcesResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            ListResourcesRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.list_resources(request, context),
-            inspect_size,
-        )
-    }
-
-    fn list_resource_templates(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListResourceTemplatesResult, McpError>> + MaybeSendFuture + '_
-    {
-        let operation = self.request(
-            ListResourceTemplatesRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.list_resource_templates(request, context),
-            inspect_size,
-        )
-    }
-
-    fn read_resource(
-        &self,
-        request: ReadResourceRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ReadResourceResponse, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            ReadResourceRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.read_resource(request, context),
-            inspect_read,
-        )
     }
 
     fn accepted_subscription_filter(
@@ -247,230 +185,12 @@ impl<S: ServerHandler> ServerHandler for Traced<S> {
         self.inner.listen(context)
     }
 
-    fn subscribe(
-        &self,
-        request: SubscribeRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            SubscribeRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.subscribe(request, context),
-            inspect_size,
-        )
-    }
-
-    fn unsubscribe(
-        &self,
-        request: UnsubscribeRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            UnsubscribeRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.unsubscribe(request, context),
-            inspect_size,
-        )
-    }
-
-    fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<CallToolResponse, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            CallToolRequestMethod::VALUE,
-            &mut context,
-            Detail::call(&request),
-        );
-        traced(
-            operation,
-            self.inner.call_tool(request, context),
-            inspect_call,
-        )
-    }
-
-    fn list_tools(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListToolsResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            ListToolsRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.list_tools(request, context),
-            inspect_size,
-        )
-    }
-
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.inner.get_tool(name)
     }
 
-    fn on_custom_request(
-        &self,
-        request: CustomRequest,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(request.method.clone(), &mut context, Detail::default());
-        traced(
-            operation,
-            self.inner.on_custom_request(request, context),
-            inspect_size,
-        )
-    }
-
-    fn on_cancelled(
-        &self,
-        notification: CancelledNotificationParam,
-        context: NotificationContext<RoleServer>,
-    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        let operation = self.notification(CancelledNotificationMethod::VALUE, &context);
-        notified(operation, self.inner.on_cancelled(notification, context))
-    }
-
-    fn on_progress(
-        &self,
-        notification: ProgressNotificationParam,
-        context: NotificationContext<RoleServer>,
-    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        let operation = self.notification(ProgressNotificationMethod::VALUE, &context);
-        notified(operation, self.inner.on_progress(notification, context))
-    }
-
-    fn on_initialized(
-        &self,
-        context: NotificationContext<RoleServer>,
-    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        let operation = self.notification(InitializedNotificationMethod::VALUE, &context);
-        notified(operation, self.inner.on_initialized(context))
-    }
-
-    fn on_roots_list_changed(
-        &self,
-        context: NotificationContext<RoleServer>,
-    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        let operation = self.notification(RootsListChangedNotificationMethod::VALUE, &context);
-        notified(operation, self.inner.on_roots_list_changed(context))
-    }
-
-    fn on_custom_notification(
-        &self,
-        notification: CustomNotification,
-        context: NotificationContext<RoleServer>,
-    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        let operation = self.notification(notification.method.clone(), &context);
-        notified(
-            operation,
-            self.inner.on_custom_notification(notification, context),
-        )
-    }
-
     fn get_info(&self) -> ServerConfig {
         self.inner.get_info()
-    }
-
-    fn get_task(
-        &self,
-        request: GetTaskParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<GetTaskResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(GetTaskMethod::VALUE, &mut context, Detail::default());
-        traced(
-            operation,
-            self.inner.get_task(request, context),
-            inspect_size,
-        )
-    }
-
-    fn update_task(
-        &self,
-        request: UpdateTaskParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(UpdateTaskMethod::VALUE, &mut context, Detail::default());
-        traced(
-            operation,
-            self.inner.update_task(request, context),
-            inspect_size,
-        )
-    }
-
-    fn cancel_task(
-        &self,
-        request: CancelTaskParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(CancelTaskMethod::VALUE, &mut context, Detail::default());
-        traced(
-            operation,
-            self.inner.cancel_task(request, context),
-            inspect_size,
-        )
-    }
-
-    fn list_skills(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListSkillsResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            ListSkillsRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.list_skills(request, context),
-            inspect_size,
-        )
-    }
-
-    fn get_skill(
-        &self,
-        request: GetSkillRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<GetSkillResult, McpError>> + MaybeSendFuture + '_ {
-        let operation = self.request(
-            GetSkillRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.get_skill(request, context),
-            inspect_size,
-        )
-    }
-
-    fn read_resource_directory(
-        &self,
-        request: ReadResourceDirectoryRequestParams,
-        mut context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ReadResourceDirectoryResult, McpError>> + MaybeSendFuture + '_
-    {
-        let operation = self.request(
-            ReadResourceDirectoryRequestMethod::VALUE,
-            &mut context,
-            Detail::default(),
-        );
-        traced(
-            operation,
-            self.inner.read_resource_directory(request, context),
-            inspect_size,
-        )
     }
 }
 
@@ -494,7 +214,7 @@ impl<S> Traced<S> {
                 context.client_info().filter(|c| !is_rmcp_placeholder(c)),
             ),
         };
-        let operation = Operation::start(
+        let operation = start(
             &self.tracing,
             Message {
                 method: method.into(),
@@ -509,7 +229,7 @@ impl<S> Traced<S> {
         );
         context
             .extensions
-            .insert(ServerSpan(operation.span.context().clone()));
+            .insert(ServerSpan(operation.context().clone()));
         operation
     }
 
@@ -519,7 +239,7 @@ impl<S> Traced<S> {
         method: impl Into<Cow<'static, str>>,
         context: &NotificationContext<RoleServer>,
     ) -> Operation {
-        Operation::start(
+        start(
             &self.tracing,
             Message {
                 method: method.into(),
@@ -558,7 +278,7 @@ struct Detail<'a> {
 impl<'a> Detail<'a> {
     fn call(params: &'a CallToolRequestParams) -> Self {
         Detail {
-            target: Some(("gen_ai.tool.name", &params.name)),
+            target: Some((attribute::GEN_AI_TOOL_NAME, &params.name)),
             arguments: params.arguments.as_ref(),
             initialize: None,
         }
@@ -566,7 +286,7 @@ impl<'a> Detail<'a> {
 
     fn prompt(params: &'a GetPromptRequestParams) -> Self {
         Detail {
-            target: Some(("gen_ai.prompt.name", &params.name)),
+            target: Some((attribute::GEN_AI_PROMPT_NAME, &params.name)),
             ..Detail::default()
         }
     }
@@ -579,15 +299,19 @@ impl<'a> Detail<'a> {
     }
 }
 
+/// How an answer is recorded on its operation; the flag is `--trace-tool-io`.
+type Inspect<T> = fn(&mut Operation, &T, bool);
+
 /// The handler's answer, recorded on `operation` (by `inspect`) when it comes.
 async fn traced<T>(
     mut operation: Operation,
+    tool_io: bool,
     answer: impl Future<Output = Result<T, McpError>>,
-    inspect: fn(&mut Operation, &T),
+    inspect: Inspect<T>,
 ) -> Result<T, McpError> {
     let result = answer.await;
     match &result {
-        Ok(answer) => inspect(&mut operation, answer),
+        Ok(answer) => inspect(&mut operation, answer, tool_io),
         Err(error) => operation.failed_with(error),
     }
     operation.end();
@@ -601,38 +325,36 @@ async fn notified(operation: Operation, handled: impl Future<Output = ()>) {
 }
 
 /// Any answer: its size.
-fn inspect_size<T: serde::Serialize>(operation: &mut Operation, answer: &T) {
-    operation.span.set_attribute(KeyValue::new(
+fn inspect_size<T: serde::Serialize>(operation: &mut Operation, answer: &T, _: bool) {
+    operation.set_attribute(KeyValue::new(
         "latchkey.result.bytes",
         json_len(answer) as i64,
     ));
 }
 
 /// A prompt: its size, when complete (one that asks the client for input has none yet).
-fn inspect_prompt(operation: &mut Operation, answer: &GetPromptResponse) {
+fn inspect_prompt(operation: &mut Operation, answer: &GetPromptResponse, tool_io: bool) {
     if let GetPromptResponse::Complete(prompt) = answer {
-        inspect_size(operation, prompt);
+        inspect_size(operation, prompt, tool_io);
     }
 }
 
 /// A resource read: its size, when complete.
-fn inspect_read(operation: &mut Operation, answer: &ReadResourceResponse) {
+fn inspect_read(operation: &mut Operation, answer: &ReadResourceResponse, tool_io: bool) {
     if let ReadResourceResponse::Complete(read) = answer {
-        inspect_size(operation, read);
+        inspect_size(operation, read, tool_io);
     }
 }
 
 /// A tool's answer: its size, its result (with `--trace-tool-io`), and whether it failed.
-fn inspect_call(operation: &mut Operation, answer: &CallToolResponse) {
+fn inspect_call(operation: &mut Operation, answer: &CallToolResponse, tool_io: bool) {
     let CallToolResponse::Complete(call) = answer else {
         return;
     };
-    inspect_size(operation, call);
-    if operation.tool_io
-        && let Ok(value) = serde_json::to_value(call)
-    {
-        operation.span.set_attribute(KeyValue::new(
-            "gen_ai.tool.call.result",
+    inspect_size(operation, call, tool_io);
+    if tool_io && let Ok(value) = serde_json::to_value(call) {
+        operation.set_attribute(KeyValue::new(
+            attribute::GEN_AI_TOOL_CALL_RESULT,
             redact::json(&value).to_string(),
         ));
     }
@@ -659,171 +381,123 @@ struct Message<'a> {
     extensions: &'a Extensions,
 }
 
-/// One message's span, open until its answer (or, dropped unanswered, with what is known).
-struct Operation {
-    span: Span,
-    start: Instant,
-    export: Export,
-    method: Cow<'static, str>,
-    /// Shared by the span's attribute and the metric's.
-    tool: Option<Arc<str>>,
-    tool_io: bool,
-    error_type: Option<String>,
-    ended: bool,
-}
-
-impl Operation {
-    fn start(tracing: &McpTracing, message: Message<'_>) -> Self {
-        let parts = message.extensions.get::<http::request::Parts>();
-        let http = parts.and_then(|p| p.extensions.get::<HttpSpan>());
-        let mut attributes = Vec::with_capacity(14);
+/// The operation of `message`: its SERVER span started, with the attributes it has.
+fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
+    let parts = message.extensions.get::<http::request::Parts>();
+    let http = parts.and_then(|p| p.extensions.get::<HttpSpan>());
+    let mut attributes = Vec::with_capacity(14);
+    attributes.push(KeyValue::new(
+        attribute::MCP_METHOD_NAME,
+        StringValue::from(message.method.clone()),
+    ));
+    // Shared by the span's attribute and the record's.
+    let target = message
+        .target
+        .map(|(key, target)| (key, Arc::<str>::from(target)));
+    message_attributes(&mut attributes, &mut message, target.as_ref(), parts);
+    if let Some(arguments) = message.arguments {
         attributes.push(KeyValue::new(
-            "mcp.method.name",
-            StringValue::from(message.method.clone()),
+            "latchkey.arguments.bytes",
+            json_len(arguments) as i64,
         ));
-        let stateless = message.protocol.as_deref() >= Some(STATELESS_PROTOCOL);
-        if let Some(protocol) = message.protocol {
-            attributes.push(KeyValue::new("mcp.protocol.version", protocol));
-        }
-        if !stateless
-            && let Some(session) = parts
-                .and_then(|p| p.headers.get("mcp-session-id"))
-                .and_then(|v| v.to_str().ok())
-        {
-            attributes.push(KeyValue::new("mcp.session.id", session.to_owned()));
-        }
-        if let Some(id) = message.request_id {
-            attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
-        }
-        let target = message
-            .target
-            .map(|(key, target)| (key, Arc::<str>::from(target)));
-        if let Some((key, target)) = &target {
-            attributes.push(KeyValue::new(*key, target.clone()));
-            if message.method == "tools/call" {
-                attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-            }
-        }
-        if let Some(arguments) = message.arguments {
+        if tracing.tool_io {
+            let recorded = redact::json(&serde_json::Value::Object(arguments.clone()));
             attributes.push(KeyValue::new(
-                "latchkey.arguments.bytes",
-                json_len(arguments) as i64,
+                attribute::GEN_AI_TOOL_CALL_ARGUMENTS,
+                recorded.to_string(),
             ));
-            if tracing.tool_io {
-                let recorded = redact::json(&serde_json::Value::Object(arguments.clone()));
-                attributes.push(KeyValue::new(
-                    "gen_ai.tool.call.arguments",
-                    recorded.to_string(),
-                ));
-            }
-        }
-        match message.client {
-            Some(client) => {
-                attributes.push(KeyValue::new("latchkey.client.name", client.name));
-                attributes.push(KeyValue::new("latchkey.client.version", client.version));
-            }
-            // What the client did not say of itself, its User-Agent may.
-            None => {
-                let agent = parts
-                    .and_then(|p| p.headers.get(http::header::USER_AGENT))
-                    .and_then(|v| v.to_str().ok());
-                if let Some(agent) = agent {
-                    attributes.push(KeyValue::new("latchkey.client.name", agent.to_owned()));
-                }
-            }
-        }
-        if let Some(http) = http {
-            attributes.push(KeyValue::new("network.transport", http.transport));
-            if let Some(address) = &http.client_address {
-                attributes.push(KeyValue::new("client.address", address.clone()));
-            }
-            if let Some(port) = http.client_port {
-                attributes.push(KeyValue::new("client.port", i64::from(port)));
-            }
-        }
-        let name = match message.target {
-            Some((_, target)) => Cow::Owned(format!("{} {target}", message.method)),
-            None => message.method.clone(),
-        };
-        let export = &tracing.export;
-        // A client that propagates its context (`traceparent` in `params._meta`) is the
-        // parent; the HTTP request's span, otherwise the parent, is linked.
-        let (parent, links) = match (message.meta.and_then(propagated_context), http) {
-            (Some(parent), http) => (
-                Some(parent),
-                http.iter().map(|h| h.context.clone()).collect(),
-            ),
-            (None, http) => (http.map(|h| h.context.clone()), Vec::new()),
-        };
-        let span = export.tracer.start(Start {
-            name,
-            kind: SpanKind::Server,
-            attributes,
-            parent,
-            links,
-        });
-        Operation {
-            span,
-            start: Instant::now(),
-            export: export.clone(),
-            method: message.method,
-            tool: target
-                .filter(|(key, _)| *key == "gen_ai.tool.name")
-                .map(|(_, tool)| tool),
-            tool_io: tracing.tool_io,
-            error_type: None,
-            ended: false,
         }
     }
+    client_attributes(&mut attributes, message.client, parts, http);
+    let name = match message.target {
+        Some((_, target)) => Cow::Owned(format!("{} {target}", message.method)),
+        None => message.method.clone(),
+    };
+    let export = &tracing.export;
+    // A client that propagates its context (`traceparent` in `params._meta`) is the
+    // parent; the HTTP request's span, otherwise the parent, is linked.
+    let (parent, links) = match (message.meta.and_then(propagated_context), http) {
+        (Some(parent), http) => (
+            Some(parent),
+            http.iter().map(|h| h.context.clone()).collect(),
+        ),
+        (None, http) => (http.map(|h| h.context.clone()), Vec::new()),
+    };
+    let span = export.tracer.start(Start {
+        name,
+        kind: SpanKind::Server,
+        attributes,
+        parent,
+        links,
+    });
+    let tool = target
+        .filter(|(key, _)| *key == attribute::GEN_AI_TOOL_NAME)
+        .map(|(_, tool)| tool);
+    Operation::new(export, Side::Server, span, message.method, tool)
+}
 
-    fn fail(&mut self, error_type: String, description: String) {
-        self.span
-            .set_attribute(KeyValue::new("error.type", error_type.clone()));
-        self.span.set_status(Status::error(description));
-        self.error_type = Some(error_type);
+/// The protocol version, session, request id and target of `message`.
+fn message_attributes(
+    attributes: &mut Vec<KeyValue>,
+    message: &mut Message<'_>,
+    target: Option<&(&'static str, Arc<str>)>,
+    parts: Option<&http::request::Parts>,
+) {
+    let stateless = message.protocol.as_deref() >= Some(STATELESS_PROTOCOL);
+    if let Some(protocol) = message.protocol.take() {
+        attributes.push(KeyValue::new(attribute::MCP_PROTOCOL_VERSION, protocol));
     }
-
-    /// A JSON-RPC error: its code is the error type.
-    fn failed_with(&mut self, error: &McpError) {
-        let code = error.code.0.to_string();
-        self.span
-            .set_attribute(KeyValue::new("rpc.response.status_code", code.clone()));
-        self.fail(code, error.message.to_string());
+    if !stateless
+        && let Some(session) = parts
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new(attribute::MCP_SESSION_ID, session.to_owned()));
     }
-
-    /// Ends the span and records `mcp.server.operation.duration`, once.
-    fn end(&mut self) {
-        if std::mem::replace(&mut self.ended, true) {
-            return;
+    if let Some(id) = message.request_id {
+        attributes.push(KeyValue::new(attribute::JSONRPC_REQUEST_ID, id.to_string()));
+    }
+    if let Some((key, target)) = target {
+        attributes.push(KeyValue::new(*key, target.clone()));
+        if message.method == CallToolRequestMethod::VALUE {
+            attributes.push(KeyValue::new(
+                attribute::GEN_AI_OPERATION_NAME,
+                "execute_tool",
+            ));
         }
-        self.span.end();
-        // An array, not a `Vec`: this runs on every message.
-        let mut attributes = [
-            KeyValue::new("mcp.method.name", StringValue::from(self.method.clone())),
-            KeyValue::new("gen_ai.tool.name", ""),
-            KeyValue::new("error.type", ""),
-        ];
-        let mut given = 1;
-        if let Some(tool) = &self.tool {
-            attributes[given] = KeyValue::new("gen_ai.tool.name", tool.clone());
-            given += 1;
-        }
-        if let Some(error) = &self.error_type {
-            attributes[given] = KeyValue::new("error.type", error.clone());
-            given += 1;
-        }
-        self.export
-            .metrics
-            .mcp_operation
-            .record(self.start.elapsed().as_secs_f64(), &attributes[..given]);
     }
 }
 
-impl Drop for Operation {
-    /// A notification's span, or a request's whose answer never came (its client went away
-    /// and rmcp dropped the handler's future), ends here with what is known.
-    fn drop(&mut self) {
-        self.end();
+/// Who the client is: what it said of itself (or its User-Agent), and where it is.
+fn client_attributes(
+    attributes: &mut Vec<KeyValue>,
+    client: Option<Implementation>,
+    parts: Option<&http::request::Parts>,
+    http: Option<&HttpSpan>,
+) {
+    match client {
+        Some(client) => {
+            attributes.push(KeyValue::new("latchkey.client.name", client.name));
+            attributes.push(KeyValue::new("latchkey.client.version", client.version));
+        }
+        // What the client did not say of itself, its User-Agent may.
+        None => {
+            let agent = parts
+                .and_then(|p| p.headers.get(http::header::USER_AGENT))
+                .and_then(|v| v.to_str().ok());
+            if let Some(agent) = agent {
+                attributes.push(KeyValue::new("latchkey.client.name", agent.to_owned()));
+            }
+        }
+    }
+    if let Some(http) = http {
+        attributes.push(KeyValue::new(attribute::NETWORK_TRANSPORT, http.transport));
+        if let Some(address) = &http.client_address {
+            attributes.push(KeyValue::new(attribute::CLIENT_ADDRESS, address.clone()));
+        }
+        if let Some(port) = http.client_port {
+            attributes.push(KeyValue::new(attribute::CLIENT_PORT, i64::from(port)));
+        }
     }
 }
 

@@ -13,6 +13,10 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use opentelemetry::trace::{SpanContext, SpanKind, Status};
 use opentelemetry::{KeyValue, StringValue};
+use opentelemetry_semantic_conventions::attribute::{
+    CLIENT_ADDRESS, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, NETWORK_TRANSPORT,
+    URL_PATH, URL_QUERY,
+};
 
 use crate::auth::AuthMethod;
 use crate::listen::Peer;
@@ -146,24 +150,24 @@ impl Record {
         };
         let path = self.path.as_str();
         let mut attributes = Vec::with_capacity(9);
-        attributes.push(KeyValue::new("http.request.method", method_value(method)));
+        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, method_value(method)));
         attributes.push(KeyValue::new(
-            "url.path",
+            URL_PATH,
             match route {
                 // The common case: the path is the route, one string for both.
                 Some(route) if **route == *path => StringValue::from(route.clone()),
                 _ => StringValue::from(path.to_owned()),
             },
         ));
-        attributes.push(KeyValue::new("network.transport", transport));
+        attributes.push(KeyValue::new(NETWORK_TRANSPORT, transport));
         if let Some(query) = &self.query {
-            attributes.push(KeyValue::new("url.query", query.clone()));
+            attributes.push(KeyValue::new(URL_QUERY, query.clone()));
         }
         if let Some(route) = route {
-            attributes.push(KeyValue::new("http.route", route.clone()));
+            attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
         }
         if let Some(client) = client_address {
-            attributes.push(KeyValue::new("client.address", client));
+            attributes.push(KeyValue::new(CLIENT_ADDRESS, client));
         }
         if let Some(user_agent) = self.user_agent() {
             attributes.push(KeyValue::new(
@@ -195,14 +199,14 @@ impl Record {
             span.end();
             // An array, not a `Vec`: this runs on every request.
             let mut attributes = [
-                KeyValue::new("http.request.method", method_value(&self.method)),
-                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
-                KeyValue::new("network.transport", transport),
-                KeyValue::new("http.route", ""),
+                KeyValue::new(HTTP_REQUEST_METHOD, method_value(&self.method)),
+                KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status.as_u16())),
+                KeyValue::new(NETWORK_TRANSPORT, transport),
+                KeyValue::new(HTTP_ROUTE, ""),
             ];
             let given = match route {
                 Some(route) => {
-                    attributes[3] = KeyValue::new("http.route", route);
+                    attributes[3] = KeyValue::new(HTTP_ROUTE, route);
                     4
                 }
                 None => 3,

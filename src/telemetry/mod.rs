@@ -2,6 +2,8 @@
 //!
 //! - `http`: the HTTP server span and metric, and the record of a request until its answer;
 //! - `access_log`: one access log line per request (`timestamp` writes its time);
+//! - `mcp`: an MCP operation, served or sent upstream, ended once; `observe`: what sees each
+//!   finished one (the duration histograms first); `attribute`: the conventions' names;
 //! - `trace`: the spans themselves, made and ended on the request path;
 //! - `otlp`: OTLP export of spans and metrics, on when an `OTEL_EXPORTER_OTLP_*` endpoint is set
 //!   (`span_export` writes and posts the spans over http/protobuf).
@@ -9,9 +11,12 @@
 //! What is never recorded is `crate::redact`'s.
 
 pub mod access_log;
+pub mod attribute;
 mod env;
 pub mod http;
+pub mod mcp;
 pub mod metrics;
+pub mod observe;
 pub mod otlp;
 mod span_export;
 mod timestamp;
@@ -70,11 +75,30 @@ pub struct Export(std::sync::Arc<ExportParts>);
 pub struct ExportParts {
     pub tracer: trace::Tracer,
     pub metrics: metrics::Metrics,
+    /// What sees every finished MCP operation (`mcp`): the duration histograms first.
+    observers: Vec<std::sync::Arc<dyn observe::Observer>>,
 }
 
 impl Export {
     pub fn new(tracer: trace::Tracer, metrics: metrics::Metrics) -> Self {
-        Export(std::sync::Arc::new(ExportParts { tracer, metrics }))
+        let observers: Vec<std::sync::Arc<dyn observe::Observer>> =
+            vec![std::sync::Arc::new(metrics.clone())];
+        Export(std::sync::Arc::new(ExportParts {
+            tracer,
+            metrics,
+            observers,
+        }))
+    }
+
+    /// The same export, with `observer` handed every finished MCP operation too.
+    pub fn with_observer(self, observer: std::sync::Arc<dyn observe::Observer>) -> Self {
+        let mut parts = std::sync::Arc::try_unwrap(self.0).unwrap_or_else(|shared| ExportParts {
+            tracer: shared.tracer,
+            metrics: shared.metrics.clone(),
+            observers: shared.observers.clone(),
+        });
+        parts.observers.push(observer);
+        Export(std::sync::Arc::new(parts))
     }
 }
 

@@ -1,0 +1,187 @@
+//! Every MCP operation latchkey takes part in, observed once when it finishes: a request or
+//! notification it serves (`Side::Server`, `mcp::span`) or a request the bridge sends to an
+//! upstream (`Side::Client`, `mcp::bridge`). An [`Operation`] owns its span and, when it
+//! ends, hands one [`Finished`] record to every [`Observer`] the export holds: the duration
+//! histograms (`mcp.server.operation.duration`, `mcp.client.operation.duration`) are the
+//! first, and whatever else wants to see operations (a console) subscribes the same way,
+//! not through a second code path.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanContext, Status};
+
+use super::Export;
+use super::attribute;
+pub use super::observe::{Finished, Observer, Side};
+use super::trace::Span;
+
+/// One operation: its span, open until it ends (or, dropped unanswered, with what is known).
+pub struct Operation {
+    span: Span,
+    start: Instant,
+    export: Export,
+    side: Side,
+    method: Cow<'static, str>,
+    tool: Option<Arc<str>>,
+    upstream: Option<Arc<str>>,
+    error_type: Option<String>,
+    ended: bool,
+}
+
+impl Operation {
+    /// The operation of `method` (naming `tool`), whose span `span` has started.
+    pub fn new(
+        export: &Export,
+        side: Side,
+        span: Span,
+        method: Cow<'static, str>,
+        tool: Option<Arc<str>>,
+    ) -> Self {
+        Operation {
+            span,
+            start: Instant::now(),
+            export: export.clone(),
+            side,
+            method,
+            tool,
+            upstream: None,
+            error_type: None,
+            ended: false,
+        }
+    }
+
+    /// The operation went to `upstream` (client side).
+    pub fn to_upstream(mut self, upstream: Arc<str>) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    pub fn context(&self) -> &SpanContext {
+        self.span.context()
+    }
+
+    /// An attribute for the span alone (the record's fields are fixed).
+    pub fn set_attribute(&mut self, attribute: KeyValue) {
+        self.span.set_attribute(attribute);
+    }
+
+    /// It failed: `error_type` on the span and the record, `description` as the status.
+    pub fn fail(&mut self, error_type: String, description: String) {
+        self.span
+            .set_attribute(KeyValue::new(attribute::ERROR_TYPE, error_type.clone()));
+        self.span.set_status(Status::error(description));
+        self.error_type = Some(error_type);
+    }
+
+    /// A JSON-RPC error: its code is the error type.
+    pub fn failed_with(&mut self, error: &rmcp::ErrorData) {
+        let code = error.code.0.to_string();
+        self.span.set_attribute(KeyValue::new(
+            attribute::RPC_RESPONSE_STATUS_CODE,
+            code.clone(),
+        ));
+        self.fail(code, error.message.to_string());
+    }
+
+    /// Ends the span and hands the record to every observer, once.
+    pub fn end(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        self.span.end();
+        let finished = Finished {
+            side: self.side,
+            method: &self.method,
+            tool: self.tool.as_ref(),
+            upstream: self.upstream.as_deref(),
+            error_type: self.error_type.as_deref(),
+            duration: self.start.elapsed(),
+        };
+        for observer in self.export.observers.iter() {
+            observer.finished(&finished);
+        }
+    }
+}
+
+impl Drop for Operation {
+    /// A notification's span, or a request's whose answer never came (its client went away
+    /// and rmcp dropped the handler's future), ends here with what is known.
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::SpanKind;
+
+    use super::*;
+    use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::trace::{Start, Tracer};
+
+    /// Keeps what it is handed, as text.
+    #[derive(Debug, Default)]
+    struct Kept(Mutex<Vec<String>>);
+
+    impl Observer for Kept {
+        fn finished(&self, operation: &Finished<'_>) {
+            self.0.lock().unwrap().push(format!(
+                "{:?} {} {:?} {:?} {:?}",
+                operation.side,
+                operation.method,
+                operation.tool.map(|t| &**t),
+                operation.upstream,
+                operation.error_type
+            ));
+        }
+    }
+
+    #[test]
+    fn each_operation_is_handed_to_every_observer_once_ended_or_dropped() {
+        let kept = Arc::new(Kept::default());
+        let (tracer, spans) = Tracer::in_memory();
+        let metrics = Metrics::from_meter(&opentelemetry::global::meter("test"));
+        let export = Export::new(tracer, metrics).with_observer(kept.clone());
+        let start = |name: &'static str| {
+            export.tracer.start(Start {
+                name: name.into(),
+                kind: SpanKind::Server,
+                attributes: Vec::new(),
+                parent: None,
+                links: Vec::new(),
+            })
+        };
+        let mut call = Operation::new(
+            &export,
+            Side::Client,
+            start("tools/call hello"),
+            "tools/call".into(),
+            Some("hello".into()),
+        )
+        .to_upstream("docs".into());
+        call.fail("-32603".into(), "it broke".into());
+        call.end();
+        call.end();
+        drop(call);
+        drop(Operation::new(
+            &export,
+            Side::Server,
+            start("notifications/initialized"),
+            "notifications/initialized".into(),
+            None,
+        ));
+        assert_eq!(
+            *kept.0.lock().unwrap(),
+            [
+                r#"Client tools/call Some("hello") Some("docs") Some("-32603")"#,
+                "Server notifications/initialized None None None",
+            ]
+        );
+        assert_eq!(spans.get_finished_spans().unwrap().len(), 2);
+    }
+}
