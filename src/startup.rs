@@ -379,6 +379,27 @@ fn tcp_peer(addr: &SocketAddr) -> Peer {
     Peer::Tcp(*addr)
 }
 
+/// What `connections::serve` serves: a service that can be told its connection's peer.
+trait Servable:
+    WithPeer
+    + tower::Service<Request, Response = Response, Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Servable for S where
+    S: WithPeer
+        + tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The listeners being served, and the addresses they are on.
 struct Serving {
     tasks: JoinSet<std::io::Result<()>>,
@@ -396,12 +417,7 @@ impl Serving {
         service: S,
     ) where
         L: axum::serve::Listener,
-        S: WithPeer
-            + tower::Service<Request, Response = Response, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: Servable,
         S::Future: Send + 'static,
     {
         let served =
@@ -415,12 +431,7 @@ impl Serving {
     /// A plain HTTP listener at `shown`, said with `note`.
     fn tcp<S>(&mut self, listener: NoDelayListener, shown: String, note: &str, service: S)
     where
-        S: WithPeer
-            + tower::Service<Request, Response = Response, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: Servable,
         S::Future: Send + 'static,
     {
         tracing::info!("listening on {shown}{note}");

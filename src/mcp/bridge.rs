@@ -283,6 +283,29 @@ trait Listing {
     fn whole(items: Vec<Self::Item>) -> Self;
 }
 
+/// Listings, each `name -> Result, method, adapt;`: [`Bridge::list`] of the upstreams'
+/// items, each upstream's adapted (filtered, renamed) by `adapt`.
+macro_rules! bridged_listings {
+    ($($name:ident -> $result:ty, $method:expr, $adapt:path;)*) => {$(
+        fn $name(
+            &self,
+            request: Option<PaginatedRequestParams>,
+            context: RequestContext<RoleServer>,
+        ) -> impl Future<Output = Result<$result, McpError>> + Send + '_ {
+            Box::pin(async move {
+                self.list(
+                    &context,
+                    $method,
+                    request,
+                    |peer, request| async move { peer.$name(request).await },
+                    $adapt,
+                )
+                .await
+            })
+        }
+    )*};
+}
+
 macro_rules! listing {
     ($($result:ty => $item:ty, $field:ident;)*) => {$(
         impl Listing for $result {
@@ -478,32 +501,12 @@ impl ServerHandler for Bridge {
         }
     }
 
-    fn list_tools(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListToolsResult, McpError>> + Send + '_ {
-        Box::pin(async move {
-            self.list(
-                &context,
-                ListToolsRequestMethod::VALUE,
-                request,
-                |peer, request| async move { peer.list_tools(request).await },
-                |upstream, tools: &mut Vec<Tool>| {
-                    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-                    for problem in upstream.unmatched_tool_entries(&names) {
-                        tracing::warn!(upstream = upstream.name(), "{problem}");
-                    }
-                    tools.retain(|tool| upstream.offers_tool(&tool.name));
-                    if upstream.naming.prefix.is_some() {
-                        for tool in tools {
-                            tool.name = upstream.naming.name(&tool.name).into_owned().into();
-                        }
-                    }
-                },
-            )
-            .await
-        })
+    bridged_listings! {
+        list_tools -> ListToolsResult, ListToolsRequestMethod::VALUE, adapt_tools;
+        list_prompts -> ListPromptsResult, ListPromptsRequestMethod::VALUE, adapt_prompts;
+        list_resources -> ListResourcesResult, ListResourcesRequestMethod::VALUE, adapt_resources;
+        list_resource_templates -> ListResourceTemplatesResult,
+            ListResourceTemplatesRequestMethod::VALUE, adapt_templates;
     }
 
     fn call_tool(
@@ -554,27 +557,6 @@ impl ServerHandler for Bridge {
         })
     }
 
-    fn list_prompts(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListPromptsResult, McpError>> + Send + '_ {
-        Box::pin(async move {
-            self.list(
-                &context,
-                ListPromptsRequestMethod::VALUE,
-                request,
-                |peer, request| async move { peer.list_prompts(request).await },
-                |upstream, prompts: &mut Vec<Prompt>| {
-                    for prompt in prompts {
-                        upstream.naming.rename(&mut prompt.name);
-                    }
-                },
-            )
-            .await
-        })
-    }
-
     fn get_prompt(
         &self,
         mut request: GetPromptRequestParams,
@@ -598,50 +580,6 @@ impl ServerHandler for Bridge {
                 &context,
                 call,
                 connection.peer.get_prompt_once(request),
-            )
-            .await
-        })
-    }
-
-    fn list_resources(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListResourcesResult, McpError>> + Send + '_ {
-        Box::pin(async move {
-            self.list(
-                &context,
-                ListResourcesRequestMethod::VALUE,
-                request,
-                |peer, request| async move { peer.list_resources(request).await },
-                |upstream, resources: &mut Vec<Resource>| {
-                    for resource in resources {
-                        upstream.naming.rename(&mut resource.name);
-                        upstream.naming.rename_uri(&mut resource.uri);
-                    }
-                },
-            )
-            .await
-        })
-    }
-
-    fn list_resource_templates(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListResourceTemplatesResult, McpError>> + Send + '_ {
-        Box::pin(async move {
-            self.list(
-                &context,
-                ListResourceTemplatesRequestMethod::VALUE,
-                request,
-                |peer, request| async move { peer.list_resource_templates(request).await },
-                |upstream, templates: &mut Vec<ResourceTemplate>| {
-                    for template in templates {
-                        upstream.naming.rename(&mut template.name);
-                        upstream.naming.rename_uri(&mut template.uri_template);
-                    }
-                },
             )
             .await
         })
@@ -725,5 +663,42 @@ impl ServerHandler for Bridge {
             self.forward(upstream, &context, call, connection.peer.complete(request))
                 .await
         })
+    }
+}
+
+/// The tools the upstream offers (its allow/deny entries that name no tool warned), renamed.
+fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>) {
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for problem in upstream.unmatched_tool_entries(&names) {
+        tracing::warn!(upstream = upstream.name(), "{problem}");
+    }
+    tools.retain(|tool| upstream.offers_tool(&tool.name));
+    if upstream.naming.prefix.is_some() {
+        for tool in tools {
+            tool.name = upstream.naming.name(&tool.name).into_owned().into();
+        }
+    }
+}
+
+/// An upstream's prompts, renamed.
+fn adapt_prompts(upstream: &Upstream, prompts: &mut Vec<Prompt>) {
+    for prompt in prompts {
+        upstream.naming.rename(&mut prompt.name);
+    }
+}
+
+/// An upstream's resources, names and URIs renamed.
+fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>) {
+    for resource in resources {
+        upstream.naming.rename(&mut resource.name);
+        upstream.naming.rename_uri(&mut resource.uri);
+    }
+}
+
+/// An upstream's resource templates, names and URI templates renamed.
+fn adapt_templates(upstream: &Upstream, templates: &mut Vec<ResourceTemplate>) {
+    for template in templates {
+        upstream.naming.rename(&mut template.name);
+        upstream.naming.rename_uri(&mut template.uri_template);
     }
 }
