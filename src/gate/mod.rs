@@ -2,33 +2,39 @@
 //! 1. the key is taken out of the request (`auth::take_credentials`, and
 //!    `auth::take_path_key` for `{base}/mcp/<key>`);
 //! 2. the access log record and HTTP span start (`telemetry::access_log`);
-//! 3. Host and Origin are checked (`host_origin`), unless the path is open;
-//! 4. a CORS preflight from an allowed origin is answered (`cors`), with no key asked for;
-//! 5. the key is checked (`auth::check`), if the path is protected; with `--oauth`, a
-//!    `Bearer` value that is no key is looked up as an access token (`oauth::OAuth::check`);
-//! 6. the routes answer (`routes`), readable by an allowed origin's page (`cors`), and the
+//! 3. a URI longer than `--max-uri-bytes` is refused (414);
+//! 4. on a path that is not open: a client `--allowed-client` does not allow is refused
+//!    (403), and Host and Origin are checked (`host_origin`);
+//! 5. a CORS preflight from an allowed origin is answered (`cors`), with no key asked for;
+//! 6. on a protected path: a locked-out client is refused (429) before its key is looked at,
+//!    the credentials are put to the verifiers (`verifier`: the key set, and with `--oauth`
+//!    access tokens), whose verdicts decide the lockout count and the 401 (with its
+//!    `WWW-Authenticate`) once, and the request takes a place among those in flight (503
+//!    when `--max-requests` are);
+//! 7. the routes answer (`routes`), readable by an allowed origin's page (`cors`), and the
 //!    record is finished with the status (499 if the client left before the answer was
-//!    ready).
+//!    ready; `future`).
 //!
 //! The record shows a path whole only when latchkey serves it (`Paths::shown`): a key may
-//! have been put in the path.
+//! have been put in the path. The client's address is found once, in `admit`, and handed on
+//! to the consent page (which counts wrong secrets as the gate counts wrong keys).
 //!
 //! One synchronous tower service rather than a stack of `axum::middleware::from_fn` layers:
 //! each of those boxes a future and clones the whole route below it on every request, which
 //! cost more than the checks themselves (see BENCHMARKS.md).
 
+mod future;
+pub mod verifier;
+
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 use tower_http::set_header::SetResponseHeader;
@@ -42,10 +48,13 @@ use crate::host_origin::{self, HostOriginGuard};
 use crate::keys::KeySet;
 use crate::listen::Peer;
 use crate::lockout::Lockout;
-use crate::oauth::{OAuth, TokenCheck};
+use crate::oauth::OAuth;
 use crate::routes::{Access, Matched, Paths};
 use crate::telemetry::Export;
 use crate::telemetry::http::Record;
+
+pub use future::GateFuture;
+use verifier::{AccessTokens, Decision, Keys, Verifier};
 
 /// What the gate checks.
 enum Checks {
@@ -53,11 +62,10 @@ enum Checks {
     Routes {
         paths: Paths,
         guard: HostOriginGuard,
-        keys: Arc<ArcSwap<KeySet>>,
+        /// Who may pass: the keys, and with `--oauth` its access tokens (whose 401 says
+        /// where to find the authorization server).
+        verifiers: Box<[Box<dyn Verifier>]>,
         limits: Box<Limits>,
-        /// With `--oauth`: access tokens are admitted beside keys, and a 401 says where
-        /// to find the authorization server.
-        oauth: Option<Arc<OAuth>>,
     },
     /// Nothing is checked, only logged, with paths shown as `paths` allows (the
     /// HTTP-to-HTTPS redirect listener).
@@ -112,13 +120,16 @@ impl GateLayer {
             lockout: limits.lockout,
             in_flight: Arc::new(Semaphore::new(limits.max_requests)),
         });
+        let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(Keys(keys))];
+        if let Some(oauth) = oauth {
+            verifiers.push(Box::new(AccessTokens(oauth)));
+        }
         Self {
             checks: Arc::new(Checks::Routes {
                 paths,
                 guard,
-                keys,
+                verifiers: verifiers.into_boxed_slice(),
                 limits,
-                oauth,
             }),
             export,
         }
@@ -183,9 +194,8 @@ impl<S> Gate<S> {
     ) -> Result<Admitted, Answer> {
         let Checks::Routes {
             guard,
-            keys,
+            verifiers,
             limits,
-            oauth,
             ..
         } = &*self.checks
         else {
@@ -219,6 +229,7 @@ impl<S> Gate<S> {
         if matched.access != Access::Protected {
             return Ok(Admitted {
                 origin,
+                client: Some(client),
                 ..Admitted::default()
             });
         }
@@ -230,33 +241,7 @@ impl<S> Gate<S> {
                 retry_after,
                 origin: origin.clone(),
             })?;
-        let auth = match auth::check(&keys.load(), credentials) {
-            Ok(auth) => {
-                limits.lockout.succeeded(client);
-                auth
-            }
-            Err(refusal) => {
-                let token = match oauth {
-                    Some(oauth) if refusal == auth::KeyRefusal::Invalid => oauth.check(credentials),
-                    _ => TokenCheck::Unknown,
-                };
-                if token == TokenCheck::Valid {
-                    limits.lockout.succeeded(client);
-                    AuthMethod::OAuth
-                } else {
-                    // An expired or revoked token of ours is no guess at a key.
-                    if refusal.presented() && token == TokenCheck::Unknown {
-                        limits.lockout.failed(client);
-                    }
-                    let challenge = oauth.as_ref().map(|o| o.challenge(refusal.presented()));
-                    return Err(Answer::Key {
-                        refusal,
-                        origin,
-                        challenge,
-                    });
-                }
-            }
-        };
+        let auth = verified(verifiers, &limits.lockout, client, credentials, &origin)?;
         let permit = limits
             .in_flight
             .clone()
@@ -266,7 +251,38 @@ impl<S> Gate<S> {
             auth: Some(auth),
             origin,
             permit: Some(permit),
+            client: Some(client),
         })
+    }
+}
+
+/// How `credentials` authenticate, by the verifiers' decision; a refusal that is a guess
+/// counts against `client`, and its 401 says where to authenticate.
+fn verified(
+    verifiers: &[Box<dyn Verifier>],
+    lockout: &Lockout,
+    client: ClientAddr,
+    credentials: &auth::Credentials,
+    origin: &Option<HeaderValue>,
+) -> Result<AuthMethod, Answer> {
+    match verifier::decide(verifiers, credentials) {
+        Decision::Admit(method) => {
+            lockout.succeeded(client);
+            Ok(method)
+        }
+        Decision::Refuse { refusal, guess } => {
+            if guess {
+                lockout.failed(client);
+            }
+            let challenge = verifiers
+                .iter()
+                .find_map(|v| v.challenge(refusal.presented()));
+            Err(Answer::Key {
+                refusal,
+                origin: origin.clone(),
+                challenge,
+            })
+        }
     }
 }
 
@@ -279,6 +295,8 @@ struct Admitted {
     origin: Option<HeaderValue>,
     /// Its place among the requests in flight, held until its answer is ready.
     permit: Option<OwnedSemaphorePermit>,
+    /// Who sent it, where the path is not open.
+    client: Option<ClientAddr>,
 }
 
 /// What the gate answers itself: a refusal, or a preflight.
@@ -418,100 +436,37 @@ where
         match self.admit(matched, &request, &taken.credentials) {
             Ok(admitted) => {
                 // The OAuth consent page counts wrong secrets per client, as the gate does.
-                if matched.access == Access::Guarded {
-                    let client = ClientAddr::of(self.peer, request.headers());
+                if let (Access::Guarded, Some(client)) = (matched.access, admitted.client) {
                     request.extensions_mut().insert(client);
                 }
-                GateFuture {
-                    inner: Some(self.inner.call(request)),
-                    refused: None,
-                    record: Some(record),
-                    auth: admitted.auth,
-                    origin: admitted.origin,
-                    permit: admitted.permit,
-                }
+                GateFuture::routes(
+                    self.inner.call(request),
+                    record,
+                    admitted.auth,
+                    admitted.origin,
+                    admitted.permit,
+                )
             }
-            Err(refusal) => GateFuture {
-                inner: None,
-                // A refused key is recorded by how it came (with its 401, 400 or 429), not as
-                // no key at all.
-                auth: match refusal {
+            Err(refusal) => {
+                // A refused key is recorded by how it came (with its 401, 400 or 429), not
+                // as no key at all.
+                let auth = match refusal {
                     Answer::Key { .. } | Answer::LockedOut { .. } => {
                         taken.credentials.first_method()
                     }
                     _ => None,
-                },
-                refused: Some(refusal.response()),
-                record: Some(record),
-                origin: None,
-                permit: None,
-            },
-        }
-    }
-}
-
-/// The status logged for a request whose client went away before its response was ready
-/// (nginx's "client closed request"): hyper then drops the future instead of polling it on.
-const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
-    Ok(status) => status,
-    Err(_) => panic!("499 is a valid status code"),
-};
-
-pin_project! {
-    /// The routes' answer (or the refusal), logged when it is ready — or, with
-    /// [`CLIENT_CLOSED`], when it is dropped unanswered.
-    pub struct GateFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        refused: Option<Response>,
-        record: Option<Record>,
-        auth: Option<AuthMethod>,
-        // An allowed origin, whose page may read the routes' answer.
-        origin: Option<HeaderValue>,
-        permit: Option<OwnedSemaphorePermit>,
-    }
-
-    impl<F> PinnedDrop for GateFuture<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(record) = this.record.take() {
-                record.finish(CLIENT_CLOSED, *this.auth);
+                };
+                GateFuture::refused(refusal.response(), record, auth)
             }
         }
-    }
-}
-
-impl<F> Future for GateFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = match this.inner.as_pin_mut() {
-            Some(inner) => {
-                let mut response = ready!(inner.poll(cx))?;
-                if let Some(origin) = this.origin.take() {
-                    cors::allow(&mut response, origin);
-                }
-                response
-            }
-            None => this
-                .refused
-                .take()
-                .expect("GateFuture polled after completion"),
-        };
-        this.permit.take();
-        if let Some(record) = this.record.take() {
-            record.finish(response.status(), *this.auth);
-        }
-        Poll::Ready(Ok(response))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+
     use super::*;
     use crate::telemetry::metrics::Metrics;
     use crate::telemetry::trace::Tracer;
