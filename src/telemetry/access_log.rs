@@ -320,4 +320,85 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), ms);
         }
     }
+
+    /// What tracing-subscriber writes for the event the access log once was, in `format`
+    /// (the timestamp left out: it is the moment of writing).
+    fn as_tracing_subscriber_writes(format: LogFormat) -> String {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = {
+            let captured = captured.clone();
+            move || captured.clone()
+        };
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false);
+        let event = || {
+            tracing::info!(
+                target: TARGET,
+                method = %"POST",
+                path = %"/mcp",
+                query = "a=1",
+                status = 200u64,
+                duration_ms = 1.235f64,
+                client = "127.0.0.1",
+                user_agent = "ua \"q\"\n",
+                auth = "bearer",
+                "request"
+            )
+        };
+        use tracing_subscriber::layer::SubscriberExt as _;
+        match format {
+            LogFormat::Json => {
+                let layer = layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false);
+                tracing::subscriber::with_default(
+                    tracing_subscriber::registry().with(layer),
+                    event,
+                );
+            }
+            LogFormat::Text => {
+                tracing::subscriber::with_default(
+                    tracing_subscriber::registry().with(layer),
+                    event,
+                );
+            }
+        }
+        let written = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        written
+    }
+
+    /// The module's promise: the same line, field for field, as tracing-subscriber's own
+    /// formatters would write (set up as `telemetry::init` sets them up).
+    #[test]
+    fn lines_are_what_tracing_subscriber_writes_for_the_same_event() {
+        let ours = line(Some("ua \"q\"\n"), Some("a=1"));
+        let without_time = |text: &str| {
+            let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+            value.as_object_mut().unwrap().remove("timestamp").unwrap();
+            value
+        };
+        let json = String::from_utf8(ours.render(at(), LogFormat::Json, false)).unwrap();
+        assert_eq!(
+            without_time(&json),
+            without_time(&as_tracing_subscriber_writes(LogFormat::Json))
+        );
+        let text = String::from_utf8(ours.render(at(), LogFormat::Text, false)).unwrap();
+        let theirs = as_tracing_subscriber_writes(LogFormat::Text);
+        let after_time = |line: &str| line.split_once(' ').unwrap().1.to_owned();
+        assert_eq!(after_time(&text), after_time(&theirs), "{theirs}");
+    }
 }

@@ -1,38 +1,14 @@
-//! OTLP/HTTP span export (`http/protobuf`): each span written to protobuf on the thread that
-//! ends it ([`EncodingSink`]), batches posted by a thread of their own.
-//!
-//! Why not `opentelemetry-otlp`'s HTTP exporter (still used for gRPC and for metrics): it
-//! converts every span into `opentelemetry-proto`'s message types first, a `String` for every
-//! attribute key and value (each value through `fmt`), then lets prost walk that tree
-//! computing nested lengths at every level. Measured on `tools/call` with export on (two
-//! spans a request, `perf`, 16 connections), that exporter thread was 7% of latchkey's CPU;
-//! this encoder writes the same bytes in one pass with no allocation but the body, and
-//! `tests` below check it against that crate's conversion of the same spans, field for field.
-//!
-//! Configured by the standard variables, as that exporter was: the endpoint
-//! (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is, or `OTEL_EXPORTER_OTLP_ENDPOINT` +
-//! `/v1/traces`), headers (`OTEL_EXPORTER_OTLP_HEADERS`, `…_TRACES_HEADERS`), timeout
-//! (`OTEL_EXPORTER_OTLP_TIMEOUT`, `…_TRACES_TIMEOUT`, milliseconds, default 10 s). A batch the
-//! collector refuses with 429, 502, 503 or 504, or that cannot reach it, is tried again up to
-//! three times (100, 200, 400 ms apart) within the timeout. Header values never appear in a
-//! message: they are often a backend's API token.
+//! The OTLP protobuf encoder: an `ExportTraceServiceRequest` written in one pass, each span
+//! into a buffer of the thread that ended it, lengths filled in place (see the parent
+//! module for why); `tests` check it against `opentelemetry-proto`'s conversion.
 
-use std::cell::RefCell;
-use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use anyhow::Context as _;
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use crate::redact;
-use crate::telemetry::env;
-use crate::telemetry::trace::{FinishedSpan, SpanSink};
+use crate::telemetry::trace::FinishedSpan;
 
 /// Protobuf wire types.
 const VARINT: u8 = 0;
@@ -45,8 +21,8 @@ const CONTEXT_HAS_IS_REMOTE: u32 = 0x100;
 const CONTEXT_IS_REMOTE: u32 = 0x200;
 
 /// A protobuf message being written.
-struct Writer {
-    buf: Vec<u8>,
+pub(super) struct Writer {
+    pub(super) buf: Vec<u8>,
 }
 
 impl Writer {
@@ -199,7 +175,7 @@ impl Writer {
         }
     }
 
-    fn span(&mut self, span: &FinishedSpan) {
+    pub(super) fn span(&mut self, span: &FinishedSpan) {
         let context = &span.context;
         self.bytes(1, &context.trace_id().to_bytes());
         self.bytes(2, &context.span_id().to_bytes());
@@ -287,7 +263,7 @@ fn flags(remote: bool, trace_flags: u8) -> u32 {
 }
 
 /// The `Resource` message, written once.
-fn resource_message(resource: &Resource) -> Vec<u8> {
+pub(super) fn resource_message(resource: &Resource) -> Vec<u8> {
     let mut w = Writer { buf: Vec::new() };
     for (key, value) in resource.iter() {
         w.message(1, |w| {
@@ -312,14 +288,14 @@ fn padded_varint(at: &mut [u8], mut value: usize) {
 
 /// The start of every request: `ResourceSpans` (its length to fill), the resource, the
 /// `ScopeSpans` (its length to fill), the scope `latchkey`. Spans follow it.
-struct Prefix {
+pub(super) struct Prefix {
     bytes: Vec<u8>,
     /// Where the `ScopeSpans` length is.
     scope_length_at: usize,
 }
 
 impl Prefix {
-    fn new(resource: &[u8]) -> Self {
+    pub(super) fn new(resource: &[u8]) -> Self {
         let mut w = Writer { buf: Vec::new() };
         w.key(1, LEN);
         w.buf.extend_from_slice(&[0; PADDED]);
@@ -339,20 +315,20 @@ impl Prefix {
 
 /// Spans written and waiting to be sent, already in the request that will carry them: the
 /// [`Prefix`], then one `ScopeSpans.spans` entry after another.
-struct Pending {
-    body: Vec<u8>,
-    count: usize,
+pub(super) struct Pending {
+    pub(super) body: Vec<u8>,
+    pub(super) count: usize,
 }
 
 impl Pending {
-    fn new(prefix: &Prefix, capacity: usize) -> Self {
+    pub(super) fn new(prefix: &Prefix, capacity: usize) -> Self {
         let mut body = Vec::with_capacity(capacity.max(prefix.bytes.len() + 4096));
         body.extend_from_slice(&prefix.bytes);
         Pending { body, count: 0 }
     }
 
     /// Adds a span written by [`Writer::span`].
-    fn add(&mut self, span: &[u8]) {
+    pub(super) fn add(&mut self, span: &[u8]) {
         let mut head = Head::default();
         head.varint(2 << 3 | LEN as usize);
         head.varint(span.len());
@@ -362,7 +338,7 @@ impl Pending {
     }
 
     /// The `ExportTraceServiceRequest`: lengths filled in, the resource's schema URL last.
-    fn seal(mut self, prefix: &Prefix, schema_url: Option<&str>) -> Vec<u8> {
+    pub(super) fn seal(mut self, prefix: &Prefix, schema_url: Option<&str>) -> Vec<u8> {
         let scope_end = self.body.len();
         let mut w = Writer { buf: self.body };
         w.string(3, schema_url.unwrap_or_default());
@@ -376,316 +352,7 @@ impl Pending {
 }
 
 /// The instrumentation scope of every span.
-const SCOPE: &str = "latchkey";
-
-/// Where and how spans are posted.
-struct Collector {
-    client: reqwest::blocking::Client,
-    endpoint: reqwest::Url,
-    headers: HeaderMap,
-    timeout: Duration,
-}
-
-impl fmt::Debug for Collector {
-    /// Without the headers: they may hold a backend's token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Collector")
-            .field("endpoint", &redact::url_for_display(self.endpoint.as_str()))
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `OTEL_EXPORTER_OTLP_TRACES_<name>`, else `OTEL_EXPORTER_OTLP_<name>`, with the variable's
-/// name for messages.
-fn setting(name: &str) -> Option<(String, String)> {
-    [
-        format!("OTEL_EXPORTER_OTLP_TRACES_{name}"),
-        format!("OTEL_EXPORTER_OTLP_{name}"),
-    ]
-    .into_iter()
-    .find_map(|var| env::var(&var).map(|value| (var, value)))
-}
-
-/// `key=value,key=value`, values percent-decoded (the OTLP exporter specification). The
-/// general variable's headers first, the traces variable's over them.
-fn headers() -> anyhow::Result<HeaderMap> {
-    let mut map = HeaderMap::new();
-    for var in [
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    ] {
-        let Some(list) = env::var(var) else { continue };
-        for (n, pair) in list.split(',').enumerate() {
-            if pair.trim().is_empty() {
-                continue;
-            }
-            let (name, value) = pair
-                .split_once('=')
-                .with_context(|| format!("{var}: entry {} has no '='", n + 1))?;
-            let name = HeaderName::try_from(name.trim())
-                .with_context(|| format!("{var}: entry {} is not a header name", n + 1))?;
-            let value = percent_encoding::percent_decode_str(value.trim()).collect::<Vec<u8>>();
-            let mut value = HeaderValue::from_bytes(&value).map_err(|_| {
-                anyhow::anyhow!("{var}: the value of {name} is not a valid header value")
-            })?;
-            value.set_sensitive(true);
-            map.insert(name, value);
-        }
-    }
-    Ok(map)
-}
-
-impl Collector {
-    /// From the `OTEL_EXPORTER_OTLP_*` variables.
-    fn from_env() -> anyhow::Result<Self> {
-        let endpoint = match env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(url) => url,
-            None => {
-                let base = env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-                    .unwrap_or_else(|| "http://localhost:4318".to_owned());
-                format!("{}/v1/traces", base.trim_end_matches('/'))
-            }
-        };
-        let endpoint = reqwest::Url::parse(endpoint.trim()).with_context(|| {
-            format!(
-                "{:?} is not a URL for OTLP trace export",
-                redact::url_for_display(&endpoint)
-            )
-        })?;
-        let timeout = match setting("TIMEOUT") {
-            Some((var, ms)) => Duration::from_millis(
-                ms.trim()
-                    .parse()
-                    .with_context(|| format!("{var}={ms:?} is not a number of milliseconds"))?,
-            ),
-            None => Duration::from_secs(10),
-        };
-        if let Some((var, compression)) = setting("COMPRESSION")
-            && compression.trim() != "none"
-        {
-            anyhow::bail!("{var}={compression:?} is not supported: use none");
-        }
-        let headers = headers()?;
-        // reqwest's blocking client runs its own runtime, which may not be made (or dropped)
-        // on a thread that is already in one.
-        let client = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .build()
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the HTTP client for OTLP export could not be built"))?
-        .context("cannot build the HTTP client for OTLP export")?;
-        Ok(Collector {
-            client,
-            endpoint,
-            headers,
-            timeout,
-        })
-    }
-
-    fn post(&self, body: bytes::Bytes) -> anyhow::Result<()> {
-        let deadline = Instant::now() + self.timeout;
-        let mut pause = Duration::from_millis(100);
-        for attempt in 0.. {
-            let sent = self
-                .client
-                .post(self.endpoint.clone())
-                .headers(self.headers.clone())
-                .header(CONTENT_TYPE, "application/x-protobuf")
-                .body(body.clone())
-                .send();
-            let problem = match sent {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => {
-                    let status = response.status();
-                    let again = matches!(status.as_u16(), 429 | 502 | 503 | 504);
-                    (format!("the collector answered {status}"), again)
-                }
-                Err(e) => (e.without_url().to_string(), true),
-            };
-            let (message, again) = problem;
-            if !again || attempt == 3 || Instant::now() + pause >= deadline {
-                anyhow::bail!(
-                    "exporting spans to {}: {message}",
-                    redact::url_for_display(self.endpoint.as_str())
-                );
-            }
-            std::thread::sleep(pause);
-            pause *= 2;
-        }
-        unreachable!("the loop returns")
-    }
-}
-
-/// `OTEL_BSP_*`: a number, or its default.
-fn bsp(name: &str, default: u64) -> anyhow::Result<u64> {
-    match env::var(name) {
-        Some(value) => value
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={value:?} is not a number")),
-        None => Ok(default),
-    }
-}
-
-/// What the sink and its thread share.
-struct Shared {
-    collector: Collector,
-    pending: Mutex<Pending>,
-    wake: Condvar,
-    stopping: AtomicBool,
-    prefix: Prefix,
-    /// The resource's schema URL.
-    schema_url: Option<String>,
-    /// `OTEL_BSP_SCHEDULE_DELAY`: the longest a span waits to be sent.
-    delay: Duration,
-    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: this many spans waiting are sent at once.
-    batch: usize,
-    /// `OTEL_BSP_MAX_QUEUE_SIZE`: beyond this many waiting, new spans are dropped.
-    queue: usize,
-    dropped: AtomicU64,
-}
-
-impl Shared {
-    fn send(&self, pending: Pending) -> anyhow::Result<()> {
-        if pending.count == 0 {
-            return Ok(());
-        }
-        let body = pending.seal(&self.prefix, self.schema_url.as_deref());
-        self.collector.post(body.into())
-    }
-
-    /// Posts what waits, each batch when it is full or has waited `delay`, until stopped.
-    fn run(&self) {
-        let mut capacity = 0;
-        loop {
-            // Allocated here, not under the lock the request path takes.
-            let fresh = Pending::new(&self.prefix, capacity);
-            let taken = {
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                let deadline = Instant::now() + self.delay;
-                while pending.count < self.batch && !self.stopping.load(Ordering::Acquire) {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    pending = self
-                        .wake
-                        .wait_timeout(pending, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-                std::mem::replace(&mut *pending, fresh)
-            };
-            let count = taken.count;
-            capacity = capacity.max(taken.body.len());
-            if let Err(e) = self.send(taken) {
-                tracing::warn!("{e:#}");
-            }
-            if count == 0 && self.stopping.load(Ordering::Acquire) {
-                return;
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// Where a span is written before it joins the batch (reused: no allocation a span).
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Spans written to protobuf on the thread that ends them, and posted in batches by a thread
-/// of their own, honouring `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and
-/// `OTEL_BSP_MAX_QUEUE_SIZE` as the SDK's `BatchSpanProcessor` does. Why not that processor:
-/// it moves every span by value through a channel to its thread, which encodes and frees it
-/// there; here a span is written while it is still in the cache of the thread that ended it,
-/// and the batch thread only posts.
-pub struct EncodingSink {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl fmt::Debug for EncodingSink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncodingSink")
-            .field("collector", &self.shared.collector)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EncodingSink {
-    /// From the `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` variables; starts the batch thread.
-    pub fn from_env(resource: &Resource) -> anyhow::Result<Self> {
-        let queue = bsp("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?.max(1) as usize;
-        let prefix = Prefix::new(&resource_message(resource));
-        let shared = Arc::new(Shared {
-            collector: Collector::from_env()?,
-            pending: Mutex::new(Pending::new(&prefix, 0)),
-            wake: Condvar::new(),
-            stopping: AtomicBool::new(false),
-            prefix,
-            schema_url: resource.schema_url().map(str::to_owned),
-            delay: Duration::from_millis(bsp("OTEL_BSP_SCHEDULE_DELAY", 5000)?),
-            batch: (bsp("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.max(1) as usize).min(queue),
-            queue,
-            dropped: AtomicU64::new(0),
-        });
-        let runner = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("latchkey-spans".into())
-            .spawn(move || runner.run())
-            .context("cannot start the span export thread")?;
-        Ok(EncodingSink {
-            shared,
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-}
-
-impl SpanSink for EncodingSink {
-    fn end(&self, span: FinishedSpan) {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let mut w = Writer {
-                buf: std::mem::take(scratch),
-            };
-            w.buf.clear();
-            w.span(&span);
-            drop(span);
-            let shared = &self.shared;
-            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if pending.count >= shared.queue {
-                drop(pending);
-                if shared.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(
-                        "spans end faster than the collector takes them: dropping spans \
-                         (OTEL_BSP_MAX_QUEUE_SIZE={})",
-                        shared.queue
-                    );
-                }
-            } else {
-                pending.add(&w.buf);
-                if pending.count == shared.batch {
-                    shared.wake.notify_one();
-                }
-            }
-            *scratch = w.buf;
-        });
-    }
-
-    fn shutdown(&self) -> OTelSdkResult {
-        self.shared.stopping.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
-            thread.join().map_err(|_| {
-                OTelSdkError::InternalFailure("the span export thread panicked".into())
-            })?;
-        }
-        Ok(())
-    }
-}
+pub(super) const SCOPE: &str = "latchkey";
 
 #[cfg(test)]
 mod tests {
