@@ -377,8 +377,7 @@ mod tests {
                 );
             }
         }
-        let written = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        written
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
     }
 
     /// The module's promise: the same line, field for field, as tracing-subscriber's own
