@@ -2,14 +2,15 @@
 //! what the supervisor asks of a session.
 
 use std::ffi::OsString;
-use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use rmcp::Peer;
 use rmcp::model::ServerPeerInfo;
 use rmcp::service::{QuitReason, RoleClient, RunningService, RunningServiceCancellationToken};
 use tokio::sync::oneshot;
 
+use super::error::UpstreamError;
 use super::notices::Listener;
 
 /// A live connection: the peer to send requests to and what the server said it is.
@@ -19,12 +20,13 @@ pub struct Connection {
     pub info: Arc<ServerPeerInfo>,
 }
 
-/// A connection the supervisor holds open until it ends, and closes at shutdown.
+/// A connection the supervisor holds open until it ends, and closes at shutdown. Boxed, as
+/// its futures are: one allocation each per connection, none per request.
 pub(super) trait Session: Send {
     /// Resolves when the connection ends by itself, with why.
-    fn ended(&mut self) -> impl Future<Output = String> + Send;
+    fn ended(&mut self) -> BoxFuture<'_, String>;
     /// Closes it at shutdown (a child: stdin closed, then SIGTERM, then SIGKILL).
-    fn close(self) -> impl Future<Output = ()> + Send;
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
 /// A running rmcp client, watched: its connection, and a way to learn when it ends and to
@@ -37,10 +39,8 @@ pub(super) struct Client {
 impl Client {
     pub(super) fn watch(
         running: RunningService<RoleClient, Listener>,
-    ) -> Result<(Client, Connection), String> {
-        let info = running
-            .peer_info()
-            .ok_or_else(|| "the server did not complete initialize".to_owned())?;
+    ) -> Result<(Client, Connection), UpstreamError> {
+        let info = running.peer_info().ok_or(UpstreamError::Incomplete)?;
         let connection = Connection {
             peer: running.peer().clone(),
             info,

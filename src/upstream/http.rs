@@ -9,11 +9,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use axum::http::{HeaderName, HeaderValue};
+use futures::future::BoxFuture;
 use rmcp::ServiceExt;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
 use super::client::{Client, Connection, Session};
+use super::error::UpstreamError;
 use super::http_client::UrlFreeClient;
 use super::notices::{Listener, ProgressRoutes};
 use super::progress_transport::ProgressTransport;
@@ -90,7 +92,7 @@ pub(super) async fn connect(
     target: &HttpTarget,
     listener: Listener,
     progress: Arc<ProgressRoutes>,
-) -> Result<(HttpSession, Connection), String> {
+) -> Result<(HttpSession, Connection), UpstreamError> {
     let headers: HashMap<HeaderName, HeaderValue> = target.headers.iter().cloned().collect();
     let mut config =
         StreamableHttpClientTransportConfig::with_uri(target.url.as_str()).custom_headers(headers);
@@ -121,10 +123,10 @@ pub(super) async fn connect(
 /// Why `initialize` failed, in the words a person uses: rmcp's own text names transport types
 /// (`Transport [latchkey::upstream::progress_transport::ProgressTransport<…>] error: Client
 /// error: error sending request`).
-fn plainly(error: &rmcp::service::ClientInitializeError, target: &HttpTarget) -> String {
+fn plainly(error: &rmcp::service::ClientInitializeError, target: &HttpTarget) -> UpstreamError {
     use rmcp::service::ClientInitializeError;
     use rmcp::transport::streamable_http_client::StreamableHttpError;
-    let where_ = match &target.socket {
+    let place = match &target.socket {
         Some(socket) => format!("the socket {}", socket.display()),
         None => target
             .url
@@ -141,7 +143,7 @@ fn plainly(error: &rmcp::service::ClientInitializeError, target: &HttpTarget) ->
             .unwrap_or_else(|| "the upstream".into()),
     };
     let ClientInitializeError::TransportError { error, .. } = error else {
-        return format!("initialize failed: {error}");
+        return UpstreamError::Initialize(error.to_string());
     };
     let inner: &(dyn std::error::Error + 'static) = &*error.error;
     let cause: &(dyn std::error::Error + 'static) =
@@ -155,18 +157,27 @@ fn plainly(error: &rmcp::service::ClientInitializeError, target: &HttpTarget) ->
         deepest = next;
     }
     match deepest.downcast_ref::<std::io::Error>() {
-        Some(io) => format!("cannot connect to {where_}: {}", io.kind()),
-        None if std::ptr::eq(deepest, cause) => format!("initialize failed at {where_}: {cause}"),
-        None => format!("initialize failed at {where_}: {cause}: {deepest}"),
+        Some(io) => UpstreamError::Unreachable {
+            place,
+            kind: io.kind(),
+        },
+        None if std::ptr::eq(deepest, cause) => UpstreamError::InitializeAt {
+            place,
+            cause: cause.to_string(),
+        },
+        None => UpstreamError::InitializeAt {
+            place,
+            cause: format!("{cause}: {deepest}"),
+        },
     }
 }
 
 impl Session for HttpSession {
-    async fn ended(&mut self) -> String {
-        self.client.ended().await
+    fn ended(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(self.client.ended())
     }
 
-    async fn close(mut self) {
-        self.client.close().await;
+    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.client.close().await })
     }
 }

@@ -14,6 +14,7 @@
 pub mod args;
 mod client;
 mod config_file;
+pub mod error;
 mod http;
 mod http_client;
 pub mod lines;
@@ -39,6 +40,7 @@ pub use http::HttpTarget;
 pub use stdio::StdioCommand;
 
 use client::Session;
+use error::UpstreamError;
 use log_line::LogLines;
 use names::{Naming, ToolFilter};
 use notices::{Listener, Notice, ProgressRoutes};
@@ -330,6 +332,23 @@ impl Hub {
 }
 
 impl Target {
+    /// Starts or reaches the upstream and completes `initialize`: its session, held until
+    /// it ends, and the connection calls go over.
+    async fn connect(
+        &self,
+        listener: Listener,
+        progress: Arc<ProgressRoutes>,
+    ) -> Result<(Box<dyn Session>, Connection), UpstreamError> {
+        match self {
+            Target::Stdio(command) => stdio::connect(command, listener, progress)
+                .await
+                .map(|(session, connection)| (Box::new(session) as Box<dyn Session>, connection)),
+            Target::Http(target) => http::connect(target, listener, progress)
+                .await
+                .map(|(session, connection)| (Box::new(session) as Box<dyn Session>, connection)),
+        }
+    }
+
     /// The values latchkey hands the upstream that its lines must not show.
     fn secrets(&self) -> Vec<String> {
         match self {
@@ -384,22 +403,11 @@ async fn supervise(
     let mut last_failure: Option<String> = None;
     loop {
         let _ = state.send(State::Starting);
-        let attempt = async {
-            match &config.target {
-                Target::Stdio(command) => {
-                    stdio::connect(command, hub.listener(), hub.progress.clone())
-                        .await
-                        .map(|(session, connection)| (Either::Stdio(session), connection))
-                }
-                Target::Http(target) => http::connect(target, hub.listener(), hub.progress.clone())
-                    .await
-                    .map(|(session, connection)| (Either::Http(session), connection)),
-            }
-        };
+        let attempt = config.target.connect(hub.listener(), hub.progress.clone());
         let connected = tokio::select! {
             _ = shutdown.cancelled() => break,
             connected = tokio::time::timeout(CONNECT_TIMEOUT, attempt) => connected
-                .unwrap_or_else(|_| Err(format!("no answer to initialize within {CONNECT_TIMEOUT:?}"))),
+                .unwrap_or(Err(UpstreamError::NoAnswer(CONNECT_TIMEOUT))),
         };
         let reason = match connected {
             Ok((mut session, connection)) => {
@@ -438,7 +446,7 @@ async fn supervise(
                 }
                 reason
             }
-            Err(reason) => reason,
+            Err(error) => error.to_string(),
         };
         // Errors can quote the upstream's URL or what it wrote: redacted like its lines.
         let reason = hub.log.show(reason.as_bytes());
@@ -465,26 +473,4 @@ async fn supervise(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     let _ = state.send(State::Stopped);
-}
-
-/// Either kind of session (the trait's futures are not object-safe).
-enum Either {
-    Stdio(stdio::ChildSession),
-    Http(http::HttpSession),
-}
-
-impl Session for Either {
-    async fn ended(&mut self) -> String {
-        match self {
-            Either::Stdio(s) => s.ended().await,
-            Either::Http(s) => s.ended().await,
-        }
-    }
-
-    async fn close(self) {
-        match self {
-            Either::Stdio(s) => s.close().await,
-            Either::Http(s) => s.close().await,
-        }
-    }
 }

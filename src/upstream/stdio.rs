@@ -13,12 +13,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rmcp::ServiceExt;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::client::{Client, Connection, Env, INHERITED_ENV, Session};
+use super::error::UpstreamError;
 use super::lines::{Kind, Read, kind, read_line};
 use super::log_line::LogLines;
 use super::notices::{Listener, ProgressRoutes};
@@ -73,17 +75,16 @@ impl StdioCommand {
 }
 
 /// Why a command did not start, as a person would say it: `uvx: not found on PATH (PATH=…)`.
-fn cannot_start(shown: &str, e: &std::io::Error) -> String {
+fn cannot_start(shown: &str, e: std::io::Error) -> UpstreamError {
+    let program = shown.to_owned();
     match e.kind() {
-        std::io::ErrorKind::NotFound if !shown.contains('/') => {
-            let path = std::env::var("PATH").unwrap_or_default();
-            format!("{shown}: not found on PATH (PATH={path})")
-        }
-        std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
-        std::io::ErrorKind::PermissionDenied => {
-            format!("{shown}: not executable (permission denied)")
-        }
-        _ => format!("cannot start {shown}: {e}"),
+        std::io::ErrorKind::NotFound if !shown.contains('/') => UpstreamError::NotOnPath {
+            program,
+            path: std::env::var("PATH").unwrap_or_default(),
+        },
+        std::io::ErrorKind::NotFound => UpstreamError::NoSuchFile { program },
+        std::io::ErrorKind::PermissionDenied => UpstreamError::NotExecutable { program },
+        _ => UpstreamError::CannotStart { program, source: e },
     }
 }
 
@@ -97,14 +98,14 @@ pub(super) async fn connect(
     command: &StdioCommand,
     listener: Listener,
     progress: Arc<ProgressRoutes>,
-) -> Result<(ChildSession, Connection), String> {
+) -> Result<(ChildSession, Connection), UpstreamError> {
     let name = listener.name.clone();
     let log = listener.log.clone();
     let shown = command.program.to_string_lossy().into_owned();
     let mut child = command
         .command()
         .spawn()
-        .map_err(|e| cannot_start(&shown, &e))?;
+        .map_err(|e| cannot_start(&shown, e))?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -116,7 +117,10 @@ pub(super) async fn connect(
         Ok(client) => client,
         Err(e) => {
             let status = stop(&mut child).await;
-            return Err(format!("initialize failed: {e} (the child {status})"));
+            return Err(UpstreamError::ChildInitialize {
+                reason: e.to_string(),
+                ended: status,
+            });
         }
     };
     let (client, connection) = Client::watch(client)?;
@@ -124,25 +128,29 @@ pub(super) async fn connect(
 }
 
 impl Session for ChildSession {
-    async fn ended(&mut self) -> String {
-        // The pipes close when the child exits; rmcp's client ends then.
-        tokio::select! {
-            status = self.child.wait() => match status {
-                Ok(status) => format!("the child exited ({status})"),
-                Err(e) => format!("cannot wait for the child: {e}"),
-            },
-            reason = self.client.ended() => {
-                format!("{reason} (the child {})", stop(&mut self.child).await)
+    fn ended(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            // The pipes close when the child exits; rmcp's client ends then.
+            tokio::select! {
+                status = self.child.wait() => match status {
+                    Ok(status) => format!("the child exited ({status})"),
+                    Err(e) => format!("cannot wait for the child: {e}"),
+                },
+                reason = self.client.ended() => {
+                    format!("{reason} (the child {})", stop(&mut self.child).await)
+                }
             }
-        }
+        })
     }
 
-    async fn close(mut self) {
-        // Closing the client closes the child's stdin: the MCP way to ask a stdio server to
-        // stop. Then SIGTERM, then SIGKILL, each after a grace period.
-        let _ = self.client.close().await;
-        let status = stop(&mut self.child).await;
-        tracing::info!("upstream child {status}");
+    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            // Closing the client closes the child's stdin: the MCP way to ask a stdio server
+            // to stop. Then SIGTERM, then SIGKILL, each after a grace period.
+            self.client.close().await;
+            let status = stop(&mut self.child).await;
+            tracing::info!("upstream child {status}");
+        })
     }
 }
 
