@@ -125,33 +125,13 @@ impl OAuth {
 
     /// Checks an authorization request: the client and its redirect URI first (until they
     /// are known good, nothing may be sent to the URI), then the rest.
-    async fn check_request(&self, p: Params) -> Result<(Checked, String, Option<String>), Refusal> {
+    async fn check_request(&self, p: Params) -> Result<Asked, Refusal> {
         let client_id = p
             .client_id
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Refusal::Page("The request names no client (client_id).".into()))?;
-        let (name, uris, verified_by) = if is_document_url(&client_id) {
-            let doc = self.cimd.get(&client_id).await.map_err(|e| {
-                Refusal::Page(format!(
-                    "The client's metadata document cannot be used: {e}"
-                ))
-            })?;
-            let name = doc.name.unwrap_or_else(|| host_of(&client_id));
-            (name, doc.redirect_uris, Some(host_of(&client_id)))
-        } else {
-            let mut store = self.store.lock().expect("not poisoned");
-            let client = store.refresh().client(&client_id).ok_or_else(|| {
-                Refusal::Page(
-                    "This client is not registered here (any more): connect again from the app."
-                        .into(),
-                )
-            })?;
-            let name = client
-                .name
-                .clone()
-                .unwrap_or_else(|| "An unnamed client".into());
-            (name, client.redirect_uris.clone(), None)
-        };
+        let known = self.client_of(&client_id).await?;
+        let (name, uris, verified_by) = (known.name, known.redirect_uris, known.verified_by);
         let redirect_named = p.redirect_uri.is_some();
         let redirect_uri = match p.redirect_uri {
             Some(uri) => uri,
@@ -210,8 +190,8 @@ impl OAuth {
             }
             _ => SCOPE.to_owned(),
         };
-        Ok((
-            Checked {
+        Ok(Asked {
+            request: Checked {
                 client_id,
                 redirect_uri,
                 redirect_named,
@@ -220,10 +200,55 @@ impl OAuth {
                 resource: self.resource.clone(),
                 scope,
             },
-            name,
+            client_name: name,
             verified_by,
-        ))
+        })
     }
+
+    /// The client `client_id` names: by its metadata document, or as registered here.
+    async fn client_of(&self, client_id: &str) -> Result<KnownClient, Refusal> {
+        if is_document_url(client_id) {
+            let doc = self.cimd.get(client_id).await.map_err(|e| {
+                Refusal::Page(format!(
+                    "The client's metadata document cannot be used: {e}"
+                ))
+            })?;
+            return Ok(KnownClient {
+                name: doc.name.unwrap_or_else(|| host_of(client_id)),
+                redirect_uris: doc.redirect_uris,
+                verified_by: Some(host_of(client_id)),
+            });
+        }
+        let mut store = self.store.lock().expect("not poisoned");
+        let client = store.refresh().client(client_id).ok_or_else(|| {
+            Refusal::Page(
+                "This client is not registered here (any more): connect again from the app.".into(),
+            )
+        })?;
+        Ok(KnownClient {
+            name: client
+                .name
+                .clone()
+                .unwrap_or_else(|| "An unnamed client".into()),
+            redirect_uris: client.redirect_uris.clone(),
+            verified_by: None,
+        })
+    }
+}
+
+/// An authorization request, checked: what the consent page shows and keeps.
+struct Asked {
+    request: Checked,
+    client_name: String,
+    /// The host of a metadata document's URL, which vouches for the client's name.
+    verified_by: Option<String>,
+}
+
+/// A client, as far as the consent page needs it.
+struct KnownClient {
+    name: String,
+    redirect_uris: Vec<String>,
+    verified_by: Option<String>,
 }
 
 pub async fn show(
@@ -231,8 +256,12 @@ pub async fn show(
     client: Option<axum::Extension<ClientAddr>>,
     Query(params): Query<Params>,
 ) -> Response {
-    let (request, client_name, verified_by) = match oauth.check_request(params).await {
-        Ok(checked) => checked,
+    let Asked {
+        request,
+        client_name,
+        verified_by,
+    } = match oauth.check_request(params).await {
+        Ok(asked) => asked,
         Err(refusal) => return oauth.refuse(refusal),
     };
     let csrf = match secret::random_text(32) {

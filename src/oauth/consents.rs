@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 use super::secret::Hash;
 use crate::clients::ClientAddr;
 
+/// What a presented code is.
+pub enum CodeLookup {
+    /// Issued, not yet exchanged, not expired: taken out now.
+    Fresh(Code),
+    /// Exchanged before, into `grant`: presented again, its tokens are revoked.
+    Replayed { grant: String },
+    /// Never issued, or expired.
+    Unknown,
+}
 /// How long a consent page may stay open.
 pub const PENDING_FOR: Duration = Duration::from_secs(600);
 pub const MAX_PENDING: usize = 100;
@@ -117,16 +126,21 @@ impl Authorizations {
         ids
     }
 
-    /// Takes a code out (it is good once); `Err(grant id)` when it was already used.
-    pub fn take_code(&self, hash: &Hash) -> Option<Result<Code, String>> {
+    /// Takes a code out: it is good once, within [`CODE_FOR`].
+    pub fn take_code(&self, hash: &Hash) -> CodeLookup {
         if let Some(code) = self.codes.lock().expect("not poisoned").remove(hash) {
-            return (code.since.elapsed() < CODE_FOR).then_some(Ok(code));
+            return if code.since.elapsed() < CODE_FOR {
+                CodeLookup::Fresh(code)
+            } else {
+                CodeLookup::Unknown
+            };
         }
-        self.used
-            .lock()
-            .expect("not poisoned")
-            .get(hash)
-            .map(|(grant, _)| Err(grant.clone()))
+        match self.used.lock().expect("not poisoned").get(hash) {
+            Some((grant, _)) => CodeLookup::Replayed {
+                grant: grant.clone(),
+            },
+            None => CodeLookup::Unknown,
+        }
     }
 
     pub fn code_used(&self, hash: Hash, grant_id: String) {

@@ -15,6 +15,7 @@ pub mod args;
 mod authorize;
 mod cimd;
 mod consents;
+mod error;
 mod intake;
 mod metadata;
 mod page;

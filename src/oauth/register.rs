@@ -12,11 +12,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::error::OAuthError;
 use super::secret::{CLIENT_SECRET_PREFIX, Issued, random_text};
 use super::server::{OAuth, REGISTRATION_WINDOW, REGISTRATIONS_PER_CLIENT};
 use super::store::{Client, now};
 use crate::clients::ClientAddr;
-use crate::error_response::json_error;
 
 /// Largest registration: ChatGPT's and Claude's are under 1 KiB. Every byte of one may be
 /// written to `oauth.json` (a name is cut to 100 characters, but the redirect URIs are not).
@@ -36,146 +36,46 @@ struct Request {
     response_types: Option<Vec<String>>,
 }
 
-fn invalid(error: &str, description: &str) -> Response {
-    json_error(StatusCode::BAD_REQUEST, error, description)
+/// A registration that can be used: its metadata, checked.
+struct Checked {
+    request: Request,
+    method: String,
+    grant_types: Vec<String>,
+    response_types: Vec<String>,
 }
 
 pub async fn register(
     State(oauth): State<Arc<OAuth>>,
     client: Option<axum::Extension<ClientAddr>>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     let client = client.map_or(ClientAddr::Local, |c| c.0);
     if !oauth.registrations.take(client) {
-        let mut response = json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            &format!(
+        return Err(OAuthError::too_many_requests(
+            format!(
                 "this address registered {REGISTRATIONS_PER_CLIENT} clients in the last {}; retry later",
                 humantime::format_duration(REGISTRATION_WINDOW)
             ),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return response;
+            60,
+        ));
     }
-    if body.len() > MAX_BODY {
-        return invalid(
-            "invalid_client_metadata",
-            "the registration is larger than 4 KiB",
-        );
-    }
-    let request: Request = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return invalid(
-                "invalid_client_metadata",
-                &format!(
-                    "the registration is not client metadata JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            );
-        }
-    };
-    if request.redirect_uris.is_empty() {
-        return invalid("invalid_redirect_uri", "redirect_uris is required");
-    }
-    if let Some(bad) = request
-        .redirect_uris
-        .iter()
-        .find(|u| !oauth.redirect_uris.allows(u))
-    {
-        return invalid(
-            "invalid_redirect_uri",
-            &format!(
-                "{bad:?} is not allowed: only ChatGPT's, Claude's, loopback http and --oauth-redirect-uri URIs are"
-            ),
-        );
-    }
-    let method = request
-        .token_endpoint_auth_method
-        .as_deref()
-        .unwrap_or("none");
-    if !["none", "client_secret_post", "client_secret_basic"].contains(&method) {
-        return invalid(
-            "invalid_client_metadata",
-            "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
-        );
-    }
-    let grant_types = request
-        .grant_types
-        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
-    if grant_types
-        .iter()
-        .any(|g| g != "authorization_code" && g != "refresh_token")
-    {
-        return invalid(
-            "invalid_client_metadata",
-            "grant_types may hold only authorization_code and refresh_token",
-        );
-    }
-    let response_types = request
-        .response_types
-        .unwrap_or_else(|| vec!["code".into()]);
-    if response_types.iter().any(|r| r != "code") {
-        return invalid(
-            "invalid_client_metadata",
-            "response_types may hold only code",
-        );
-    }
-    let made = || -> anyhow::Result<_> {
-        let secret = match method {
-            "none" => None,
-            _ => Some(Issued::new(CLIENT_SECRET_PREFIX)?),
-        };
-        Ok((format!("lkcl_{}", random_text(16)?), secret))
-    };
-    let Ok((id, secret)) = made() else {
-        return json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "no randomness",
-        );
-    };
-    let name = request
+    let checked = check(&oauth, &body)?;
+    let (id, secret) = credentials(&checked.method)?;
+    let name = checked
+        .request
         .client_name
+        .as_ref()
         .map(|n| n.chars().take(100).collect::<String>());
     let issued_at = now();
     let registered = Client {
         id: id.clone(),
         name: name.clone(),
-        redirect_uris: request.redirect_uris.clone(),
-        auth_method: method.to_owned(),
+        redirect_uris: checked.request.redirect_uris.clone(),
+        auth_method: checked.method.clone(),
         secret_hash: secret.as_ref().map(|s| s.hash().to_hex()),
         registered_at: issued_at,
     };
-    // A client being signed in (a consent page open, a code not yet exchanged) is never
-    // the one evicted to make room.
-    let signing_in = oauth.authorizations.clients_signing_in();
-    let added = oauth
-        .store
-        .lock()
-        .expect("not poisoned")
-        .change(|c| c.register(registered, issued_at, &signing_in));
-    match added {
-        Ok(true) => {}
-        Ok(false) => {
-            return invalid(
-                "invalid_client_metadata",
-                "too many clients hold grants or are signing in: revoke some with `latchkey oauth revoke`, or retry in a few minutes",
-            );
-        }
-        Err(e) => {
-            tracing::warn!("cannot save a registration: {e:#}");
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "cannot save the registration",
-            );
-        }
-    }
+    save(&oauth, registered, issued_at)?;
     tracing::info!(
         "OAuth client registered: {id} ({:?})",
         name.as_deref().unwrap_or("unnamed")
@@ -183,10 +83,10 @@ pub async fn register(
     let mut body = serde_json::json!({
         "client_id": id,
         "client_id_issued_at": issued_at,
-        "redirect_uris": request.redirect_uris,
-        "token_endpoint_auth_method": method,
-        "grant_types": grant_types,
-        "response_types": response_types,
+        "redirect_uris": checked.request.redirect_uris,
+        "token_endpoint_auth_method": checked.method,
+        "grant_types": checked.grant_types,
+        "response_types": checked.response_types,
     });
     if let Some(name) = name {
         body["client_name"] = name.into();
@@ -199,5 +99,104 @@ pub async fn register(
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Ok(response)
+}
+
+/// The registration's metadata, or what is wrong with it.
+fn check(oauth: &OAuth, body: &[u8]) -> Result<Checked, OAuthError> {
+    if body.len() > MAX_BODY {
+        return Err(OAuthError::invalid_client_metadata(
+            "the registration is larger than 4 KiB",
+        ));
+    }
+    let request: Request = serde_json::from_slice(body).map_err(|e| {
+        OAuthError::invalid_client_metadata(format!(
+            "the registration is not client metadata JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if request.redirect_uris.is_empty() {
+        return Err(OAuthError::invalid_redirect_uri(
+            "redirect_uris is required",
+        ));
+    }
+    if let Some(bad) = request
+        .redirect_uris
+        .iter()
+        .find(|u| !oauth.redirect_uris.allows(u))
+    {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "{bad:?} is not allowed: only ChatGPT's, Claude's, loopback http and --oauth-redirect-uri URIs are"
+        )));
+    }
+    let method = request
+        .token_endpoint_auth_method
+        .clone()
+        .unwrap_or_else(|| "none".into());
+    if !["none", "client_secret_post", "client_secret_basic"].contains(&method.as_str()) {
+        return Err(OAuthError::invalid_client_metadata(
+            "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
+        ));
+    }
+    let grant_types = request
+        .grant_types
+        .clone()
+        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    if grant_types
+        .iter()
+        .any(|g| g != "authorization_code" && g != "refresh_token")
+    {
+        return Err(OAuthError::invalid_client_metadata(
+            "grant_types may hold only authorization_code and refresh_token",
+        ));
+    }
+    let response_types = request
+        .response_types
+        .clone()
+        .unwrap_or_else(|| vec!["code".into()]);
+    if response_types.iter().any(|r| r != "code") {
+        return Err(OAuthError::invalid_client_metadata(
+            "response_types may hold only code",
+        ));
+    }
+    Ok(Checked {
+        request,
+        method,
+        grant_types,
+        response_types,
+    })
+}
+
+/// A new client id, and a secret for a client that authenticates with one.
+fn credentials(method: &str) -> Result<(String, Option<Issued>), OAuthError> {
+    let made = || -> anyhow::Result<_> {
+        let secret = match method {
+            "none" => None,
+            _ => Some(Issued::new(CLIENT_SECRET_PREFIX)?),
+        };
+        Ok((format!("lkcl_{}", random_text(16)?), secret))
+    };
+    made().map_err(|_| OAuthError::server_error("no randomness"))
+}
+
+/// Keeps the client, within the store's bounds. A client being signed in (a consent page
+/// open, a code not yet exchanged) is never the one evicted to make room.
+fn save(oauth: &OAuth, registered: Client, issued_at: u64) -> Result<(), OAuthError> {
+    let signing_in = oauth.authorizations.clients_signing_in();
+    let added = oauth
+        .store
+        .lock()
+        .expect("not poisoned")
+        .change(|c| c.register(registered, issued_at, &signing_in));
+    match added {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(OAuthError::invalid_client_metadata(
+            "too many clients hold grants or are signing in: revoke some with `latchkey oauth revoke`, or retry in a few minutes",
+        )),
+        Err(e) => {
+            tracing::warn!("cannot save a registration: {e:#}");
+            Err(OAuthError::server_error("cannot save the registration"))
+        }
+    }
 }

@@ -96,6 +96,25 @@ pub enum Found<'a> {
     Unknown,
 }
 
+/// Where the store's data is kept. One kind today, the JSON file; another (a database)
+/// would be a second implementation here, and nothing outside this module would change.
+trait Persistence: Send {
+    /// The data, when it changed since it was last loaded or saved; `None` when not.
+    fn load_if_changed(&mut self) -> anyhow::Result<Option<Data>>;
+    /// Holds every other writer off until the guard is dropped.
+    fn lock(&self) -> anyhow::Result<Box<dyn Send>>;
+    fn save(&mut self, data: &Data) -> anyhow::Result<()>;
+    /// Where it is, for messages.
+    fn location(&self) -> PathBuf;
+}
+
+/// `oauth.json` in the state directory, replaced atomically under `oauth.lock`.
+struct JsonFile {
+    dir: PathBuf,
+    /// The version last read or written.
+    seen: Option<FileId>,
+}
+
 /// Identifies one version of the file: a rename makes a new inode.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct FileId {
@@ -105,13 +124,86 @@ struct FileId {
     len: u64,
 }
 
+impl JsonFile {
+    fn file_id(&self) -> Option<FileId> {
+        let meta = fs::metadata(self.location()).ok()?;
+        Some(FileId {
+            ino: meta.ino(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            len: meta.len(),
+        })
+    }
+}
+
+impl Persistence for JsonFile {
+    fn load_if_changed(&mut self) -> anyhow::Result<Option<Data>> {
+        let id = self.file_id();
+        if id == self.seen && id.is_some() {
+            return Ok(None);
+        }
+        let path = self.location();
+        let data = match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a latchkey OAuth store (remove it to start afresh)",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Data::default(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        self.seen = id;
+        Ok(Some(data))
+    }
+
+    fn lock(&self) -> anyhow::Result<Box<dyn Send>> {
+        let path = self.dir.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let held = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("cannot lock the OAuth store: {e}"))?;
+        Ok(Box::new(held))
+    }
+
+    fn save(&mut self, data: &Data) -> anyhow::Result<()> {
+        let path = self.location();
+        let tmp = self.dir.join(format!("{FILE}.tmp"));
+        let text = serde_json::to_string_pretty(data).expect("the store serializes");
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))?;
+        self.seen = self.file_id();
+        Ok(())
+    }
+
+    fn location(&self) -> PathBuf {
+        self.dir.join(FILE)
+    }
+}
+
 pub struct Store {
-    dir: PathBuf,
+    persistence: Box<dyn Persistence>,
     data: Data,
     access: HashMap<Hash, usize>,
     refresh: HashMap<Hash, usize>,
     retired: HashMap<Hash, usize>,
-    seen: Option<FileId>,
     checked: Instant,
 }
 
@@ -125,12 +217,14 @@ impl Store {
             .with_context(|| format!("cannot create state directory {}", dir.display()))?;
         crate::file_modes::check_state_dir(dir)?;
         let mut store = Store {
-            dir: dir.to_owned(),
+            persistence: Box::new(JsonFile {
+                dir: dir.to_owned(),
+                seen: None,
+            }),
             data: Data::default(),
             access: HashMap::new(),
             refresh: HashMap::new(),
             retired: HashMap::new(),
-            seen: None,
             checked: Instant::now(),
         };
         store.reload()?;
@@ -138,39 +232,15 @@ impl Store {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE)
+        self.persistence.location()
     }
 
-    fn file_id(&self) -> Option<FileId> {
-        let meta = fs::metadata(self.path()).ok()?;
-        Some(FileId {
-            ino: meta.ino(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-            len: meta.len(),
-        })
-    }
-
-    /// Reads the file again if another process replaced it.
+    /// Reads the data again if another process changed it.
     fn reload(&mut self) -> anyhow::Result<()> {
-        let id = self.file_id();
-        if id == self.seen && id.is_some() {
-            return Ok(());
+        if let Some(data) = self.persistence.load_if_changed()? {
+            self.data = data;
+            self.index();
         }
-        self.data = match fs::read_to_string(self.path()) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a latchkey OAuth store (remove it to start afresh)",
-                    self.path().display()
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Data::default(),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", self.path().display()));
-            }
-        };
-        self.seen = id;
-        self.index();
         Ok(())
     }
 
@@ -193,45 +263,17 @@ impl Store {
         }
     }
 
-    /// Changes the store under the lock, from the file's latest version, and saves it.
+    /// Changes the store under the lock, from the latest version, and saves it.
     pub fn change<T>(&mut self, f: impl FnOnce(&mut Changes<'_>) -> T) -> anyhow::Result<T> {
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(self.dir.join(LOCK_FILE))
-            .with_context(|| format!("cannot open {}", self.dir.join(LOCK_FILE).display()))?;
-        let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock the OAuth store: {e}"))?;
+        let _lock = self.persistence.lock()?;
         self.reload()?;
         let result = f(&mut Changes {
             data: &mut self.data,
         });
         self.data.version = 1;
-        self.save()?;
+        self.persistence.save(&self.data)?;
         self.index();
         Ok(result)
-    }
-
-    fn save(&mut self) -> anyhow::Result<()> {
-        let path = self.path();
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let text = serde_json::to_string_pretty(&self.data).expect("the store serializes");
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().with_context(|| format!("cannot write {}", path.display()))?;
-        self.seen = self.file_id();
-        Ok(())
     }
 
     /// Looks for another process's change, at most once a second (for the gate, on every

@@ -14,10 +14,11 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::cimd::is_document_url;
+use super::consents::CodeLookup;
+use super::error::OAuthError;
 use super::secret::{ACCESS_PREFIX, Hash, Issued, REFRESH_PREFIX, pkce_matches, random_text};
 use super::server::OAuth;
 use super::store::{Grant, now};
-use crate::error_response::json_error;
 
 /// Refresh tokens of a grant remembered after use, to catch a replay.
 const RETIRED_KEPT: usize = 20;
@@ -41,51 +42,10 @@ impl std::fmt::Debug for Form {
     }
 }
 
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
-    let mut response = json_error(status, code, description);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn invalid_grant(description: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_grant", description)
-}
-
-fn invalid_request(description: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_request", description)
-}
-
-fn invalid_target() -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "invalid_target",
-        "resource is not this server's MCP endpoint",
-    )
-}
-
-fn server_error(description: &str) -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        description,
-    )
-}
-
-fn invalid_client(description: &str) -> Response {
-    error(StatusCode::UNAUTHORIZED, "invalid_client", description)
-}
-
-/// A refusal on its way out (boxed: a response is large, and most calls succeed).
-type Refused = Box<Response>;
-
 /// The form, with `client_id`/`client_secret` from HTTP Basic when sent there.
-fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Form, Refused> {
+fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Form, OAuthError> {
     let mut form: Form = serde_urlencoded::from_bytes(body).map_err(|_| {
-        Box::new(invalid_request(
-            "the body is not a form (application/x-www-form-urlencoded)",
-        ))
+        OAuthError::invalid_request("the body is not a form (application/x-www-form-urlencoded)")
     })?;
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -100,7 +60,7 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Form, Refused> {
             .ok()
             .and_then(|d| String::from_utf8(d).ok())
             .ok_or_else(|| {
-                Box::new(invalid_client("the Basic credentials are not valid base64"))
+                OAuthError::invalid_client("the Basic credentials are not valid base64")
             })?;
         let (id, secret) = decoded.split_once(':').unwrap_or((&decoded, ""));
         let unescape = |s: &str| {
@@ -118,23 +78,23 @@ impl OAuth {
     /// Authenticates the client of a code or grant: a registered client must still be
     /// registered, and present its secret if it has one; a metadata-document client is
     /// public (PKCE is its proof).
-    fn authenticate(&self, form: &Form, expected: &str) -> Result<(), Refused> {
+    fn authenticate(&self, form: &Form, expected: &str) -> Result<(), OAuthError> {
         let Some(client_id) = form.client_id.as_deref() else {
-            return Err(Box::new(invalid_client("client_id is required")));
+            return Err(OAuthError::invalid_client("client_id is required"));
         };
         if client_id != expected {
-            return Err(Box::new(invalid_grant(
+            return Err(OAuthError::invalid_grant(
                 "the grant was issued to another client",
-            )));
+            ));
         }
         if is_document_url(client_id) {
             return Ok(());
         }
         let mut store = self.store.lock().expect("not poisoned");
         let Some(client) = store.refresh().client(client_id) else {
-            return Err(Box::new(invalid_client(
+            return Err(OAuthError::invalid_client(
                 "this client is not registered here (any more): register again",
-            )));
+            ));
         };
         if let Some(hash) = client.secret_hash.as_deref().and_then(Hash::from_hex) {
             let presented = form
@@ -142,9 +102,9 @@ impl OAuth {
                 .as_deref()
                 .map(|s| Hash::of(s.as_bytes()));
             if !presented.is_some_and(|p| bool::from(p.0.ct_eq(&hash.0))) {
-                return Err(Box::new(invalid_client(
+                return Err(OAuthError::invalid_client(
                     "the client secret is missing or wrong",
-                )));
+                ));
             }
         }
         Ok(())
@@ -160,7 +120,7 @@ struct NewTokens {
 }
 
 impl NewTokens {
-    fn make(oauth: &OAuth, now: u64) -> Result<Self, Refused> {
+    fn make(oauth: &OAuth, now: u64) -> Result<Self, OAuthError> {
         match (Issued::new(ACCESS_PREFIX), Issued::new(REFRESH_PREFIX)) {
             (Ok(access), Ok(refresh)) => Ok(Self {
                 access,
@@ -168,7 +128,7 @@ impl NewTokens {
                 access_expires: now + oauth.access_lifetime.as_secs(),
                 refresh_expires: now + oauth.refresh_lifetime.as_secs(),
             }),
-            _ => Err(Box::new(server_error("no randomness"))),
+            _ => Err(OAuthError::server_error("no randomness")),
         }
     }
 
@@ -188,66 +148,66 @@ impl NewTokens {
     }
 }
 
-pub async fn token(State(oauth): State<Arc<OAuth>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match parse(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
+pub async fn token(
+    State(oauth): State<Arc<OAuth>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let form = parse(&headers, &body)?;
     match form.grant_type.as_deref() {
         Some("authorization_code") => exchange_code(&oauth, &form),
         Some("refresh_token") => refresh(&oauth, &form),
-        Some(_) => error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be authorization_code or refresh_token",
-        ),
-        None => invalid_request("grant_type is required"),
+        Some(_) => Err(OAuthError::unsupported_grant_type()),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
     }
 }
 
-fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
+fn exchange_code(oauth: &OAuth, form: &Form) -> Result<Response, OAuthError> {
     let Some(code) = form.code.as_deref() else {
-        return invalid_request("code is required");
+        return Err(OAuthError::invalid_request("code is required"));
     };
     let hash = Hash::of(code.as_bytes());
     let code = match oauth.authorizations.take_code(&hash) {
-        Some(Ok(code)) => code,
-        Some(Err(grant_id)) => {
+        CodeLookup::Fresh(code) => code,
+        CodeLookup::Replayed { grant } => {
             // A code used twice: whoever holds the tokens it gave may be the thief.
-            oauth.revoke_grant(&grant_id, "its code was presented again");
-            return invalid_grant("the code was already used; the tokens it gave are revoked");
+            oauth.revoke_grant(&grant, "its code was presented again");
+            return Err(OAuthError::invalid_grant(
+                "the code was already used; the tokens it gave are revoked",
+            ));
         }
-        None => return invalid_grant("the code is unknown or expired"),
+        CodeLookup::Unknown => {
+            return Err(OAuthError::invalid_grant("the code is unknown or expired"));
+        }
     };
-    if let Err(r) = oauth.authenticate(form, &code.client_id) {
-        return *r;
-    }
+    oauth.authenticate(form, &code.client_id)?;
     let redirect_ok = match form.redirect_uri.as_deref() {
         Some(uri) => uri == code.redirect_uri,
         None => !code.redirect_named,
     };
     if !redirect_ok {
-        return invalid_grant("redirect_uri is not the one the code was issued for");
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri is not the one the code was issued for",
+        ));
     }
     if !form
         .code_verifier
         .as_deref()
         .is_some_and(|v| pkce_matches(v, &code.challenge))
     {
-        return invalid_grant("code_verifier does not match the code_challenge");
+        return Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
     }
     if !oauth.is_our_resource(form.resource.as_deref()) {
-        return invalid_target();
+        return Err(OAuthError::invalid_target());
     }
     let now = now();
-    let tokens = match NewTokens::make(oauth, now) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
+    let tokens = NewTokens::make(oauth, now)?;
     let grant_id = match random_text(12) {
         Ok(id) => format!("g_{id}"),
         Err(_) => {
-            return server_error("no randomness");
+            return Err(OAuthError::server_error("no randomness"));
         }
     };
     let grant = Grant {
@@ -272,16 +232,16 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Response {
         .change(|c| c.add_grant(grant))
     {
         tracing::warn!("cannot save an OAuth grant: {e:#}");
-        return server_error("cannot save the grant");
+        return Err(OAuthError::server_error("cannot save the grant"));
     }
     oauth.authorizations.code_used(hash, grant_id.clone());
     tracing::info!("OAuth grant {grant_id} made for {}", code.client_id);
-    tokens.response(oauth, &code.scope)
+    Ok(tokens.response(oauth, &code.scope))
 }
 
-fn refresh(oauth: &OAuth, form: &Form) -> Response {
+fn refresh(oauth: &OAuth, form: &Form) -> Result<Response, OAuthError> {
     let Some(token) = form.refresh_token.as_deref() else {
-        return invalid_request("refresh_token is required");
+        return Err(OAuthError::invalid_request("refresh_token is required"));
     };
     let hash = Hash::of(token.as_bytes());
     let found = oauth
@@ -295,30 +255,31 @@ fn refresh(oauth: &OAuth, form: &Form) -> Response {
         Some(Ok(grant)) => grant,
         Some(Err(grant_id)) => {
             oauth.revoke_grant(&grant_id, "a used refresh token was presented again");
-            return invalid_grant("the refresh token was already used; the grant is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked",
+            ));
         }
-        None => return invalid_grant("the refresh token is unknown or revoked"),
+        None => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is unknown or revoked",
+            ));
+        }
     };
-    if let Err(r) = oauth.authenticate(form, &grant.client_id) {
-        return *r;
-    }
+    oauth.authenticate(form, &grant.client_id)?;
     let now = now();
     if grant.refresh_expires <= now {
-        return invalid_grant("the refresh token has expired");
+        return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
     if !oauth.secret_is_live(&grant.secret_id) {
         oauth.revoke_void(&grant.id);
-        return invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "the key or passphrase this grant was given with is no longer configured",
-        );
+        ));
     }
     if !oauth.is_our_resource(form.resource.as_deref()) {
-        return invalid_target();
+        return Err(OAuthError::invalid_target());
     }
-    let tokens = match NewTokens::make(oauth, now) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
+    let tokens = NewTokens::make(oauth, now)?;
     let rotated = oauth.store.lock().expect("not poisoned").change(|c| {
         let Some(g) = c.grant_mut(&grant.id) else {
             return false;
@@ -339,23 +300,26 @@ fn refresh(oauth: &OAuth, form: &Form) -> Response {
         true
     });
     match rotated {
-        Ok(true) => tokens.response(oauth, &grant.scope),
-        Ok(false) => invalid_grant("the refresh token was already used"),
+        Ok(true) => Ok(tokens.response(oauth, &grant.scope)),
+        Ok(false) => Err(OAuthError::invalid_grant(
+            "the refresh token was already used",
+        )),
         Err(e) => {
             tracing::warn!("cannot save a refreshed OAuth grant: {e:#}");
-            server_error("cannot save the grant")
+            Err(OAuthError::server_error("cannot save the grant"))
         }
     }
 }
 
 /// RFC 7009: revoking a token revokes its grant; an unknown token is not an error.
-pub async fn revoke(State(oauth): State<Arc<OAuth>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match parse(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
+pub async fn revoke(
+    State(oauth): State<Arc<OAuth>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let form = parse(&headers, &body)?;
     let Some(token) = form.token.as_deref() else {
-        return invalid_request("token is required");
+        return Err(OAuthError::invalid_request("token is required"));
     };
     let hash = Hash::of(token.as_bytes()).to_hex();
     let result = oauth
@@ -368,11 +332,11 @@ pub async fn revoke(State(oauth): State<Arc<OAuth>>, headers: HeaderMap, body: B
             if n > 0 {
                 tracing::info!("OAuth grant revoked by its client");
             }
-            StatusCode::OK.into_response()
+            Ok(StatusCode::OK.into_response())
         }
         Err(e) => {
             tracing::warn!("cannot save a revocation: {e:#}");
-            server_error("cannot save the revocation")
+            Err(OAuthError::server_error("cannot save the revocation"))
         }
     }
 }
