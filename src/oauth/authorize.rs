@@ -18,7 +18,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::cimd::is_document_url;
-use super::consents::{CODE_FOR, Checked, Code, MAX_CODES, PENDING_FOR, Pending};
+use super::consents::{Checked, Code, PENDING_FOR, Pending};
 use super::page::{self, Consent};
 use super::passphrase::Verdict;
 use super::redirect_uris::host_of;
@@ -339,17 +339,8 @@ pub async fn decide(
         !answer.csrf.is_empty() && bool::from(c.as_bytes().ct_eq(answer.csrf.as_bytes()))
     });
     let pending = cookie_matches
-        .then(|| {
-            oauth
-                .authorizations
-                .pending
-                .lock()
-                .expect("not poisoned")
-                .get(&answer.csrf)
-                .cloned()
-        })
-        .flatten()
-        .filter(|p| p.since.elapsed() < PENDING_FOR);
+        .then(|| oauth.authorizations.awaiting(&answer.csrf))
+        .flatten();
     let Some(pending) = pending else {
         return page::error(
             StatusCode::BAD_REQUEST,
@@ -357,25 +348,9 @@ pub async fn decide(
         );
     };
     let request = &pending.request;
-    // Takes the request out: whichever answer does so first is the one answer it gets.
-    let take = || {
-        oauth
-            .authorizations
-            .pending
-            .lock()
-            .expect("not poisoned")
-            .remove(&answer.csrf)
-            .is_some()
-    };
-    let answered = || {
-        page::error(
-            StatusCode::BAD_REQUEST,
-            "This consent page was already answered.",
-        )
-    };
     if answer.decision != "allow" {
-        if !take() {
-            return answered();
+        if !oauth.authorizations.answer(&answer.csrf) {
+            return already_answered();
         }
         return oauth.redirect(
             &request.redirect_uri,
@@ -386,76 +361,83 @@ pub async fn decide(
             ],
         );
     }
-    // Counted before it is checked, so concurrent answers cannot outrun the lockout; an
-    // empty answer is no guess.
+    let secret_id = match secret_given(&oauth, client, &pending, &answer).await {
+        Ok(id) => id,
+        Err(page) => return page,
+    };
+    if !oauth.authorizations.answer(&answer.csrf) {
+        return already_answered();
+    }
+    issue(&oauth, &pending, secret_id)
+}
+
+fn already_answered() -> Response {
+    page::error(
+        StatusCode::BAD_REQUEST,
+        "This consent page was already answered.",
+    )
+}
+
+/// The id of the secret typed on the page, or the page again saying why not. Counted before
+/// it is checked, so concurrent answers cannot outrun the lockout; an empty answer is no guess.
+async fn secret_given(
+    oauth: &OAuth,
+    client: ClientAddr,
+    pending: &Pending,
+    answer: &Answer,
+) -> Result<String, Response> {
     let counted = if answer.secret.trim().is_empty() {
         oauth.lockout.check(client)
     } else {
         oauth.lockout.attempt(client)
     };
+    let again =
+        |status, message: &str| consent_page(oauth, status, pending, &answer.csrf, Some(message));
     if let Err(retry_after) = counted {
         let minutes = retry_after.as_secs().div_ceil(60);
-        return consent_page(
-            &oauth,
+        return Err(again(
             StatusCode::TOO_MANY_REQUESTS,
-            &pending,
-            &answer.csrf,
-            Some(&format!(
-                "Too many wrong secrets from this address: try again in {minutes} min."
-            )),
-        );
+            &format!("Too many wrong secrets from this address: try again in {minutes} min."),
+        ));
     }
-    let secret_id = match oauth.secret_id(&answer.secret).await {
-        Typed::Secret(id) => id,
-        Typed::Wrong => {
-            return consent_page(
-                &oauth,
-                StatusCode::UNAUTHORIZED,
-                &pending,
-                &answer.csrf,
-                Some("That is not an API key or the passphrase of this server."),
-            );
+    match oauth.secret_id(&answer.secret).await {
+        Typed::Secret(id) => {
+            oauth.lockout.succeeded(client);
+            Ok(id)
         }
-        Typed::Busy => {
-            return consent_page(
-                &oauth,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &pending,
-                &answer.csrf,
-                Some("The server is checking other sign-ins; try again in a moment."),
-            );
-        }
-    };
-    oauth.lockout.succeeded(client);
-    if !take() {
-        return answered();
+        Typed::Wrong => Err(again(
+            StatusCode::UNAUTHORIZED,
+            "That is not an API key or the passphrase of this server.",
+        )),
+        Typed::Busy => Err(again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is checking other sign-ins; try again in a moment.",
+        )),
     }
+}
+
+/// A code for the consented request, sent to its redirect URI (the page's cookie cleared).
+fn issue(oauth: &OAuth, pending: &Pending, secret_id: String) -> Response {
+    let request = &pending.request;
     let code = match Issued::new(CODE_PREFIX) {
         Ok(code) => code,
         Err(e) => return page::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    {
-        let mut codes = oauth.authorizations.codes.lock().expect("not poisoned");
-        codes.retain(|_, c| c.since.elapsed() < CODE_FOR);
-        if codes.len() >= MAX_CODES {
-            return page::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many sign-ins at once; try again in a minute.",
-            );
-        }
-        codes.insert(
-            code.hash(),
-            Code {
-                client_id: request.client_id.clone(),
-                client_name: pending.client_name.clone(),
-                redirect_uri: request.redirect_uri.clone(),
-                redirect_named: request.redirect_named,
-                challenge: request.challenge.clone(),
-                resource: request.resource.clone(),
-                scope: request.scope.clone(),
-                secret_id,
-                since: Instant::now(),
-            },
+    let kept = Code {
+        client_id: request.client_id.clone(),
+        client_name: pending.client_name.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        redirect_named: request.redirect_named,
+        challenge: request.challenge.clone(),
+        resource: request.resource.clone(),
+        scope: request.scope.clone(),
+        secret_id,
+        since: Instant::now(),
+    };
+    if oauth.authorizations.issue_code(code.hash(), kept).is_err() {
+        return page::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many sign-ins at once; try again in a minute.",
         );
     }
     tracing::info!(

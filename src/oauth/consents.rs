@@ -68,14 +68,50 @@ pub struct Code {
 
 #[derive(Default)]
 pub struct Authorizations {
-    pub pending: Mutex<HashMap<String, Pending>>,
-    pub codes: Mutex<HashMap<Hash, Code>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    codes: Mutex<HashMap<Hash, Code>>,
     /// Codes already exchanged, with the grant each made: one presented again revokes it
     /// (RFC 6749 §4.1.2).
     used: Mutex<HashMap<Hash, (String, Instant)>>,
 }
 
+/// As many codes waiting to be exchanged as [`MAX_CODES`] allows.
+#[derive(Debug)]
+pub struct TooManyCodes;
+
 impl Authorizations {
+    /// The request awaiting consent on the page of `csrf`, while the page is good.
+    pub fn awaiting(&self, csrf: &str) -> Option<Pending> {
+        self.pending
+            .lock()
+            .expect("not poisoned")
+            .get(csrf)
+            .filter(|p| p.since.elapsed() < PENDING_FOR)
+            .cloned()
+    }
+
+    /// Takes the request of `csrf` out: whichever answer does so first is the one answer it
+    /// gets (`false` for the others).
+    pub fn answer(&self, csrf: &str) -> bool {
+        self.pending
+            .lock()
+            .expect("not poisoned")
+            .remove(csrf)
+            .is_some()
+    }
+
+    /// Keeps `code` under its hash until it is exchanged, within [`MAX_CODES`] (expired
+    /// codes go first).
+    pub fn issue_code(&self, hash: Hash, code: Code) -> Result<(), TooManyCodes> {
+        let mut codes = self.codes.lock().expect("not poisoned");
+        codes.retain(|_, c| c.since.elapsed() < CODE_FOR);
+        if codes.len() >= MAX_CODES {
+            return Err(TooManyCodes);
+        }
+        codes.insert(hash, code);
+        Ok(())
+    }
+
     /// Keeps `pending` under `csrf` until it is answered, within the bounds: expired pages
     /// go, then the opener's oldest beyond [`PENDING_PER_CLIENT`], then — when
     /// [`MAX_PENDING`] are open — the oldest of whoever holds the most.
