@@ -142,21 +142,8 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
     );
     let mcp_path = paths.mcp().to_owned();
     let redirect_gate = GateLayer::log_only(paths.clone(), export.clone());
-    let request_limits = RequestLimits {
-        max_uri_bytes: limits.max_uri_bytes,
-        max_requests: limits.max_requests as usize,
-        allowed_clients: AllowedClients::new(&limits.allowed_clients),
-        lockout,
-    };
-    let guard = HostOriginGuard::new(
-        &args.allowed_hosts,
-        &args.allowed_origins,
-        args.public_url.public_url.as_ref(),
-        &args.tls.acme.acme_domains,
-    );
     // In front of every route: the key leaves the request, then it is logged and checked.
-    let gated =
-        GateLayer::new(paths, guard, keys.clone(), request_limits, oauth, export).layer(router);
+    let gated = gate(args, paths, keys.clone(), lockout, oauth, export).layer(router);
     Ok(App {
         gated,
         redirect_gate,
@@ -170,6 +157,31 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
         shutdown,
         hangups,
     })
+}
+
+/// The gate `args` describe, in front of `paths`.
+fn gate(
+    args: &ServeArgs,
+    paths: Paths,
+    keys: Arc<ArcSwap<KeySet>>,
+    lockout: Arc<Lockout>,
+    oauth: Option<Arc<OAuth>>,
+    export: Option<Export>,
+) -> GateLayer {
+    let limits = &args.limits;
+    let request_limits = RequestLimits {
+        max_uri_bytes: limits.max_uri_bytes,
+        max_requests: limits.max_requests as usize,
+        allowed_clients: AllowedClients::new(&limits.allowed_clients),
+        lockout,
+    };
+    let guard = HostOriginGuard::new(
+        &args.allowed_hosts,
+        &args.allowed_origins,
+        args.public_url.public_url.as_ref(),
+        &args.tls.acme.acme_domains,
+    );
+    GateLayer::new(paths, guard, keys, request_limits, oauth, export)
 }
 
 /// With `--oauth`: the authorization server, reloading its passphrase on SIGHUP.
