@@ -160,7 +160,7 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
 }
 
 /// The gate `args` describe, in front of `paths`.
-fn gate(
+pub(crate) fn gate(
     args: &ServeArgs,
     paths: Paths,
     keys: Arc<ArcSwap<KeySet>>,
@@ -596,24 +596,33 @@ impl Server {
 
 /// The app as `build` makes it, served in this process with no socket: zero-to-production's
 /// `spawn_app` shape, for a test that needs no separate process.
+/// `latchkey serve` with `flags`, parsed as the command line would be (for unit tests that
+/// build parts of the app the way `build` does).
+#[cfg(test)]
+pub(crate) fn test_args(flags: &[&str]) -> ServeArgs {
+    use clap::Parser as _;
+    let line = ["latchkey", "serve"]
+        .into_iter()
+        .chain(flags.iter().copied());
+    match crate::cli::Cli::try_parse_from(line).unwrap().command {
+        crate::cli::Command::Serve(args) => *args,
+        _ => unreachable!("serve was asked for"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::StatusCode;
-    use clap::Parser as _;
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::cli::{Cli, Command};
 
     const KEY: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
 
     fn args(extra: &[&str]) -> ServeArgs {
-        let mut line = vec!["latchkey", "serve", "--api-key", KEY];
+        let mut line = vec!["--api-key", KEY];
         line.extend_from_slice(extra);
-        match Cli::try_parse_from(line).unwrap().command {
-            Command::Serve(args) => *args,
-            _ => unreachable!("serve was asked for"),
-        }
+        test_args(&line)
     }
 
     async fn call(app: &App, key: &str) -> (StatusCode, String) {

@@ -189,6 +189,7 @@ impl<S> Gate<S> {
     fn admit(
         &self,
         matched: Matched<'_>,
+        client: ClientAddr,
         request: &Request,
         credentials: &auth::Credentials,
     ) -> Result<Admitted, Answer> {
@@ -211,7 +212,6 @@ impl<S> Gate<S> {
         if matched.access == Access::Open {
             return Ok(Admitted::default());
         }
-        let client = ClientAddr::of(self.peer, request.headers());
         if !limits.allowed_clients.allows(client) {
             return Err(Answer::ClientNotAllowed);
         }
@@ -423,9 +423,12 @@ where
                 Some(paths.shown(path).into_owned()),
             ),
         };
+        // Found once: the bounds count it, the access record and span show it.
+        let client = ClientAddr::of(self.peer, request.headers());
         let record = Record::start(
             &mut request,
             self.peer,
+            client,
             taken.recorded_query,
             shown,
             matched.route,
@@ -433,7 +436,7 @@ where
         );
         // A refused request never reaches the inner service, which is ready and reserves
         // nothing (axum's Router), so it is simply not called.
-        match self.admit(matched, &request, &taken.credentials) {
+        match self.admit(matched, client, &request, &taken.credentials) {
             Ok(admitted) => {
                 // The OAuth consent page counts wrong secrets per client, as the gate does.
                 if let (Access::Guarded, Some(client)) = (matched.access, admitted.client) {

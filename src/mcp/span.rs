@@ -543,10 +543,6 @@ mod tests {
     use opentelemetry::trace::{SpanKind, Status};
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     use opentelemetry_sdk::trace::SpanData;
-    use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-    use rmcp::transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService,
-    };
     use tower::{Layer, ServiceExt};
 
     use super::*;
@@ -600,35 +596,27 @@ mod tests {
             export: export.clone(),
             tool_io,
         };
-        let config = StreamableHttpServerConfig::default()
-            .with_legacy_session_mode(false)
-            .with_json_response(true)
-            .disable_allowed_hosts()
-            .disable_allowed_origins();
-        let mcp = StreamableHttpService::new(
-            move || Ok(Traced::new(StandIn, tracing.clone())),
-            Arc::new(NeverSessionManager::default()),
-            config,
-        );
-        let router = axum::Router::new().route("/mcp", axum::routing::post_service(mcp));
-        // Through the gate, as in the server: it starts the HTTP span the MCP span needs.
+        // The server's own rmcp settings and gate, around the stand-in handler.
+        let options = crate::routes::mcp::McpOptions {
+            sessions: None,
+            shutdown: Default::default(),
+            max_body: 1 << 20,
+            tracing: Some(tracing.clone()),
+            upstreams: None,
+        };
+        let endpoint = crate::routes::mcp::rmcp_endpoint(&options, move || {
+            Traced::new(StandIn, tracing.clone())
+        });
+        let router = axum::Router::new().route("/mcp", endpoint);
+        let args = crate::startup::test_args(&["--api-key", KEY]);
         let key = crate::keys::KeyEntry::Plain(KEY.into());
         let keys = Arc::new(arc_swap::ArcSwap::from_pointee(crate::keys::KeySet::new(
             &[key],
         )));
-        let guard = crate::host_origin::HostOriginGuard::new(&[], &[], None, &[]);
+        let lockout = Arc::new(crate::lockout::Lockout::new(0, Default::default()));
         let paths = crate::routes::Paths::new(&Default::default(), false);
-        let limits = crate::gate::RequestLimits {
-            max_uri_bytes: 8192,
-            max_requests: 16,
-            allowed_clients: Default::default(),
-            lockout: Arc::new(crate::lockout::Lockout::new(
-                0,
-                std::time::Duration::from_secs(1),
-            )),
-        };
-        let app = crate::gate::GateLayer::new(paths, guard, keys, limits, None, Some(export))
-            .layer(router);
+        let app =
+            crate::startup::gate(&args, paths, keys, lockout, None, Some(export)).layer(router);
         let mut request = axum::http::Request::post("/mcp")
             .header(header::HOST, "localhost")
             .header(header::AUTHORIZATION, format!("Bearer {KEY}"))

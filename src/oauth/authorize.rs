@@ -20,12 +20,10 @@ use subtle::ConstantTimeEq;
 use super::cimd::is_document_url;
 use super::consents::{Checked, Code, PENDING_FOR, Pending};
 use super::page::{self, Consent};
-use super::passphrase::Verdict;
 use super::redirect_uris::host_of;
 use super::secret::{self, CODE_PREFIX, Issued};
-use super::server::{AUTHORIZE, OAuth, SCOPE};
+use super::server::{AUTHORIZE, OAuth, SCOPE, Typed};
 use crate::clients::ClientAddr;
-use crate::keys::KeyDigest;
 
 const COOKIE: &str = "latchkey_consent";
 
@@ -56,11 +54,11 @@ enum Refusal {
 impl OAuth {
     fn cookie(&self, value: &str, max_age: u64) -> String {
         let path = self
-            .issuer
+            .issuer()
             .parse::<http::Uri>()
             .map(|u| u.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
-        let secure = if self.issuer.starts_with("https:") {
+        let secure = if self.issuer().starts_with("https:") {
             "; Secure"
         } else {
             ""
@@ -74,7 +72,7 @@ impl OAuth {
     fn redirect(&self, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
         let mut url = redirect_uri.to_owned();
         let mut sep = if url.contains('?') { '&' } else { '?' };
-        for (name, value) in params.iter().chain(&[("iss", self.issuer.as_str())]) {
+        for (name, value) in params.iter().chain(&[("iss", self.issuer())]) {
             url.push(sep);
             sep = '&';
             url.push_str(name);
@@ -138,7 +136,7 @@ impl OAuth {
             None if uris.len() == 1 => uris[0].clone(),
             None => return Err(Refusal::Page("The request names no redirect_uri.".into())),
         };
-        if !uris.contains(&redirect_uri) || !self.redirect_uris.allows(&redirect_uri) {
+        if !uris.contains(&redirect_uri) || !self.allows_redirect(&redirect_uri) {
             return Err(Refusal::Page(format!(
                 "The redirect URI {redirect_uri:?} is not one this client may use (see --oauth-redirect-uri)."
             )));
@@ -197,7 +195,7 @@ impl OAuth {
                 redirect_named,
                 state,
                 challenge,
-                resource: self.resource.clone(),
+                resource: self.resource().to_owned(),
                 scope,
             },
             client_name: name,
@@ -208,7 +206,7 @@ impl OAuth {
     /// The client `client_id` names: by its metadata document, or as registered here.
     async fn client_of(&self, client_id: &str) -> Result<KnownClient, Refusal> {
         if is_document_url(client_id) {
-            let doc = self.cimd.get(client_id).await.map_err(|e| {
+            let doc = self.cimd().get(client_id).await.map_err(|e| {
                 Refusal::Page(format!(
                     "The client's metadata document cannot be used: {e}"
                 ))
@@ -219,7 +217,7 @@ impl OAuth {
                 verified_by: Some(host_of(client_id)),
             });
         }
-        let mut store = self.store.lock().expect("not poisoned");
+        let mut store = self.store();
         let client = store.refresh().client(client_id).ok_or_else(|| {
             Refusal::Page(
                 "This client is not registered here (any more): connect again from the app.".into(),
@@ -276,7 +274,7 @@ pub async fn show(
         opened_by: client.map_or(ClientAddr::Local, |c| c.0).network(),
     };
     let response = consent_page(&oauth, StatusCode::OK, &pending, &csrf, None);
-    oauth.authorizations.await_consent(csrf, pending);
+    oauth.authorizations().await_consent(csrf, pending);
     response
 }
 
@@ -287,7 +285,7 @@ fn consent_page(
     csrf: &str,
     problem: Option<&str>,
 ) -> Response {
-    let action = format!("{}{AUTHORIZE}", oauth.issuer);
+    let action = format!("{}{AUTHORIZE}", oauth.issuer());
     page::consent(
         status,
         &Consent {
@@ -339,7 +337,7 @@ pub async fn decide(
         !answer.csrf.is_empty() && bool::from(c.as_bytes().ct_eq(answer.csrf.as_bytes()))
     });
     let pending = cookie_matches
-        .then(|| oauth.authorizations.awaiting(&answer.csrf))
+        .then(|| oauth.authorizations().awaiting(&answer.csrf))
         .flatten();
     let Some(pending) = pending else {
         return page::error(
@@ -349,7 +347,7 @@ pub async fn decide(
     };
     let request = &pending.request;
     if answer.decision != "allow" {
-        if !oauth.authorizations.answer(&answer.csrf) {
+        if !oauth.authorizations().answer(&answer.csrf) {
             return already_answered();
         }
         return oauth.redirect(
@@ -365,7 +363,7 @@ pub async fn decide(
         Ok(id) => id,
         Err(page) => return page,
     };
-    if !oauth.authorizations.answer(&answer.csrf) {
+    if !oauth.authorizations().answer(&answer.csrf) {
         return already_answered();
     }
     issue(&oauth, &pending, secret_id)
@@ -387,9 +385,9 @@ async fn secret_given(
     answer: &Answer,
 ) -> Result<String, Response> {
     let counted = if answer.secret.trim().is_empty() {
-        oauth.lockout.check(client)
+        oauth.lockout().check(client)
     } else {
-        oauth.lockout.attempt(client)
+        oauth.lockout().attempt(client)
     };
     let again =
         |status, message: &str| consent_page(oauth, status, pending, &answer.csrf, Some(message));
@@ -402,7 +400,7 @@ async fn secret_given(
     }
     match oauth.secret_id(&answer.secret).await {
         Typed::Secret(id) => {
-            oauth.lockout.succeeded(client);
+            oauth.lockout().succeeded(client);
             Ok(id)
         }
         Typed::Wrong => Err(again(
@@ -434,7 +432,11 @@ fn issue(oauth: &OAuth, pending: &Pending, secret_id: String) -> Response {
         secret_id,
         since: Instant::now(),
     };
-    if oauth.authorizations.issue_code(code.hash(), kept).is_err() {
+    if oauth
+        .authorizations()
+        .issue_code(code.hash(), kept)
+        .is_err()
+    {
         return page::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many sign-ins at once; try again in a minute.",
@@ -457,37 +459,4 @@ fn issue(oauth: &OAuth, pending: &Pending, secret_id: String) -> Response {
 
 fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
-}
-
-/// What the secret typed on the consent page is.
-enum Typed {
-    /// An API key or the passphrase: the id its grants record.
-    Secret(String),
-    Wrong,
-    /// Not checked: every passphrase check was taken (`passphrase::CHECKS_AT_ONCE`).
-    Busy,
-}
-
-impl OAuth {
-    /// The grant id of the secret typed on the consent page, if it is a key or the passphrase.
-    async fn secret_id(&self, typed: &str) -> Typed {
-        let typed = typed.trim();
-        if typed.is_empty() {
-            return Typed::Wrong;
-        }
-        let digest = KeyDigest::of(typed.as_bytes());
-        if self.keys.load().verify(&digest) {
-            return Typed::Secret(digest.grant_id());
-        }
-        let Some(passphrase) = self.passphrase.load_full().as_ref().clone() else {
-            return Typed::Wrong;
-        };
-        let grant_id = passphrase.grant_id.clone();
-        let typed = secrecy::SecretString::from(typed.to_owned());
-        match self.passphrase_checks.check(passphrase, typed).await {
-            Verdict::Right => Typed::Secret(grant_id),
-            Verdict::Wrong => Typed::Wrong,
-            Verdict::Busy => Typed::Busy,
-        }
-    }
 }

@@ -36,8 +36,8 @@ pub fn well_known(oauth: &OAuth, rest: &str, base: &str, under_base: bool) -> Op
 
 fn protected_resource(oauth: &OAuth) -> Value {
     json!({
-        "resource": oauth.resource,
-        "authorization_servers": [oauth.issuer],
+        "resource": oauth.resource(),
+        "authorization_servers": [oauth.issuer()],
         "scopes_supported": [SCOPE],
         "bearer_methods_supported": ["header"],
         "resource_name": "latchkey",
@@ -45,7 +45,7 @@ fn protected_resource(oauth: &OAuth) -> Value {
 }
 
 fn authorization_server(oauth: &OAuth) -> Value {
-    let issuer = &oauth.issuer;
+    let issuer = oauth.issuer();
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}{AUTHORIZE}"),

@@ -50,7 +50,7 @@ pub async fn register(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let client = client.map_or(ClientAddr::Local, |c| c.0);
-    if !oauth.registrations.take(client) {
+    if !oauth.may_register(client) {
         return Err(OAuthError::too_many_requests(
             format!(
                 "this address registered {REGISTRATIONS_PER_CLIENT} clients in the last {}; retry later",
@@ -124,7 +124,7 @@ fn check(oauth: &OAuth, body: &[u8]) -> Result<Checked, OAuthError> {
     if let Some(bad) = request
         .redirect_uris
         .iter()
-        .find(|u| !oauth.redirect_uris.allows(u))
+        .find(|u| !oauth.allows_redirect(u))
     {
         return Err(OAuthError::invalid_redirect_uri(format!(
             "{bad:?} is not allowed: only ChatGPT's, Claude's, loopback http and --oauth-redirect-uri URIs are"
@@ -183,11 +183,9 @@ fn credentials(method: &str) -> Result<(String, Option<Issued>), OAuthError> {
 /// Keeps the client, within the store's bounds. A client being signed in (a consent page
 /// open, a code not yet exchanged) is never the one evicted to make room.
 fn save(oauth: &OAuth, registered: Client, issued_at: u64) -> Result<(), OAuthError> {
-    let signing_in = oauth.authorizations.clients_signing_in();
+    let signing_in = oauth.authorizations().clients_signing_in();
     let added = oauth
-        .store
-        .lock()
-        .expect("not poisoned")
+        .store()
         .change(|c| c.register(registered, issued_at, &signing_in));
     match added {
         Ok(true) => Ok(()),

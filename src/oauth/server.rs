@@ -2,7 +2,7 @@
 //! given with, the store, and what the gate asks of it ([`OAuth::check`]).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -13,13 +13,14 @@ use super::args::OAuthArgs;
 use super::cimd::Cimd;
 use super::consents::Authorizations;
 use super::intake::Intake;
-use super::passphrase::Passphrase;
+use super::passphrase::{Passphrase, Verdict};
 use super::redirect_uris::RedirectUris;
 use super::secret;
 use super::store::{self, Found, Store};
 use crate::auth::Credentials;
+use crate::clients::ClientAddr;
 use crate::configuration::PublicUrl;
-use crate::keys::KeySet;
+use crate::keys::{KeyDigest, KeySet};
 use crate::lockout::Lockout;
 
 /// The OAuth endpoints, under the base path.
@@ -47,27 +48,36 @@ pub enum TokenCheck {
     Unknown,
 }
 
+/// What the secret typed on the consent page is.
+pub(super) enum Typed {
+    /// An API key or the passphrase: the id its grants record.
+    Secret(String),
+    Wrong,
+    /// Not checked: every passphrase check was taken (`passphrase::CHECKS_AT_ONCE`).
+    Busy,
+}
+
 pub struct OAuth {
-    pub(super) issuer: String,
-    pub(super) resource: String,
+    issuer: String,
+    resource: String,
     /// `WWW-Authenticate` of a 401: where the resource metadata is.
-    pub(super) challenge: HeaderValue,
-    pub(super) challenge_invalid: HeaderValue,
-    pub(super) access_lifetime: Duration,
-    pub(super) refresh_lifetime: Duration,
-    pub(super) keys: Arc<ArcSwap<KeySet>>,
-    pub(super) passphrase_file: Option<PathBuf>,
-    pub(super) passphrase: ArcSwap<Option<Passphrase>>,
-    pub(super) lockout: Arc<Lockout>,
-    pub(super) redirect_uris: RedirectUris,
-    pub(super) cimd: Cimd,
-    pub(super) store: Mutex<Store>,
-    pub(super) authorizations: Authorizations,
+    challenge: HeaderValue,
+    challenge_invalid: HeaderValue,
+    access_lifetime: Duration,
+    refresh_lifetime: Duration,
+    keys: Arc<ArcSwap<KeySet>>,
+    passphrase_file: Option<PathBuf>,
+    passphrase: ArcSwap<Option<Passphrase>>,
+    lockout: Arc<Lockout>,
+    redirect_uris: RedirectUris,
+    cimd: Cimd,
+    store: Mutex<Store>,
+    authorizations: Authorizations,
     intake: Arc<Intake>,
     /// Registrations per address (`register::REGISTRATIONS_PER_CLIENT`).
-    pub(super) registrations: super::allowance::Allowance,
+    registrations: super::allowance::Allowance,
     /// Turns for argon2, bounded in number.
-    pub(super) passphrase_checks: super::passphrase::Checks,
+    passphrase_checks: super::passphrase::Checks,
 }
 
 impl OAuth {
@@ -127,6 +137,52 @@ impl OAuth {
         self.intake.clone()
     }
 
+    /// The issuer: the public URL, with no trailing slash.
+    pub(super) fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The resource every grant is for: the MCP endpoint's URL.
+    pub(super) fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// How long an access token, then a refresh token, lives.
+    pub(super) fn lifetimes(&self) -> (Duration, Duration) {
+        (self.access_lifetime, self.refresh_lifetime)
+    }
+
+    /// The store, for one step: a `std` guard is not `Send`, so no handler can hold it
+    /// across an `.await`.
+    pub(super) fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().expect("not poisoned")
+    }
+
+    /// Consent pages awaiting an answer and codes awaiting exchange, within their bounds.
+    pub(super) fn authorizations(&self) -> &Authorizations {
+        &self.authorizations
+    }
+
+    /// The failures of guessing addresses, shared with the gate.
+    pub(super) fn lockout(&self) -> &Lockout {
+        &self.lockout
+    }
+
+    /// Metadata documents of clients that name themselves by URL.
+    pub(super) fn cimd(&self) -> &Cimd {
+        &self.cimd
+    }
+
+    /// Whether `--oauth-redirect-uri` allows `uri`.
+    pub(super) fn allows_redirect(&self, uri: &str) -> bool {
+        self.redirect_uris.allows(uri)
+    }
+
+    /// Takes one of `client`'s registrations for this window; false when it has none left.
+    pub(super) fn may_register(&self, client: ClientAddr) -> bool {
+        self.registrations.take(client)
+    }
+
     /// Re-reads the passphrase file on every SIGHUP (a broken file keeps the old hash).
     pub fn spawn_reloader(self: &Arc<Self>, mut hangups: broadcast::Receiver<()>) {
         let Some(path) = self.passphrase_file.clone() else {
@@ -163,7 +219,7 @@ impl OAuth {
         let mut result = TokenCheck::Unknown;
         let mut void = None;
         {
-            let mut store = self.store.lock().expect("not poisoned");
+            let mut store = self.store();
             store.recheck();
             for digest in credentials.bearer_digests() {
                 match store.access(&secret::Hash(*digest.as_bytes()), now) {
@@ -207,9 +263,7 @@ impl OAuth {
     /// Removes a grant for good, saying why in the log.
     pub(super) fn revoke_grant(&self, grant_id: &str, why: &str) {
         let removed = self
-            .store
-            .lock()
-            .expect("not poisoned")
+            .store()
             .change(|c| c.remove_grants(|g| g.id == grant_id));
         match removed {
             Ok(n) if n > 0 => tracing::warn!("revoked OAuth grant {grant_id}: {why}"),
@@ -225,5 +279,27 @@ impl OAuth {
             let r = r.strip_suffix('/').unwrap_or(r);
             r == self.resource || r == self.issuer
         })
+    }
+
+    /// The grant id of the secret typed on the consent page, if it is a key or the passphrase.
+    pub(super) async fn secret_id(&self, typed: &str) -> Typed {
+        let typed = typed.trim();
+        if typed.is_empty() {
+            return Typed::Wrong;
+        }
+        let digest = KeyDigest::of(typed.as_bytes());
+        if self.keys.load().verify(&digest) {
+            return Typed::Secret(digest.grant_id());
+        }
+        let Some(passphrase) = self.passphrase.load_full().as_ref().clone() else {
+            return Typed::Wrong;
+        };
+        let grant_id = passphrase.grant_id.clone();
+        let typed = secrecy::SecretString::from(typed.to_owned());
+        match self.passphrase_checks.check(passphrase, typed).await {
+            Verdict::Right => Typed::Secret(grant_id),
+            Verdict::Wrong => Typed::Wrong,
+            Verdict::Busy => Typed::Busy,
+        }
     }
 }

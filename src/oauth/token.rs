@@ -90,7 +90,7 @@ impl OAuth {
         if is_document_url(client_id) {
             return Ok(());
         }
-        let mut store = self.store.lock().expect("not poisoned");
+        let mut store = self.store();
         let Some(client) = store.refresh().client(client_id) else {
             return Err(OAuthError::invalid_client(
                 "this client is not registered here (any more): register again",
@@ -125,8 +125,8 @@ impl NewTokens {
             (Ok(access), Ok(refresh)) => Ok(Self {
                 access,
                 refresh,
-                access_expires: now + oauth.access_lifetime.as_secs(),
-                refresh_expires: now + oauth.refresh_lifetime.as_secs(),
+                access_expires: now + oauth.lifetimes().0.as_secs(),
+                refresh_expires: now + oauth.lifetimes().1.as_secs(),
             }),
             _ => Err(OAuthError::server_error("no randomness")),
         }
@@ -136,7 +136,7 @@ impl NewTokens {
         let mut response = Json(serde_json::json!({
             "access_token": self.access.reveal(),
             "token_type": "Bearer",
-            "expires_in": oauth.access_lifetime.as_secs(),
+            "expires_in": oauth.lifetimes().0.as_secs(),
             "refresh_token": self.refresh.reveal(),
             "scope": scope,
         }))
@@ -167,7 +167,7 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Result<Response, OAuthError> {
         return Err(OAuthError::invalid_request("code is required"));
     };
     let hash = Hash::of(code.as_bytes());
-    let code = match oauth.authorizations.take_code(&hash) {
+    let code = match oauth.authorizations().take_code(&hash) {
         CodeLookup::Fresh(code) => code,
         CodeLookup::Replayed { grant } => {
             // A code used twice: whoever holds the tokens it gave may be the thief.
@@ -225,16 +225,11 @@ fn exchange_code(oauth: &OAuth, form: &Form) -> Result<Response, OAuthError> {
         refresh_expires: tokens.refresh_expires,
         retired_refresh: Vec::new(),
     };
-    if let Err(e) = oauth
-        .store
-        .lock()
-        .expect("not poisoned")
-        .change(|c| c.add_grant(grant))
-    {
+    if let Err(e) = oauth.store().change(|c| c.add_grant(grant)) {
         tracing::warn!("cannot save an OAuth grant: {e:#}");
         return Err(OAuthError::server_error("cannot save the grant"));
     }
-    oauth.authorizations.code_used(hash, grant_id.clone());
+    oauth.authorizations().code_used(hash, grant_id.clone());
     tracing::info!("OAuth grant {grant_id} made for {}", code.client_id);
     Ok(tokens.response(oauth, &code.scope))
 }
@@ -245,9 +240,7 @@ fn refresh(oauth: &OAuth, form: &Form) -> Result<Response, OAuthError> {
     };
     let hash = Hash::of(token.as_bytes());
     let found = oauth
-        .store
-        .lock()
-        .expect("not poisoned")
+        .store()
         .refresh()
         .by_refresh(&hash)
         .map(|r| r.cloned());
@@ -280,7 +273,7 @@ fn refresh(oauth: &OAuth, form: &Form) -> Result<Response, OAuthError> {
         return Err(OAuthError::invalid_target());
     }
     let tokens = NewTokens::make(oauth, now)?;
-    let rotated = oauth.store.lock().expect("not poisoned").change(|c| {
+    let rotated = oauth.store().change(|c| {
         let Some(g) = c.grant_mut(&grant.id) else {
             return false;
         };
@@ -323,9 +316,7 @@ pub async fn revoke(
     };
     let hash = Hash::of(token.as_bytes()).to_hex();
     let result = oauth
-        .store
-        .lock()
-        .expect("not poisoned")
+        .store()
         .change(|c| c.remove_grants(|g| g.access_hash == hash || g.refresh_hash == hash));
     match result {
         Ok(n) => {

@@ -86,7 +86,8 @@ pub fn endpoint(options: &McpOptions) -> MethodRouter {
     }
 }
 
-fn rmcp_endpoint<S, F>(options: &McpOptions, handler: F) -> MethodRouter
+/// rmcp's service around `handler`, with the server's settings (and the span tests').
+pub(crate) fn rmcp_endpoint<S, F>(options: &McpOptions, handler: F) -> MethodRouter
 where
     S: ServerHandler,
     F: Fn() -> S + Send + Sync + Clone + 'static,

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use axum::extract::Request;
 
-use crate::clients::forwarded_for;
+use crate::clients::{ClientAddr, forwarded_for};
 use crate::listen::Peer;
 use crate::telemetry::timestamp::{write_padded, write_timestamp};
 use crate::telemetry::{ACCESS_SINK, LogFormat};
@@ -25,10 +25,15 @@ pub enum Client {
 }
 
 impl Client {
-    pub fn of(peer: Option<Peer>, request: &Request) -> Option<Self> {
-        match peer? {
-            Peer::Tcp(addr) => Some(Client::Ip(addr.ip())),
-            Peer::Unix => forwarded_for(request.headers()).map(|v| Client::Forwarded(v.to_owned())),
+    /// The client the gate found (`address`), as the log shows it: what the proxy sent is
+    /// shown as sent when it is no address, where the bounds count it as local.
+    pub fn of(peer: Option<Peer>, address: ClientAddr, request: &Request) -> Option<Self> {
+        match (peer?, address) {
+            (_, ClientAddr::Ip(ip)) => Some(Client::Ip(ip)),
+            (Peer::Tcp(addr), ClientAddr::Local) => Some(Client::Ip(addr.ip())),
+            (Peer::Unix, ClientAddr::Local) => {
+                forwarded_for(request.headers()).map(|v| Client::Forwarded(v.to_owned()))
+            }
         }
     }
 

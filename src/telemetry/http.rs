@@ -19,6 +19,7 @@ use opentelemetry_semantic_conventions::attribute::{
 };
 
 use crate::auth::AuthMethod;
+use crate::clients::ClientAddr;
 use crate::listen::Peer;
 use crate::telemetry::Export;
 use crate::telemetry::access_log::{Client, Line};
@@ -94,6 +95,7 @@ impl Record {
     pub fn start(
         request: &mut Request,
         peer: Option<Peer>,
+        address: ClientAddr,
         query: Option<String>,
         shown: Option<String>,
         route: Option<&str>,
@@ -107,7 +109,7 @@ impl Record {
                 None => RecordedPath::Request(request.uri().clone()),
             },
             query,
-            client: Client::of(peer, request),
+            client: Client::of(peer, address, request),
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             export: None,
         };
