@@ -345,6 +345,17 @@ pub struct ServeArgs {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Do not serve the activity console at {base}/console (nor the feed `latchkey watch`
+    /// reads at {base}/activity). On, it costs a record of each MCP call in memory.
+    #[arg(long, env = "LATCHKEY_NO_CONSOLE", value_parser = BoolishValueParser::new())]
+    pub no_console: bool,
+
+    /// How long a console sign-in lasts (e.g. 12h, 30m); changing the key or passphrase
+    /// ends it sooner.
+    #[arg(long, env = "LATCHKEY_CONSOLE_SESSION_LIFETIME", value_name = "DURATION",
+          default_value = "12h", value_parser = humantime::parse_duration)]
+    pub console_session_lifetime: std::time::Duration,
+
     /// Record tool arguments and results on exported spans (values under sensitive-looking
     /// keys such as password or token redacted). Off: only their sizes are recorded.
     #[arg(long, env = "LATCHKEY_TRACE_TOOL_IO", value_parser = BoolishValueParser::new())]

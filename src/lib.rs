@@ -7,6 +7,7 @@
 //! with `--oauth`, `oauth::OAuth::check` for access tokens); then `routes::mcp` (rmcp) and
 //! the `tools` answer, or `oauth`'s endpoints.
 
+pub mod activity;
 pub mod address_file;
 pub mod auth;
 pub mod cli;
@@ -14,11 +15,14 @@ pub mod clients;
 pub mod commands;
 pub mod configuration;
 pub mod connections;
+pub mod console;
 pub mod cors;
 pub mod error_response;
 pub mod file_modes;
 pub mod gate;
 pub mod host_origin;
+pub mod html;
+pub mod intake;
 pub mod keys;
 pub mod listen;
 pub mod lockout;

@@ -20,14 +20,17 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::activity::Activity;
 use crate::address_file::{AddressFile, Addresses};
 use crate::cli::ServeArgs;
 use crate::clients::AllowedClients;
 use crate::configuration::{KeySources, state_dir_or_default};
 use crate::connections::WithPeer;
 use crate::connections::{self, ConnectionLimits};
+use crate::console::ConsoleParts;
 use crate::gate::{Gate, GateLayer, RequestLimits};
 use crate::host_origin::HostOriginGuard;
+use crate::intake::Intake;
 use crate::keys::KeySet;
 use crate::listen::{self, ListenAddr, NoDelayListener, Peer, SocketFile};
 use crate::lockout::Lockout;
@@ -35,6 +38,7 @@ use crate::mcp::span::McpTracing;
 use crate::oauth::OAuth;
 use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
+use crate::telemetry::observe::Observers;
 use crate::tls::Tls;
 use crate::tls::listener::TlsListener;
 use crate::upstream::Upstreams;
@@ -121,25 +125,42 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
     let upstreams = Upstreams::start(args.upstream.configs()?, &upstream_stop);
     let limits = &args.limits;
     let lockout = Arc::new(Lockout::new(limits.max_key_failures, limits.lockout));
-    let oauth = build_oauth(args, &keys, &lockout, &hangups)?;
+    let intake = Arc::new(Intake::new(limits.header_timeout));
+    let oauth = build_oauth(args, &keys, &lockout, &intake, &hangups)?;
     let sessions = args.sessions.then_some(SessionLimits {
         max_sessions: args.max_sessions as usize,
         idle_timeout: args.session_idle_timeout,
     });
-    let paths = Paths::new(&args.listen.base_path, oauth.is_some());
-    let router = paths.router(
-        &McpOptions {
-            sessions,
-            shutdown: shutdown.clone(),
-            max_body: limits.max_body,
-            upstreams: upstreams.clone(),
-            tracing: export.clone().map(|export| McpTracing {
-                export,
-                tool_io: args.trace_tool_io,
-            }),
-        },
-        oauth.clone(),
-    );
+    let activity = (!args.no_console).then(|| Arc::new(Activity::default()));
+    let export = match (&activity, export) {
+        (Some(activity), Some(export)) => Some(export.with_observer(activity.clone())),
+        (_, export) => export,
+    };
+    let paths = Paths::new(&args.listen.base_path, oauth.is_some(), activity.is_some());
+    let console = activity.map(|activity| ConsoleParts {
+        activity,
+        keys: keys.clone(),
+        lockout: lockout.clone(),
+        oauth: oauth.clone(),
+        intake,
+        base: args.listen.base_path.as_str().to_owned(),
+        secure: args
+            .public_url
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.as_str().starts_with("https:"))
+            || tls.is_some(),
+        session_lifetime: args.console_session_lifetime,
+        shutdown: shutdown.clone(),
+    });
+    let options = McpOptions {
+        sessions,
+        shutdown: shutdown.clone(),
+        max_body: limits.max_body,
+        upstreams: upstreams.clone(),
+        tracing: mcp_tracing(args, export.clone(), console.as_ref()),
+    };
+    let router = paths.router(&options, oauth.clone(), console);
     let mcp_path = paths.mcp().to_owned();
     let redirect_gate = GateLayer::log_only(paths.clone(), export.clone());
     // In front of every route: the key leaves the request, then it is logged and checked.
@@ -184,11 +205,31 @@ pub(crate) fn gate(
     GateLayer::new(paths, guard, keys, request_limits, oauth, export)
 }
 
+/// What the MCP operations are handed to: the export (its spans and observers) or, with
+/// export off, the console's activity alone (or nobody: the access log's note remains).
+fn mcp_tracing(
+    args: &ServeArgs,
+    export: Option<Export>,
+    console: Option<&ConsoleParts>,
+) -> McpTracing {
+    let observers = match (&export, console) {
+        (Some(export), _) => export.observers().clone(),
+        (None, Some(console)) => Observers::new(vec![console.activity.clone()]),
+        (None, None) => Observers::default(),
+    };
+    McpTracing {
+        export,
+        observers,
+        tool_io: args.trace_tool_io,
+    }
+}
+
 /// With `--oauth`: the authorization server, reloading its passphrase on SIGHUP.
 fn build_oauth(
     args: &ServeArgs,
     keys: &Arc<ArcSwap<KeySet>>,
     lockout: &Arc<Lockout>,
+    intake: &Arc<Intake>,
     hangups: &broadcast::Sender<()>,
 ) -> anyhow::Result<Option<Arc<OAuth>>> {
     let (true, Some(public_url)) = (args.oauth.oauth, &args.public_url.public_url) else {
@@ -201,7 +242,7 @@ fn build_oauth(
         &state_dir,
         keys.clone(),
         lockout.clone(),
-        args.limits.header_timeout,
+        intake.clone(),
     )?);
     oauth.spawn_reloader(hangups.subscribe());
     tracing::info!(

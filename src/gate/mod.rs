@@ -425,7 +425,7 @@ where
         };
         // Found once: the bounds count it, the access record and span show it.
         let client = ClientAddr::of(self.peer, request.headers());
-        let record = Record::start(
+        let mut record = Record::start(
             &mut request,
             self.peer,
             client,
@@ -434,6 +434,9 @@ where
             matched.route,
             self.export.as_ref(),
         );
+        if matched.route.is_some_and(|route| paths.is_mcp(route)) {
+            record.await_mcp_note(&mut request);
+        }
         // A refused request never reaches the inner service, which is ready and reserves
         // nothing (axum's Router), so it is simply not called.
         match self.admit(matched, client, &request, &taken.credentials) {
@@ -493,7 +496,7 @@ mod tests {
                 None => Box::pin(std::future::pending()),
             }
         });
-        let paths = Paths::new(&Default::default(), false);
+        let paths = Paths::new(&Default::default(), false, false);
         let mut gate = GateLayer::log_only(paths, Some(export)).layer(service);
         run(gate.call(Request::new(Body::empty())));
         let spans = exporter.get_finished_spans().unwrap();

@@ -120,8 +120,14 @@ impl Bridge {
             }
         }
         Some(
-            Operation::new(export, Side::Client, span, method.into(), tool)
-                .to_upstream(upstream_name),
+            Operation::new(
+                export.observers(),
+                Side::Client,
+                Some(span),
+                method.into(),
+                tool,
+            )
+            .to_upstream(upstream_name),
         )
     }
 

@@ -8,8 +8,9 @@
 //! rmcp has already parsed and the result the handler returns: nothing is read twice. The
 //! HTTP request's parts ride along in the request context (rmcp puts them there), and with
 //! them the HTTP span the gate started, which is this span's parent — or, when the client
-//! propagated its own trace context in `params._meta`, its link. Installed only when spans
-//! are exported: with no exporter it costs nothing.
+//! propagated its own trace context in `params._meta`, its link. Always installed: with no
+//! exporter there is no span, but the operation is still handed to the observers (the
+//! console's activity) and its method noted for the access log line (`http::McpNote`).
 //!
 //! rmcp's HTTP service takes a `ServerHandler`, not any `Service`, so `Traced` is one: every
 //! method of rmcp 3.11's `ServerHandler` is passed on to the inner handler, the operations
@@ -38,17 +39,20 @@ use rmcp::service::{
 use crate::redact;
 use crate::telemetry::Export;
 use crate::telemetry::attribute;
-use crate::telemetry::http::HttpSpan;
-use crate::telemetry::mcp::{Operation, Side};
-use crate::telemetry::trace::{ServerSpan, Start};
+use crate::telemetry::http::{HttpSpan, McpNote, Noted};
+use crate::telemetry::mcp::{Observers, Operation, Side};
+use crate::telemetry::trace::{ServerSpan, Span, Start};
 
 /// The protocol version from which there are no sessions (and no `mcp.session.id`).
 const STATELESS_PROTOCOL: &str = "2026-07-28";
 
-/// What the spans need: the exporter, and whether tool arguments and results are recorded.
+/// What the operations need: the exporter (spans are made only with one), who observes
+/// them, and whether tool arguments and results are recorded.
 #[derive(Clone, Debug)]
 pub struct McpTracing {
-    pub export: Export,
+    pub export: Option<Export>,
+    /// The export's observers, or without export the console's.
+    pub observers: Observers,
     /// `--trace-tool-io`: record arguments and results (redacted) on the span.
     pub tool_io: bool,
 }
@@ -227,9 +231,9 @@ impl<S> Traced<S> {
                 extensions: &context.extensions,
             },
         );
-        context
-            .extensions
-            .insert(ServerSpan(operation.context().clone()));
+        if let Some(span) = operation.context() {
+            context.extensions.insert(ServerSpan(span.clone()));
+        }
         operation
     }
 
@@ -319,17 +323,18 @@ async fn traced<T>(
 }
 
 /// A notification handled; its span ends with it.
-async fn notified(operation: Operation, handled: impl Future<Output = ()>) {
+async fn notified(mut operation: Operation, handled: impl Future<Output = ()>) {
     handled.await;
-    drop(operation);
+    operation.handled();
 }
 
 /// Any answer: its size.
 fn inspect_size<T: serde::Serialize>(operation: &mut Operation, answer: &T, _: bool) {
-    operation.set_attribute(KeyValue::new(
-        "latchkey.result.bytes",
-        json_len(answer) as i64,
-    ));
+    if operation.is_observed() {
+        operation.answered(json_len(answer));
+    } else {
+        operation.handled();
+    }
 }
 
 /// A prompt: its size, when complete (one that asks the client for input has none yet).
@@ -381,41 +386,74 @@ struct Message<'a> {
     extensions: &'a Extensions,
 }
 
-/// The operation of `message`: its SERVER span started, with the attributes it has.
+/// The operation of `message`: with export on, its SERVER span started, with the
+/// attributes it has; without, only what the observers are handed.
 fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
     let parts = message.extensions.get::<http::request::Parts>();
-    let http = parts.and_then(|p| p.extensions.get::<HttpSpan>());
-    let mut attributes = Vec::with_capacity(14);
-    attributes.push(KeyValue::new(
-        attribute::MCP_METHOD_NAME,
-        StringValue::from(message.method.clone()),
-    ));
     // Shared by the span's attribute and the record's.
     let target = message
         .target
         .map(|(key, target)| (key, Arc::<str>::from(target)));
-    message_attributes(&mut attributes, &mut message, target.as_ref(), parts);
-    if let Some(arguments) = message.arguments {
-        attributes.push(KeyValue::new(
-            "latchkey.arguments.bytes",
-            json_len(arguments) as i64,
-        ));
-        if tracing.tool_io {
-            let recorded = redact::json(&serde_json::Value::Object(arguments.clone()));
-            attributes.push(KeyValue::new(
-                attribute::GEN_AI_TOOL_CALL_ARGUMENTS,
-                recorded.to_string(),
-            ));
-        }
+    if let Some(note) = parts.and_then(|p| p.extensions.get::<McpNote>()) {
+        note.set(Noted {
+            method: message.method.clone(),
+            target: target
+                .as_ref()
+                .map(|(key, name)| (log_field(key), name.clone())),
+        });
     }
-    client_attributes(&mut attributes, message.client, parts, http);
+    let observed = tracing.export.is_some() || !tracing.observers.is_empty();
+    let arguments_bytes = message.arguments.filter(|_| observed).map(json_len);
+    let client = client_name(message.client.as_ref(), parts);
+    let span = tracing.export.as_ref().map(|export| {
+        let mut attributes = Vec::with_capacity(14);
+        attributes.push(KeyValue::new(
+            attribute::MCP_METHOD_NAME,
+            StringValue::from(message.method.clone()),
+        ));
+        message_attributes(&mut attributes, &mut message, target.as_ref(), parts);
+        tool_io_attributes(&mut attributes, &message, arguments_bytes, tracing.tool_io);
+        client_attributes(&mut attributes, message.client.take(), &client, parts);
+        span_of(export, &message, attributes)
+    });
+    let named = |kind: &str| {
+        target
+            .as_ref()
+            .filter(|(key, _)| *key == kind)
+            .map(|(_, name)| name.clone())
+    };
+    Operation::new(
+        &tracing.observers,
+        Side::Server,
+        span,
+        message.method,
+        named(attribute::GEN_AI_TOOL_NAME),
+    )
+    .naming_prompt(named(attribute::GEN_AI_PROMPT_NAME))
+    .from_client(client)
+    .with_arguments_bytes(arguments_bytes)
+}
+
+/// The access log's field for a target's attribute.
+fn log_field(attribute: &str) -> &'static str {
+    if attribute == attribute::GEN_AI_PROMPT_NAME {
+        "prompt"
+    } else {
+        "tool"
+    }
+}
+
+/// The SERVER span of `message`. A client that propagates its context (`traceparent` in
+/// `params._meta`) is the parent; the HTTP request's span, otherwise the parent, is linked.
+fn span_of(export: &Export, message: &Message<'_>, attributes: Vec<KeyValue>) -> Span {
+    let http = message
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<HttpSpan>());
     let name = match message.target {
         Some((_, target)) => Cow::Owned(format!("{} {target}", message.method)),
         None => message.method.clone(),
     };
-    let export = &tracing.export;
-    // A client that propagates its context (`traceparent` in `params._meta`) is the
-    // parent; the HTTP request's span, otherwise the parent, is linked.
     let (parent, links) = match (message.meta.and_then(propagated_context), http) {
         (Some(parent), http) => (
             Some(parent),
@@ -423,17 +461,33 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
         ),
         (None, http) => (http.map(|h| h.context.clone()), Vec::new()),
     };
-    let span = export.tracer.start(Start {
+    export.tracer.start(Start {
         name,
         kind: SpanKind::Server,
         attributes,
         parent,
         links,
-    });
-    let tool = target
-        .filter(|(key, _)| *key == attribute::GEN_AI_TOOL_NAME)
-        .map(|(_, tool)| tool);
-    Operation::new(export, Side::Server, span, message.method, tool)
+    })
+}
+
+/// The arguments' size and, with `--trace-tool-io`, the arguments themselves (redacted).
+fn tool_io_attributes(
+    attributes: &mut Vec<KeyValue>,
+    message: &Message<'_>,
+    arguments_bytes: Option<usize>,
+    tool_io: bool,
+) {
+    let (Some(arguments), Some(bytes)) = (message.arguments, arguments_bytes) else {
+        return;
+    };
+    attributes.push(KeyValue::new("latchkey.arguments.bytes", bytes as i64));
+    if tool_io {
+        let recorded = redact::json(&serde_json::Value::Object(arguments.clone()));
+        attributes.push(KeyValue::new(
+            attribute::GEN_AI_TOOL_CALL_ARGUMENTS,
+            recorded.to_string(),
+        ));
+    }
 }
 
 /// The protocol version, session, request id and target of `message`.
@@ -468,12 +522,33 @@ fn message_attributes(
     }
 }
 
+/// The longest client name kept: a User-Agent can be anything up to the header limit.
+const MAX_CLIENT_NAME: usize = 128;
+
+/// Who the client says it is (`clientInfo`), or what its User-Agent says.
+fn client_name(
+    client: Option<&Implementation>,
+    parts: Option<&http::request::Parts>,
+) -> Option<Arc<str>> {
+    let name = match client {
+        Some(client) => client.name.as_str(),
+        None => parts
+            .and_then(|p| p.headers.get(http::header::USER_AGENT))
+            .and_then(|v| v.to_str().ok())?,
+    };
+    let mut end = name.len().min(MAX_CLIENT_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(Arc::from(&name[..end]))
+}
+
 /// Who the client is: what it said of itself (or its User-Agent), and where it is.
 fn client_attributes(
     attributes: &mut Vec<KeyValue>,
     client: Option<Implementation>,
+    name: &Option<Arc<str>>,
     parts: Option<&http::request::Parts>,
-    http: Option<&HttpSpan>,
 ) {
     match client {
         Some(client) => {
@@ -482,14 +557,12 @@ fn client_attributes(
         }
         // What the client did not say of itself, its User-Agent may.
         None => {
-            let agent = parts
-                .and_then(|p| p.headers.get(http::header::USER_AGENT))
-                .and_then(|v| v.to_str().ok());
-            if let Some(agent) = agent {
-                attributes.push(KeyValue::new("latchkey.client.name", agent.to_owned()));
+            if let Some(name) = name {
+                attributes.push(KeyValue::new("latchkey.client.name", name.clone()));
             }
         }
     }
+    let http = parts.and_then(|p| p.extensions.get::<HttpSpan>());
     if let Some(http) = http {
         attributes.push(KeyValue::new(attribute::NETWORK_TRANSPORT, http.transport));
         if let Some(address) = &http.client_address {
@@ -593,7 +666,8 @@ mod tests {
             .build();
         let export = Export::new(tracer, Metrics::from_meter(&meters.meter("test")));
         let tracing = McpTracing {
-            export: export.clone(),
+            observers: export.observers().clone(),
+            export: Some(export.clone()),
             tool_io,
         };
         // The server's own rmcp settings and gate, around the stand-in handler.
@@ -601,7 +675,7 @@ mod tests {
             sessions: None,
             shutdown: Default::default(),
             max_body: 1 << 20,
-            tracing: Some(tracing.clone()),
+            tracing: tracing.clone(),
             upstreams: None,
         };
         let endpoint = crate::routes::mcp::rmcp_endpoint(&options, move || {
@@ -614,7 +688,7 @@ mod tests {
             &[key],
         )));
         let lockout = Arc::new(crate::lockout::Lockout::new(0, Default::default()));
-        let paths = crate::routes::Paths::new(&Default::default(), false);
+        let paths = crate::routes::Paths::new(&Default::default(), false, false);
         let app =
             crate::startup::gate(&args, paths, keys, lockout, None, Some(export)).layer(router);
         let mut request = axum::http::Request::post("/mcp")

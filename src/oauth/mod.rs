@@ -16,7 +16,6 @@ mod authorize;
 mod cimd;
 mod consents;
 mod error;
-mod intake;
 mod metadata;
 mod page;
 pub mod passphrase;
@@ -33,7 +32,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use metadata::well_known;
-pub use server::{AUTHORIZE, ENDPOINTS, OAuth, REGISTER, REVOKE, SCOPE, TOKEN, TokenCheck};
+pub use server::{AUTHORIZE, ENDPOINTS, OAuth, REGISTER, REVOKE, SCOPE, TOKEN, TokenCheck, Typed};
 
 /// The OAuth routes under `base` (`{base}/oauth/…`); discovery is served by
 /// [`well_known`], which the routes' `/.well-known/` handler calls.
@@ -48,7 +47,7 @@ pub fn router(oauth: Arc<OAuth>, base: &str) -> Router {
         .route(&format!("{base}{REVOKE}"), post(token::revoke))
         .layer(axum::middleware::from_fn_with_state(
             oauth.intake(),
-            intake::bounded,
+            crate::intake::bounded,
         ))
         .with_state(oauth)
 }

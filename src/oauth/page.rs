@@ -4,6 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::html::escape;
+
 /// What the consent page shows and posts back.
 pub struct Consent<'a> {
     pub client_name: &'a str,
@@ -24,31 +26,6 @@ input[type=password]{width:100%;box-sizing:border-box;font-size:1rem;padding:.6r
 border-radius:.4rem}.buttons{display:flex;gap:.75rem;margin-top:1.25rem}button{flex:1;font-size:1rem;\
 padding:.7rem;border-radius:.4rem;border:1px solid #a1a1aa;background:#fff}button.allow{background:#1d4ed8;\
 color:#fff;border-color:#1d4ed8}.problem{color:#b91c1c;font-weight:600}small{color:#52525b}";
-
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            // Bidi controls would reorder what is shown (U+202E before "moc.evil" shows "live.com"):
-            // shown as what they are.
-            '\u{061C}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2066}'..='\u{2069}' => {
-                out.push_str(&format!("[U+{:04X}]", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn document(title: &str, body: &str) -> String {
     format!(
@@ -121,21 +98,4 @@ pub fn error(status: StatusCode, problem: &str) -> Response {
         escape(problem)
     );
     respond(status, document("Sign-in problem – latchkey", &body), None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_a_client_chose_is_escaped() {
-        assert_eq!(
-            escape("<script>\"&'\u{7}"),
-            "&lt;script&gt;&quot;&amp;&#39;"
-        );
-        assert_eq!(
-            escape("Claude\u{202E}moc.evil\u{2066}"),
-            "Claude[U+202E]moc.evil[U+2066]"
-        );
-    }
 }

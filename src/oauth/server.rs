@@ -12,7 +12,6 @@ use tokio::sync::broadcast;
 use super::args::OAuthArgs;
 use super::cimd::Cimd;
 use super::consents::Authorizations;
-use super::intake::Intake;
 use super::passphrase::{Passphrase, Verdict};
 use super::redirect_uris::RedirectUris;
 use super::secret;
@@ -20,6 +19,7 @@ use super::store::{self, Found, Store};
 use crate::auth::Credentials;
 use crate::clients::ClientAddr;
 use crate::configuration::PublicUrl;
+use crate::intake::Intake;
 use crate::keys::{KeyDigest, KeySet};
 use crate::lockout::Lockout;
 
@@ -49,7 +49,7 @@ pub enum TokenCheck {
 }
 
 /// What the secret typed on the consent page is.
-pub(super) enum Typed {
+pub enum Typed {
     /// An API key or the passphrase: the id its grants record.
     Secret(String),
     Wrong,
@@ -88,7 +88,7 @@ impl OAuth {
         state_dir: &std::path::Path,
         keys: Arc<ArcSwap<KeySet>>,
         lockout: Arc<Lockout>,
-        body_deadline: Duration,
+        intake: Arc<Intake>,
     ) -> anyhow::Result<Self> {
         let issuer = public_url.as_str().to_owned();
         let resource = format!("{issuer}{}", crate::configuration::MCP_PATH);
@@ -123,7 +123,7 @@ impl OAuth {
             cimd: Cimd::new(&args.oauth_cimd_allow),
             store: Mutex::new(Store::open(state_dir)?),
             authorizations: Authorizations::default(),
-            intake: Arc::new(Intake::new(body_deadline)),
+            intake,
             passphrase_checks: Default::default(),
             registrations: super::allowance::Allowance::new(
                 REGISTRATIONS_PER_CLIENT,
@@ -242,7 +242,7 @@ impl OAuth {
     }
 
     /// Whether the secret a grant was made with is still configured.
-    pub(super) fn secret_is_live(&self, secret_id: &str) -> bool {
+    pub fn secret_is_live(&self, secret_id: &str) -> bool {
         self.keys.load().has_grant_id(secret_id)
             || self
                 .passphrase
@@ -282,7 +282,7 @@ impl OAuth {
     }
 
     /// The grant id of the secret typed on the consent page, if it is a key or the passphrase.
-    pub(super) async fn secret_id(&self, typed: &str) -> Typed {
+    pub async fn secret_id(&self, typed: &str) -> Typed {
         let typed = typed.trim();
         if typed.is_empty() {
             return Typed::Wrong;

@@ -37,8 +37,9 @@ pub struct McpOptions {
     pub shutdown: CancellationToken,
     /// The largest request body (413 beyond).
     pub max_body: usize,
-    /// A span per MCP message (when spans are exported).
-    pub tracing: Option<McpTracing>,
+    /// What each MCP message is recorded as: a span when exporting, a record for the
+    /// console's observers, a note for the access log.
+    pub tracing: McpTracing,
     /// The MCP servers whose tools are served instead of latchkey's own.
     pub upstreams: Option<Upstreams>,
 }
@@ -65,23 +66,19 @@ fn rmcp_config(options: &McpOptions, cancel: CancellationToken) -> StreamableHtt
 }
 
 /// The method router for `{base}/mcp`: latchkey's handler (or the bridge to an upstream
-/// server), wrapped in a span per message
-/// when spans are exported.
+/// server), wrapped so that each message is recorded (`mcp::span`).
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
     let sessions = options.sessions.is_some();
-    match (options.tracing.clone(), options.upstreams.clone()) {
-        (Some(tracing), None) => rmcp_endpoint(options, move || {
+    let tracing = options.tracing.clone();
+    match options.upstreams.clone() {
+        None => rmcp_endpoint(options, move || {
             Traced::new(Latchkey::new(), tracing.clone())
         }),
-        (None, None) => rmcp_endpoint(options, Latchkey::new),
-        (Some(tracing), Some(upstream)) => rmcp_endpoint(options, move || {
+        Some(upstream) => rmcp_endpoint(options, move || {
             Traced::new(
-                Bridge::new(upstream.clone(), Some(tracing.export.clone()), sessions),
+                Bridge::new(upstream.clone(), tracing.export.clone(), sessions),
                 tracing.clone(),
             )
-        }),
-        (None, Some(upstream)) => rmcp_endpoint(options, move || {
-            Bridge::new(upstream.clone(), None, sessions)
         }),
     }
 }

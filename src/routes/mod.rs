@@ -5,6 +5,8 @@
 //! | `/healthz`, `{base}/healthz`   | no                | no  |
 //! | `/.well-known/*` (and `{base}`)| yes               | no  |
 //! | `{base}/oauth/*` (`--oauth`)   | yes               | no  |
+//! | `{base}/console/*` (console)   | yes               | no (it signs in itself) |
+//! | `{base}/activity` (console)    | yes               | yes |
 //! | `{base}/mcp`, everything else  | yes               | yes |
 //!
 //! The checks themselves run in [`crate::gate`], before routing; [`Paths`] is the one table
@@ -74,11 +76,15 @@ pub struct Paths {
     mcp: [String; 2],
     /// The OAuth endpoints (`--oauth`), each served exactly.
     oauth: Vec<String>,
+    /// The console's pages (unless `--no-console`), each served exactly.
+    console: Vec<String>,
+    /// `{base}/activity`, the feed of `latchkey watch` (with the console).
+    activity: Option<String>,
 }
 
 impl Paths {
-    /// `oauth`: whether the OAuth endpoints are served.
-    pub fn new(base: &BasePath, oauth: bool) -> Self {
+    /// `oauth`, `console`: whether the OAuth endpoints, the console are served.
+    pub fn new(base: &BasePath, oauth: bool, console: bool) -> Self {
         // Health and discovery at the root and, when there is one, under the base path too.
         let mut roots = vec![String::new()];
         if !base.as_str().is_empty() {
@@ -102,12 +108,23 @@ impl Paths {
             } else {
                 Vec::new()
             },
+            console: if console {
+                crate::console::PATHS.iter().map(|p| base.join(p)).collect()
+            } else {
+                Vec::new()
+            },
+            activity: console.then(|| base.join(crate::console::ACTIVITY)),
         }
     }
 
     /// The MCP endpoint's path.
     pub fn mcp(&self) -> &str {
         &self.mcp[1]
+    }
+
+    /// Whether a matched route is the MCP endpoint.
+    pub fn is_mcp(&self, route: &str) -> bool {
+        self.mcp.iter().any(|m| m == route)
     }
 
     /// What of `path` may be recorded in a log line or a span. A path is shown whole only
@@ -121,6 +138,8 @@ impl Paths {
             .iter()
             .chain(&self.health)
             .chain(&self.oauth)
+            .chain(&self.console)
+            .chain(&self.activity)
             .any(|p| p == path)
         {
             return Cow::Borrowed(path);
@@ -173,7 +192,13 @@ impl Paths {
                 route: Some(route),
             };
         }
-        if let Some(route) = self.oauth.iter().find(|o| *o == path) {
+        if let Some(route) = self.activity.iter().find(|a| *a == path) {
+            return Matched {
+                access: Access::Protected,
+                route: Some(route),
+            };
+        }
+        if let Some(route) = self.oauth.iter().chain(&self.console).find(|o| *o == path) {
             return Matched {
                 access: Access::Guarded,
                 route: Some(route),
@@ -195,7 +220,12 @@ impl Paths {
     }
 
     /// The router for these paths; `gate::Gate` must stand in front of it.
-    pub fn router(&self, mcp: &McpOptions, oauth: Option<Arc<OAuth>>) -> Router {
+    pub fn router(
+        &self,
+        mcp: &McpOptions,
+        oauth: Option<Arc<OAuth>>,
+        console: Option<crate::console::ConsoleParts>,
+    ) -> Router {
         let endpoint = mcp::endpoint(mcp);
         let mut router = Router::new().fallback(not_found);
         for path in &self.mcp {
@@ -210,6 +240,9 @@ impl Paths {
         };
         for (_, route) in &self.well_known {
             router = router.route(route, any(well_known::serve).with_state(discovery.clone()));
+        }
+        if let Some(console) = console {
+            router = router.merge(crate::console::router(console));
         }
         match oauth {
             Some(oauth) => router.merge(oauth::router(oauth, discovery.base.as_str())),
@@ -232,7 +265,7 @@ mod tests {
 
     #[test]
     fn paths_are_classified_as_the_router_routes_them() {
-        let paths = Paths::new(&"/p".parse().unwrap(), true);
+        let paths = Paths::new(&"/p".parse().unwrap(), true, true);
         let cases = [
             ("/p/mcp", Access::Protected, Some("/p/mcp")),
             ("/p/mcp/", Access::Protected, Some("/p/mcp/")),
@@ -256,11 +289,19 @@ mod tests {
             ("/nowhere", Access::Protected, None),
             ("/p/oauth/token", Access::Guarded, Some("/p/oauth/token")),
             ("/oauth/token", Access::Protected, None),
+            ("/p/console", Access::Guarded, Some("/p/console")),
+            (
+                "/p/console/events",
+                Access::Guarded,
+                Some("/p/console/events"),
+            ),
+            ("/p/console/other", Access::Protected, None),
+            ("/p/activity", Access::Protected, Some("/p/activity")),
         ];
         for (path, access, route) in cases {
             assert_eq!(paths.classify(path), Matched { access, route }, "{path}");
         }
-        let root = Paths::new(&BasePath::default(), false);
+        let root = Paths::new(&BasePath::default(), false, false);
         assert_eq!(root.classify("/mcp").access, Access::Protected);
         assert_eq!(root.classify("/mcp").route, Some("/mcp"));
         assert_eq!(root.classify("/healthz").access, Access::Open);
@@ -270,7 +311,7 @@ mod tests {
     #[test]
     fn only_served_paths_are_shown_whole() {
         let key = "lk-test-key-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e";
-        let paths = Paths::new(&"/p".parse().unwrap(), true);
+        let paths = Paths::new(&"/p".parse().unwrap(), true, true);
         let cases = [
             ("/p/mcp", "/p/mcp".to_owned()),
             ("/p/mcp/", "/p/mcp/".to_owned()),
@@ -303,7 +344,7 @@ mod tests {
         for (path, shown) in cases {
             assert_eq!(paths.shown(path), shown, "{path}");
         }
-        let root = Paths::new(&BasePath::default(), false);
+        let root = Paths::new(&BasePath::default(), false, false);
         assert_eq!(root.shown("/mcp"), "/mcp");
         assert_eq!(root.shown(&format!("/mcp/{key}")), "/mcp/{redacted}");
         assert_eq!(root.shown(&format!("/{key}")), "/{redacted}");

@@ -69,6 +69,10 @@ pub struct Line<'a> {
     pub client: Option<&'a Client>,
     pub user_agent: Option<&'a str>,
     pub auth: &'static str,
+    /// The JSON-RPC method of an MCP request's message.
+    pub mcp_method: Option<&'a str>,
+    /// The tool or prompt it named: `("tool", "hello")`.
+    pub mcp_target: Option<(&'static str, &'a str)>,
 }
 
 impl Line<'_> {
@@ -118,6 +122,16 @@ impl Line<'_> {
                 }
                 out.extend_from_slice(br#","auth":"#);
                 json_string(&mut out, self.auth);
+                if let Some(method) = self.mcp_method {
+                    out.extend_from_slice(br#","mcp_method":"#);
+                    json_string(&mut out, method);
+                }
+                if let Some((kind, name)) = self.mcp_target {
+                    out.extend_from_slice(b",\"");
+                    out.extend_from_slice(kind.as_bytes());
+                    out.extend_from_slice(b"\":");
+                    json_string(&mut out, name);
+                }
                 out.extend_from_slice(br#","target":""#);
                 out.extend_from_slice(TARGET.as_bytes());
                 out.extend_from_slice(b"\"}\n");
@@ -160,6 +174,14 @@ impl Line<'_> {
                 }
                 field(&mut out, "auth");
                 debug_string(&mut out, self.auth);
+                if let Some(method) = self.mcp_method {
+                    field(&mut out, "mcp_method");
+                    debug_string(&mut out, method);
+                }
+                if let Some((kind, name)) = self.mcp_target {
+                    field(&mut out, kind);
+                    debug_string(&mut out, name);
+                }
                 out.push(b'\n');
             }
         }
@@ -220,6 +242,8 @@ mod tests {
             client: Some(&LOCALHOST),
             user_agent,
             auth: "bearer",
+            mcp_method: Some("tools/call"),
+            mcp_target: Some(("tool", "hello \"x\"")),
         }
     }
 
@@ -250,6 +274,8 @@ mod tests {
             "client",
             "user_agent",
             "auth",
+            "mcp_method",
+            "tool",
             "target",
         ]
         .map(|name| text.find(&format!("\"{name}\":")).unwrap());
@@ -269,6 +295,8 @@ mod tests {
                 "client": "127.0.0.1",
                 "user_agent": "ua \"q\"\n\u{1b}[31m",
                 "auth": "bearer",
+                "mcp_method": "tools/call",
+                "tool": "hello \"x\"",
                 "target": "latchkey::access",
             })
         );
@@ -284,7 +312,8 @@ mod tests {
             String::from_utf8(rendered).unwrap(),
             "2025-11-26T12:00:00.123456Z  INFO latchkey::access: request method=POST \
              path=/mcp query=\"a=1\" status=200 duration_ms=1.235 client=\"127.0.0.1\" \
-             user_agent=\"ua \\\"q\\\"\\n\" auth=\"bearer\"\n"
+             user_agent=\"ua \\\"q\\\"\\n\" auth=\"bearer\" mcp_method=\"tools/call\" \
+             tool=\"hello \\\"x\\\"\"\n"
         );
         let colored = line(None, None).render(at(), LogFormat::Text, true);
         let colored = String::from_utf8(colored).unwrap();
@@ -359,6 +388,8 @@ mod tests {
                 client = "127.0.0.1",
                 user_agent = "ua \"q\"\n",
                 auth = "bearer",
+                mcp_method = "tools/call",
+                tool = "hello \"x\"",
                 "request"
             )
         };

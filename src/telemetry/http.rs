@@ -6,7 +6,7 @@
 //! replaced (`auth::Taken::recorded_query`).
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -57,6 +57,25 @@ pub struct HttpSpan {
     pub transport: &'static str,
 }
 
+/// What the MCP layer tells a request's record of the message it carried: its method and
+/// the tool or prompt it named, for the access log line (never its arguments).
+#[derive(Clone, Default)]
+pub struct McpNote(Arc<OnceLock<Noted>>);
+
+/// The message a request carried.
+pub struct Noted {
+    pub method: Cow<'static, str>,
+    /// `("tool", name)` or `("prompt", name)`.
+    pub target: Option<(&'static str, Arc<str>)>,
+}
+
+impl McpNote {
+    /// Says what the request carried; only the first message counts.
+    pub fn set(&self, noted: Noted) {
+        let _ = self.0.set(noted);
+    }
+}
+
 /// The path a record shows.
 enum RecordedPath {
     /// The request's own (a route latchkey serves), shared with the request's buffer.
@@ -83,6 +102,8 @@ pub struct Record {
     query: Option<String>,
     client: Option<Client>,
     user_agent: Option<HeaderValue>,
+    /// For a request to the MCP endpoint: what its message was.
+    mcp: Option<McpNote>,
     /// With export on: the span, the route and the transport, for the span and the metric.
     export: Option<(Export, Span, Option<Arc<str>>, &'static str)>,
 }
@@ -111,6 +132,7 @@ impl Record {
             query,
             client: Client::of(peer, address, request),
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
+            mcp: None,
             export: None,
         };
         if let Some(export) = export {
@@ -130,6 +152,14 @@ impl Record {
             record.export = Some((export.clone(), span, route, transport));
         }
         record
+    }
+
+    /// The request goes to the MCP endpoint: the handler notes its message (`McpNote`, in
+    /// the request's extensions) for the log line.
+    pub fn await_mcp_note(&mut self, request: &mut Request) {
+        let note = McpNote::default();
+        request.extensions_mut().insert(note.clone());
+        self.mcp = Some(note);
     }
 
     fn user_agent(&self) -> Option<Cow<'_, str>> {
@@ -219,7 +249,10 @@ impl Record {
                 .record(elapsed.as_secs_f64(), &attributes[..given]);
         }
         let user_agent = self.user_agent();
+        let noted = self.mcp.as_ref().and_then(|note| note.0.get());
         Line {
+            mcp_method: noted.map(|n| &*n.method),
+            mcp_target: noted.and_then(|n| n.target.as_ref().map(|(k, v)| (*k, &**v))),
             method: self.method.as_str(),
             path: self.path.as_str(),
             query: self.query.as_deref(),

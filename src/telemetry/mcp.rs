@@ -1,7 +1,7 @@
 //! Every MCP operation latchkey takes part in, observed once when it finishes: a request or
 //! notification it serves (`Side::Server`, `mcp::span`) or a request the bridge sends to an
-//! upstream (`Side::Client`, `mcp::bridge`). An [`Operation`] owns its span and, when it
-//! ends, hands one [`Finished`] record to every [`Observer`] the export holds: the duration
+//! upstream (`Side::Client`, `mcp::bridge`). An [`Operation`] owns its span (when spans are
+//! exported) and, when it ends, hands one [`Finished`] record to every [`Observer`]: the duration
 //! histograms (`mcp.server.operation.duration`, `mcp.client.operation.duration`) are the
 //! first, and whatever else wants to see operations (a console) subscribes the same way,
 //! not through a second code path.
@@ -13,43 +13,53 @@ use std::time::Instant;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanContext, Status};
 
-use super::Export;
 use super::attribute;
-pub use super::observe::{Finished, Observer, Side};
+pub use super::observe::{Finished, Observer, Observers, Side};
 use super::trace::Span;
 
-/// One operation: its span, open until it ends (or, dropped unanswered, with what is known).
+/// One operation: its span (when exported), open until it ends (or, dropped unanswered,
+/// with what is known).
 pub struct Operation {
-    span: Span,
+    span: Option<Span>,
     start: Instant,
-    export: Export,
+    observers: Observers,
     side: Side,
     method: Cow<'static, str>,
     tool: Option<Arc<str>>,
+    prompt: Option<Arc<str>>,
+    client: Option<Arc<str>>,
     upstream: Option<Arc<str>>,
     error_type: Option<String>,
+    arguments_bytes: Option<usize>,
+    answer_bytes: Option<usize>,
     ended: bool,
+    answered: bool,
 }
 
 impl Operation {
     /// The operation of `method` (naming `tool`), whose span `span` has started.
     pub fn new(
-        export: &Export,
+        observers: &Observers,
         side: Side,
-        span: Span,
+        span: Option<Span>,
         method: Cow<'static, str>,
         tool: Option<Arc<str>>,
     ) -> Self {
         Operation {
             span,
             start: Instant::now(),
-            export: export.clone(),
+            observers: observers.clone(),
             side,
             method,
             tool,
+            prompt: None,
+            client: None,
             upstream: None,
             error_type: None,
+            arguments_bytes: None,
+            answer_bytes: None,
             ended: false,
+            answered: false,
         }
     }
 
@@ -59,27 +69,67 @@ impl Operation {
         self
     }
 
-    pub fn context(&self) -> &SpanContext {
-        self.span.context()
+    /// It asked for `prompt` (`prompts/get`).
+    pub fn naming_prompt(mut self, prompt: Option<Arc<str>>) -> Self {
+        self.prompt = prompt;
+        self
+    }
+
+    /// It came from `client`, by what it says of itself.
+    pub fn from_client(mut self, client: Option<Arc<str>>) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Its arguments' size as JSON.
+    pub fn with_arguments_bytes(mut self, bytes: Option<usize>) -> Self {
+        self.arguments_bytes = bytes;
+        self
+    }
+
+    /// The span's context, when there is a span.
+    pub fn context(&self) -> Option<&SpanContext> {
+        self.span.as_ref().map(Span::context)
     }
 
     /// An attribute for the span alone (the record's fields are fixed).
     pub fn set_attribute(&mut self, attribute: KeyValue) {
-        self.span.set_attribute(attribute);
+        if let Some(span) = &mut self.span {
+            span.set_attribute(attribute);
+        }
+    }
+
+    /// Whether anything sees it: with neither span nor observer, its sizes are not counted.
+    pub fn is_observed(&self) -> bool {
+        self.span.is_some() || !self.observers.is_empty()
+    }
+
+    /// A notification was handled (it has no answer), or an answer nobody measures came.
+    pub fn handled(&mut self) {
+        self.answered = true;
+    }
+
+    /// The answer came, `bytes` long as JSON.
+    pub fn answered(&mut self, bytes: usize) {
+        self.answered = true;
+        self.answer_bytes = Some(bytes);
+        self.set_attribute(KeyValue::new("latchkey.result.bytes", bytes as i64));
     }
 
     /// It failed: `error_type` on the span and the record, `description` as the status.
     pub fn fail(&mut self, error_type: String, description: String) {
-        self.span
-            .set_attribute(KeyValue::new(attribute::ERROR_TYPE, error_type.clone()));
-        self.span.set_status(Status::error(description));
+        self.answered = true;
+        if let Some(span) = &mut self.span {
+            span.set_attribute(KeyValue::new(attribute::ERROR_TYPE, error_type.clone()));
+            span.set_status(Status::error(description));
+        }
         self.error_type = Some(error_type);
     }
 
     /// A JSON-RPC error: its code is the error type.
     pub fn failed_with(&mut self, error: &rmcp::ErrorData) {
         let code = error.code.0.to_string();
-        self.span.set_attribute(KeyValue::new(
+        self.set_attribute(KeyValue::new(
             attribute::RPC_RESPONSE_STATUS_CODE,
             code.clone(),
         ));
@@ -91,18 +141,24 @@ impl Operation {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
-        self.span.end();
+        if let Some(span) = &mut self.span {
+            span.end();
+        }
         let finished = Finished {
             side: self.side,
             method: &self.method,
             tool: self.tool.as_ref(),
+            prompt: self.prompt.as_ref(),
+            client: self.client.as_ref(),
             upstream: self.upstream.as_deref(),
             error_type: self.error_type.as_deref(),
+            dropped: !self.answered,
             duration: self.start.elapsed(),
+            arguments_bytes: self.arguments_bytes,
+            answer_bytes: self.answer_bytes,
+            trace_id: self.context().map(|c| c.trace_id()),
         };
-        for observer in self.export.observers.iter() {
-            observer.finished(&finished);
-        }
+        self.observers.finished(&finished);
     }
 }
 
@@ -121,6 +177,7 @@ mod tests {
     use opentelemetry::trace::SpanKind;
 
     use super::*;
+    use crate::telemetry::Export;
     use crate::telemetry::metrics::Metrics;
     use crate::telemetry::trace::{Start, Tracer};
 
@@ -157,9 +214,9 @@ mod tests {
             })
         };
         let mut call = Operation::new(
-            &export,
+            export.observers(),
             Side::Client,
-            start("tools/call hello"),
+            Some(start("tools/call hello")),
             "tools/call".into(),
             Some("hello".into()),
         )
@@ -169,9 +226,9 @@ mod tests {
         call.end();
         drop(call);
         drop(Operation::new(
-            &export,
+            export.observers(),
             Side::Server,
-            start("notifications/initialized"),
+            Some(start("notifications/initialized")),
             "notifications/initialized".into(),
             None,
         ));

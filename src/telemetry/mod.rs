@@ -76,13 +76,12 @@ pub struct ExportParts {
     pub tracer: trace::Tracer,
     pub metrics: metrics::Metrics,
     /// What sees every finished MCP operation (`mcp`): the duration histograms first.
-    observers: Vec<std::sync::Arc<dyn observe::Observer>>,
+    observers: observe::Observers,
 }
 
 impl Export {
     pub fn new(tracer: trace::Tracer, metrics: metrics::Metrics) -> Self {
-        let observers: Vec<std::sync::Arc<dyn observe::Observer>> =
-            vec![std::sync::Arc::new(metrics.clone())];
+        let observers = observe::Observers::new(vec![std::sync::Arc::new(metrics.clone())]);
         Export(std::sync::Arc::new(ExportParts {
             tracer,
             metrics,
@@ -97,8 +96,13 @@ impl Export {
             metrics: shared.metrics.clone(),
             observers: shared.observers.clone(),
         });
-        parts.observers.push(observer);
+        parts.observers = parts.observers.with(observer);
         Export(std::sync::Arc::new(parts))
+    }
+
+    /// What sees every finished MCP operation.
+    pub fn observers(&self) -> &observe::Observers {
+        &self.observers
     }
 }
 

@@ -28,11 +28,50 @@ pub struct Finished<'a> {
     pub method: &'a Cow<'static, str>,
     /// The tool called (`tools/call`).
     pub tool: Option<&'a Arc<str>>,
+    /// The prompt asked for (`prompts/get`).
+    pub prompt: Option<&'a Arc<str>>,
+    /// Who sent it, in its own words (`clientInfo`) or its User-Agent's (server side).
+    pub client: Option<&'a Arc<str>>,
     /// The upstream a client-side operation went to.
     pub upstream: Option<&'a str>,
     /// A JSON-RPC error's code, or `tool_error` for a result with `isError`.
     pub error_type: Option<&'a str>,
+    /// Never answered: the client went away, or the request was cancelled.
+    pub dropped: bool,
     pub duration: Duration,
+    /// The sizes of the arguments and the answer as JSON, when there were any.
+    pub arguments_bytes: Option<usize>,
+    pub answer_bytes: Option<usize>,
+    /// The trace it is a span of, when spans are exported.
+    pub trace_id: Option<opentelemetry::trace::TraceId>,
+}
+
+/// Everything that sees finished operations, shared by every request: one reference count
+/// to clone, and nothing to do when it is empty.
+#[derive(Clone, Debug, Default)]
+pub struct Observers(Arc<[Arc<dyn Observer>]>);
+
+impl Observers {
+    pub fn new(observers: Vec<Arc<dyn Observer>>) -> Self {
+        Observers(observers.into())
+    }
+
+    /// These, and `observer` after them.
+    pub fn with(&self, observer: Arc<dyn Observer>) -> Self {
+        let mut all = self.0.to_vec();
+        all.push(observer);
+        Observers(all.into())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn finished(&self, operation: &Finished<'_>) {
+        for observer in self.0.iter() {
+            observer.finished(operation);
+        }
+    }
 }
 
 /// Sees every finished operation. Called on the request's own task, before its answer is

@@ -1,4 +1,4 @@
-//! What the OAuth endpoints read before any key is known, bounded: a body of at most
+//! What the OAuth endpoints and the console's sign-in read before any key is known, bounded: a body of at most
 //! [`MAX_BODY`] bytes, read within a deadline (`--header-timeout`), and at most
 //! [`AT_ONCE`] such bodies being read at once, [`PER_CLIENT`] of them from one client.
 //!
@@ -30,7 +30,7 @@ pub const AT_ONCE: usize = 32;
 /// Bodies read at once from one client (an IPv6 client by its /64).
 pub const PER_CLIENT: usize = 4;
 
-/// The bounds, shared by every OAuth request.
+/// The bounds, shared by every OAuth and sign-in request.
 pub struct Intake {
     deadline: Duration,
     overall: Arc<Semaphore>,

@@ -1,0 +1,240 @@
+//! What the console and `latchkey watch` show: every MCP operation a client sent, as it
+//! finished. An [`Observer`] of `telemetry::mcp`: the last [`LIVE_ROWS`] are kept in memory,
+//! and each is pushed to whoever is watching, through a bounded channel; a reader that falls
+//! [`BACKLOG`] behind is dropped, never buffered for.
+//!
+//! A [`Call`] holds names and numbers only: never arguments, results or any header.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::telemetry::observe::{Finished, Observer, Side};
+
+/// Calls kept for a page opened now (about 300 bytes each).
+pub const LIVE_ROWS: usize = 1000;
+/// Calls a watcher may fall behind before it is dropped.
+pub const BACKLOG: usize = 256;
+/// Pages and `latchkey watch`es watching at once.
+pub const MAX_WATCHERS: usize = 16;
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// A result with `isError`: the tool ran and said it failed.
+    ToolError,
+    /// A JSON-RPC error (its code is the call's `error`).
+    Error,
+    /// Never answered: the client went away or cancelled it.
+    Cancelled,
+}
+
+/// One finished operation, as shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct Call {
+    /// Counts up from 1 in this process: a page asks for what came after the last it has.
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub outcome: Outcome,
+    /// The JSON-RPC error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+impl Call {
+    fn of(id: u64, operation: &Finished<'_>) -> Self {
+        let outcome = match (operation.dropped, operation.error_type) {
+            (true, _) => Outcome::Cancelled,
+            (false, None) => Outcome::Ok,
+            (false, Some("tool_error")) => Outcome::ToolError,
+            (false, Some(_)) => Outcome::Error,
+        };
+        let at_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Call {
+            id,
+            at_ms,
+            method: operation.method.to_string(),
+            tool: operation.tool.map(|t| t.to_string()),
+            prompt: operation.prompt.map(|p| p.to_string()),
+            client: operation.client.map(|c| c.to_string()),
+            outcome,
+            error: (outcome == Outcome::Error)
+                .then(|| operation.error_type.map(str::to_owned))
+                .flatten(),
+            duration_ms: operation.duration.as_secs_f64() * 1000.0,
+            arguments_bytes: operation.arguments_bytes,
+            answer_bytes: operation.answer_bytes,
+            trace_id: operation.trace_id.map(|t| t.to_string()),
+        }
+    }
+}
+
+/// The recent calls, and the channel new ones go out on.
+#[derive(Debug)]
+pub struct Activity {
+    recent: Mutex<VecDeque<Arc<Call>>>,
+    live: broadcast::Sender<Arc<Call>>,
+    next_id: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            recent: Mutex::new(VecDeque::with_capacity(LIVE_ROWS)),
+            live: broadcast::channel(BACKLOG).0,
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Why no watch could start.
+#[derive(Debug, thiserror::Error)]
+#[error("{MAX_WATCHERS} pages or watches are open already: close one and try again")]
+pub struct TooManyWatchers;
+
+impl Activity {
+    /// The calls kept, oldest first, after `after` (an id).
+    pub fn recent(&self, after: u64) -> Vec<Arc<Call>> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().filter(|c| c.id > after).cloned().collect()
+    }
+
+    /// Every call from now on, until the watcher falls [`BACKLOG`] behind.
+    pub fn watch(&self) -> Result<broadcast::Receiver<Arc<Call>>, TooManyWatchers> {
+        if self.live.receiver_count() >= MAX_WATCHERS {
+            return Err(TooManyWatchers);
+        }
+        Ok(self.live.subscribe())
+    }
+}
+
+impl Observer for Activity {
+    /// Kept and sent on: a lock held for a push, and a send that never waits.
+    fn finished(&self, operation: &Finished<'_>) {
+        if operation.side != Side::Server {
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let call = Arc::new(Call::of(id, operation));
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() == LIVE_ROWS {
+                recent.pop_front();
+            }
+            recent.push_back(call.clone());
+        }
+        // No receiver is no error: nobody is watching.
+        let _ = self.live.send(call);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[allow(clippy::ptr_arg, reason = "the record holds a Cow")]
+    fn finished<'a>(
+        method: &'a Cow<'static, str>,
+        tool: Option<&'a Arc<str>>,
+        error: Option<&'a str>,
+    ) -> Finished<'a> {
+        Finished {
+            side: Side::Server,
+            method,
+            tool,
+            prompt: None,
+            client: None,
+            upstream: None,
+            error_type: error,
+            dropped: false,
+            duration: Duration::from_millis(3),
+            arguments_bytes: Some(2),
+            answer_bytes: Some(40),
+            trace_id: None,
+        }
+    }
+
+    #[test]
+    fn calls_are_kept_within_the_bound_and_sent_to_watchers() {
+        let activity = Activity::default();
+        let mut watcher = activity.watch().unwrap();
+        let method = Cow::Borrowed("tools/call");
+        let tool: Arc<str> = "hello".into();
+        for _ in 0..LIVE_ROWS + 5 {
+            activity.finished(&finished(&method, Some(&tool), None));
+        }
+        let kept = activity.recent(0);
+        assert_eq!(kept.len(), LIVE_ROWS);
+        assert_eq!(kept[0].id, 6, "the oldest go first");
+        assert_eq!(activity.recent(LIVE_ROWS as u64).len(), 5);
+        // The watcher fell behind: it hears so, and is not buffered for.
+        assert!(matches!(
+            watcher.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+    }
+
+    #[test]
+    fn outcomes_say_how_each_ended() {
+        let activity = Activity::default();
+        let method = Cow::Borrowed("tools/call");
+        activity.finished(&finished(&method, None, Some("tool_error")));
+        activity.finished(&finished(&method, None, Some("-32602")));
+        let mut dropped = finished(&method, None, None);
+        dropped.dropped = true;
+        activity.finished(&dropped);
+        let mut client = finished(&method, None, None);
+        client.side = Side::Client;
+        activity.finished(&client);
+        let outcomes: Vec<_> = activity
+            .recent(0)
+            .iter()
+            .map(|c| (c.outcome, c.error.clone()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (Outcome::ToolError, None),
+                (Outcome::Error, Some("-32602".into())),
+                (Outcome::Cancelled, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn watchers_are_bounded() {
+        let activity = Activity::default();
+        let watchers: Vec<_> = (0..MAX_WATCHERS)
+            .map(|_| activity.watch().unwrap())
+            .collect();
+        assert!(activity.watch().is_err());
+        drop(watchers);
+        assert!(activity.watch().is_ok());
+    }
+}

@@ -1,0 +1,179 @@
+//! The live feed: what was kept after the id the reader has, then every call as it
+//! finishes. It ends when the reader falls `activity::BACKLOG` behind (it reconnects and
+//! asks for what it missed), at shutdown, and — for a page — when its session ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use super::Console;
+use crate::activity::{Call, TooManyWatchers};
+use crate::error_response::json_error;
+
+/// How often a page's session is checked while nothing happens.
+const RECHECK: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+pub struct After {
+    /// The last call the reader has; none: only what comes next.
+    after: Option<u64>,
+}
+
+/// Where a feed is.
+struct Reading {
+    console: Arc<Console>,
+    /// The kept calls not sent yet, newest last.
+    backlog: std::vec::IntoIter<Arc<Call>>,
+    live: broadcast::Receiver<Arc<Call>>,
+    last: u64,
+    /// A page's session cookie, checked again before each call and every `RECHECK`.
+    cookie: Option<HeaderMap>,
+}
+
+impl Reading {
+    fn start(
+        console: Arc<Console>,
+        after: Option<u64>,
+        cookie: Option<HeaderMap>,
+    ) -> Result<Self, TooManyWatchers> {
+        // Subscribed before the backlog is taken: nothing falls between them (a call in
+        // both is sent once, by its id).
+        let live = console.activity.watch()?;
+        let backlog = match after {
+            Some(after) => console.activity.recent(after),
+            None => Vec::new(),
+        };
+        Ok(Reading {
+            console,
+            backlog: backlog.into_iter(),
+            live,
+            last: after.unwrap_or(0),
+            cookie,
+        })
+    }
+
+    fn still_signed_in(&self) -> bool {
+        self.cookie
+            .as_ref()
+            .is_none_or(|headers| self.console.session(headers).is_some())
+    }
+
+    /// The next call to send, or `None` when the feed ends.
+    async fn next(&mut self) -> Option<Arc<Call>> {
+        loop {
+            if !self.still_signed_in() {
+                return None;
+            }
+            if let Some(call) = self.backlog.next() {
+                self.last = call.id;
+                return Some(call);
+            }
+            let received = tokio::select! {
+                received = self.live.recv() => received,
+                () = self.console.shutdown.cancelled() => return None,
+                () = tokio::time::sleep(RECHECK) => continue,
+            };
+            match received {
+                Ok(call) if call.id > self.last => {
+                    self.last = call.id;
+                    return Some(call);
+                }
+                Ok(_) => {}
+                // Fell behind, or the activity is gone: the reader asks again for the rest.
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn stream(self) -> impl Stream<Item = Arc<Call>> + Send {
+        futures::stream::unfold(self, |mut reading| async move {
+            reading.next().await.map(|call| (call, reading))
+        })
+    }
+}
+
+fn busy(full: &TooManyWatchers) -> Response {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_watchers",
+        &full.to_string(),
+    )
+}
+
+/// The id an `EventSource` reconnecting says it has (`Last-Event-ID`), or the query's.
+fn after(headers: &HeaderMap, query: After) -> Option<u64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .or(query.after)
+}
+
+/// `{base}/console/events`: Server-Sent Events `call`, each a JSON [`Call`], for a page
+/// signed in.
+pub async fn events(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<After>,
+) -> Response {
+    if console.session(&headers).is_none() {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "not_signed_in",
+            "Sign in to the console first.",
+        );
+    }
+    let after = after(&headers, query);
+    let mut cookie = HeaderMap::new();
+    for value in headers.get_all(header::COOKIE) {
+        cookie.append(header::COOKIE, value.clone());
+    }
+    let reading = match Reading::start(console, after, Some(cookie)) {
+        Ok(reading) => reading,
+        Err(full) => return busy(&full),
+    };
+    let events = futures::StreamExt::map(reading.stream(), |call| {
+        Ok::<_, std::convert::Infallible>(
+            Event::default()
+                .event("call")
+                .id(call.id.to_string())
+                .json_data(&*call)
+                .unwrap_or_default(),
+        )
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(crate::routes::mcp::SSE_KEEP_ALIVE))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `{base}/activity`: one JSON [`Call`] per line, behind the key (for `latchkey watch`).
+pub async fn lines(State(console): State<Arc<Console>>, Query(query): Query<After>) -> Response {
+    let reading = match Reading::start(console, query.after, None) {
+        Ok(reading) => reading,
+        Err(full) => return busy(&full),
+    };
+    let lines = futures::StreamExt::map(reading.stream(), |call| {
+        let mut line = serde_json::to_vec(&*call).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    let mut response = Response::new(Body::from_stream(lines));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
