@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::telemetry::observe::{Finished, Observer, Side};
@@ -23,7 +23,7 @@ pub const BACKLOG: usize = 256;
 pub const MAX_WATCHERS: usize = 16;
 
 /// How an operation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -35,8 +35,8 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// One finished operation, as shown.
-#[derive(Clone, Debug, Serialize)]
+/// One finished operation, as shown (and as `latchkey watch` reads it back).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Call {
     /// Counts up from 1 in this process: a page asks for what came after the last it has.
     pub id: u64,

@@ -129,6 +129,7 @@ pub fn with_default_command(args: impl IntoIterator<Item = OsString>) -> Vec<OsS
             | "keygen"
             | "healthcheck"
             | "url"
+            | "watch"
             | "oauth"
             | "help"
             | "-h"
@@ -152,6 +153,9 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print the connector URL, key included, to paste into ChatGPT.
     Url(UrlArgs),
+    /// Follow the MCP calls clients make, live, as the console shows them: one line each
+    /// (or JSON). Finds the server and its key as `url` does.
+    Watch(WatchArgs),
     /// Manage OAuth (`--oauth`): list clients and grants, revoke them, hash a passphrase.
     #[command(subcommand)]
     Oauth(OAuthCommand),
@@ -417,6 +421,64 @@ pub struct UrlArgs {
 
     #[command(flatten)]
     pub acme: AcmeDomainArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The server's base URL [default: the first --listen address, under --base-path].
+    #[arg(long, env = "LATCHKEY_WATCH_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// One JSON object per call and line, as the server sends it.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only calls of tools or prompts whose name contains this.
+    #[arg(long, value_name = "TEXT")]
+    pub tool: Option<String>,
+
+    /// Only calls from clients whose name contains this.
+    #[arg(long, value_name = "TEXT")]
+    pub client: Option<String>,
+
+    /// Only calls that ended so.
+    #[arg(long, value_enum)]
+    pub outcome: Option<WatchOutcome>,
+
+    /// Calls already made to show first (the server keeps the last 1000).
+    #[arg(long, value_name = "N", default_value = "20")]
+    pub recent: usize,
+
+    /// Print what is kept and stop, instead of following.
+    #[arg(long)]
+    pub once: bool,
+
+    #[command(flatten)]
+    pub listen: ListenArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// How a call ended, for `watch --outcome`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum WatchOutcome {
+    Ok,
+    ToolError,
+    Error,
+    Cancelled,
+}
+
+impl WatchOutcome {
+    /// As the feed says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchOutcome::Ok => "ok",
+            WatchOutcome::ToolError => "tool_error",
+            WatchOutcome::Error => "error",
+            WatchOutcome::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.

@@ -60,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Healthcheck(args) => commands::healthcheck::run(args).await,
         Command::Url(args) => commands::url::run(args),
+        Command::Watch(args) => commands::watch::run(args).await,
         Command::Oauth(command) => commands::oauth::run(command),
     }
 }

@@ -5,3 +5,4 @@ pub mod healthcheck;
 pub mod keygen;
 pub mod oauth;
 pub mod url;
+pub mod watch;

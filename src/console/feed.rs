@@ -23,8 +23,27 @@ const RECHECK: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize)]
 pub struct After {
-    /// The last call the reader has; none: only what comes next.
+    /// The last call the reader has; none: only what comes next (and `recent`).
     after: Option<u64>,
+    /// Without `after`: this many of the last calls kept, first.
+    recent: Option<usize>,
+    /// `false`: end after what is kept.
+    follow: Option<bool>,
+}
+
+impl After {
+    /// The calls kept that the reader asks for first.
+    fn backlog(&self, activity: &crate::activity::Activity) -> Vec<Arc<Call>> {
+        match (self.after, self.recent) {
+            (Some(after), _) => activity.recent(after),
+            (None, Some(n)) => {
+                let mut kept = activity.recent(0);
+                kept.drain(..kept.len().saturating_sub(n));
+                kept
+            }
+            (None, None) => Vec::new(),
+        }
+    }
 }
 
 /// Where a feed is.
@@ -33,6 +52,7 @@ struct Reading {
     /// The kept calls not sent yet, newest last.
     backlog: std::vec::IntoIter<Arc<Call>>,
     live: broadcast::Receiver<Arc<Call>>,
+    follow: bool,
     last: u64,
     /// A page's session cookie, checked again before each call and every `RECHECK`.
     cookie: Option<HeaderMap>,
@@ -41,21 +61,20 @@ struct Reading {
 impl Reading {
     fn start(
         console: Arc<Console>,
-        after: Option<u64>,
+        asked: &After,
         cookie: Option<HeaderMap>,
     ) -> Result<Self, TooManyWatchers> {
         // Subscribed before the backlog is taken: nothing falls between them (a call in
         // both is sent once, by its id).
         let live = console.activity.watch()?;
-        let backlog = match after {
-            Some(after) => console.activity.recent(after),
-            None => Vec::new(),
-        };
+        let backlog = asked.backlog(&console.activity);
+        let last = asked.after.unwrap_or(0);
         Ok(Reading {
             console,
             backlog: backlog.into_iter(),
             live,
-            last: after.unwrap_or(0),
+            follow: asked.follow != Some(false),
+            last,
             cookie,
         })
     }
@@ -75,6 +94,9 @@ impl Reading {
             if let Some(call) = self.backlog.next() {
                 self.last = call.id;
                 return Some(call);
+            }
+            if !self.follow {
+                return None;
             }
             let received = tokio::select! {
                 received = self.live.recv() => received,
@@ -108,12 +130,15 @@ fn busy(full: &TooManyWatchers) -> Response {
     )
 }
 
-/// The id an `EventSource` reconnecting says it has (`Last-Event-ID`), or the query's.
-fn after(headers: &HeaderMap, query: After) -> Option<u64> {
-    headers
+/// The id an `EventSource` reconnecting says it has (`Last-Event-ID`) over the query's.
+fn after(headers: &HeaderMap, mut query: After) -> After {
+    if let Some(id) = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok()?.parse().ok())
-        .or(query.after)
+    {
+        query.after = Some(id);
+    }
+    query
 }
 
 /// `{base}/console/events`: Server-Sent Events `call`, each a JSON [`Call`], for a page
@@ -135,7 +160,7 @@ pub async fn events(
     for value in headers.get_all(header::COOKIE) {
         cookie.append(header::COOKIE, value.clone());
     }
-    let reading = match Reading::start(console, after, Some(cookie)) {
+    let reading = match Reading::start(console, &after, Some(cookie)) {
         Ok(reading) => reading,
         Err(full) => return busy(&full),
     };
@@ -159,7 +184,7 @@ pub async fn events(
 
 /// `{base}/activity`: one JSON [`Call`] per line, behind the key (for `latchkey watch`).
 pub async fn lines(State(console): State<Arc<Console>>, Query(query): Query<After>) -> Response {
-    let reading = match Reading::start(console, query.after, None) {
+    let reading = match Reading::start(console, &query, None) {
         Ok(reading) => reading,
         Err(full) => return busy(&full),
     };
