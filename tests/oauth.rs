@@ -1069,6 +1069,61 @@ async fn the_consent_page_renders_in_a_browser_and_its_screenshot_is_kept() {
     eprintln!("consent page screenshot: {}", shot.display());
 }
 
+/// A person answers the consent page in headless Chromium (over the DevTools protocol,
+/// `tests/clients/consent_browser.py`): types the key, presses Allow, and the browser lands
+/// on the client's callback with a code. The page's own form must pass the Host/Origin guard
+/// as a browser sends it (under `Referrer-Policy: no-referrer` it carried `Origin: null`,
+/// and every consent was refused with 403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_consents_in_a_real_browser_and_it_reaches_the_callback() {
+    let callback = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callback_url = format!(
+        "http://127.0.0.1:{}/cb",
+        callback.local_addr().unwrap().port()
+    );
+    let landed = axum::Router::new().route("/cb", axum::routing::get(|| async { "signed in" }));
+    tokio::spawn(async move { axum::serve(callback, landed).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), "", &["--oauth-redirect-uri", &callback_url]);
+    let flow = Flow::new(&app);
+    let response = flow
+        .register(serde_json::json!({"redirect_uris": [callback_url], "client_name": "Browser"}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let client_id = response.json::<serde_json::Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, challenge) = pkce();
+    let mut params = flow.params(&client_id, &challenge);
+    params[2].1 = &callback_url;
+    let url = flow.authorize_url(&params);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/consent_browser.py"
+    );
+    let out = tokio::task::block_in_place(|| {
+        Command::new(common::upstreams::python())
+            .args([script, &url, &callback_url])
+            .env("LATCHKEY_TEST_KEY", KEY)
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("ALL_PROXY")
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let location = seen["location"].as_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{callback_url}?code=lkc"))
+            && location.contains("state=st4te"),
+        "{location}\n{}",
+        app.output()
+    );
+}
+
 /// `latchkey oauth passphrase` with `phrase` on stdin.
 fn hash_passphrase(dir: &Path, phrase: &str) -> std::process::Output {
     common::with_stdin(common::command(dir).args(["oauth", "passphrase"]), phrase)

@@ -31,12 +31,14 @@ fn document(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
+         <meta name=\"referrer\" content=\"same-origin\">\
          <title>{title}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>"
     )
 }
 
-/// Headers every page gets: never cached, never framed (clickjacking), no referrer.
+/// Headers every page gets: never cached, never framed (clickjacking), no referrer to
+/// another site. Not `no-referrer`: under it Chromium sends the page's own form with
+/// `Origin: null`, which the Host/Origin guard refuses (every consent was a 403).
 fn respond(status: StatusCode, html: String, cookie: Option<String>) -> Response {
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
@@ -44,7 +46,7 @@ fn respond(status: StatusCode, html: String, cookie: Option<String>) -> Response
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -1,0 +1,412 @@
+//! The activity console and `latchkey watch`, through the real binary: a browser signs in
+//! and sees an SDK client's calls arrive; sign-in is bounded like the consent page; sessions
+//! end with their key; nothing secret reaches a page, the feeds or the log; and a terminal
+//! follows the same feed.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{App, KEY, OTHER_KEY, Spawn, call_hello, http, mcp_post};
+use nix::sys::signal::Signal;
+use reqwest::StatusCode;
+use reqwest::header;
+
+/// A browser's part in these tests: it keeps the session cookie it is given, sends it back,
+/// and does not follow redirects (the test reads each answer).
+struct Browser {
+    client: reqwest::Client,
+    cookie: std::sync::Mutex<Option<String>>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        Browser {
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: Default::default(),
+        }
+    }
+
+    fn keep(&self, response: &reqwest::Response) {
+        if let Some(set) = response.headers().get(header::SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let cleared = pair.ends_with('=');
+            *self.cookie.lock().unwrap() = (!cleared).then_some(pair);
+        }
+    }
+
+    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &*self.cookie.lock().unwrap() {
+            Some(cookie) => request.header(header::COOKIE, cookie),
+            None => request,
+        }
+    }
+
+    async fn get(&self, url: String) -> reqwest::Response {
+        let response = self.with_cookie(self.client.get(url)).send().await.unwrap();
+        self.keep(&response);
+        response
+    }
+
+    async fn post(&self, url: String, form: &[(&str, &str)]) -> reqwest::Response {
+        let request = self.with_cookie(self.client.post(url)).form(form);
+        let response = request.send().await.unwrap();
+        self.keep(&response);
+        response
+    }
+}
+
+async fn sign_in(browser: &Browser, app: &App, secret: &str) -> reqwest::Response {
+    browser
+        .post(app.url("/console/sign-in"), &[("secret", secret)])
+        .await
+}
+
+async fn text(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+/// A `tools/call` of `tool` with the key in the Authorization header.
+async fn call(app: &App, tool: &str) {
+    let body = common::rpc(
+        "tools/call",
+        serde_json::json!({"name": tool, "arguments": {"name": "Ada"}}),
+    );
+    let response = mcp_post(&http(), &app.url("/mcp"), &body)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_in_and_sees_an_sdk_clients_calls_arrive() {
+    let app = App::start(Spawn::default());
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/console_browser.py"
+    );
+    let out = tokio::task::spawn_blocking({
+        let (console, mcp, shots) = (app.url("/console"), app.url("/mcp"), shots.clone());
+        move || {
+            Command::new(common::upstreams::python())
+                .args([script, &console, &mcp, shots.to_str().unwrap()])
+                .env("LATCHKEY_TEST_KEY", KEY)
+                .env_remove("HTTP_PROXY")
+                .env_remove("HTTPS_PROXY")
+                .env_remove("ALL_PROXY")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", app.output());
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<Vec<String>> = serde_json::from_value(seen["rows"].clone()).unwrap();
+    // Newest first: the unknown tool's error, then hello's success.
+    let hello = rows.iter().find(|r| r[3] == "hello").expect("a hello row");
+    assert_eq!(
+        (hello[2].as_str(), hello[4].as_str()),
+        ("tools/call", "ok"),
+        "{rows:?}"
+    );
+    let unknown = rows
+        .iter()
+        .find(|r| r[3] == "no-such-tool")
+        .expect("an error row");
+    assert!(unknown[4].starts_with("error -"), "{rows:?}");
+    assert_eq!(seen["not_reloaded"], true, "rows came without a reload");
+    let hostile = rows
+        .iter()
+        .find(|r| r[3].starts_with("<img"))
+        .expect("the markup's row");
+    assert_eq!(
+        hostile[3], "<img src=x onerror=\"document.title=1\">",
+        "shown as text"
+    );
+    assert_eq!(seen["markup_ran"], false, "a tool's name is never markup");
+    // The session cookie is what a browser may not leak.
+    let cookie = seen["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "latchkey_console")
+        .expect("a session cookie");
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+    assert_eq!(cookie["path"], "/console");
+    assert!(!seen["html"].as_str().unwrap().contains(KEY));
+    for shot in ["console-sign-in.png", "console-calls.png"] {
+        let png = std::fs::read(shots.join(shot)).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{shot}");
+        assert!(
+            png.len() > 5_000,
+            "{shot} has text in it: {} bytes",
+            png.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn signing_in_is_counted_and_a_session_ends_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let app = App::start(Spawn::default().no_default_key().args(&[
+        "--api-key-file",
+        file.to_str().unwrap(),
+        "--max-key-failures",
+        "3",
+    ]));
+    let browser = Browser::new();
+    let (status, page) = text(browser.get(app.url("/console")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("type=\"password\""), "{page}");
+    let (status, page) = text(sign_in(&browser, &app, OTHER_KEY).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("not an API key"), "{page}");
+    assert!(!page.contains(OTHER_KEY), "a wrong secret is not repeated");
+    // Not signed in: no feed.
+    let events = browser.get(app.url("/console/events")).await;
+    assert_eq!(events.status(), StatusCode::UNAUTHORIZED);
+
+    let signed_in = sign_in(&browser, &app, KEY).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let set_cookie = signed_in.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Strict")
+            && set_cookie.contains("Path=/console")
+            && set_cookie.contains("Max-Age=43200"),
+        "{set_cookie}"
+    );
+    let (status, page) = text(browser.get(app.url("/console")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Sign out") && page.contains("data-events"),
+        "{page}"
+    );
+    let csrf = page
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(csrf, _)| csrf.to_owned())
+        .expect("the sign-out form's token");
+
+    // A forged sign-out (no token) changes nothing.
+    let forged = browser
+        .post(app.url("/console/sign-out"), &[("csrf", "forged")])
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // The key leaves the key file: the session ends with it.
+    std::fs::write(&file, format!("{OTHER_KEY}\n")).unwrap();
+    app.signal(Signal::SIGHUP);
+    app.wait_for_output("SIGHUP: reloaded 1 API key(s)");
+    let (_, page) = text(browser.get(app.url("/console")).await).await;
+    assert!(page.contains("type=\"password\""), "signed out: {page}");
+    let events = browser.get(app.url("/console/events")).await;
+    assert_eq!(events.status(), StatusCode::UNAUTHORIZED);
+
+    // Signed in again with the new key, and out with the form's token.
+    assert_eq!(
+        sign_in(&browser, &app, OTHER_KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = text(browser.get(app.url("/console")).await).await;
+    let csrf_now = page
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(csrf, _)| csrf.to_owned())
+        .unwrap();
+    assert_ne!(csrf, csrf_now, "each session has its own token");
+    let out = browser
+        .post(app.url("/console/sign-out"), &[("csrf", csrf_now.as_str())])
+        .await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(
+        out.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (_, page) = text(browser.get(app.url("/console")).await).await;
+    assert!(page.contains("type=\"password\""), "signed out: {page}");
+
+    // Wrong secrets count toward the same lockout as wrong keys: after the third, even the
+    // right one is refused.
+    let stranger = Browser::new();
+    for _ in 0..3 {
+        let refused = sign_in(&stranger, &app, "not-the-key-not-the-key-not-the-key").await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, page) = text(sign_in(&stranger, &app, OTHER_KEY).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+    assert!(page.contains("try again in"), "{page}");
+}
+
+#[tokio::test]
+async fn what_a_client_chose_is_shown_as_text_and_no_secret_is_shown_at_all() {
+    let app = App::start(Spawn::default().env("RUST_LOG", "trace"));
+    let browser = Browser::new();
+    assert_eq!(
+        sign_in(&browser, &app, KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let mut events = browser.get(app.url("/console/events?after=0")).await;
+    assert_eq!(events.status(), StatusCode::OK);
+    let hostile = "<img src=x onerror=alert(1)>\"'\u{202E}";
+    call(&app, hostile).await;
+    // The key in each form a client may send it: header (above), query, path.
+    let body = call_hello("Query");
+    let by_query = mcp_post(&http(), &app.url(&format!("/mcp?api_key={KEY}")), &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), StatusCode::OK);
+    let by_path = mcp_post(&http(), &app.url(&format!("/mcp/{KEY}")), &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_path.status(), StatusCode::OK);
+
+    let mut stream = String::new();
+    while stream.matches("event: call").count() < 3 {
+        let chunk = tokio::time::timeout(common::PATIENCE, events.chunk())
+            .await
+            .expect("the feed sends each call")
+            .unwrap()
+            .expect("the feed stays open");
+        stream.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let (_, page) = text(browser.get(app.url("/console")).await).await;
+    assert!(!page.contains("<img"), "{page}");
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&#39;[U+202E]"),
+        "{page}"
+    );
+    let lines = http()
+        .get(app.url("/activity?recent=10&follow=false"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    let log = app.output();
+    for (what, seen) in [
+        ("page", &page),
+        ("events", &stream),
+        ("feed", &lines),
+        ("log", &log),
+    ] {
+        assert!(!seen.contains(KEY), "the key is in the {what}:\n{seen}");
+        assert!(
+            !seen.contains("Ada"),
+            "an argument is in the {what}:\n{seen}"
+        );
+    }
+    // The access log says what was called, never with what.
+    assert!(
+        log.lines()
+            .any(|l| l.contains(r#""mcp_method":"tools/call""#) && l.contains(r#""tool":"hello""#)),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn watch_follows_the_calls_in_a_terminal() {
+    let app = App::start(Spawn::default());
+    call(&app, "hello").await;
+    let listen = app.tcp[0].trim_start_matches("http://").to_owned();
+    let once = common::command(app.dir.path())
+        .args(["watch", "--once", "--api-key", KEY, "--listen", &listen])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&once.stdout);
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    assert!(printed.contains("tools/call hello  ok"), "{printed}");
+
+    let mut follower = common::command(app.dir.path())
+        .args([
+            "watch",
+            "--json",
+            "--recent",
+            "0",
+            "--tool",
+            "hel",
+            "--api-key",
+            KEY,
+        ])
+        .args(["--listen", &listen])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    // The follower is connected once its request is in the log; then each call reaches it.
+    app.wait_for_output(r#""path":"/activity","query":"recent=0""#);
+    call(&app, "other").await;
+    call(&app, "hello").await;
+    let line = tokio::task::spawn_blocking(move || lines.next().unwrap().unwrap())
+        .await
+        .unwrap();
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    let call: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        call["tool"], "hello",
+        "the filter let only hello through: {line}"
+    );
+    assert_eq!(call["outcome"], "ok");
+
+    let refused = common::command(app.dir.path())
+        .args([
+            "watch",
+            "--once",
+            "--api-key",
+            OTHER_KEY,
+            "--listen",
+            &listen,
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("does not accept the key"), "{said}");
+    assert!(!said.contains(OTHER_KEY), "{said}");
+}
+
+#[tokio::test]
+async fn no_console_serves_neither_the_console_nor_the_feed() {
+    let app = App::start(Spawn::default().args(&["--no-console"]));
+    for path in ["/console", "/activity"] {
+        let response = http()
+            .get(app.url(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    // The access log still says what was called.
+    call(&app, "hello").await;
+    app.wait_for_output(r#""mcp_method":"tools/call","tool":"hello""#);
+}
