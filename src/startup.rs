@@ -407,6 +407,12 @@ fn announce_what_is_served(
     for upstream in upstreams.into_iter().flat_map(Upstreams::iter) {
         tracing::info!("serving the tools of upstream {:?}", upstream.name());
     }
+    if !args.no_console {
+        let console = args.listen.base_path.join(crate::console::CONSOLE);
+        tracing::info!(
+            "activity console at {console} (sign in with the key; --no-console turns it off)"
+        );
+    }
     match sessions {
         None => tracing::info!("MCP at {mcp_path}: stateless, JSON responses"),
         Some(limits) => tracing::info!(

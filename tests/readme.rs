@@ -57,6 +57,7 @@ fn readme_documents_every_flag_and_variable() {
         "keygen",
         "healthcheck",
         "url",
+        "watch",
         "oauth list",
         "oauth revoke",
     ] {

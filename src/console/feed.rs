@@ -14,7 +14,7 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use super::Console;
+use super::state::Console;
 use crate::activity::{Call, TooManyWatchers};
 use crate::error_response::json_error;
 
@@ -66,8 +66,8 @@ impl Reading {
     ) -> Result<Self, TooManyWatchers> {
         // Subscribed before the backlog is taken: nothing falls between them (a call in
         // both is sent once, by its id).
-        let live = console.activity.watch()?;
-        let backlog = asked.backlog(&console.activity);
+        let live = console.activity().watch()?;
+        let backlog = asked.backlog(console.activity());
         let last = asked.after.unwrap_or(0);
         Ok(Reading {
             console,
@@ -100,7 +100,7 @@ impl Reading {
             }
             let received = tokio::select! {
                 received = self.live.recv() => received,
-                () = self.console.shutdown.cancelled() => return None,
+                () = self.console.shutdown().cancelled() => return None,
                 () = tokio::time::sleep(RECHECK) => continue,
             };
             match received {

@@ -7,8 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
+use super::paths::{EVENTS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE};
 use super::sessions::Session;
-use super::{Console, EVENTS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE};
+use super::state::Console;
 use crate::activity::{Call, Outcome};
 use crate::html::escape;
 
@@ -77,7 +78,7 @@ pub fn sign_in(console: &Console, status: StatusCode, problem: Option<&str>) -> 
     let problem = problem
         .map(|p| format!("<p class=\"problem\" role=\"alert\">{}</p>", escape(p)))
         .unwrap_or_default();
-    let what = if console.oauth.is_some() {
+    let what = if console.takes_passphrase() {
         "Your API key or OAuth passphrase"
     } else {
         "Your API key"
@@ -140,7 +141,7 @@ fn row(call: &Call) -> String {
 
 /// The live calls, newest first.
 pub fn calls(console: &Console, session: &Session) -> Response {
-    let recent = console.activity.recent(0);
+    let recent = console.activity().recent(0);
     let last = recent.last().map_or(0, |c| c.id);
     let rows: String = recent
         .iter()

@@ -1,0 +1,96 @@
+//! Signing in and out, and the page that shows which.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+
+use super::page;
+use super::paths::CONSOLE;
+use super::state::{Console, cookie_of};
+use crate::clients::ClientAddr;
+use crate::oauth::Typed;
+
+/// The calls page when signed in, the sign-in page otherwise.
+pub(super) async fn show(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    match console.session(&headers) {
+        Some(session) => page::calls(&console, &session),
+        None => page::sign_in(&console, StatusCode::OK, None),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignIn {
+    #[serde(default)]
+    secret: String,
+}
+
+/// Checks the typed secret (counted against the address first, as the consent page does)
+/// and opens a session.
+pub(super) async fn sign_in(
+    State(console): State<Arc<Console>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    axum::Form(form): axum::Form<SignIn>,
+) -> Response {
+    let client = client.map_or(ClientAddr::Local, |c| c.0);
+    let counted = if form.secret.trim().is_empty() {
+        console.lockout().check(client)
+    } else {
+        console.lockout().attempt(client)
+    };
+    if let Err(retry_after) = counted {
+        let minutes = retry_after.as_secs().div_ceil(60);
+        let problem =
+            format!("Too many wrong secrets from this address: try again in {minutes} min.");
+        return page::sign_in(&console, StatusCode::TOO_MANY_REQUESTS, Some(&problem));
+    }
+    let secret_id = match console.secret_id(&form.secret).await {
+        Typed::Secret(id) => id,
+        Typed::Wrong => {
+            let problem = "That is not an API key (or the passphrase) of this server.";
+            return page::sign_in(&console, StatusCode::UNAUTHORIZED, Some(problem));
+        }
+        Typed::Busy => {
+            let problem = "The server is checking other sign-ins; try again in a moment.";
+            return page::sign_in(&console, StatusCode::SERVICE_UNAVAILABLE, Some(problem));
+        }
+    };
+    console.lockout().succeeded(client);
+    let Ok(opened) = console.sessions().open(secret_id) else {
+        let problem = "The server has no randomness for a session; see its log.";
+        return page::sign_in(&console, StatusCode::INTERNAL_SERVER_ERROR, Some(problem));
+    };
+    let max_age = console.sessions().lifetime().as_secs();
+    let cookie = console.cookie(opened.cookie.expose_secret(), max_age);
+    tracing::info!("console: signed in");
+    page::see_other(&console.path(CONSOLE), Some(cookie))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignOut {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Ends the session, when the form carries its CSRF token.
+pub(super) async fn sign_out(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<SignOut>,
+) -> Response {
+    let (Some(cookie), Some(session)) = (cookie_of(&headers), console.session(&headers)) else {
+        return page::see_other(&console.path(CONSOLE), Some(console.cookie("", 0)));
+    };
+    if !session.csrf_matches(&form.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            "The form is not this session's (CSRF).",
+        )
+            .into_response();
+    }
+    console.sessions().close(&cookie);
+    page::see_other(&console.path(CONSOLE), Some(console.cookie("", 0)))
+}
