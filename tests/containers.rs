@@ -291,12 +291,44 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
         .await
         .unwrap();
     assert_eq!(consent.status(), 400);
+    // latchkey's referrer policy, once: under Apache's `no-referrer` a browser sends the
+    // page's own form with `Origin: null`, which latchkey refuses.
+    let policies: Vec<_> = consent
+        .headers()
+        .get_all("referrer-policy")
+        .iter()
+        .collect();
+    assert_eq!(policies, ["same-origin"]);
     assert!(
         consent
             .text()
             .await
             .unwrap()
             .contains("not registered here")
+    );
+    // The console, under the prefix, behind Apache: its sign-in page, with latchkey's headers.
+    let console = client
+        .get(format!("{public}/console"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), 200);
+    let policies: Vec<_> = console
+        .headers()
+        .get_all("referrer-policy")
+        .iter()
+        .collect();
+    assert_eq!(policies, ["same-origin"]);
+    assert!(
+        console.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let page = console.text().await.unwrap();
+    assert!(
+        page.contains("action=\"/latchkey/console/sign-in\""),
+        "{page}"
     );
 
     // latchkey in the stack exported its spans.
