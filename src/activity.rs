@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::history::History;
 use crate::telemetry::observe::{Finished, Observer, Side};
 
 /// Calls kept for a page opened now (about 300 bytes each).
@@ -98,15 +99,13 @@ pub struct Activity {
     recent: Mutex<VecDeque<Arc<Call>>>,
     live: broadcast::Sender<Arc<Call>>,
     next_id: AtomicU64,
+    /// Where every call is kept beyond `LIVE_ROWS` (and across restarts).
+    history: Option<Arc<History>>,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity {
-            recent: Mutex::new(VecDeque::with_capacity(LIVE_ROWS)),
-            live: broadcast::channel(BACKLOG).0,
-            next_id: AtomicU64::new(1),
-        }
+        Activity::new(None, Vec::new(), 0)
     }
 }
 
@@ -116,6 +115,24 @@ impl Default for Activity {
 pub struct TooManyWatchers;
 
 impl Activity {
+    /// The activity, starting with `kept` (the last calls of an earlier run, oldest first)
+    /// and counting on from `last_id`; each call also goes to `history`.
+    pub fn new(history: Option<Arc<History>>, kept: Vec<Call>, last_id: u64) -> Self {
+        let mut recent = VecDeque::with_capacity(LIVE_ROWS);
+        let skip = kept.len().saturating_sub(LIVE_ROWS);
+        recent.extend(kept.into_iter().skip(skip).map(Arc::new));
+        Activity {
+            recent: Mutex::new(recent),
+            live: broadcast::channel(BACKLOG).0,
+            next_id: AtomicU64::new(last_id + 1),
+            history,
+        }
+    }
+
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
     /// The calls kept, oldest first, after `after` (an id).
     pub fn recent(&self, after: u64) -> Vec<Arc<Call>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -145,6 +162,9 @@ impl Observer for Activity {
                 recent.pop_front();
             }
             recent.push_back(call.clone());
+        }
+        if let Some(history) = &self.history {
+            history.record(call.clone());
         }
         // No receiver is no error: nobody is watching.
         let _ = self.live.send(call);

@@ -354,6 +354,17 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_NO_CONSOLE", value_parser = BoolishValueParser::new())]
     pub no_console: bool,
 
+    /// How long the console's history keeps calls (in activity.sqlite3 in the state
+    /// directory), e.g. 30d, 12h.
+    #[arg(long, env = "LATCHKEY_HISTORY_RETENTION", value_name = "DURATION",
+          default_value = "30d", value_parser = humantime::parse_duration)]
+    pub history_retention: std::time::Duration,
+
+    /// The largest the history database may grow; the oldest calls go first beyond it.
+    #[arg(long, env = "LATCHKEY_HISTORY_MAX_SIZE", value_name = "SIZE", default_value = "256MiB",
+          value_parser = parse_size)]
+    pub history_max_size: usize,
+
     /// How long a console sign-in lasts (e.g. 12h, 30m); changing the key or passphrase
     /// ends it sooner.
     #[arg(long, env = "LATCHKEY_CONSOLE_SESSION_LIFETIME", value_name = "DURATION",

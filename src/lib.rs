@@ -20,6 +20,7 @@ pub mod cors;
 pub mod error_response;
 pub mod file_modes;
 pub mod gate;
+pub mod history;
 pub mod host_origin;
 pub mod html;
 pub mod intake;

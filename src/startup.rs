@@ -29,6 +29,7 @@ use crate::connections::WithPeer;
 use crate::connections::{self, ConnectionLimits};
 use crate::console::ConsoleParts;
 use crate::gate::{Gate, GateLayer, RequestLimits};
+use crate::history::{History, Keep};
 use crate::host_origin::HostOriginGuard;
 use crate::intake::Intake;
 use crate::keys::KeySet;
@@ -56,6 +57,7 @@ pub struct Server {
     shutdown_timeout: Duration,
     upstreams: Option<Upstreams>,
     upstream_stop: CancellationToken,
+    history: Option<Arc<History>>,
 }
 
 /// The gate in front of every route: what each listener but the redirect one serves.
@@ -77,6 +79,8 @@ pub struct App {
     shutdown: CancellationToken,
     /// One SIGHUP watcher; the key reloader, the certificate files and OAuth subscribe.
     hangups: broadcast::Sender<()>,
+    /// Flushed at shutdown.
+    history: Option<Arc<History>>,
 }
 
 impl App {
@@ -131,7 +135,8 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
         max_sessions: args.max_sessions as usize,
         idle_timeout: args.session_idle_timeout,
     });
-    let activity = (!args.no_console).then(|| Arc::new(Activity::default()));
+    let activity = build_activity(args)?;
+    let history = activity.as_ref().and_then(|a| a.history().cloned());
     let export = match (&activity, export) {
         (Some(activity), Some(export)) => Some(export.with_observer(activity.clone())),
         (_, export) => export,
@@ -177,7 +182,25 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
         upstream_stop,
         shutdown,
         hangups,
+        history,
     })
+}
+
+/// The console's activity (unless `--no-console`), with its history opened in the state
+/// directory: a database that cannot be opened stops the start.
+fn build_activity(args: &ServeArgs) -> anyhow::Result<Option<Arc<Activity>>> {
+    if args.no_console {
+        return Ok(None);
+    }
+    let state_dir = state_dir_or_default(args.keys.state_dir.as_deref())?;
+    let keep = Keep {
+        retention: args.history_retention,
+        max_bytes: args.history_max_size as u64,
+    };
+    let (history, kept, last_id) = History::open(&state_dir, keep, crate::activity::LIVE_ROWS)
+        .map_err(|e| anyhow::anyhow!("{e} (--state-dir)"))?;
+    let activity = Activity::new(Some(Arc::new(history)), kept, last_id);
+    Ok(Some(Arc::new(activity)))
 }
 
 /// The gate `args` describe, in front of `paths`.
@@ -348,6 +371,7 @@ pub fn serve(args: &ServeArgs, bound: Bound, app: App) -> anyhow::Result<Server>
         shutdown_timeout: args.shutdown_timeout,
         upstreams: app.upstreams,
         upstream_stop: app.upstream_stop,
+        history: app.history,
     })
 }
 
@@ -628,6 +652,11 @@ impl Server {
                 self.shutdown_timeout
             );
             self.tasks.abort_all();
+        }
+        if let Some(history) = &self.history {
+            let history = history.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || history.close(Duration::from_secs(5))).await;
         }
         self.upstream_stop.cancel();
         if let Some(upstreams) = &self.upstreams {

@@ -89,7 +89,7 @@ async fn text_format_and_turning_the_log_off() {
         .find(|l| l.contains("latchkey::access"))
         .unwrap();
     assert!(
-        line.ends_with(r#"client="127.0.0.1" auth="bearer""#),
+        line.ends_with(r#"client="127.0.0.1" auth="bearer" mcp_method="tools/call" tool="hello""#),
         "{line}"
     );
 

@@ -148,7 +148,14 @@ async fn a_browser_signs_in_and_sees_an_sdk_clients_calls_arrive() {
     assert_eq!(cookie["sameSite"], "Strict");
     assert_eq!(cookie["path"], "/console");
     assert!(!seen["html"].as_str().unwrap().contains(KEY));
-    for shot in ["console-sign-in.png", "console-calls.png"] {
+    assert!(seen["bars"].as_u64().unwrap() >= 1, "the chart has bars");
+    let tools: Vec<String> = serde_json::from_value(seen["tools"].clone()).unwrap();
+    assert!(tools.contains(&"hello".to_owned()), "{tools:?}");
+    for shot in [
+        "console-sign-in.png",
+        "console-calls.png",
+        "console-tools.png",
+    ] {
         let png = std::fs::read(shots.join(shot)).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{shot}");
         assert!(
@@ -409,4 +416,85 @@ async fn no_console_serves_neither_the_console_nor_the_feed() {
     // The access log still says what was called.
     call(&app, "hello").await;
     app.wait_for_output(r#""mcp_method":"tools/call","tool":"hello""#);
+}
+
+/// `tools/call` of `tool` `n` times.
+async fn calls(app: &App, tool: &str, n: usize) {
+    for _ in 0..n {
+        call(app, tool).await;
+    }
+}
+
+#[tokio::test]
+async fn the_history_survives_a_restart_and_the_tools_view_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let spawn = Spawn::default().args(&["--state-dir", state.to_str().unwrap()]);
+    let mut app = App::start(spawn.clone());
+    calls(&app, "hello", 3).await;
+    calls(&app, "nope", 1).await;
+    app.signal(Signal::SIGTERM);
+    assert!(app.wait().success());
+
+    let app = App::start(spawn.clone());
+    let browser = Browser::new();
+    assert_eq!(
+        sign_in(&browser, &app, KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = text(browser.get(app.url("/console")).await).await;
+    assert_eq!(
+        page.matches("data-name=\"hello\"").count(),
+        3,
+        "kept across the restart: {page}"
+    );
+    let (status, tools) = text(browser.get(app.url("/console/tools")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let hello = tools
+        .split("<h3>hello</h3>")
+        .nth(1)
+        .expect("hello's section");
+    let hello = hello.split("</section>").next().unwrap();
+    assert!(
+        hello.contains("<td>last hour</td><td class=\"n\">3</td><td class=\"n\">0.0%</td>"),
+        "{hello}"
+    );
+    assert!(hello.contains("<svg class=\"chart\""), "{hello}");
+    let nope = tools.split("<h3>nope</h3>").nth(1).expect("nope's section");
+    assert!(
+        nope.contains("<td class=\"n\">1</td><td class=\"n\">100.0%</td>"),
+        "{nope}"
+    );
+    // Ids go on from the last run's.
+    call(&app, "hello").await;
+    let lines = http()
+        .get(app.url("/activity?recent=1&follow=false"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
+    assert!(last["id"].as_u64().unwrap() > 4, "{lines}");
+    let mode = std::fs::metadata(state.join("activity.sqlite3")).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_history_that_cannot_be_opened_stops_the_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let spawn = Spawn::default().args(&["--state-dir", not_a_dir.to_str().unwrap()]);
+    let (status, output) = App::try_start(spawn).err().expect("the start fails");
+    assert!(!status.success());
+    let said: Vec<_> = output.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(said.len(), 1, "{output}");
+    assert!(
+        said[0].contains("history database") && said[0].contains("--state-dir"),
+        "{output}"
+    );
 }

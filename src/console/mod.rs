@@ -46,6 +46,7 @@ pub fn router(parts: ConsoleParts) -> Router {
     Router::new()
         .route(&format!("{base}{CONSOLE}"), get(sign_in::show))
         .route(&format!("{base}{EVENTS}"), get(feed::events))
+        .route(&format!("{base}{TOOLS}"), get(sign_in::tools))
         .route(&format!("{base}{SCRIPT}"), get(page::script))
         .route(&format!("{base}{STYLE}"), get(page::style))
         .route(&format!("{base}{ACTIVITY}"), get(feed::lines))

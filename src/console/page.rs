@@ -7,10 +7,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
-use super::paths::{EVENTS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE};
+use super::paths::{CONSOLE, EVENTS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS};
 use super::sessions::Session;
 use super::state::Console;
 use crate::activity::{Call, Outcome};
+use crate::history::{Hour, ToolStats, WINDOWS, Window};
 use crate::html::escape;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -150,10 +151,7 @@ pub fn calls(console: &Console, session: &Session) -> Response {
         .map(|c| row(c))
         .collect();
     let body = format!(
-        "<header><h1>latchkey console</h1><span id=\"status\">connecting…</span>\
-         <form method=\"post\" action=\"{sign_out}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <button type=\"submit\">Sign out</button></form></header>\
-         <main data-events=\"{events}\" data-after=\"{last}\">\
+        "{header}<main data-events=\"{events}\" data-after=\"{last}\">\
          <h2>Calls</h2><div class=\"filters\">\
          <input id=\"f-name\" placeholder=\"tool or prompt\" aria-label=\"filter by tool or prompt\">\
          <input id=\"f-client\" placeholder=\"client\" aria-label=\"filter by client\">\
@@ -165,12 +163,157 @@ pub fn calls(console: &Console, session: &Session) -> Response {
          <tbody id=\"calls\">{rows}</tbody></table>\
          <p class=\"empty\" id=\"empty\">No call yet: connect a client and call a tool.</p></main>\
          <script src=\"{script}\"></script>",
-        sign_out = escape(&console.path(SIGN_OUT)),
-        csrf = escape(session.csrf()),
+        header = header(console, session, Some(CONSOLE)),
         events = escape(&console.path(EVENTS)),
         script = escape(&console.path(SCRIPT)),
     );
     respond(StatusCode::OK, document(console, "Calls – latchkey", &body))
+}
+
+/// The views, the current one marked; the live status; sign-out with the session's token.
+fn header(console: &Console, session: &Session, current: Option<&str>) -> String {
+    let views: String = [(CONSOLE, "Calls"), (TOOLS, "Tools")]
+        .iter()
+        .map(|(path, name)| {
+            let here = if current == Some(*path) {
+                " aria-current=\"page\""
+            } else {
+                ""
+            };
+            format!(
+                "<a href=\"{}\"{here}>{name}</a>",
+                escape(&console.path(path))
+            )
+        })
+        .collect();
+    format!(
+        "<header><h1>latchkey console</h1><nav>{views}</nav><span id=\"status\"></span>\
+         <form method=\"post\" action=\"{sign_out}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\">Sign out</button></form></header>",
+        sign_out = escape(&console.path(SIGN_OUT)),
+        csrf = escape(session.csrf()),
+    )
+}
+
+fn ms(value: Option<f64>) -> String {
+    match value {
+        Some(ms) if ms < 10.0 => format!("{ms:.2}"),
+        Some(ms) => format!("{ms:.0}"),
+        None => "–".to_owned(),
+    }
+}
+
+/// A tool's window as a table row: calls, error rate, percentiles.
+fn window_row(name: &str, window: &Window) -> String {
+    let rate = if window.calls == 0 {
+        "–".to_owned()
+    } else {
+        format!("{:.1}%", 100.0 * window.errors as f64 / window.calls as f64)
+    };
+    let q = |p| ms(window.durations.quantile(p));
+    format!(
+        "<tr><td>last {name}</td><td class=\"n\">{}</td><td class=\"n\">{rate}</td>\
+         <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+        window.calls,
+        q(0.5),
+        q(0.95),
+        q(0.99)
+    )
+}
+
+/// The week hour by hour, drawn: calls as bars (errors in red over them) and p95 as a line,
+/// each on its own scale. Plain SVG elements, no script or style attribute.
+fn chart(hours: &[Hour]) -> String {
+    const W: f64 = 672.0;
+    const H: f64 = 80.0;
+    let step = W / hours.len().max(1) as f64;
+    let most = hours.iter().map(|h| h.calls).max().unwrap_or(0).max(1) as f64;
+    let slowest = hours
+        .iter()
+        .filter_map(|h| h.p95_ms)
+        .fold(0.0f64, f64::max)
+        .max(0.001);
+    let mut bars = String::new();
+    let mut line = String::new();
+    for (i, hour) in hours.iter().enumerate() {
+        let x = i as f64 * step;
+        if hour.calls > 0 {
+            let h = H * hour.calls as f64 / most;
+            let e = H * hour.errors as f64 / most;
+            bars.push_str(&format!(
+                "<rect class=\"calls\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\"/>",
+                H - h,
+                step.max(1.0)
+            ));
+            if hour.errors > 0 {
+                bars.push_str(&format!(
+                    "<rect class=\"errors\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{e:.1}\"/>",
+                    H - e,
+                    step.max(1.0)
+                ));
+            }
+        }
+        if let Some(p95) = hour.p95_ms {
+            line.push_str(&format!(
+                "{:.1},{:.1} ",
+                x + step / 2.0,
+                H - H * p95 / slowest
+            ));
+        }
+    }
+    format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"calls and p95 latency per hour, last 7 days\">\
+         <line class=\"axis\" x1=\"0\" y1=\"{H}\" x2=\"{W}\" y2=\"{H}\"/>{bars}\
+         <polyline class=\"p95\" points=\"{line}\"/></svg>\
+         <p class=\"legend\"><span class=\"key calls\"></span>calls per hour (at most {most}) \
+         <span class=\"key errors\"></span>errors <span class=\"key p95\"></span>p95 (at most {slowest} ms), last 7 days</p>",
+        most = most as u64,
+        slowest = ms(Some(slowest)),
+    )
+}
+
+/// Per tool: its hour, day and week, when it was last called and by whom, and its chart.
+pub fn tools(
+    console: &Console,
+    session: &Session,
+    tools: Result<Vec<ToolStats>, String>,
+) -> Response {
+    let content = match tools {
+        Err(problem) => format!(
+            "<p class=\"problem\">The history cannot be read: {}</p>",
+            escape(&problem)
+        ),
+        Ok(tools) if tools.is_empty() => {
+            "<p class=\"empty\">No tool has been called yet.</p>".to_owned()
+        }
+        Ok(tools) => tools.iter().map(tool_card).collect(),
+    };
+    let body = format!(
+        "{header}<main><h2>Tools</h2>{content}</main>",
+        header = header(console, session, Some(TOOLS)),
+    );
+    respond(StatusCode::OK, document(console, "Tools – latchkey", &body))
+}
+
+fn tool_card(tool: &ToolStats) -> String {
+    let windows: String = tool
+        .windows
+        .iter()
+        .zip(WINDOWS)
+        .map(|(window, (name, _))| window_row(name, window))
+        .collect();
+    let last = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(tool.last_ms),
+    );
+    format!(
+        "<section class=\"tool\"><h3>{name}</h3>\
+         <p>last called {last} by {client}</p>\
+         <table><thead><tr><th></th><th>calls</th><th>errors</th><th>p50 ms</th><th>p95 ms</th>\
+         <th>p99 ms</th></tr></thead><tbody>{windows}</tbody></table>{chart}</section>",
+        name = escape(&tool.tool),
+        client = escape(tool.last_client.as_deref().unwrap_or("an unnamed client")),
+        chart = chart(&tool.hours),
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

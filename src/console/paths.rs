@@ -5,9 +5,10 @@ pub const CONSOLE: &str = "/console";
 pub const SIGN_IN: &str = "/console/sign-in";
 pub const SIGN_OUT: &str = "/console/sign-out";
 pub const EVENTS: &str = "/console/events";
+pub const TOOLS: &str = "/console/tools";
 pub const SCRIPT: &str = "/console/console.js";
 pub const STYLE: &str = "/console/console.css";
 /// Every path above: the Host/Origin guard, no key (the console signs in itself).
-pub const PATHS: [&str; 6] = [CONSOLE, SIGN_IN, SIGN_OUT, EVENTS, SCRIPT, STYLE];
+pub const PATHS: [&str; 7] = [CONSOLE, SIGN_IN, SIGN_OUT, EVENTS, TOOLS, SCRIPT, STYLE];
 /// The feed `latchkey watch` reads, behind the key.
 pub const ACTIVITY: &str = "/activity";

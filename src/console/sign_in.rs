@@ -14,6 +14,21 @@ use super::state::{Console, cookie_of};
 use crate::clients::ClientAddr;
 use crate::oauth::Typed;
 
+/// The tools view when signed in (its history read on a blocking thread), else sign-in.
+pub(super) async fn tools(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let Some(session) = console.session(&headers) else {
+        return page::sign_in(&console, StatusCode::OK, None);
+    };
+    let history = console.activity().history().cloned();
+    let stats = tokio::task::spawn_blocking(move || match history {
+        Some(history) => history.tools().map_err(|e| e.to_string()),
+        None => Ok(Vec::new()),
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    page::tools(&console, &session, stats)
+}
+
 /// The calls page when signed in, the sign-in page otherwise.
 pub(super) async fn show(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     match console.session(&headers) {

@@ -48,6 +48,18 @@ class Page:
         html = await self.evaluate("document.documentElement.outerHTML")
         raise RuntimeError(f"timed out waiting for {what}:\n{html}")
 
+    async def until_after_reloads(self, what, expression):
+        """Like `until`, reloading the page between looks (for what the server has later)."""
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            await self.call("Page.reload")
+        html = await self.evaluate("document.documentElement.outerHTML")
+        raise RuntimeError(f"timed out waiting for {what}:\n{html}")
+
     async def screenshot(self, path, width, height):
         await self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
                         deviceScaleFactor=1, mobile=False)

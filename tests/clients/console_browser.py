@@ -61,7 +61,17 @@ async def main(console_url, mcp_url, shots):
         await page.screenshot(os.path.join(shots, "console-calls.png"), 1280, 520)
         html = await page.evaluate("document.documentElement.outerHTML")
         cookies = await page.call("Network.getAllCookies")
+        # The tools view, once the history has the calls (written within a second).
+        tools_url = console_url + "/tools"
+        await page.call("Page.navigate", url=tools_url)
+        bars = await page.until_after_reloads(
+            "the tools view's chart",
+            "document.querySelectorAll('section.tool svg.chart rect.calls').length")
+        tool_names = await page.evaluate(
+            "[...document.querySelectorAll('section.tool h3')].map(h => h.textContent)")
+        await page.screenshot(os.path.join(shots, "console-tools.png"), 1000, 900)
     print(json.dumps({"rows": rows, "not_reloaded": kept, "html": html, "markup_ran": markup,
+                      "bars": bars, "tools": tool_names,
                       "cookies": cookies["cookies"]}))
 
 

@@ -7,6 +7,7 @@
   if (!main) return;
   const body = document.getElementById("calls");
   const status = document.getElementById("status");
+  status.textContent = "connecting…";
   const empty = document.getElementById("empty");
   const filters = {
     name: document.getElementById("f-name"),

@@ -1,0 +1,301 @@
+//! The console's history: every call the activity sees, written to SQLite in the state
+//! directory (`activity.sqlite3`) by a thread of its own, in batches, never on the request
+//! path. Kept for `--history-retention` and within `--history-max-size`; it survives
+//! restarts, so the live view starts with the last calls and the tools view covers the week.
+//!
+//! - `store`: the database (calls, and per tool and five minutes a histogram);
+//! - `histogram`: durations in fixed buckets, merged by adding;
+//! - `tools`: what the tools view shows, from those slots.
+//!
+//! What the request path does is one `try_send` into a bounded channel: a writer that falls
+//! [`QUEUE`] calls behind loses calls (counted, said in the log), never slows a request.
+
+mod histogram;
+mod store;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use histogram::Histogram;
+use store::Store;
+pub use store::{SLOT_MS, Slot, StoreError};
+pub use tools::{CHART_HOURS, Hour, ToolStats, WINDOWS, Window};
+
+use crate::activity::Call;
+
+/// Calls waiting for the writer.
+pub const QUEUE: usize = 8192;
+/// Calls written in one transaction at most.
+const BATCH: usize = 512;
+/// How long a call waits for others to share its transaction.
+const LINGER: Duration = Duration::from_millis(500);
+/// How often old calls are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// The database's name in the state directory.
+pub const FILE: &str = "activity.sqlite3";
+
+enum Message {
+    Call(Arc<Call>),
+    /// Write what is waiting, then say so.
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// How long calls are kept, and how large the file may grow.
+#[derive(Clone, Copy, Debug)]
+pub struct Keep {
+    pub retention: Duration,
+    pub max_bytes: u64,
+}
+
+pub struct History {
+    sender: SyncSender<Message>,
+    lost: AtomicU64,
+    path: PathBuf,
+    reader: Mutex<Option<Store>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("path", &self.path).finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl History {
+    /// Opens the history in `state_dir` and starts its writer; returns it with the last
+    /// `recent` calls kept (oldest first) and the last id used.
+    pub fn open(
+        state_dir: &Path,
+        keep: Keep,
+        recent: usize,
+    ) -> Result<(Self, Vec<Call>, u64), StoreError> {
+        let path = state_dir.join(FILE);
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Create {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        let mut store = Store::open(&path)?;
+        store.prune(now_ms(), keep.retention, keep.max_bytes)?;
+        let last = store.last_calls(recent)?;
+        let last_id = store.last_id()?;
+        let (sender, receiver) = mpsc::sync_channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("latchkey-history".into())
+            .spawn(move || write_until_closed(store, receiver, keep))
+            .map_err(|source| StoreError::Create {
+                path: path.clone(),
+                source,
+            })?;
+        let history = History {
+            sender,
+            lost: AtomicU64::new(0),
+            reader: Mutex::new(None),
+            writer: Mutex::new(Some(writer)),
+            path,
+        };
+        Ok((history, last, last_id))
+    }
+
+    /// Queues `call` for the writer; when the queue is full the call is lost, and counted.
+    pub fn record(&self, call: Arc<Call>) {
+        if let Err(TrySendError::Full(_)) = self.sender.try_send(Message::Call(call)) {
+            let lost = self.lost.fetch_add(1, Ordering::Relaxed);
+            if lost.is_power_of_two() {
+                tracing::warn!(
+                    "history: the writer is behind; {} call(s) not kept",
+                    lost + 1
+                );
+            }
+        }
+    }
+
+    /// Writes what is queued, waiting at most `patience`.
+    pub fn flush(&self, patience: Duration) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.sender.send(Message::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(patience);
+        }
+    }
+
+    /// Every tool's stats over the last week (the reader's own connection; blocking).
+    pub fn tools(&self) -> Result<Vec<ToolStats>, StoreError> {
+        let now = now_ms();
+        let week = WINDOWS[2].1 * SLOT_MS;
+        Ok(tools::stats(self.slots(now.saturating_sub(week))?, now))
+    }
+
+    /// Every tool's five-minute slots since `since_ms`, from a connection of the reader's own.
+    pub fn slots(&self, since_ms: u64) -> Result<Vec<Slot>, StoreError> {
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        if reader.is_none() {
+            *reader = Some(Store::reader(&self.path)?);
+        }
+        reader
+            .as_ref()
+            .expect("opened above")
+            .slots(since_ms / SLOT_MS)
+    }
+
+    /// Flushes and stops the writer (at shutdown).
+    pub fn close(&self, patience: Duration) {
+        self.flush(patience);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(writer);
+    }
+}
+
+/// The writer: batches of up to [`BATCH`], each written when full or [`LINGER`] after its
+/// first call; old calls pruned every [`PRUNE_EVERY`].
+fn write_until_closed(mut store: Store, receiver: mpsc::Receiver<Message>, keep: Keep) {
+    let mut batch: Vec<Arc<Call>> = Vec::with_capacity(BATCH);
+    let mut pruned = Instant::now();
+    loop {
+        let wait = if batch.is_empty() {
+            PRUNE_EVERY
+        } else {
+            LINGER
+        };
+        let message = receiver.recv_timeout(wait);
+        let flushed = match message {
+            Ok(Message::Call(call)) => {
+                batch.push(call);
+                if batch.len() < BATCH {
+                    continue;
+                }
+                None
+            }
+            Ok(Message::Flush(done)) => Some(done),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                write(&mut store, &mut batch);
+                return;
+            }
+        };
+        write(&mut store, &mut batch);
+        if let Some(done) = flushed {
+            let _ = done.send(());
+        }
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = Instant::now();
+            if let Err(e) = store.prune(now_ms(), keep.retention, keep.max_bytes) {
+                tracing::warn!("history: cannot remove old calls: {e}");
+            }
+        }
+    }
+}
+
+fn write(store: &mut Store, batch: &mut Vec<Arc<Call>>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = store.write(batch) {
+        tracing::warn!("history: {} call(s) not kept: {e}", batch.len());
+    }
+    batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::Outcome;
+
+    fn call(id: u64, tool: &str, outcome: Outcome, ms: f64) -> Arc<Call> {
+        Arc::new(Call {
+            id,
+            at_ms: now_ms(),
+            method: "tools/call".into(),
+            tool: Some(tool.into()),
+            prompt: None,
+            client: Some("Claude".into()),
+            outcome,
+            error: None,
+            duration_ms: ms,
+            arguments_bytes: Some(2),
+            answer_bytes: Some(10),
+            trace_id: None,
+        })
+    }
+
+    const KEEP: Keep = Keep {
+        retention: Duration::from_secs(86400),
+        max_bytes: 1 << 30,
+    };
+
+    #[test]
+    fn calls_survive_a_reopen_and_their_tools_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (history, last, last_id) = History::open(dir.path(), KEEP, 10).unwrap();
+        assert!(last.is_empty() && last_id == 0);
+        history.record(call(1, "hello", Outcome::Ok, 2.0));
+        history.record(call(2, "hello", Outcome::ToolError, 40.0));
+        history.record(call(3, "other", Outcome::Ok, 1.0));
+        history.close(Duration::from_secs(10));
+        let slots = history.slots(0).unwrap();
+        let hello: Vec<_> = slots.iter().filter(|s| s.tool == "hello").collect();
+        assert_eq!(hello.len(), 1);
+        assert_eq!((hello[0].calls, hello[0].errors), (2, 1));
+        assert_eq!(hello[0].histogram.count(), 2);
+        drop(history);
+
+        let (_again, last, last_id) = History::open(dir.path(), KEEP, 2).unwrap();
+        assert_eq!(last_id, 3);
+        let ids: Vec<_> = last.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [2, 3], "the last two, oldest first");
+        assert_eq!(last[0].outcome, Outcome::ToolError);
+        let mode = std::fs::metadata(dir.path().join(FILE)).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_damaged_file_is_moved_aside_and_a_new_one_made() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            b"not a database, not at all, no".repeat(200),
+        )
+        .unwrap();
+        let (history, last, _) = History::open(dir.path(), KEEP, 10).unwrap();
+        assert!(last.is_empty());
+        history.record(call(1, "hello", Outcome::Ok, 2.0));
+        history.close(Duration::from_secs(10));
+        assert_eq!(history.slots(0).unwrap().len(), 1);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("broken-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+    }
+
+    #[test]
+    fn old_calls_go_and_the_file_stays_within_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut store = Store::open(&path).unwrap();
+        let calls: Vec<_> = (1..=2000)
+            .map(|i| call(i, "hello", Outcome::Ok, 1.0))
+            .collect();
+        store.write(&calls).unwrap();
+        // Nothing is older than a day; the size bound removes the oldest tenth at a time.
+        let removed = store.prune(now_ms(), KEEP.retention, 64 * 1024).unwrap();
+        assert!(removed > 0 && removed < 2000, "{removed}");
+        assert!(
+            store.last_calls(1).unwrap()[0].id == 2000,
+            "the newest stay"
+        );
+        // A retention of nothing removes every call.
+        store.prune(now_ms() + 1, Duration::ZERO, 1 << 30).unwrap();
+        assert!(store.last_calls(1).unwrap().is_empty());
+    }
+}
