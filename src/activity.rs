@@ -6,7 +6,7 @@
 //! A [`Call`] holds names and numbers only: never arguments, results or any header.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -20,8 +20,11 @@ use crate::telemetry::observe::{Finished, Observer, Side};
 pub const LIVE_ROWS: usize = 1000;
 /// Calls a watcher may fall behind before it is dropped.
 pub const BACKLOG: usize = 256;
-/// Pages and `latchkey watch`es watching at once.
-pub const MAX_WATCHERS: usize = 16;
+/// Pages and `latchkey watch`es watching at once, each kind at most this many (so that one
+/// kind, the feed any key reads, cannot keep the owner's pages out).
+pub const MAX_WATCHERS: usize = 8;
+/// The longest name (method, tool, prompt, client) a call keeps: a client may send any.
+pub const MAX_NAME: usize = 128;
 
 /// How an operation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,12 @@ pub struct Call {
     pub answer_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// With `--trace-tool-io`: a tool call's arguments and result as JSON, redacted as on
+    /// spans and cut to 4 KiB. Shown live, never written to the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 impl Call {
@@ -77,10 +86,10 @@ impl Call {
         Call {
             id,
             at_ms,
-            method: operation.method.to_string(),
-            tool: operation.tool.map(|t| t.to_string()),
-            prompt: operation.prompt.map(|p| p.to_string()),
-            client: operation.client.map(|c| c.to_string()),
+            method: name(operation.method),
+            tool: operation.tool.map(|t| name(t)),
+            prompt: operation.prompt.map(|p| name(p)),
+            client: operation.client.map(|c| name(c)),
             outcome,
             error: (outcome == Outcome::Error)
                 .then(|| operation.error_type.map(str::to_owned))
@@ -89,7 +98,46 @@ impl Call {
             arguments_bytes: operation.arguments_bytes,
             answer_bytes: operation.answer_bytes,
             trace_id: operation.trace_id.map(|t| t.to_string()),
+            arguments: operation.arguments.map(str::to_owned),
+            result: operation.result.map(str::to_owned),
         }
+    }
+}
+
+/// `text` cut to [`MAX_NAME`] bytes at a character, marked when cut.
+fn name(text: &str) -> String {
+    if text.len() <= MAX_NAME {
+        return text.to_owned();
+    }
+    let mut end = MAX_NAME;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Which kind of reader watches: a signed-in page, or the key's feed (`latchkey watch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watcher {
+    Page,
+    Feed,
+}
+
+/// A place among the watchers, given back when dropped.
+pub struct Watching {
+    receiver: broadcast::Receiver<Arc<Call>>,
+    count: Arc<AtomicUsize>,
+}
+
+impl Watching {
+    pub async fn recv(&mut self) -> Result<Arc<Call>, broadcast::error::RecvError> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -101,6 +149,8 @@ pub struct Activity {
     next_id: AtomicU64,
     /// Where every call is kept beyond `LIVE_ROWS` (and across restarts).
     history: Option<Arc<History>>,
+    /// Watchers of each kind ([`Watcher`]).
+    watchers: [Arc<AtomicUsize>; 2],
 }
 
 impl Default for Activity {
@@ -126,7 +176,13 @@ impl Activity {
             live: broadcast::channel(BACKLOG).0,
             next_id: AtomicU64::new(last_id + 1),
             history,
+            watchers: Default::default(),
         }
+    }
+
+    /// The newest id given out (0 before any).
+    pub fn last_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
     }
 
     pub fn history(&self) -> Option<&Arc<History>> {
@@ -139,12 +195,18 @@ impl Activity {
         recent.iter().filter(|c| c.id > after).cloned().collect()
     }
 
-    /// Every call from now on, until the watcher falls [`BACKLOG`] behind.
-    pub fn watch(&self) -> Result<broadcast::Receiver<Arc<Call>>, TooManyWatchers> {
-        if self.live.receiver_count() >= MAX_WATCHERS {
+    /// Every call from now on, until the watcher falls [`BACKLOG`] behind; at most
+    /// [`MAX_WATCHERS`] of each kind at once.
+    pub fn watch(&self, kind: Watcher) -> Result<Watching, TooManyWatchers> {
+        let count = self.watchers[kind as usize].clone();
+        if count.fetch_add(1, Ordering::Relaxed) >= MAX_WATCHERS {
+            count.fetch_sub(1, Ordering::Relaxed);
             return Err(TooManyWatchers);
         }
-        Ok(self.live.subscribe())
+        Ok(Watching {
+            receiver: self.live.subscribe(),
+            count,
+        })
     }
 }
 
@@ -154,19 +216,19 @@ impl Observer for Activity {
         if operation.side != Side::Server {
             return;
         }
+        // Numbered, kept and sent under one lock, so that every reader sees the ids in
+        // order (a reader skips what is not newer than what it has).
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let call = Arc::new(Call::of(id, operation));
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.len() == LIVE_ROWS {
-                recent.pop_front();
-            }
-            recent.push_back(call.clone());
+        if recent.len() == LIVE_ROWS {
+            recent.pop_front();
         }
+        recent.push_back(call.clone());
         if let Some(history) = &self.history {
             history.record(call.clone());
         }
-        // No receiver is no error: nobody is watching.
+        // No receiver is no error: nobody is watching. The send never waits.
         let _ = self.live.send(call);
     }
 }
@@ -197,13 +259,15 @@ mod tests {
             arguments_bytes: Some(2),
             answer_bytes: Some(40),
             trace_id: None,
+            arguments: None,
+            result: None,
         }
     }
 
     #[test]
     fn calls_are_kept_within_the_bound_and_sent_to_watchers() {
         let activity = Activity::default();
-        let mut watcher = activity.watch().unwrap();
+        let mut watcher = activity.watch(Watcher::Page).unwrap();
         let method = Cow::Borrowed("tools/call");
         let tool: Arc<str> = "hello".into();
         for _ in 0..LIVE_ROWS + 5 {
@@ -215,7 +279,7 @@ mod tests {
         assert_eq!(activity.recent(LIVE_ROWS as u64).len(), 5);
         // The watcher fell behind: it hears so, and is not buffered for.
         assert!(matches!(
-            watcher.try_recv(),
+            watcher.receiver.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(_))
         ));
     }
@@ -250,11 +314,13 @@ mod tests {
     #[test]
     fn watchers_are_bounded() {
         let activity = Activity::default();
-        let watchers: Vec<_> = (0..MAX_WATCHERS)
-            .map(|_| activity.watch().unwrap())
+        let feeds: Vec<_> = (0..MAX_WATCHERS)
+            .map(|_| activity.watch(Watcher::Feed).unwrap())
             .collect();
-        assert!(activity.watch().is_err());
-        drop(watchers);
-        assert!(activity.watch().is_ok());
+        assert!(activity.watch(Watcher::Feed).is_err());
+        // The feeds any key opens leave the owner's pages their places.
+        assert!(activity.watch(Watcher::Page).is_ok());
+        drop(feeds);
+        assert!(activity.watch(Watcher::Feed).is_ok());
     }
 }

@@ -147,7 +147,8 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
         keys: keys.clone(),
         lockout: lockout.clone(),
         oauth: oauth.clone(),
-        intake,
+        // Its own pool: strangers' slow OAuth bodies cannot keep the owner from signing in.
+        intake: Arc::new(Intake::new(limits.header_timeout)),
         base: args.listen.base_path.as_str().to_owned(),
         secure: args
             .public_url
@@ -155,6 +156,11 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
             .as_ref()
             .is_some_and(|u| u.as_str().starts_with("https:"))
             || tls.is_some(),
+        public_origin: args
+            .public_url
+            .public_url
+            .as_ref()
+            .map(|url| url.origin().to_owned()),
         session_lifetime: args.console_session_lifetime,
         shutdown: shutdown.clone(),
     });

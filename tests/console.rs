@@ -498,3 +498,172 @@ fn a_history_that_cannot_be_opened_stops_the_start_with_one_line() {
         "{output}"
     );
 }
+
+/// An OAuth grant for `KEY` as latchkey keeps it (`oauth::store`): the token's SHA-256 and
+/// the id derived from the key's digest, written before the start.
+fn grant_for_key(state: &std::path::Path, token: &str) {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(KEY.as_bytes());
+    let mut derive = Sha256::new();
+    derive.update(b"latchkey oauth grant\0");
+    derive.update(digest);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let grant = serde_json::json!({
+        "id": "g_test", "client_id": "lkcl_test", "client_name": "an AI client",
+        "secret_id": hex::encode(derive.finalize()), "scope": "mcp", "resource": "",
+        "created_at": now, "refreshed_at": now,
+        "access_hash": hex::encode(Sha256::digest(token.as_bytes())), "access_expires": now + 3600,
+        "refresh_hash": "00".repeat(32), "refresh_expires": now + 3600,
+    });
+    std::fs::create_dir_all(state).unwrap();
+    let store = serde_json::json!({"version": 1, "clients": [], "grants": [grant]});
+    std::fs::write(state.join("oauth.json"), store.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn the_feed_takes_keys_not_an_ai_clients_token_and_forms_come_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    const TOKEN: &str = "lka_test-token-0123456789abcdefghijklmnopqrstuv";
+    grant_for_key(&state, TOKEN);
+    let port = common::free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let app = App::start(Spawn::default().args(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--oauth",
+        "--public-url",
+        &public,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]));
+    // The token opens /mcp, but not what every other client called.
+    let body = call_hello("Token");
+    let by_token = mcp_post(&http(), &app.url("/mcp"), &body)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_token.status(), StatusCode::OK);
+    let feed = http()
+        .get(app.url("/activity?follow=false"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), StatusCode::FORBIDDEN);
+    let feed = http()
+        .get(app.url("/activity?follow=false"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), StatusCode::OK);
+
+    // A page of ChatGPT's (an origin the guard lets through) cannot sign anyone in or out.
+    let browser = Browser::new();
+    let foreign = browser
+        .with_cookie(browser.client.post(app.url("/console/sign-in")))
+        .header(header::ORIGIN, "https://chatgpt.com")
+        .form(&[("secret", KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let own = browser
+        .client
+        .post(app.url("/console/sign-in"))
+        .header(header::ORIGIN, &public)
+        .form(&[("secret", KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::SEE_OTHER);
+
+    // A name of any length is kept cut.
+    let long = "t".repeat(5000);
+    call(&app, &long).await;
+    let lines = http()
+        .get(app.url("/activity?recent=1&follow=false"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
+    let kept = last["tool"].as_str().unwrap();
+    assert!(kept.len() < 200 && kept.ends_with('…'), "{kept}");
+}
+
+#[tokio::test]
+async fn with_trace_tool_io_a_calls_io_is_shown_redacted_and_never_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut app = App::start(Spawn::default().args(&[
+        "--trace-tool-io",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]));
+    let body = common::rpc(
+        "tools/call",
+        serde_json::json!({"name": "hello", "arguments": {"name": "Ada", "password": "hunter2"}}),
+    );
+    let response = mcp_post(&http(), &app.url("/mcp"), &body)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let lines = http()
+        .get(app.url("/activity?recent=1&follow=false"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let call: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
+    let arguments = call["arguments"].as_str().unwrap();
+    assert!(
+        arguments.contains("Ada") && arguments.contains("REDACTED"),
+        "{arguments}"
+    );
+    assert!(!arguments.contains("hunter2"), "{arguments}");
+    assert!(
+        call["result"].as_str().unwrap().contains("Hello Ada!"),
+        "{call}"
+    );
+    let browser = Browser::new();
+    assert_eq!(
+        sign_in(&browser, &app, KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = text(browser.get(app.url("/console")).await).await;
+    assert!(
+        page.contains("<details><summary>show</summary><pre>arguments: "),
+        "{page}"
+    );
+    assert!(!page.contains("hunter2"), "{page}");
+    // The history keeps names and numbers only: stopped (and so flushed), it has the call
+    // but none of what went in or came out.
+    app.signal(Signal::SIGTERM);
+    assert!(app.wait().success());
+    let mut kept = Vec::new();
+    for file in std::fs::read_dir(&state).unwrap() {
+        let path = file.unwrap().path();
+        if path.to_string_lossy().contains("activity.sqlite3") {
+            kept.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    let kept = String::from_utf8_lossy(&kept);
+    assert!(kept.contains("hello"), "the call is kept");
+    for absent in ["Ada", "hunter2", KEY] {
+        assert!(!kept.contains(absent), "{absent} is in the history");
+    }
+}

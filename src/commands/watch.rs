@@ -144,8 +144,7 @@ impl Printer {
         }
         let mut stdout = std::io::stdout().lock();
         if self.json {
-            stdout.write_all(line)?;
-            stdout.write_all(b"\n")?;
+            writeln!(stdout, "{}", json_shown(line))?;
         } else {
             writeln!(stdout, "{}", render(&call, self.color))?;
         }
@@ -190,11 +189,11 @@ fn render(call: &Call, color: bool) -> String {
             .to_string();
     let name = call.tool.as_deref().or(call.prompt.as_deref());
     let what = match name {
-        Some(name) => format!("{} {}", call.method, shown(name)),
-        None => call.method.clone(),
+        Some(name) => format!("{} {}", shown(&call.method), shown(name)),
+        None => shown(&call.method),
     };
     let outcome = match (&call.error, call.outcome) {
-        (Some(code), _) => format!("error {code}"),
+        (Some(code), _) => format!("error {}", shown(code)),
         (None, outcome) => outcome_word(outcome).replace('_', " "),
     };
     let outcome = match (color, call.outcome) {
@@ -210,14 +209,39 @@ fn render(call: &Call, color: bool) -> String {
     )
 }
 
-/// `text` with control characters (escape sequences among them) written as escapes.
+/// Characters that would drive or reorder a terminal: control characters (C0 and C1,
+/// escape sequences among them) and bidi controls, as `crate::html` counts them.
+fn drives_the_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` with what drives a terminal written as escapes.
 fn shown(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
-            if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            if drives_the_terminal(c) {
                 c.escape_unicode().collect::<Vec<_>>()
             } else {
                 vec![c]
+            }
+        })
+        .collect()
+}
+
+/// A JSON line with what drives a terminal as `\u` escapes (still JSON: such characters
+/// can only be inside its strings, where an escape means the same).
+fn json_shown(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .chars()
+        .map(|c| {
+            if drives_the_terminal(c) {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
             }
         })
         .collect()
@@ -266,12 +290,18 @@ mod tests {
             arguments_bytes: None,
             answer_bytes: None,
             trace_id: None,
+            arguments: None,
+            result: None,
         };
         let line = render(&call, false);
         assert!(
             !line.contains('\u{1b}') && !line.contains('\u{202E}'),
             "{line:?}"
         );
+        let json = json_shown("{\"method\":\"x\u{9b}2J\u{200F}\"}".as_bytes());
+        assert_eq!(json, r#"{"method":"x\u009b2J\u200f"}"#);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["method"], "x\u{9b}2J\u{200F}", "the same JSON");
         assert_eq!(
             line,
             "1970-01-01T00:00:00.000Z  Claude  tools/call x\\u{1b}[2J\\u{202e}  error -32602  1.2 ms"

@@ -12,16 +12,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::Deserialize;
-use tokio::sync::broadcast;
 
 use super::state::Console;
-use crate::activity::{Call, TooManyWatchers};
+use crate::activity::{Call, TooManyWatchers, Watcher, Watching};
+use crate::auth::AuthMethod;
 use crate::error_response::json_error;
 
 /// How often a page's session is checked while nothing happens.
 const RECHECK: Duration = Duration::from_secs(15);
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct After {
     /// The last call the reader has; none: only what comes next (and `recent`).
     after: Option<u64>,
@@ -51,7 +51,7 @@ struct Reading {
     console: Arc<Console>,
     /// The kept calls not sent yet, newest last.
     backlog: std::vec::IntoIter<Arc<Call>>,
-    live: broadcast::Receiver<Arc<Call>>,
+    live: Watching,
     follow: bool,
     last: u64,
     /// A page's session cookie, checked again before each call and every `RECHECK`.
@@ -66,7 +66,21 @@ impl Reading {
     ) -> Result<Self, TooManyWatchers> {
         // Subscribed before the backlog is taken: nothing falls between them (a call in
         // both is sent once, by its id).
-        let live = console.activity().watch()?;
+        let kind = if cookie.is_some() {
+            Watcher::Page
+        } else {
+            Watcher::Feed
+        };
+        let live = console.activity().watch(kind)?;
+        let mut asked = asked.clone();
+        // An id this run never gave (the last run stopped before writing its newest calls):
+        // the reader has nothing of this run's, so it gets what is kept.
+        if asked
+            .after
+            .is_some_and(|after| after > console.activity().last_id())
+        {
+            asked.after = Some(0);
+        }
         let backlog = asked.backlog(console.activity());
         let last = asked.after.unwrap_or(0);
         Ok(Reading {
@@ -183,7 +197,20 @@ pub async fn events(
 }
 
 /// `{base}/activity`: one JSON [`Call`] per line, behind the key (for `latchkey watch`).
-pub async fn lines(State(console): State<Arc<Console>>, Query(query): Query<After>) -> Response {
+/// An API key only: an OAuth token is an AI client's, which has no business reading what
+/// the other clients call.
+pub async fn lines(
+    State(console): State<Arc<Console>>,
+    auth: Option<axum::Extension<AuthMethod>>,
+    Query(query): Query<After>,
+) -> Response {
+    if auth.is_none_or(|a| a.0 == AuthMethod::OAuth) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "key_required",
+            "The activity feed takes an API key, not an OAuth client's token.",
+        );
+    }
     let reading = match Reading::start(console, &query, None) {
         Ok(reading) => reading,
         Err(full) => return busy(&full),

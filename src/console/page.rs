@@ -126,7 +126,7 @@ fn row(call: &Call) -> String {
         "<tr data-at=\"{at}\" data-name=\"{name}\" data-client=\"{client}\" data-outcome=\"{oc}\">\
          <td class=\"at\"></td><td>{client}</td><td>{method}</td><td>{name}</td>\
          <td class=\"{oc}\">{outcome}</td><td class=\"n\">{ms:.1}</td><td class=\"n\">{args}</td>\
-         <td class=\"n\">{answer}</td><td class=\"trace\">{trace}</td></tr>",
+         <td class=\"n\">{answer}</td><td class=\"trace\">{trace}</td><td>{io}</td></tr>",
         at = call.at_ms,
         name = escape(name),
         client = escape(client),
@@ -137,6 +137,24 @@ fn row(call: &Call) -> String {
         args = bytes(call.arguments_bytes),
         answer = bytes(call.answer_bytes),
         trace = escape(call.trace_id.as_deref().unwrap_or("")),
+        io = io(call),
+    )
+}
+
+/// A tool call's arguments and result (`--trace-tool-io`), folded.
+fn io(call: &Call) -> String {
+    if call.arguments.is_none() && call.result.is_none() {
+        return String::new();
+    }
+    let part = |name: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| format!("{name}: {}\n", escape(t)))
+            .unwrap_or_default()
+    };
+    format!(
+        "<details><summary>show</summary><pre>{}{}</pre></details>",
+        part("arguments", &call.arguments),
+        part("result", &call.result)
     )
 }
 
@@ -159,7 +177,7 @@ pub fn calls(console: &Console, session: &Session) -> Response {
          <option value=\"ok\">ok</option><option value=\"tool_error\">tool error</option>\
          <option value=\"error\">error</option><option value=\"cancelled\">cancelled</option></select></div>\
          <table><thead><tr><th>time</th><th>client</th><th>method</th><th>tool / prompt</th>\
-         <th>outcome</th><th>ms</th><th>args B</th><th>answer B</th><th>trace</th></tr></thead>\
+         <th>outcome</th><th>ms</th><th>args B</th><th>answer B</th><th>trace</th><th>io</th></tr></thead>\
          <tbody id=\"calls\">{rows}</tbody></table>\
          <p class=\"empty\" id=\"empty\">No call yet: connect a client and call a tool.</p></main>\
          <script src=\"{script}\"></script>",
@@ -349,6 +367,8 @@ mod tests {
             arguments_bytes: Some(2),
             answer_bytes: None,
             trace_id: None,
+            arguments: None,
+            result: None,
         };
         let html = row(&call);
         assert!(!html.contains("<script>"), "{html}");

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::page;
 use super::paths::CONSOLE;
-use super::state::{Console, cookie_of};
+use super::state::Console;
 use crate::clients::ClientAddr;
 use crate::oauth::Typed;
 
@@ -48,8 +48,12 @@ pub(super) struct SignIn {
 pub(super) async fn sign_in(
     State(console): State<Arc<Console>>,
     client: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
     axum::Form(form): axum::Form<SignIn>,
 ) -> Response {
+    if !console.posted_here(&headers) {
+        return not_posted_here();
+    }
     let client = client.map_or(ClientAddr::Local, |c| c.0);
     let counted = if form.secret.trim().is_empty() {
         console.lockout().check(client)
@@ -84,6 +88,15 @@ pub(super) async fn sign_in(
     page::see_other(&console.path(CONSOLE), Some(cookie))
 }
 
+/// A form posted from another site's page.
+fn not_posted_here() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "The console's forms are answered only from its own pages.",
+    )
+        .into_response()
+}
+
 #[derive(Deserialize)]
 pub(super) struct SignOut {
     #[serde(default)]
@@ -96,7 +109,10 @@ pub(super) async fn sign_out(
     headers: HeaderMap,
     axum::Form(form): axum::Form<SignOut>,
 ) -> Response {
-    let (Some(cookie), Some(session)) = (cookie_of(&headers), console.session(&headers)) else {
+    if !console.posted_here(&headers) {
+        return not_posted_here();
+    }
+    let Some((cookie, session)) = console.cookie_and_session(&headers) else {
         return page::see_other(&console.path(CONSOLE), Some(console.cookie("", 0)));
     };
     if !session.csrf_matches(&form.csrf) {

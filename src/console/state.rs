@@ -31,6 +31,8 @@ pub struct ConsoleParts {
     pub base: String,
     /// Whether browsers reach it over https (the cookie is `Secure` then).
     pub secure: bool,
+    /// The origin of `--public-url` (`https://example.com`), when set.
+    pub public_origin: Option<String>,
     pub session_lifetime: Duration,
     pub shutdown: CancellationToken,
 }
@@ -43,6 +45,7 @@ pub struct Console {
     sessions: Sessions,
     base: String,
     secure: bool,
+    public_origin: Option<String>,
     shutdown: CancellationToken,
 }
 
@@ -56,6 +59,7 @@ impl Console {
             sessions: Sessions::new(parts.session_lifetime),
             base: parts.base,
             secure: parts.secure,
+            public_origin: parts.public_origin,
             shutdown: parts.shutdown,
         }
     }
@@ -92,9 +96,36 @@ impl Console {
 
     /// The session the request's cookie names, if it is live.
     pub(super) fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let cookie = cookie_of(headers)?;
-        self.sessions
-            .find(cookie.expose_secret(), |id| self.is_live(id))
+        self.cookie_and_session(headers).map(|(_, session)| session)
+    }
+
+    /// The first of the request's session cookies that names a live session, with it.
+    pub(super) fn cookie_and_session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Option<(SecretString, Session)> {
+        cookies_of(headers).find_map(|cookie| {
+            let session = self
+                .sessions
+                .find(cookie.expose_secret(), |id| self.is_live(id))?;
+            Some((cookie, session))
+        })
+    }
+
+    /// Whether a form was posted from this server's own pages: a browser's `Origin` must be
+    /// the public URL's, or name the `Host` it was sent to. The Host/Origin guard lets the
+    /// hosted clients' origins through (ChatGPT's, Claude's), which must not sign anyone
+    /// in or out.
+    pub(super) fn posted_here(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+            return true;
+        };
+        if self.public_origin.as_deref() == Some(origin) {
+            return true;
+        }
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        host.is_some() && authority == host
     }
 
     /// The grant id of a typed key (or, with `--oauth`, the passphrase).
@@ -125,14 +156,14 @@ impl Console {
     }
 }
 
-/// The session cookie's value, when the request has one.
-pub(super) fn cookie_of(headers: &HeaderMap) -> Option<SecretString> {
+/// Every session cookie the request has (a sibling site may add one of the same name).
+fn cookies_of(headers: &HeaderMap) -> impl Iterator<Item = SecretString> + '_ {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .filter(|(name, _)| *name == COOKIE)
         .map(|(_, value)| SecretString::from(value.to_owned()))
 }

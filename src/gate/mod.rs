@@ -445,6 +445,12 @@ where
                 if let (Access::Guarded, Some(client)) = (matched.access, admitted.client) {
                     request.extensions_mut().insert(client);
                 }
+                // The activity feed says which credential came (it takes keys only).
+                if let Some(auth) = admitted.auth
+                    && matched.route.is_some_and(|route| paths.is_activity(route))
+                {
+                    request.extensions_mut().insert(auth);
+                }
                 GateFuture::routes(
                     self.inner.call(request),
                     record,

@@ -1,9 +1,10 @@
-//! Durations by power-of-two-fourths buckets: a tool's hour in a fixed 416 bytes, merged by
-//! adding, read back as percentiles within one bucket (19%). Kept per tool and hour, so the
-//! tools view reads at most 168 small rows a tool for a week, however many calls there were.
+//! Durations by power-of-two-fourths buckets: a tool's five minutes in a fixed 480 bytes,
+//! merged by adding, read back as percentiles within one bucket (19%). Kept per tool and five
+//! minutes, so the tools view reads at most 2,016 small rows a tool for a week, however many
+//! calls there were.
 
-/// Four buckets per doubling, from 1 µs to past 2^26 µs (67 s, beyond any client's budget).
-pub const BUCKETS: usize = 104;
+/// Four buckets per doubling, from 1 µs to 2^30 µs (18 min, beyond any client's budget).
+pub const BUCKETS: usize = 120;
 const PER_DOUBLING: f64 = 4.0;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

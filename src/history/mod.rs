@@ -16,7 +16,7 @@ mod tools;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,8 @@ enum Message {
     Call(Arc<Call>),
     /// Write what is waiting, then say so.
     Flush(mpsc::SyncSender<()>),
+    /// Write what is waiting, say so, and stop.
+    Close(mpsc::SyncSender<()>),
 }
 
 /// How long calls are kept, and how large the file may grow.
@@ -108,7 +110,8 @@ impl History {
 
     /// Queues `call` for the writer; when the queue is full the call is lost, and counted.
     pub fn record(&self, call: Arc<Call>) {
-        if let Err(TrySendError::Full(_)) = self.sender.try_send(Message::Call(call)) {
+        // Full, or closed at shutdown: the call is not kept either way.
+        if self.sender.try_send(Message::Call(call)).is_err() {
             let lost = self.lost.fetch_add(1, Ordering::Relaxed);
             if lost.is_power_of_two() {
                 tracing::warn!(
@@ -146,11 +149,16 @@ impl History {
             .slots(since_ms / SLOT_MS)
     }
 
-    /// Flushes and stops the writer (at shutdown).
+    /// Writes what is queued and stops the writer (at shutdown), waiting at most `patience`;
+    /// a call recorded after it is counted as not kept.
     pub fn close(&self, patience: Duration) {
-        self.flush(patience);
+        let (done, wait) = mpsc::sync_channel(1);
+        let closed =
+            self.sender.send(Message::Close(done)).is_ok() && wait.recv_timeout(patience).is_ok();
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(writer);
+        if let (true, Some(writer)) = (closed, writer) {
+            let _ = writer.join();
+        }
     }
 }
 
@@ -175,6 +183,11 @@ fn write_until_closed(mut store: Store, receiver: mpsc::Receiver<Message>, keep:
                 None
             }
             Ok(Message::Flush(done)) => Some(done),
+            Ok(Message::Close(done)) => {
+                write(&mut store, &mut batch);
+                let _ = done.send(());
+                return;
+            }
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
                 write(&mut store, &mut batch);
@@ -223,6 +236,8 @@ mod tests {
             arguments_bytes: Some(2),
             answer_bytes: Some(10),
             trace_id: None,
+            arguments: None,
+            result: None,
         })
     }
 

@@ -181,6 +181,8 @@ impl Store {
                 arguments_bytes: row.get::<_, Option<i64>>(9)?.map(|n| n as usize),
                 answer_bytes: row.get::<_, Option<i64>>(10)?.map(|n| n as usize),
                 trace_id: row.get(11)?,
+                arguments: None,
+                result: None,
             })
         })?;
         let mut calls = rows.collect::<Result<Vec<_>, _>>()?;
@@ -241,10 +243,19 @@ impl Store {
                    (SELECT id FROM calls ORDER BY id LIMIT (SELECT max(count(*) / 10, 1) FROM calls))",
                 [],
             )? as u64;
-            if n == 0 {
-                break;
-            }
             removed += n;
+            if n == 0 {
+                // No call left: the slots alone are over (a flood of tool names).
+                let slots = self.connection.execute(
+                    "DELETE FROM tool_slots WHERE rowid IN
+                       (SELECT rowid FROM tool_slots ORDER BY slot LIMIT
+                          (SELECT max(count(*) / 10, 1) FROM tool_slots))",
+                    [],
+                )?;
+                if slots == 0 {
+                    break;
+                }
+            }
         }
         Ok(removed)
     }
@@ -324,7 +335,8 @@ fn write_slots(
             histogram: Histogram::default(),
         });
         entry.calls += 1;
-        entry.errors += u64::from(call.outcome != Outcome::Ok);
+        // Cancelled is the client's doing, not the tool's.
+        entry.errors += u64::from(matches!(call.outcome, Outcome::ToolError | Outcome::Error));
         if call.at_ms >= entry.last_ms {
             entry.last_ms = call.at_ms;
             entry.last_client = call.client.clone();

@@ -357,11 +357,16 @@ fn inspect_call(operation: &mut Operation, answer: &CallToolResponse, tool_io: b
         return;
     };
     inspect_size(operation, call, tool_io);
-    if tool_io && let Ok(value) = serde_json::to_value(call) {
+    if tool_io
+        && operation.is_observed()
+        && let Ok(value) = serde_json::to_value(call)
+    {
+        let recorded = redact::json(&value).to_string();
         operation.set_attribute(KeyValue::new(
             attribute::GEN_AI_TOOL_CALL_RESULT,
-            redact::json(&value).to_string(),
+            recorded.clone(),
         ));
+        operation.record_result(cut(recorded));
     }
     if call.is_error == Some(true) {
         operation.fail(
@@ -404,6 +409,12 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
     }
     let observed = tracing.export.is_some() || !tracing.observers.is_empty();
     let arguments_bytes = message.arguments.filter(|_| observed).map(json_len);
+    // With --trace-tool-io, redacted once for the span and the observers both.
+    let recorded = message
+        .arguments
+        .filter(|_| observed && tracing.tool_io)
+        .map(|arguments| redact::json(&serde_json::Value::Object(arguments.clone())).to_string());
+    let recorded_arguments = recorded.clone().map(cut);
     let client = client_name(message.client.as_ref(), parts);
     let span = tracing.export.as_ref().map(|export| {
         let mut attributes = Vec::with_capacity(14);
@@ -412,7 +423,7 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
             StringValue::from(message.method.clone()),
         ));
         message_attributes(&mut attributes, &mut message, target.as_ref(), parts);
-        tool_io_attributes(&mut attributes, &message, arguments_bytes, tracing.tool_io);
+        tool_io_attributes(&mut attributes, arguments_bytes, recorded);
         client_attributes(&mut attributes, message.client.take(), &client, parts);
         span_of(export, &message, attributes)
     });
@@ -432,6 +443,23 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
     .naming_prompt(named(attribute::GEN_AI_PROMPT_NAME))
     .from_client(client)
     .with_arguments_bytes(arguments_bytes)
+    .with_arguments(recorded_arguments)
+}
+
+/// The most of a recorded argument or result the observers keep (the span keeps it whole).
+const MAX_RECORDED: usize = 4096;
+
+/// `text` cut to [`MAX_RECORDED`] bytes, at a character, marked when cut.
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_RECORDED {
+        let mut end = MAX_RECORDED;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// The access log's field for a target's attribute.
@@ -473,19 +501,16 @@ fn span_of(export: &Export, message: &Message<'_>, attributes: Vec<KeyValue>) ->
 /// The arguments' size and, with `--trace-tool-io`, the arguments themselves (redacted).
 fn tool_io_attributes(
     attributes: &mut Vec<KeyValue>,
-    message: &Message<'_>,
     arguments_bytes: Option<usize>,
-    tool_io: bool,
+    recorded: Option<String>,
 ) {
-    let (Some(arguments), Some(bytes)) = (message.arguments, arguments_bytes) else {
-        return;
-    };
-    attributes.push(KeyValue::new("latchkey.arguments.bytes", bytes as i64));
-    if tool_io {
-        let recorded = redact::json(&serde_json::Value::Object(arguments.clone()));
+    if let Some(bytes) = arguments_bytes {
+        attributes.push(KeyValue::new("latchkey.arguments.bytes", bytes as i64));
+    }
+    if let Some(recorded) = recorded {
         attributes.push(KeyValue::new(
             attribute::GEN_AI_TOOL_CALL_ARGUMENTS,
-            recorded.to_string(),
+            recorded,
         ));
     }
 }

@@ -122,6 +122,11 @@ impl Paths {
         &self.mcp[1]
     }
 
+    /// Whether a matched route is the activity feed (`latchkey watch`'s).
+    pub fn is_activity(&self, route: &str) -> bool {
+        self.activity.as_deref() == Some(route)
+    }
+
     /// Whether a matched route is the MCP endpoint.
     pub fn is_mcp(&self, route: &str) -> bool {
         self.mcp.iter().any(|m| m == route)

@@ -32,6 +32,8 @@ pub struct Operation {
     error_type: Option<String>,
     arguments_bytes: Option<usize>,
     answer_bytes: Option<usize>,
+    arguments: Option<String>,
+    result: Option<String>,
     ended: bool,
     answered: bool,
 }
@@ -58,6 +60,8 @@ impl Operation {
             error_type: None,
             arguments_bytes: None,
             answer_bytes: None,
+            arguments: None,
+            result: None,
             ended: false,
             answered: false,
         }
@@ -85,6 +89,17 @@ impl Operation {
     pub fn with_arguments_bytes(mut self, bytes: Option<usize>) -> Self {
         self.arguments_bytes = bytes;
         self
+    }
+
+    /// Its arguments as recorded (`--trace-tool-io`): redacted, cut.
+    pub fn with_arguments(mut self, arguments: Option<String>) -> Self {
+        self.arguments = arguments;
+        self
+    }
+
+    /// Its result as recorded (`--trace-tool-io`): redacted, cut.
+    pub fn record_result(&mut self, result: String) {
+        self.result = Some(result);
     }
 
     /// The span's context, when there is a span.
@@ -157,6 +172,8 @@ impl Operation {
             arguments_bytes: self.arguments_bytes,
             answer_bytes: self.answer_bytes,
             trace_id: self.context().map(|c| c.trace_id()),
+            arguments: self.arguments.as_deref(),
+            result: self.result.as_deref(),
         };
         self.observers.finished(&finished);
     }

@@ -44,6 +44,9 @@ pub struct Finished<'a> {
     pub answer_bytes: Option<usize>,
     /// The trace it is a span of, when spans are exported.
     pub trace_id: Option<opentelemetry::trace::TraceId>,
+    /// With `--trace-tool-io`: a tool call's arguments and result, redacted and cut.
+    pub arguments: Option<&'a str>,
+    pub result: Option<&'a str>,
 }
 
 /// Everything that sees finished operations, shared by every request: one reference count

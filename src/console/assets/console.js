@@ -71,6 +71,17 @@
     cell(row, call.arguments_bytes == null ? "" : String(call.arguments_bytes), "n");
     cell(row, call.answer_bytes == null ? "" : String(call.answer_bytes), "n");
     cell(row, call.trace_id || "", "trace");
+    const io = row.insertCell();
+    if (call.arguments != null || call.result != null) {
+      const details = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = "show";
+      const pre = document.createElement("pre");
+      pre.textContent = (call.arguments != null ? "arguments: " + call.arguments + "\n" : "") +
+        (call.result != null ? "result: " + call.result + "\n" : "");
+      details.append(summary, pre);
+      io.append(details);
+    }
     row.hidden = !shown(row);
     body.prepend(row);
     while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
