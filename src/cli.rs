@@ -371,8 +371,9 @@ pub struct ServeArgs {
           default_value = "12h", value_parser = humantime::parse_duration)]
     pub console_session_lifetime: std::time::Duration,
 
-    /// Record tool arguments and results on exported spans (values under sensitive-looking
-    /// keys such as password or token redacted). Off: only their sizes are recorded.
+    /// Record tool arguments and results on exported spans and show them in the console
+    /// (values under sensitive-looking keys such as password or token redacted; in the
+    /// console cut to 4 KiB, never kept in its history). Off: only their sizes are recorded.
     #[arg(long, env = "LATCHKEY_TRACE_TOOL_IO", value_parser = BoolishValueParser::new())]
     pub trace_tool_io: bool,
 

@@ -12,7 +12,8 @@
 //! Before a key is known, the sign-in reads a bounded body (`crate::intake`), counts a wrong
 //! secret against the address as the gate does (`crate::lockout`), and checks a passphrase
 //! in one of the bounded argon2 turns (`oauth::passphrase`). Deliberately absent: anything
-//! that shows arguments, results, headers or any part of a key.
+//! that shows headers or any part of a key, and arguments or results unless
+//! `--trace-tool-io` asks for them (redacted, cut, never kept).
 
 mod feed;
 mod page;
