@@ -84,7 +84,7 @@ pub struct App {
 }
 
 impl App {
-    /// The gated routes, to serve on a listener of the caller's (tests in this crate).
+    /// The gated routes, to serve on a listener of the caller's (tests, the fuzz target).
     pub fn gated(&self) -> Gated {
         self.gated.clone()
     }

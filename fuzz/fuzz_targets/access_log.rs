@@ -1,4 +1,4 @@
-//! The access-log line: whatever the request's path, query, user agent and forwarded client,
+//! The access-log line: whatever the request's path, query, user agent, tool name and forwarded client,
 //! the JSON line is one line of valid JSON that says them back exactly, and the text line is
 //! one line.
 #![no_main]
@@ -29,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
         client: client.as_ref(),
         user_agent,
         auth: "bearer",
+        // A tool's name is the client's choice, as the user agent is.
+        mcp_method: Some("tools/call"),
+        mcp_target: user_agent.map(|name| ("tool", name)),
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(data.first().copied().unwrap_or(0)) << 24);
     let json = line.render(now, LogFormat::Json, false);
@@ -40,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(user_agent) = user_agent {
         assert_eq!(value["user_agent"], user_agent);
+        assert_eq!(value["tool"], user_agent);
     }
     if let Some(forwarded) = forwarded {
         assert_eq!(value["client"], forwarded);

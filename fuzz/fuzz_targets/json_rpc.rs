@@ -3,21 +3,22 @@
 //! answer with a JSON body (a JSON-RPC answer or error) — never a panic, never a hang.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::Body;
-use latchkey::gate::{GateLayer, RequestLimits};
-use latchkey::host_origin::HostOriginGuard;
-use latchkey::keys::{KeyEntry, KeySet};
-use latchkey::routes::{McpOptions, Paths};
+use clap::Parser as _;
+use latchkey::cli::{Cli, Command};
+use latchkey::connections::WithPeer as _;
+use latchkey::listen::Peer;
 use libfuzzer_sys::fuzz_target;
-use tower::{Layer, ServiceExt};
+use tower::ServiceExt;
 
 const KEY: &str = "lk-fuzz-key-0123456789abcdef0123456789abcdef";
 
-type App = latchkey::gate::Gate<axum::Router>;
+type App = latchkey::startup::Gated;
 
+/// The server's own app, as `latchkey serve` builds it (`startup::build`), served in-process.
 fn app() -> &'static (tokio::runtime::Runtime, App) {
     static APP: OnceLock<(tokio::runtime::Runtime, App)> = OnceLock::new();
     APP.get_or_init(|| {
@@ -25,31 +26,13 @@ fn app() -> &'static (tokio::runtime::Runtime, App) {
             .enable_all()
             .build()
             .unwrap();
+        let line = ["latchkey", "serve", "--api-key", KEY, "--no-console", "--max-body", "64KiB"];
+        let Command::Serve(args) = Cli::try_parse_from(line).unwrap().command else {
+            unreachable!("serve was asked for")
+        };
         let app = runtime.block_on(async {
-            let paths = Paths::new(&Default::default(), false);
-            let router = paths.router(&McpOptions {
-                sessions: None,
-                shutdown: Default::default(),
-                max_body: 64 * 1024,
-                tracing: None,
-                upstreams: None,
-            }, None);
-            let keys = KeySet::new(&[KeyEntry::Plain(KEY.into())]);
-            let limits = RequestLimits {
-                max_uri_bytes: 8192,
-                max_requests: 16,
-                allowed_clients: Default::default(),
-                lockout: Arc::new(latchkey::lockout::Lockout::new(0, Duration::from_secs(1))),
-            };
-            GateLayer::new(
-                paths,
-                HostOriginGuard::new(&[], &[], None, &[]),
-                Arc::new(arc_swap::ArcSwap::from_pointee(keys)),
-                limits,
-                None,
-                None,
-            )
-            .layer(router)
+            let app = latchkey::startup::build(&args, None).unwrap();
+            app.gated().with_peer(Peer::Tcp("127.0.0.1:40000".parse().unwrap()))
         });
         (runtime, app)
     })
