@@ -3,7 +3,8 @@
 //! and each is pushed to whoever is watching, through a bounded channel; a reader that falls
 //! [`BACKLOG`] behind is dropped, never buffered for.
 //!
-//! A [`Call`] holds names and numbers only: never arguments, results or any header.
+//! A [`Call`] holds names (cut to [`MAX_NAME`]) and numbers, never a header; a tool call's
+//! arguments and result only with `--trace-tool-io` (redacted and cut by `mcp::span`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use tokio::sync::broadcast;
 use crate::history::History;
 use crate::telemetry::observe::{Finished, Observer, Side};
 
-/// Calls kept for a page opened now (about 300 bytes each).
+/// Calls kept for a page opened now (each at most about 1 KiB, 9 KiB with tool I/O).
 pub const LIVE_ROWS: usize = 1000;
 /// Calls a watcher may fall behind before it is dropped.
 pub const BACKLOG: usize = 256;
@@ -42,7 +43,8 @@ pub enum Outcome {
 /// One finished operation, as shown (and as `latchkey watch` reads it back).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Call {
-    /// Counts up from 1 in this process: a page asks for what came after the last it has.
+    /// Counts up, on from the history's last id: a page asks for what came after the last it
+    /// has.
     pub id: u64,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,

@@ -5,7 +5,8 @@
 //! axum's extractors would buffer up to 2 MB per request with no deadline, and the OAuth
 //! endpoints sit outside `--max-body` and `--max-requests`: 200 slow 2 MB bodies took a
 //! release build from 28 to 431 MB (SECURITY.md). With these bounds a stranger can make the
-//! endpoints hold at most `AT_ONCE × MAX_BODY` = 256 KiB of bodies.
+//! endpoints hold at most `AT_ONCE × MAX_BODY` = 256 KiB of bodies (and the console's
+//! sign-in, which has an `Intake` of its own, as much again).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

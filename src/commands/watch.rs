@@ -1,7 +1,8 @@
 //! `latchkey watch`: the console's live calls in a terminal, for a server reached by SSH
 //! (`docker compose exec latchkey latchkey watch`). It reads `{base}/activity` with the first
 //! plain key configured, as `latchkey url` finds it, and follows it until interrupted,
-//! reconnecting (from the last call it printed) when the stream ends.
+//! reconnecting (from the last call it received) when the stream ends or, once the server
+//! was reached, while it is away (a restart).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
@@ -58,34 +59,63 @@ impl Feed {
     }
 
     /// Reads the feed from after `last` (or the last `recent` kept) until it ends.
-    async fn follow(&self, query: &str, out: &mut Printer) -> anyhow::Result<()> {
+    async fn follow(&self, query: &str, out: &mut Printer) -> Result<(), Failure> {
         let mut response = self
             .client
             .get(format!("{}?{query}", self.url))
             .bearer_auth(self.key.expose_secret())
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach {}: {}", self.url, plain(e)))?;
+            .map_err(|e| Failure::again(format!("cannot reach {}: {}", self.url, plain(e))))?;
         match response.status() {
-            status if status.is_success() => {}
+            status if status.is_success() => out.connected = true,
             reqwest::StatusCode::UNAUTHORIZED => {
-                anyhow::bail!("{} does not accept the key configured here", self.url)
+                return Err(Failure::fatal(format!(
+                    "{} does not accept the key configured here",
+                    self.url
+                )));
             }
-            reqwest::StatusCode::NOT_FOUND => anyhow::bail!(
-                "{} is not served: is the console off (--no-console), or the base path another?",
-                self.url
-            ),
-            status => anyhow::bail!("{} answered {status}", self.url),
+            reqwest::StatusCode::FORBIDDEN => {
+                return Err(Failure::fatal(format!(
+                    "{} refused the key: the feed takes an API key, not an OAuth token",
+                    self.url
+                )));
+            }
+            reqwest::StatusCode::NOT_FOUND => {
+                return Err(Failure::fatal(format!(
+                    "{} is not served: is the console off (--no-console), or the base path another?",
+                    self.url
+                )));
+            }
+            status => return Err(Failure::again(format!("{} answered {status}", self.url))),
         }
         let mut pending = Vec::new();
         while let Some(chunk) = response.chunk().await.unwrap_or(None) {
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                out.line(&line[..end])?;
+                out.line(&line[..end])
+                    .map_err(|e| Failure::fatal(format!("cannot write: {e}")))?;
             }
         }
         Ok(())
+    }
+}
+
+/// Why a reading of the feed ended early: `fatal` when trying again cannot help (the key is
+/// refused, the feed is not served, stdout is closed).
+struct Failure {
+    said: String,
+    fatal: bool,
+}
+
+impl Failure {
+    fn fatal(said: String) -> Self {
+        Failure { said, fatal: true }
+    }
+
+    fn again(said: String) -> Self {
+        Failure { said, fatal: false }
     }
 }
 
@@ -131,6 +161,9 @@ struct Printer {
     client: Option<String>,
     outcome: Option<String>,
     last: u64,
+    /// Whether the feed was reached once: after that, a lost connection (a restart) is
+    /// waited out.
+    connected: bool,
 }
 
 impl Printer {
@@ -256,13 +289,28 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         client: args.client,
         outcome: args.outcome.map(|o| o.as_str().to_owned()),
         last: 0,
+        connected: false,
     };
     let mut query = format!("recent={}", args.recent);
     if args.once {
         query.push_str("&follow=false");
     }
+    let mut waiting = false;
     loop {
-        feed.follow(&query, &mut printer).await?;
+        match feed.follow(&query, &mut printer).await {
+            Ok(()) => waiting = false,
+            Err(failure) if failure.fatal || !printer.connected || args.once => {
+                anyhow::bail!("{}", failure.said)
+            }
+            Err(failure) => {
+                if !std::mem::replace(&mut waiting, true) {
+                    eprintln!(
+                        "latchkey watch: {}; trying again every {RECONNECT:?}",
+                        failure.said
+                    );
+                }
+            }
+        }
         if args.once {
             return Ok(());
         }

@@ -1,6 +1,7 @@
 //! The activity console at `{base}/console`: a person signs in with an API key or the OAuth
 //! passphrase and watches every MCP call as it finishes (`crate::activity`); `{base}/activity`
-//! is the same feed for `latchkey watch`, behind the key like `/mcp`.
+//! is the same feed for `latchkey watch`, behind an API key (an OAuth token, an AI client's,
+//! is refused).
 //!
 //! - `paths`: where it is served; `state`: what its handlers share (`Console`);
 //! - `sign_in`: signing in and out; `sessions`: the signed-in browsers (a cookie naming a

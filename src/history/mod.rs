@@ -82,10 +82,17 @@ impl History {
         recent: usize,
     ) -> Result<(Self, Vec<Call>, u64), StoreError> {
         let path = state_dir.join(FILE);
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Create {
-            path: state_dir.to_owned(),
-            source,
-        })?;
+        // As the key and the OAuth store make it: 0700, and refused when others may write it.
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| StoreError::Create {
+                path: state_dir.to_owned(),
+                source,
+            })?;
+        crate::file_modes::check_state_dir(state_dir)?;
         let mut store = Store::open(&path)?;
         store.prune(now_ms(), keep.retention, keep.max_bytes)?;
         let last = store.last_calls(recent)?;
@@ -270,6 +277,19 @@ mod tests {
         let mode = std::fs::metadata(dir.path().join(FILE)).unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_state_directory_is_made_private_and_an_open_one_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("new").join("state");
+        History::open(&state, KEEP, 10).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let refused = History::open(&state, KEEP, 10).expect_err("refused");
+        assert!(refused.to_string().contains("chmod"), "{refused}");
     }
 
     #[test]

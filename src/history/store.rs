@@ -63,6 +63,8 @@ pub enum StoreError {
     },
     #[error("history database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Untrusted(#[from] crate::file_modes::Untrusted),
 }
 
 pub struct Store {

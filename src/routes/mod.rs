@@ -6,7 +6,7 @@
 //! | `/.well-known/*` (and `{base}`)| yes               | no  |
 //! | `{base}/oauth/*` (`--oauth`)   | yes               | no  |
 //! | `{base}/console/*` (console)   | yes               | no (it signs in itself) |
-//! | `{base}/activity` (console)    | yes               | yes |
+//! | `{base}/activity` (console)    | yes               | yes (an API key) |
 //! | `{base}/mcp`, everything else  | yes               | yes |
 //!
 //! The checks themselves run in [`crate::gate`], before routing; [`Paths`] is the one table
