@@ -25,7 +25,7 @@ use store::Store;
 pub use store::{SLOT_MS, Slot, StoreError};
 pub use tools::{CHART_HOURS, Hour, ToolStats, WINDOWS, Window};
 
-use crate::activity::Call;
+use crate::activity::call::Call;
 
 /// Calls waiting for the writer.
 pub const QUEUE: usize = 8192;
@@ -227,7 +227,7 @@ fn write(store: &mut Store, batch: &mut Vec<Arc<Call>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activity::Outcome;
+    use crate::activity::call::Outcome;
 
     fn call(id: u64, tool: &str, outcome: Outcome, ms: f64) -> Arc<Call> {
         Arc::new(Call {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 
 use super::histogram::Histogram;
-use crate::activity::{Call, Outcome};
+use crate::activity::call::{Call, Outcome};
 
 /// The tools view's resolution: a week is 2,016 slots a tool.
 pub const SLOT_MS: u64 = 5 * 60 * 1000;

@@ -64,6 +64,13 @@ pub struct Traced<S> {
     tracing: McpTracing,
 }
 
+impl McpTracing {
+    /// Whether anything looks at operations: a span exporter or an observer.
+    fn is_observed(&self) -> bool {
+        self.export.is_some() || !self.observers.is_empty()
+    }
+}
+
 impl<S> Traced<S> {
     pub fn new(inner: S, tracing: McpTracing) -> Self {
         Self { inner, tracing }
@@ -206,15 +213,23 @@ impl<S> Traced<S> {
         context: &mut RequestContext<RoleServer>,
         detail: Detail<'_>,
     ) -> Operation {
+        if !self.tracing.is_observed() {
+            return self.noted_only(method.into(), detail.target, &context.extensions);
+        }
         // `initialize` says its version and client in its params; later messages in `_meta`
-        // (2026-07-28) or through the session's handshake.
+        // (2026-07-28) or through the session's handshake. The version is the span's only,
+        // and asking rmcp for either decodes and clones: not without a span.
+        let exporting = self.tracing.export.is_some();
         let (protocol, client) = match detail.initialize {
             Some(init) => (
-                Some(init.protocol_version.to_string()),
+                exporting.then(|| init.protocol_version.to_string()),
                 Some(init.client_info.clone()),
             ),
             None => (
-                context.protocol_version().map(|v| v.to_string()),
+                context
+                    .protocol_version()
+                    .filter(|_| exporting)
+                    .map(|v| v.to_string()),
                 context.client_info().filter(|c| !is_rmcp_placeholder(c)),
             ),
         };
@@ -237,12 +252,31 @@ impl<S> Traced<S> {
         operation
     }
 
+    /// With neither span nor observer: the access line's note, and an operation that records
+    /// nothing (no client, sizes or protocol looked up).
+    fn noted_only(
+        &self,
+        method: Cow<'static, str>,
+        target: Option<(&'static str, &str)>,
+        extensions: &Extensions,
+    ) -> Operation {
+        note(
+            extensions,
+            &method,
+            target.map(|(key, name)| (key, Arc::from(name))).as_ref(),
+        );
+        Operation::new(&self.tracing.observers, Side::Server, None, method, None)
+    }
+
     /// The operation of a notification of `method`.
     fn notification(
         &self,
         method: impl Into<Cow<'static, str>>,
         context: &NotificationContext<RoleServer>,
     ) -> Operation {
+        if !self.tracing.is_observed() {
+            return self.noted_only(method.into(), None, &context.extensions);
+        }
         start(
             &self.tracing,
             Message {
@@ -399,15 +433,8 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
     let target = message
         .target
         .map(|(key, target)| (key, Arc::<str>::from(target)));
-    if let Some(note) = parts.and_then(|p| p.extensions.get::<McpNote>()) {
-        note.set(Noted {
-            method: message.method.clone(),
-            target: target
-                .as_ref()
-                .map(|(key, name)| (log_field(key), name.clone())),
-        });
-    }
-    let observed = tracing.export.is_some() || !tracing.observers.is_empty();
+    note(message.extensions, &message.method, target.as_ref());
+    let observed = tracing.is_observed();
     let arguments_bytes = message.arguments.filter(|_| observed).map(json_len);
     // With --trace-tool-io, redacted once for the span and the observers both.
     let recorded = message
@@ -460,6 +487,25 @@ fn cut(mut text: String) -> String {
         text.push('…');
     }
     text
+}
+
+/// Tells the access record (`http::McpNote`, when the gate left one) what the message was.
+#[allow(
+    clippy::ptr_arg,
+    reason = "the note keeps the Cow: a known method is not copied"
+)]
+fn note(
+    extensions: &Extensions,
+    method: &Cow<'static, str>,
+    target: Option<&(&'static str, Arc<str>)>,
+) {
+    let parts = extensions.get::<http::request::Parts>();
+    if let Some(note) = parts.and_then(|p| p.extensions.get::<McpNote>()) {
+        note.set(Noted {
+            method: method.clone(),
+            target: target.map(|(key, name)| (log_field(key), name.clone())),
+        });
+    }
 }
 
 /// The access log's field for a target's attribute.

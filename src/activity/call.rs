@@ -1,0 +1,102 @@
+//! One finished MCP operation as the console, `latchkey watch` and the history have it:
+//! names (cut to [`MAX_NAME`]) and numbers, never a header.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::telemetry::observe::Finished;
+
+/// The longest name (method, tool, prompt, client) a call keeps: a client may send any.
+pub const MAX_NAME: usize = 128;
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// A result with `isError`: the tool ran and said it failed.
+    ToolError,
+    /// A JSON-RPC error (its code is the call's `error`).
+    Error,
+    /// Never answered: the client went away or cancelled it.
+    Cancelled,
+}
+
+/// One finished operation, as shown (and as `latchkey watch` reads it back).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Call {
+    /// Counts up, on from the history's last id: a page asks for what came after the last it
+    /// has.
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub outcome: Outcome,
+    /// The JSON-RPC error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// With `--trace-tool-io`: a tool call's arguments and result as JSON, redacted as on
+    /// spans and cut to 4 KiB. Shown live, never written to the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+impl Call {
+    pub(super) fn of(id: u64, operation: &Finished<'_>) -> Self {
+        let outcome = match (operation.dropped, operation.error_type) {
+            (true, _) => Outcome::Cancelled,
+            (false, None) => Outcome::Ok,
+            (false, Some("tool_error")) => Outcome::ToolError,
+            (false, Some(_)) => Outcome::Error,
+        };
+        let at_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Call {
+            id,
+            at_ms,
+            method: name(operation.method),
+            tool: operation.tool.map(|t| name(t)),
+            prompt: operation.prompt.map(|p| name(p)),
+            client: operation.client.map(|c| name(c)),
+            outcome,
+            error: (outcome == Outcome::Error)
+                .then(|| operation.error_type.map(str::to_owned))
+                .flatten(),
+            duration_ms: operation.duration.as_secs_f64() * 1000.0,
+            arguments_bytes: operation.arguments_bytes,
+            answer_bytes: operation.answer_bytes,
+            trace_id: operation.trace_id.map(|t| t.to_string()),
+            arguments: operation.arguments.map(str::to_owned),
+            result: operation.result.map(str::to_owned),
+        }
+    }
+}
+
+/// `text` cut to [`MAX_NAME`] bytes at a character, marked when cut.
+fn name(text: &str) -> String {
+    if text.len() <= MAX_NAME {
+        return text.to_owned();
+    }
+    let mut end = MAX_NAME;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
