@@ -455,13 +455,13 @@ pub struct WatchArgs {
 
     /// Only calls that ended so.
     #[arg(long, value_enum)]
-    pub outcome: Option<WatchOutcome>,
+    pub outcome: Option<crate::activity::Outcome>,
 
     /// Calls already made to show first (the server keeps the last 1000).
     #[arg(long, value_name = "N", default_value = "20")]
     pub recent: usize,
 
-    /// Print what is kept and stop, instead of following.
+    /// Print the --recent calls and stop, instead of following.
     #[arg(long)]
     pub once: bool,
 
@@ -470,27 +470,6 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub keys: KeyArgs,
-}
-
-/// How a call ended, for `watch --outcome`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum WatchOutcome {
-    Ok,
-    ToolError,
-    Error,
-    Cancelled,
-}
-
-impl WatchOutcome {
-    /// As the feed says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatchOutcome::Ok => "ok",
-            WatchOutcome::ToolError => "tool_error",
-            WatchOutcome::Error => "error",
-            WatchOutcome::Cancelled => "cancelled",
-        }
-    }
 }
 
 /// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.

@@ -10,8 +10,8 @@ use crate::telemetry::observe::Finished;
 /// The longest name (method, tool, prompt, client) a call keeps: a client may send any.
 pub const MAX_NAME: usize = 128;
 
-/// How an operation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How an operation ended (also `latchkey watch --outcome`'s values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -21,6 +21,26 @@ pub enum Outcome {
     Error,
     /// Never answered: the client went away or cancelled it.
     Cancelled,
+}
+
+impl Outcome {
+    /// The word the feed, the history and the page's filter use (serde's name for it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// An [`Outcome::as_str`] word read back; anything else is taken as cancelled.
+    pub fn from_word(word: &str) -> Self {
+        [Outcome::Ok, Outcome::ToolError, Outcome::Error]
+            .into_iter()
+            .find(|o| o.as_str() == word)
+            .unwrap_or(Outcome::Cancelled)
+    }
 }
 
 /// One finished operation, as shown (and as `latchkey watch` reads it back).
@@ -58,6 +78,14 @@ pub struct Call {
 }
 
 impl Call {
+    /// How it ended, in words: `ok`, `tool error`, `error -32602`, `cancelled`.
+    pub fn outcome_text(&self) -> String {
+        match (self.outcome, &self.error) {
+            (Outcome::Error, Some(code)) => format!("error {code}"),
+            (outcome, _) => outcome.as_str().replace('_', " "),
+        }
+    }
+
     pub(super) fn of(id: u64, operation: &Finished<'_>) -> Self {
         let outcome = match (operation.dropped, operation.error_type) {
             (true, _) => Outcome::Cancelled,
@@ -99,4 +127,24 @@ fn name(text: &str) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_is_one_word_everywhere() {
+        for outcome in [
+            Outcome::Ok,
+            Outcome::ToolError,
+            Outcome::Error,
+            Outcome::Cancelled,
+        ] {
+            assert_eq!(Outcome::from_word(outcome.as_str()), outcome);
+            let serde = serde_json::to_value(outcome).unwrap();
+            assert_eq!(serde, outcome.as_str(), "the feed's word is the history's");
+        }
+        assert_eq!(Outcome::from_word("anything else"), Outcome::Cancelled);
+    }
 }

@@ -159,7 +159,7 @@ struct Printer {
     color: bool,
     tool: Option<String>,
     client: Option<String>,
-    outcome: Option<String>,
+    outcome: Option<Outcome>,
     last: u64,
     /// Whether the feed was reached once: after that, a lost connection (a restart) is
     /// waited out.
@@ -198,19 +198,7 @@ impl Printer {
         };
         has(&self.tool, name)
             && has(&self.client, call.client.as_deref().unwrap_or(""))
-            && self
-                .outcome
-                .as_deref()
-                .is_none_or(|o| outcome_word(call.outcome) == o)
-    }
-}
-
-fn outcome_word(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "ok",
-        Outcome::ToolError => "tool_error",
-        Outcome::Error => "error",
-        Outcome::Cancelled => "cancelled",
+            && self.outcome.is_none_or(|o| call.outcome == o)
     }
 }
 
@@ -225,10 +213,7 @@ fn render(call: &Call, color: bool) -> String {
         Some(name) => format!("{} {}", shown(&call.method), shown(name)),
         None => shown(&call.method),
     };
-    let outcome = match (&call.error, call.outcome) {
-        (Some(code), _) => format!("error {}", shown(code)),
-        (None, outcome) => outcome_word(outcome).replace('_', " "),
-    };
+    let outcome = shown(&call.outcome_text());
     let outcome = match (color, call.outcome) {
         (false, _) => outcome,
         (true, Outcome::Ok) => format!("\x1b[32m{outcome}\x1b[0m"),
@@ -287,7 +272,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         color: !args.json && std::io::stdout().is_terminal(),
         tool: args.tool,
         client: args.client,
-        outcome: args.outcome.map(|o| o.as_str().to_owned()),
+        outcome: args.outcome,
         last: 0,
         connected: false,
     };

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::paths::{CONSOLE, EVENTS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS};
 use super::sessions::Session;
 use super::state::Console;
-use crate::activity::{Call, Outcome};
+use crate::activity::Call;
 use crate::history::{Hour, ToolStats, WINDOWS, Window};
 use crate::html::escape;
 
@@ -96,16 +96,6 @@ pub fn sign_in(console: &Console, status: StatusCode, problem: Option<&str>) -> 
     respond(status, document(console, "Sign in – latchkey", &body))
 }
 
-fn outcome(call: &Call) -> String {
-    match (call.outcome, &call.error) {
-        (Outcome::Ok, _) => "ok".to_owned(),
-        (Outcome::ToolError, _) => "tool error".to_owned(),
-        (Outcome::Error, Some(code)) => format!("error {code}"),
-        (Outcome::Error, None) => "error".to_owned(),
-        (Outcome::Cancelled, _) => "cancelled".to_owned(),
-    }
-}
-
 fn bytes(n: Option<usize>) -> String {
     n.map(|n| n.to_string()).unwrap_or_default()
 }
@@ -118,10 +108,6 @@ fn row(call: &Call) -> String {
         .or(call.prompt.as_deref())
         .unwrap_or("");
     let client = call.client.as_deref().unwrap_or("");
-    let outcome_class = serde_json::to_value(call.outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
     format!(
         "<tr data-at=\"{at}\" data-name=\"{name}\" data-client=\"{client}\" data-outcome=\"{oc}\">\
          <td class=\"at\"></td><td>{client}</td><td>{method}</td><td>{name}</td>\
@@ -130,9 +116,9 @@ fn row(call: &Call) -> String {
         at = call.at_ms,
         name = escape(name),
         client = escape(client),
-        oc = escape(&outcome_class),
+        oc = call.outcome.as_str(),
         method = escape(&call.method),
-        outcome = escape(&outcome(call)),
+        outcome = escape(&call.outcome_text()),
         ms = call.duration_ms,
         args = bytes(call.arguments_bytes),
         answer = bytes(call.answer_bytes),
@@ -351,6 +337,7 @@ pub async fn style(State(_): State<Arc<Console>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::Outcome;
 
     #[test]
     fn a_row_shows_what_a_client_chose_as_text() {

@@ -177,7 +177,7 @@ impl Store {
                 tool: row.get(3)?,
                 prompt: row.get(4)?,
                 client: row.get(5)?,
-                outcome: outcome_of(&row.get::<_, String>(6)?),
+                outcome: Outcome::from_word(&row.get::<_, String>(6)?),
                 error: row.get(7)?,
                 duration_ms: row.get::<_, i64>(8)? as f64 / 1000.0,
                 arguments_bytes: row.get::<_, Option<i64>>(9)?.map(|n| n as usize),
@@ -209,7 +209,7 @@ impl Store {
                     call.tool,
                     call.prompt,
                     call.client,
-                    outcome_word(call.outcome),
+                    call.outcome.as_str(),
                     call.error,
                     (call.duration_ms * 1000.0) as i64,
                     call.arguments_bytes.map(|n| n as i64),
@@ -384,22 +384,4 @@ fn write_slots(
         ])?;
     }
     Ok(())
-}
-
-fn outcome_word(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "ok",
-        Outcome::ToolError => "tool_error",
-        Outcome::Error => "error",
-        Outcome::Cancelled => "cancelled",
-    }
-}
-
-fn outcome_of(word: &str) -> Outcome {
-    match word {
-        "ok" => Outcome::Ok,
-        "tool_error" => Outcome::ToolError,
-        "error" => Outcome::Error,
-        _ => Outcome::Cancelled,
-    }
 }
