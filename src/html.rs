@@ -1,6 +1,29 @@
 //! Escaping for the pages latchkey renders (the consent page, the console): whatever a client
 //! or an upstream chose is shown as text, never as markup, and never reordered.
 
+use axum::http::{HeaderMap, HeaderValue, header};
+
+/// Headers every page latchkey renders gets: never cached, framed, sniffed, or referred
+/// from to another site, under the page's `csp`. Not `no-referrer`: under it Chromium sends
+/// the page's own form with `Origin: null`, which the Host/Origin guard refuses (every
+/// consent was a 403).
+pub fn harden(headers: &mut HeaderMap, csp: &'static str) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+}
+
 /// `text` as HTML text or an attribute value: markup characters escaped, control characters
 /// dropped, and bidi controls shown as what they are.
 pub fn escape(text: &str) -> String {

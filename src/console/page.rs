@@ -23,25 +23,9 @@ const STYLE_FILE: &str = include_str!("assets/console.css");
 /// Rows the page is rendered with (the script keeps up to `activity::LIVE_ROWS`).
 const ROWS_SHOWN: usize = 200;
 
-/// Headers every console answer gets: never cached, framed, sniffed, or referred from.
+/// Headers every console answer gets (`html::harden`, under the console's CSP).
 fn harden(response: &mut Response) {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Not `no-referrer`: under it a browser sends `Origin: null` with the page's own forms,
-    // which the Host/Origin guard refuses. `same-origin` tells no other site anything.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    crate::html::harden(response.headers_mut(), CSP);
 }
 
 fn document(console: &Console, title: &str, body: &str) -> String {

@@ -36,24 +36,15 @@ fn document(title: &str, body: &str) -> String {
     )
 }
 
-/// Headers every page gets: never cached, never framed (clickjacking), no referrer to
-/// another site. Not `no-referrer`: under it Chromium sends the page's own form with
-/// `Origin: null`, which the Host/Origin guard refuses (every consent was a 403).
+/// Its style is inline (the page has nothing else to load); no script at all.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The page, with `html::harden`'s headers (clickjacking, caching, referrer) and a cookie.
 fn respond(status: StatusCode, html: String, cookie: Option<String>) -> Response {
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    crate::html::harden(headers, CSP);
     if let Some(cookie) = cookie.and_then(|c| HeaderValue::try_from(c).ok()) {
         headers.insert(header::SET_COOKIE, cookie);
     }
