@@ -217,10 +217,18 @@ async fn signing_in_is_counted_and_a_session_ends_with_its_key() {
         .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 
-    // The key leaves the key file: the session ends with it.
+    // The key leaves the key file: the session ends with it, and so does its open feed
+    // (at its next check, within 15 s).
+    let mut open_feed = browser.get(app.url("/console/events")).await;
+    assert_eq!(open_feed.status(), StatusCode::OK);
     std::fs::write(&file, format!("{OTHER_KEY}\n")).unwrap();
     app.signal(Signal::SIGHUP);
     app.wait_for_output("SIGHUP: reloaded 1 API key(s)");
+    let ended = tokio::time::timeout(common::PATIENCE, async {
+        while open_feed.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the feed outlived its session");
     let (_, page) = text(browser.get(app.url("/console")).await).await;
     assert!(page.contains("type=\"password\""), "signed out: {page}");
     let events = browser.get(app.url("/console/events")).await;

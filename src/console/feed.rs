@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::state::Console;
@@ -54,15 +55,16 @@ struct Reading {
     live: Watching,
     follow: bool,
     last: u64,
-    /// A page's session cookie, checked again before each call and every `RECHECK`.
-    cookie: Option<HeaderMap>,
+    /// A page's session cookie (the one that named a live session), checked again before
+    /// each call and every `RECHECK`.
+    cookie: Option<SecretString>,
 }
 
 impl Reading {
     fn start(
         console: Arc<Console>,
         asked: &After,
-        cookie: Option<HeaderMap>,
+        cookie: Option<SecretString>,
     ) -> Result<Self, TooManyWatchers> {
         // Subscribed before the backlog is taken: nothing falls between them (a call in
         // both is sent once, by its id).
@@ -94,9 +96,13 @@ impl Reading {
     }
 
     fn still_signed_in(&self) -> bool {
-        self.cookie
-            .as_ref()
-            .is_none_or(|headers| self.console.session(headers).is_some())
+        self.cookie.as_ref().is_none_or(|cookie| {
+            let console = &self.console;
+            let found = console
+                .sessions()
+                .find(cookie.expose_secret(), |id| console.is_live(id));
+            found.is_some()
+        })
     }
 
     /// The next call to send, or `None` when the feed ends.
@@ -162,18 +168,14 @@ pub async fn events(
     headers: HeaderMap,
     Query(query): Query<After>,
 ) -> Response {
-    if console.session(&headers).is_none() {
+    let Some((cookie, _)) = console.cookie_and_session(&headers) else {
         return json_error(
             StatusCode::UNAUTHORIZED,
             "not_signed_in",
             "Sign in to the console first.",
         );
-    }
+    };
     let after = after(&headers, query);
-    let mut cookie = HeaderMap::new();
-    for value in headers.get_all(header::COOKIE) {
-        cookie.append(header::COOKIE, value.clone());
-    }
     let reading = match Reading::start(console, &after, Some(cookie)) {
         Ok(reading) => reading,
         Err(full) => return busy(&full),
