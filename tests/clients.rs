@@ -4,25 +4,11 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{App, KEY, Spawn};
+use common::{App, Spawn};
 
 /// Runs the Python SDK client against `url`; returns what it printed and its warnings.
 fn python_client(url: &str) -> (serde_json::Value, String) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/python_sdk_client.py"
-    );
-    let out = Command::new(common::upstreams::python())
-        .arg(script)
-        .arg(url)
-        .env("LATCHKEY_TEST_KEY", KEY)
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .output()
-        .unwrap();
+    let out = common::client_script("python_sdk_client.py", &[url]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "the Python client failed:\n{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::{App, KEY, OTHER_KEY, Spawn, call_hello, http, mcp_post};
 use nix::sys::signal::Signal;
@@ -92,21 +92,13 @@ async fn a_browser_signs_in_and_sees_an_sdk_clients_calls_arrive() {
     let app = App::start(Spawn::default());
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&shots).unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/console_browser.py"
-    );
     let out = tokio::task::spawn_blocking({
         let (console, mcp, shots) = (app.url("/console"), app.url("/mcp"), shots.clone());
         move || {
-            Command::new(common::upstreams::python())
-                .args([script, &console, &mcp, shots.to_str().unwrap()])
-                .env("LATCHKEY_TEST_KEY", KEY)
-                .env_remove("HTTP_PROXY")
-                .env_remove("HTTPS_PROXY")
-                .env_remove("ALL_PROXY")
-                .output()
-                .unwrap()
+            common::client_script(
+                "console_browser.py",
+                &[&console, &mcp, shots.to_str().unwrap()],
+            )
         }
     })
     .await
@@ -311,15 +303,7 @@ async fn what_a_client_chose_is_shown_as_text_and_no_secret_is_shown_at_all() {
         page.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&#39;[U+202E]"),
         "{page}"
     );
-    let lines = http()
-        .get(app.url("/activity?recent=10&follow=false"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let lines = kept_calls(&app, "recent=10&follow=false", KEY).await;
     assert_eq!(lines.lines().count(), 3, "{lines}");
     let log = app.output();
     for (what, seen) in [
@@ -426,6 +410,23 @@ async fn no_console_serves_neither_the_console_nor_the_feed() {
     app.wait_for_output(r#""mcp_method":"tools/call","tool":"hello""#);
 }
 
+/// `{base}/activity?{query}` read with `credential`.
+async fn feed(app: &App, query: &str, credential: &str) -> reqwest::Response {
+    http()
+        .get(app.url(&format!("/activity?{query}")))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// What `{base}/activity?{query}` (with `follow=false`) sends: one call a line.
+async fn kept_calls(app: &App, query: &str, credential: &str) -> String {
+    let response = feed(app, query, credential).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
 /// `tools/call` of `tool` `n` times.
 async fn calls(app: &App, tool: &str, n: usize) {
     for _ in 0..n {
@@ -475,15 +476,7 @@ async fn the_history_survives_a_restart_and_the_tools_view_counts_it() {
     );
     // Ids go on from the last run's.
     call(&app, "hello").await;
-    let lines = http()
-        .get(app.url("/activity?recent=1&follow=false"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let lines = kept_calls(&app, "recent=1&follow=false", KEY).await;
     let last: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
     assert!(last["id"].as_u64().unwrap() > 4, "{lines}");
     let mode = std::fs::metadata(state.join("activity.sqlite3")).unwrap();
@@ -556,20 +549,10 @@ async fn the_feed_takes_keys_not_an_ai_clients_token_and_forms_come_from_the_con
         .await
         .unwrap();
     assert_eq!(by_token.status(), StatusCode::OK);
-    let feed = http()
-        .get(app.url("/activity?follow=false"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(feed.status(), StatusCode::FORBIDDEN);
-    let feed = http()
-        .get(app.url("/activity?follow=false"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(feed.status(), StatusCode::OK);
+    let by_token = feed(&app, "follow=false", TOKEN).await;
+    assert_eq!(by_token.status(), StatusCode::FORBIDDEN);
+    let by_key = feed(&app, "follow=false", KEY).await;
+    assert_eq!(by_key.status(), StatusCode::OK);
 
     // A page of ChatGPT's (an origin the guard lets through) cannot sign anyone in or out.
     let browser = Browser::new();
@@ -594,15 +577,7 @@ async fn the_feed_takes_keys_not_an_ai_clients_token_and_forms_come_from_the_con
     // A name of any length is kept cut.
     let long = "t".repeat(5000);
     call(&app, &long).await;
-    let lines = http()
-        .get(app.url("/activity?recent=1&follow=false"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let lines = kept_calls(&app, "recent=1&follow=false", KEY).await;
     let last: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
     let kept = last["tool"].as_str().unwrap();
     assert!(kept.len() < 200 && kept.ends_with('…'), "{kept}");
@@ -627,15 +602,7 @@ async fn with_trace_tool_io_a_calls_io_is_shown_redacted_and_never_kept() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let lines = http()
-        .get(app.url("/activity?recent=1&follow=false"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let lines = kept_calls(&app, "recent=1&follow=false", KEY).await;
     let call: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
     let arguments = call["arguments"].as_str().unwrap();
     assert!(

@@ -1098,19 +1098,8 @@ async fn a_person_consents_in_a_real_browser_and_it_reaches_the_callback() {
     let mut params = flow.params(&client_id, &challenge);
     params[2].1 = &callback_url;
     let url = flow.authorize_url(&params);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/consent_browser.py"
-    );
     let out = tokio::task::block_in_place(|| {
-        Command::new(common::upstreams::python())
-            .args([script, &url, &callback_url])
-            .env("LATCHKEY_TEST_KEY", KEY)
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("ALL_PROXY")
-            .output()
-            .unwrap()
+        common::client_script("consent_browser.py", &[&url, &callback_url])
     });
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

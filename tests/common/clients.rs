@@ -13,6 +13,23 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use super::{App, KEY};
 
 /// A plain HTTP client (no proxy from the environment).
+/// Runs `tests/clients/<script>` with the test venv's Python (`.ci/run` makes it) and `args`:
+/// the key in `LATCHKEY_TEST_KEY` (never on a command line), no proxy. Blocks.
+pub fn client_script(script: &str, args: &[&str]) -> std::process::Output {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    std::process::Command::new(super::upstreams::python())
+        .arg(path)
+        .args(args)
+        .env("LATCHKEY_TEST_KEY", KEY)
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .output()
+        .unwrap()
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
