@@ -117,6 +117,12 @@ fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) 
     start.elapsed()
 }
 
+/// Every `Referrer-Policy` an answer has: latchkey's, and Apache's if it added one.
+fn referrer_policies(response: &reqwest::Response) -> Vec<&str> {
+    let values = response.headers().get_all("referrer-policy");
+    values.iter().map(|v| v.to_str().unwrap()).collect()
+}
+
 async fn call_through(https: &str, ca: &str, port: u16, how: Via) {
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
@@ -293,12 +299,7 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     assert_eq!(consent.status(), 400);
     // latchkey's referrer policy, once: under Apache's `no-referrer` a browser sends the
     // page's own form with `Origin: null`, which latchkey refuses.
-    let policies: Vec<_> = consent
-        .headers()
-        .get_all("referrer-policy")
-        .iter()
-        .collect();
-    assert_eq!(policies, ["same-origin"]);
+    assert_eq!(referrer_policies(&consent), ["same-origin"]);
     assert!(
         consent
             .text()
@@ -313,12 +314,7 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
         .await
         .unwrap();
     assert_eq!(console.status(), 200);
-    let policies: Vec<_> = console
-        .headers()
-        .get_all("referrer-policy")
-        .iter()
-        .collect();
-    assert_eq!(policies, ["same-origin"]);
+    assert_eq!(referrer_policies(&console), ["same-origin"]);
     assert!(
         console.headers()["content-security-policy"]
             .to_str()
