@@ -40,8 +40,6 @@ pub const FILE: &str = "activity.sqlite3";
 
 enum Message {
     Call(Arc<Call>),
-    /// Write what is waiting, then say so.
-    Flush(mpsc::SyncSender<()>),
     /// Write what is waiting, say so, and stop.
     Close(mpsc::SyncSender<()>),
 }
@@ -129,14 +127,6 @@ impl History {
         }
     }
 
-    /// Writes what is queued, waiting at most `patience`.
-    pub fn flush(&self, patience: Duration) {
-        let (done, wait) = mpsc::sync_channel(1);
-        if self.sender.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(patience);
-        }
-    }
-
     /// Every tool's stats over the last week (the reader's own connection; blocking).
     pub fn tools(&self) -> Result<Vec<ToolStats>, StoreError> {
         let now = now_ms();
@@ -181,30 +171,25 @@ fn write_until_closed(mut store: Store, receiver: mpsc::Receiver<Message>, keep:
             LINGER
         };
         let message = receiver.recv_timeout(wait);
-        let flushed = match message {
+        match message {
             Ok(Message::Call(call)) => {
                 batch.push(call);
                 if batch.len() < BATCH {
                     continue;
                 }
-                None
             }
-            Ok(Message::Flush(done)) => Some(done),
             Ok(Message::Close(done)) => {
                 write(&mut store, &mut batch);
                 let _ = done.send(());
                 return;
             }
-            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 write(&mut store, &mut batch);
                 return;
             }
-        };
-        write(&mut store, &mut batch);
-        if let Some(done) = flushed {
-            let _ = done.send(());
         }
+        write(&mut store, &mut batch);
         if pruned.elapsed() >= PRUNE_EVERY {
             pruned = Instant::now();
             if let Err(e) = store.prune(now_ms(), keep.retention, keep.max_bytes) {
