@@ -29,7 +29,6 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use paths::*;
-pub use sessions::MAX_SESSIONS;
 use state::Console;
 pub use state::ConsoleParts;
 

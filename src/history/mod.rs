@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use histogram::Histogram;
-use store::Store;
-pub use store::{SLOT_MS, Slot, StoreError};
-pub use tools::{CHART_HOURS, Hour, ToolStats, WINDOWS, Window};
+use store::{SLOT_MS, Store};
+pub use store::{Slot, StoreError};
+pub use tools::{Hour, ToolStats, WINDOWS, Window};
 
 use crate::activity::call::Call;
 
