@@ -142,27 +142,16 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
         (_, export) => export,
     };
     let paths = Paths::new(&args.listen.base_path, oauth.is_some(), activity.is_some());
-    let console = activity.map(|activity| ConsoleParts {
-        activity,
-        keys: keys.clone(),
-        lockout: lockout.clone(),
-        oauth: oauth.clone(),
-        // Its own pool: strangers' slow OAuth bodies cannot keep the owner from signing in.
-        intake: Arc::new(Intake::new(limits.header_timeout)),
-        base: args.listen.base_path.as_str().to_owned(),
-        secure: args
-            .public_url
-            .public_url
-            .as_ref()
-            .is_some_and(|u| u.as_str().starts_with("https:"))
-            || tls.is_some(),
-        public_origin: args
-            .public_url
-            .public_url
-            .as_ref()
-            .map(|url| url.origin().to_owned()),
-        session_lifetime: args.console_session_lifetime,
-        shutdown: shutdown.clone(),
+    let console = activity.map(|activity| {
+        console_parts(
+            args,
+            activity,
+            &keys,
+            &lockout,
+            &oauth,
+            tls.is_some(),
+            &shutdown,
+        )
     });
     let options = McpOptions {
         sessions,
@@ -190,6 +179,33 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
         hangups,
         history,
     })
+}
+
+/// What the console is made of: the activity it shows, what its sign-in checks with, where
+/// it is and whether its cookie is `Secure` (an https public URL, or TLS served here).
+fn console_parts(
+    args: &ServeArgs,
+    activity: Arc<Activity>,
+    keys: &Arc<ArcSwap<KeySet>>,
+    lockout: &Arc<Lockout>,
+    oauth: &Option<Arc<OAuth>>,
+    serves_tls: bool,
+    shutdown: &CancellationToken,
+) -> ConsoleParts {
+    let public_url = args.public_url.public_url.as_ref();
+    ConsoleParts {
+        activity,
+        keys: keys.clone(),
+        lockout: lockout.clone(),
+        oauth: oauth.clone(),
+        // Its own pool: strangers' slow OAuth bodies cannot keep the owner from signing in.
+        intake: Arc::new(Intake::new(args.limits.header_timeout)),
+        base: args.listen.base_path.as_str().to_owned(),
+        secure: public_url.is_some_and(|u| u.as_str().starts_with("https:")) || serves_tls,
+        public_origin: public_url.map(|url| url.origin().to_owned()),
+        session_lifetime: args.console_session_lifetime,
+        shutdown: shutdown.clone(),
+    }
 }
 
 /// The console's activity (unless `--no-console`), with its history opened in the state

@@ -299,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_adds_up_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join(FILE)).unwrap();
+        store.write(&[call(1, "hello", Outcome::Ok, 1.0)]).unwrap();
+        store
+            .write(&[
+                call(2, "hello", Outcome::Error, 3.0),
+                call(3, "hello", Outcome::Cancelled, 2.0),
+            ])
+            .unwrap();
+        let slots = store.slots(0).unwrap();
+        assert_eq!(slots.len(), 1, "{slots:?}");
+        assert_eq!(
+            (slots[0].calls, slots[0].errors),
+            (3, 1),
+            "cancelled is no error"
+        );
+        assert_eq!(slots[0].histogram.count(), 3);
+    }
+
+    #[test]
     fn old_calls_go_and_the_file_stays_within_its_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);

@@ -282,17 +282,7 @@ impl Store {
             "SELECT tool, slot, calls, errors, last_ms, last_client, histogram
              FROM tool_slots WHERE slot >= ?1",
         )?;
-        let rows = statement.query_map([since_slot as i64], |row| {
-            Ok(Slot {
-                tool: row.get(0)?,
-                slot: row.get::<_, i64>(1)? as u64,
-                calls: row.get::<_, i64>(2)? as u64,
-                errors: row.get::<_, i64>(3)? as u64,
-                last_ms: row.get::<_, i64>(4)? as u64,
-                last_client: row.get(5)?,
-                histogram: Histogram::from_bytes(&row.get::<_, Vec<u8>>(6)?),
-            })
-        })?;
+        let rows = statement.query_map([since_slot as i64], Slot::from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -317,10 +307,34 @@ pub struct Slot {
     pub histogram: Histogram,
 }
 
-fn write_slots(
-    transaction: &rusqlite::Transaction<'_>,
-    calls: &[std::sync::Arc<Call>],
-) -> Result<(), StoreError> {
+impl Slot {
+    /// A `tool_slots` row, its columns in the table's order.
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Slot {
+            tool: row.get(0)?,
+            slot: row.get::<_, i64>(1)? as u64,
+            calls: row.get::<_, i64>(2)? as u64,
+            errors: row.get::<_, i64>(3)? as u64,
+            last_ms: row.get::<_, i64>(4)? as u64,
+            last_client: row.get(5)?,
+            histogram: Histogram::from_bytes(&row.get::<_, Vec<u8>>(6)?),
+        })
+    }
+
+    /// What `kept` (the same tool's same slot, as stored) adds to this one.
+    fn merge(&mut self, kept: Slot) {
+        self.calls += kept.calls;
+        self.errors += kept.errors;
+        self.histogram.merge(&kept.histogram);
+        if kept.last_ms > self.last_ms {
+            self.last_ms = kept.last_ms;
+            self.last_client = kept.last_client;
+        }
+    }
+}
+
+/// The slots `calls` fall in, each with what they add to it.
+fn gather(calls: &[std::sync::Arc<Call>]) -> HashMap<(&str, u64), Slot> {
     let mut slots: HashMap<(&str, u64), Slot> = HashMap::new();
     for call in calls {
         let Some(tool) = call.tool.as_deref() else {
@@ -345,33 +359,28 @@ fn write_slots(
         }
         entry.histogram.record((call.duration_ms * 1000.0) as u64);
     }
+    slots
+}
+
+/// Adds `calls` to their tools' slots: each slot read, merged and written back.
+fn write_slots(
+    transaction: &rusqlite::Transaction<'_>,
+    calls: &[std::sync::Arc<Call>],
+) -> Result<(), StoreError> {
     let mut read = transaction.prepare_cached(
-        "SELECT calls, errors, last_ms, last_client, histogram FROM tool_slots WHERE tool = ?1 AND slot = ?2",
+        "SELECT tool, slot, calls, errors, last_ms, last_client, histogram
+         FROM tool_slots WHERE tool = ?1 AND slot = ?2",
     )?;
     let mut write = transaction.prepare_cached(
         "INSERT OR REPLACE INTO tool_slots (tool, slot, calls, errors, last_ms, last_client, histogram)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for (_, mut slot) in slots {
+    for (_, mut slot) in gather(calls) {
         let kept = read
-            .query_row(params![slot.tool, slot.slot as i64], |row| {
-                Ok((
-                    row.get::<_, i64>(0)? as u64,
-                    row.get::<_, i64>(1)? as u64,
-                    row.get::<_, i64>(2)? as u64,
-                    row.get::<_, Option<String>>(3)?,
-                    Histogram::from_bytes(&row.get::<_, Vec<u8>>(4)?),
-                ))
-            })
+            .query_row(params![slot.tool, slot.slot as i64], Slot::from_row)
             .optional()?;
-        if let Some((calls, errors, last_ms, last_client, histogram)) = kept {
-            slot.calls += calls;
-            slot.errors += errors;
-            slot.histogram.merge(&histogram);
-            if last_ms > slot.last_ms {
-                slot.last_ms = last_ms;
-                slot.last_client = last_client;
-            }
+        if let Some(kept) = kept {
+            slot.merge(kept);
         }
         write.execute(params![
             slot.tool,
