@@ -50,6 +50,30 @@ impl Key {
     }
 }
 
+impl std::fmt::Display for Key {
+    /// As the console shows it, and as its unlock button names it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::V4(bits) => write!(f, "{}", std::net::Ipv4Addr::from_bits(*bits)),
+            Key::V6(prefix) => write!(
+                f,
+                "{}/64",
+                std::net::Ipv6Addr::from_bits(u128::from(*prefix) << 64)
+            ),
+            Key::Local => f.write_str("local"),
+        }
+    }
+}
+
+/// A client locked out now, as the console lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Locked {
+    /// Its address (an IPv6 /64, or `local` for the Unix socket's own clients).
+    pub who: String,
+    pub failures: u32,
+    pub retry_after: Duration,
+}
+
 #[derive(Clone, Copy, Default)]
 struct Entry {
     failures: u32,
@@ -168,6 +192,41 @@ impl Lockout {
         }
     }
 
+    /// At most `limit` of the clients locked out now, the longest locked first.
+    pub fn locked(&self, limit: usize) -> Vec<Locked> {
+        if self.live.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locked: Vec<Locked> = table
+            .entries
+            .iter()
+            .filter_map(|(key, entry)| {
+                Some(Locked {
+                    who: key.to_string(),
+                    failures: entry.failures,
+                    retry_after: entry.retry_after(now)?,
+                })
+            })
+            .collect();
+        locked.sort_by(|a, b| b.retry_after.cmp(&a.retry_after));
+        locked.truncate(limit);
+        locked
+    }
+
+    /// Forgets the client that [`Locked::who`] names: it may try again at once. Whether
+    /// one was there.
+    pub fn unlock(&self, who: &str) -> bool {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let found = table.entries.keys().find(|k| k.to_string() == who).copied();
+        if let Some(key) = found {
+            table.entries.remove(&key);
+            self.live.store(table.entries.len(), Ordering::Relaxed);
+        }
+        found.is_some()
+    }
+
     /// Clients remembered now (for tests and the soak's memory bound).
     pub fn clients(&self) -> usize {
         self.table
@@ -221,6 +280,22 @@ mod tests {
         assert!(retry > Duration::from_secs(55) && retry <= Duration::from_secs(60));
         assert!(lockout.check(ip("192.0.2.2")).is_ok());
         assert!(lockout.check(ClientAddr::Local).is_ok());
+    }
+
+    #[test]
+    fn the_locked_are_listed_and_an_unlocked_one_may_try_again() {
+        let lockout = Lockout::new(1, Duration::from_secs(60));
+        lockout.failed(ip("192.0.2.1"));
+        lockout.failed(ip("2001:db8:1:2::1"));
+        lockout.failed(ClientAddr::Local);
+        let mut who: Vec<_> = lockout.locked(10).into_iter().map(|l| l.who).collect();
+        who.sort();
+        assert_eq!(who, ["192.0.2.1", "2001:db8:1:2::/64", "local"]);
+        assert_eq!(lockout.locked(1).len(), 1, "bounded");
+        assert!(lockout.unlock("2001:db8:1:2::/64"));
+        assert!(!lockout.unlock("2001:db8:1:2::/64"), "once");
+        assert!(lockout.check(ip("2001:db8:1:2::ffff")).is_ok());
+        assert!(lockout.check(ip("192.0.2.1")).is_err(), "the others stay locked");
     }
 
     #[test]

@@ -642,3 +642,67 @@ async fn with_trace_tool_io_a_calls_io_is_shown_redacted_and_never_kept() {
         assert!(!kept.contains(absent), "{absent} is in the history");
     }
 }
+
+/// The CSRF token of the first form on `page`.
+fn csrf_of(page: &str) -> String {
+    page.split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(csrf, _)| csrf.to_owned())
+        .expect("a form's token")
+}
+
+#[tokio::test]
+async fn refusals_are_shown_without_their_keys_and_a_locked_address_is_unlocked() {
+    let app = App::start(Spawn::default().args(&["--max-key-failures", "3"]));
+    let browser = Browser::new();
+    assert_eq!(sign_in(&browser, &app, KEY).await.status(), StatusCode::SEE_OTHER);
+    let (_, page) = text(browser.get(app.url("/console/refusals")).await).await;
+    assert!(page.contains("No address is locked out"), "{page}");
+
+    // Three wrong keys, one of them in the path: the address is locked out, even for the
+    // right key.
+    let client = http();
+    let mcp = |url: String, key: &str| {
+        mcp_post(&client, &url, &call_hello("Ada")).header("authorization", format!("Bearer {key}"))
+    };
+    let wrong = "wrong-key-wrong-key-wrong-key-0123456789";
+    for _ in 0..2 {
+        let refused = mcp(app.url("/mcp"), wrong).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let in_path = mcp_post(&client, &app.url(&format!("/mcp/{wrong}")), &call_hello("Ada"));
+    assert_eq!(in_path.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let locked = mcp(app.url("/mcp"), KEY).send().await.unwrap();
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // The page lists the address and the refusals, counted, with why; no key at all.
+    let (status, page) = text(browser.get(app.url("/console/refusals")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<td>127.0.0.1</td>"), "{page}");
+    assert!(page.contains("too_many_failures"), "{page}");
+    let bearer_row = page
+        .split("<tr>")
+        .find(|row| row.contains("POST /mcp<") && row.contains(">401<"))
+        .expect("the wrong keys' row");
+    // The key in the path was taken out of it, as from the header: one kind, three times.
+    assert!(bearer_row.contains("<td class=\"n\">3</td>"), "counted: {bearer_row}");
+    assert!(!page.contains(wrong) && !page.contains(KEY), "no key on the page");
+
+    // A forged unlock changes nothing; the session's own unlocks.
+    let forged = browser
+        .post(app.url("/console/unlock"), &[("csrf", "forged"), ("who", "127.0.0.1")])
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let still = mcp(app.url("/mcp"), KEY).send().await.unwrap();
+    assert_eq!(still.status(), StatusCode::TOO_MANY_REQUESTS);
+    let csrf = csrf_of(&page);
+    let unlocked = browser
+        .post(app.url("/console/unlock"), &[("csrf", csrf.as_str()), ("who", "127.0.0.1")])
+        .await;
+    assert_eq!(unlocked.status(), StatusCode::SEE_OTHER);
+    let served = mcp(app.url("/mcp"), KEY).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let (_, page) = text(browser.get(app.url("/console/refusals")).await).await;
+    assert!(page.contains("No address is locked out"), "{page}");
+    assert!(!app.output().contains(wrong), "no key in the log");
+}

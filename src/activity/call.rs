@@ -1,6 +1,8 @@
 //! One finished MCP operation as the console, `latchkey watch` and the history have it:
 //! names (cut to [`MAX_NAME`]) and numbers, never a header.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -51,13 +53,14 @@ pub struct Call {
     pub id: u64,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
-    pub method: String,
+    /// Shared with the operation's record, not copied (a call is made on every message).
+    pub method: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
+    pub tool: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
+    pub prompt: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
+    pub client: Option<Arc<str>>,
     pub outcome: Outcome,
     /// The JSON-RPC error code.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,10 +102,13 @@ impl Call {
         Call {
             id,
             at_ms,
-            method: name(operation.method),
-            tool: operation.tool.map(|t| name(t)),
-            prompt: operation.prompt.map(|p| name(p)),
-            client: operation.client.map(|c| name(c)),
+            method: match operation.method {
+                Cow::Owned(custom) => Cow::Owned(cut(custom)),
+                known => known.clone(),
+            },
+            tool: operation.tool.map(name),
+            prompt: operation.prompt.map(name),
+            client: operation.client.map(name),
             outcome,
             error: (outcome == Outcome::Error)
                 .then(|| operation.error_type.map(str::to_owned))
@@ -117,8 +123,16 @@ impl Call {
     }
 }
 
+/// `text`, or when longer than [`MAX_NAME`] bytes a copy cut at a character and marked.
+fn name(text: &Arc<str>) -> Arc<str> {
+    if text.len() <= MAX_NAME {
+        return text.clone();
+    }
+    cut(text).into()
+}
+
 /// `text` cut to [`MAX_NAME`] bytes at a character, marked when cut.
-fn name(text: &str) -> String {
+fn cut(text: &str) -> String {
     if text.len() <= MAX_NAME {
         return text.to_owned();
     }

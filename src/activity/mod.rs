@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 pub mod call;
+pub mod refusals;
 
 pub use call::{Call, MAX_NAME, Outcome};
+pub use refusals::{RefusalRow, Refusals};
 
 use crate::history::History;
 use crate::telemetry::observe::{Finished, Observer, Side};
@@ -43,6 +45,11 @@ pub struct Watching {
 impl Watching {
     pub async fn recv(&mut self) -> Result<Arc<Call>, broadcast::error::RecvError> {
         self.receiver.recv().await
+    }
+
+    /// The next call already sent, without waiting.
+    pub fn try_recv(&mut self) -> Result<Arc<Call>, broadcast::error::TryRecvError> {
+        self.receiver.try_recv()
     }
 }
 

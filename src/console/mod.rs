@@ -8,7 +8,8 @@
 //!   server-side session);
 //! - `page`: the server-rendered pages (the script and style are files served here, so the
 //!   Content-Security-Policy allows no inline code);
-//! - `feed`: the live streams, Server-Sent Events for the page and JSON lines for `watch`.
+//! - `feed`: the live streams, Server-Sent Events for the page and JSON lines for `watch`;
+//! - `refusals`: the requests refused lately and the addresses locked out, with unlock.
 //!
 //! Before a key is known, the sign-in reads a bounded body (`crate::intake`), counts a wrong
 //! secret against the address as the gate does (`crate::lockout`), and checks a passphrase
@@ -19,6 +20,7 @@
 mod feed;
 mod page;
 mod paths;
+mod refusals;
 mod sessions;
 mod sign_in;
 mod state;
@@ -40,6 +42,7 @@ pub fn router(parts: ConsoleParts) -> Router {
     let forms = Router::new()
         .route(&format!("{base}{SIGN_IN}"), post(sign_in::sign_in))
         .route(&format!("{base}{SIGN_OUT}"), post(sign_in::sign_out))
+        .route(&format!("{base}{UNLOCK}"), post(refusals::unlock))
         .layer(axum::middleware::from_fn_with_state(
             intake,
             crate::intake::bounded,
@@ -48,6 +51,7 @@ pub fn router(parts: ConsoleParts) -> Router {
         .route(&format!("{base}{CONSOLE}"), get(sign_in::show))
         .route(&format!("{base}{EVENTS}"), get(feed::events))
         .route(&format!("{base}{TOOLS}"), get(sign_in::tools))
+        .route(&format!("{base}{REFUSALS}"), get(refusals::show))
         .route(&format!("{base}{SCRIPT}"), get(page::script))
         .route(&format!("{base}{STYLE}"), get(page::style))
         .route(&format!("{base}{ACTIVITY}"), get(feed::lines))

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
-use super::paths::{CONSOLE, EVENTS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS};
+use super::paths::{CONSOLE, EVENTS, REFUSALS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS};
 use super::sessions::Session;
 use super::state::Console;
 use crate::activity::Call;
@@ -28,7 +28,7 @@ fn harden(response: &mut Response) {
     crate::html::harden(response.headers_mut(), CSP);
 }
 
-fn document(console: &Console, title: &str, body: &str) -> String {
+pub(super) fn document(console: &Console, title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -39,7 +39,7 @@ fn document(console: &Console, title: &str, body: &str) -> String {
     )
 }
 
-fn respond(status: StatusCode, html: String) -> Response {
+pub(super) fn respond(status: StatusCode, html: String) -> Response {
     let mut response = (status, Html(html)).into_response();
     harden(&mut response);
     response
@@ -159,8 +159,8 @@ pub fn calls(console: &Console, session: &Session) -> Response {
 }
 
 /// The views, the current one marked; the live status; sign-out with the session's token.
-fn header(console: &Console, session: &Session, current: Option<&str>) -> String {
-    let views: String = [(CONSOLE, "Calls"), (TOOLS, "Tools")]
+pub(super) fn header(console: &Console, session: &Session, current: Option<&str>) -> String {
+    let views: String = [(CONSOLE, "Calls"), (TOOLS, "Tools"), (REFUSALS, "Refusals")]
         .iter()
         .map(|(path, name)| {
             let here = if current == Some(*path) {
@@ -183,7 +183,7 @@ fn header(console: &Console, session: &Session, current: Option<&str>) -> String
     )
 }
 
-fn ms(value: Option<f64>) -> String {
+pub(super) fn ms(value: Option<f64>) -> String {
     match value {
         Some(ms) if ms < 10.0 => format!("{ms:.2}"),
         Some(ms) => format!("{ms:.0}"),

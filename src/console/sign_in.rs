@@ -89,7 +89,7 @@ pub(super) async fn sign_in(
 }
 
 /// A form posted from another site's page.
-fn not_posted_here() -> Response {
+pub(super) fn not_posted_here() -> Response {
     (
         StatusCode::FORBIDDEN,
         "The console's forms are answered only from its own pages.",

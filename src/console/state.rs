@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::paths::CONSOLE;
 use super::sessions::{Session, Sessions};
-use crate::activity::Activity;
+use crate::activity::{Activity, Refusals};
 use crate::intake::Intake;
 use crate::keys::{KeyDigest, KeySet};
 use crate::lockout::Lockout;
@@ -23,6 +23,8 @@ const COOKIE: &str = "latchkey_console";
 /// What the console needs from the rest of the server.
 pub struct ConsoleParts {
     pub activity: Arc<Activity>,
+    /// The requests refused lately (told by the gate).
+    pub refusals: Arc<Refusals>,
     pub keys: Arc<ArcSwap<KeySet>>,
     pub lockout: Arc<Lockout>,
     pub oauth: Option<Arc<OAuth>>,
@@ -39,6 +41,7 @@ pub struct ConsoleParts {
 
 pub struct Console {
     activity: Arc<Activity>,
+    refusals: Arc<Refusals>,
     keys: Arc<ArcSwap<KeySet>>,
     lockout: Arc<Lockout>,
     oauth: Option<Arc<OAuth>>,
@@ -53,6 +56,7 @@ impl Console {
     pub(super) fn new(parts: ConsoleParts) -> Self {
         Console {
             activity: parts.activity,
+            refusals: parts.refusals,
             keys: parts.keys,
             lockout: parts.lockout,
             oauth: parts.oauth,
@@ -66,6 +70,10 @@ impl Console {
 
     pub(super) fn activity(&self) -> &Activity {
         &self.activity
+    }
+
+    pub(super) fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     pub(super) fn lockout(&self) -> &Lockout {

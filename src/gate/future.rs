@@ -14,6 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::AuthMethod;
 use crate::cors;
+use crate::error_response::Refusal;
 use crate::telemetry::http::Record;
 
 /// The status logged for a request whose client went away before its response was ready
@@ -55,7 +56,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(record) = this.record.take() {
-                record.finish(CLIENT_CLOSED, *this.auth);
+                record.finish(CLIENT_CLOSED, *this.auth, None);
             }
         }
     }
@@ -119,7 +120,8 @@ where
             }
         };
         if let Some(record) = this.record.take() {
-            record.finish(response.status(), *this.auth);
+            let refusal = response.extensions().get::<Refusal>();
+            record.finish(response.status(), *this.auth, refusal);
         }
         Poll::Ready(Ok(response))
     }

@@ -52,6 +52,7 @@ use crate::oauth::OAuth;
 use crate::routes::{Access, Matched, Paths};
 use crate::telemetry::Export;
 use crate::telemetry::http::Record;
+use crate::telemetry::observe::RefusalObserver;
 
 pub use future::GateFuture;
 use verifier::{AccessTokens, Decision, Keys, Verifier};
@@ -102,6 +103,7 @@ struct Limits {
 pub struct GateLayer {
     checks: Arc<Checks>,
     export: Option<Export>,
+    refusals: Option<Arc<dyn RefusalObserver>>,
 }
 
 impl GateLayer {
@@ -132,7 +134,14 @@ impl GateLayer {
                 limits,
             }),
             export,
+            refusals: None,
         }
+    }
+
+    /// Every refused request is told to `observer` (the console's refusals view).
+    pub fn telling_refusals(mut self, observer: Option<Arc<dyn RefusalObserver>>) -> Self {
+        self.refusals = observer;
+        self
     }
 
     /// A gate that only takes keys out and logs (no route behind it needs a key); `paths`
@@ -141,6 +150,7 @@ impl GateLayer {
         Self {
             checks: Arc::new(Checks::None { paths }),
             export,
+            refusals: None,
         }
     }
 }
@@ -153,6 +163,7 @@ impl<S> Layer<S> for GateLayer {
             inner,
             checks: self.checks.clone(),
             export: self.export.clone(),
+            refusals: self.refusals.clone(),
             peer: None,
         }
     }
@@ -163,6 +174,7 @@ pub struct Gate<S> {
     inner: S,
     checks: Arc<Checks>,
     export: Option<Export>,
+    refusals: Option<Arc<dyn RefusalObserver>>,
     /// The connection's other end, set by `connections::serve`.
     peer: Option<Peer>,
 }
@@ -436,6 +448,9 @@ where
         );
         if matched.route.is_some_and(|route| paths.is_mcp(route)) {
             record.await_mcp_note(&mut request);
+        }
+        if let Some(refusals) = &self.refusals {
+            record.tell_refusals(refusals);
         }
         // A refused request never reaches the inner service, which is ready and reserves
         // nothing (axum's Router), so it is simply not called.

@@ -20,9 +20,11 @@ use opentelemetry_semantic_conventions::attribute::{
 
 use crate::auth::AuthMethod;
 use crate::clients::ClientAddr;
+use crate::error_response::Refusal;
 use crate::listen::Peer;
 use crate::telemetry::Export;
 use crate::telemetry::access_log::{Client, Line};
+use crate::telemetry::observe::{RefusalObserver, Refused};
 use crate::telemetry::trace::{Span, Start};
 
 /// The method as a value that costs no allocation (any method but an extension one).
@@ -106,7 +108,12 @@ pub struct Record {
     mcp: Option<McpNote>,
     /// With export on: the span, the route and the transport, for the span and the metric.
     export: Option<(Export, Span, Option<Arc<str>>, &'static str)>,
+    /// Who is told when the request is refused (the console).
+    refusals: Option<Arc<dyn RefusalObserver>>,
 }
+
+/// The statuses a refusal is told with.
+const REFUSED: [u16; 6] = [401, 403, 413, 414, 429, 503];
 
 impl Record {
     /// Starts the record (and, with `export`, the HTTP server span, which it leaves in the
@@ -134,6 +141,7 @@ impl Record {
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             mcp: None,
             export: None,
+            refusals: None,
         };
         if let Some(export) = export {
             let transport = transport(peer);
@@ -160,6 +168,33 @@ impl Record {
         let note = McpNote::default();
         request.extensions_mut().insert(note.clone());
         self.mcp = Some(note);
+    }
+
+    /// Tells `observer` when the request is refused.
+    pub fn tell_refusals(&mut self, observer: &Arc<dyn RefusalObserver>) {
+        self.refusals = Some(observer.clone());
+    }
+
+    /// Hands a refusal to the observer: why from the error body's [`Refusal`], or the
+    /// status's reason.
+    fn tell_refused(&self, status: StatusCode, refusal: Option<&Refusal>) {
+        let Some(observer) = &self.refusals else {
+            return;
+        };
+        if !REFUSED.contains(&status.as_u16()) {
+            return;
+        }
+        let reason = status.canonical_reason().unwrap_or("");
+        let user_agent = self.user_agent();
+        observer.refused(&Refused {
+            status: status.as_u16(),
+            error: refusal.map_or(reason, |r| r.error),
+            description: refusal.map_or("", |r| &r.description),
+            client: self.client.as_ref().map(|c| c.to_string()),
+            method: self.method.as_str(),
+            path: self.path.as_str(),
+            user_agent: user_agent.as_deref(),
+        });
     }
 
     fn user_agent(&self) -> Option<Cow<'_, str>> {
@@ -216,9 +251,16 @@ impl Record {
         })
     }
 
-    /// Writes the access log line, ends the span and records
-    /// `http.server.request.duration`. `auth`: how the key came, when one was accepted.
-    pub fn finish(mut self, status: StatusCode, auth: Option<AuthMethod>) {
+    /// Writes the access log line, ends the span, records `http.server.request.duration`
+    /// and tells a refusal. `auth`: how the key came, when one was accepted; `refusal`: the
+    /// answer's, when it was an error body.
+    pub fn finish(
+        mut self,
+        status: StatusCode,
+        auth: Option<AuthMethod>,
+        refusal: Option<&Refusal>,
+    ) {
+        self.tell_refused(status, refusal);
         let elapsed = self.start.elapsed();
         if let Some((export, mut span, route, transport)) = self.export.take() {
             span.set_attribute(KeyValue::new(

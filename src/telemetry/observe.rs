@@ -111,3 +111,24 @@ impl Observer for Metrics {
         recorder.record(operation.duration.as_secs_f64(), &attributes[..given]);
     }
 }
+
+/// A request refused (401, 403, 413, 414, 429 or 503), as whoever watches refusals is handed
+/// it: what the access log line has, and why. Never a header, a query or a key: the path is
+/// the one the log shows (a key in it is gone).
+#[derive(Debug)]
+pub struct Refused<'a> {
+    pub status: u16,
+    /// The error body's `error`, or the status's reason for an answer with no such body.
+    pub error: &'a str,
+    pub description: &'a str,
+    /// The client's address, as the log line shows it.
+    pub client: Option<String>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Sees every refused request, on the request's own task: keep it short and never block.
+pub trait RefusalObserver: Send + Sync + std::fmt::Debug {
+    fn refused(&self, refused: &Refused<'_>);
+}
