@@ -213,8 +213,15 @@ impl Store {
             return Ok(());
         };
         let mut records = Vec::with_capacity(calls.len() * 64);
+        // Each written into a buffer on the stack and copied on: postcard's `Vec` flavours
+        // push byte by byte, which cost twice as much.
+        let mut buffer = [0u8; 1024];
         for call in calls {
-            records = postcard::to_extend(&to_row(call), records)?;
+            let row = to_row(call);
+            match postcard::to_slice(&row, &mut buffer) {
+                Ok(written) => records.extend_from_slice(written),
+                Err(_) => records.extend_from_slice(&postcard::to_allocvec(&row)?),
+            }
         }
         let transaction = self.connection.transaction()?;
         transaction
