@@ -210,7 +210,7 @@ impl Lockout {
                 })
             })
             .collect();
-        locked.sort_by(|a, b| b.retry_after.cmp(&a.retry_after));
+        locked.sort_by_key(|l| std::cmp::Reverse(l.retry_after));
         locked.truncate(limit);
         locked
     }
@@ -295,7 +295,10 @@ mod tests {
         assert!(lockout.unlock("2001:db8:1:2::/64"));
         assert!(!lockout.unlock("2001:db8:1:2::/64"), "once");
         assert!(lockout.check(ip("2001:db8:1:2::ffff")).is_ok());
-        assert!(lockout.check(ip("192.0.2.1")).is_err(), "the others stay locked");
+        assert!(
+            lockout.check(ip("192.0.2.1")).is_err(),
+            "the others stay locked"
+        );
     }
 
     #[test]

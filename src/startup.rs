@@ -146,7 +146,7 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
     let console = activity.zip(refusals.clone()).map(|(activity, refusals)| {
         console_parts(
             args,
-            (activity, refusals),
+            (activity, refusals, upstreams.clone()),
             &keys,
             &lockout,
             &oauth,
@@ -188,7 +188,7 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
 /// it is and whether its cookie is `Secure` (an https public URL, or TLS served here).
 fn console_parts(
     args: &ServeArgs,
-    (activity, refusals): (Arc<Activity>, Arc<Refusals>),
+    (activity, refusals, upstreams): (Arc<Activity>, Arc<Refusals>, Option<Upstreams>),
     keys: &Arc<ArcSwap<KeySet>>,
     lockout: &Arc<Lockout>,
     oauth: &Option<Arc<OAuth>>,
@@ -199,6 +199,7 @@ fn console_parts(
     ConsoleParts {
         activity,
         refusals,
+        upstreams,
         keys: keys.clone(),
         lockout: lockout.clone(),
         oauth: oauth.clone(),

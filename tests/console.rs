@@ -655,7 +655,10 @@ fn csrf_of(page: &str) -> String {
 async fn refusals_are_shown_without_their_keys_and_a_locked_address_is_unlocked() {
     let app = App::start(Spawn::default().args(&["--max-key-failures", "3"]));
     let browser = Browser::new();
-    assert_eq!(sign_in(&browser, &app, KEY).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        sign_in(&browser, &app, KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
     let (_, page) = text(browser.get(app.url("/console/refusals")).await).await;
     assert!(page.contains("No address is locked out"), "{page}");
 
@@ -670,8 +673,15 @@ async fn refusals_are_shown_without_their_keys_and_a_locked_address_is_unlocked(
         let refused = mcp(app.url("/mcp"), wrong).send().await.unwrap();
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     }
-    let in_path = mcp_post(&client, &app.url(&format!("/mcp/{wrong}")), &call_hello("Ada"));
-    assert_eq!(in_path.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let in_path = mcp_post(
+        &client,
+        &app.url(&format!("/mcp/{wrong}")),
+        &call_hello("Ada"),
+    );
+    assert_eq!(
+        in_path.send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     let locked = mcp(app.url("/mcp"), KEY).send().await.unwrap();
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
 
@@ -685,19 +695,31 @@ async fn refusals_are_shown_without_their_keys_and_a_locked_address_is_unlocked(
         .find(|row| row.contains("POST /mcp<") && row.contains(">401<"))
         .expect("the wrong keys' row");
     // The key in the path was taken out of it, as from the header: one kind, three times.
-    assert!(bearer_row.contains("<td class=\"n\">3</td>"), "counted: {bearer_row}");
-    assert!(!page.contains(wrong) && !page.contains(KEY), "no key on the page");
+    assert!(
+        bearer_row.contains("<td class=\"n\">3</td>"),
+        "counted: {bearer_row}"
+    );
+    assert!(
+        !page.contains(wrong) && !page.contains(KEY),
+        "no key on the page"
+    );
 
     // A forged unlock changes nothing; the session's own unlocks.
     let forged = browser
-        .post(app.url("/console/unlock"), &[("csrf", "forged"), ("who", "127.0.0.1")])
+        .post(
+            app.url("/console/unlock"),
+            &[("csrf", "forged"), ("who", "127.0.0.1")],
+        )
         .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let still = mcp(app.url("/mcp"), KEY).send().await.unwrap();
     assert_eq!(still.status(), StatusCode::TOO_MANY_REQUESTS);
     let csrf = csrf_of(&page);
     let unlocked = browser
-        .post(app.url("/console/unlock"), &[("csrf", csrf.as_str()), ("who", "127.0.0.1")])
+        .post(
+            app.url("/console/unlock"),
+            &[("csrf", csrf.as_str()), ("who", "127.0.0.1")],
+        )
         .await;
     assert_eq!(unlocked.status(), StatusCode::SEE_OTHER);
     let served = mcp(app.url("/mcp"), KEY).send().await.unwrap();
@@ -705,4 +727,42 @@ async fn refusals_are_shown_without_their_keys_and_a_locked_address_is_unlocked(
     let (_, page) = text(browser.get(app.url("/console/refusals")).await).await;
     assert!(page.contains("No address is locked out"), "{page}");
     assert!(!app.output().contains(wrong), "no key in the log");
+}
+
+#[tokio::test]
+async fn the_upstreams_view_shows_state_tools_and_the_last_error_after_a_crash() {
+    use common::upstreams::{call as call_upstream, front_python, wait_ready};
+    let app = front_python(&[], &[]).await;
+    let browser = Browser::new();
+    assert_eq!(
+        sign_in(&browser, &app, KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (status, page) = text(browser.get(app.url("/console/upstreams")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<span class=\"state ready\">ready</span>"),
+        "{page}"
+    );
+    assert!(page.contains("<td>echo</td>"), "its tools: {page}");
+    assert!(page.contains("connected again 0 time(s)") && page.contains("no error since start"));
+
+    // It crashes mid-call and is connected again: the view says so, with why.
+    let answer = call_upstream(&app, "crash", serde_json::json!({})).await;
+    assert!(
+        answer["error"].is_object() || answer["result"]["isError"] == true,
+        "{answer}"
+    );
+    common::eventually("the upstream to be connected again", || async {
+        let (_, page) = text(browser.get(app.url("/console/upstreams")).await).await;
+        page.contains("connected again 1 time(s)")
+    })
+    .await;
+    wait_ready(&app).await;
+    let (_, page) = text(browser.get(app.url("/console/upstreams")).await).await;
+    assert!(
+        page.contains("last error, ") && page.contains("class=\"error\""),
+        "{page}"
+    );
+    assert!(!page.contains(KEY));
 }

@@ -125,7 +125,10 @@ mod tests {
         refusals.refused(&refused("192.0.2.2", "/mcp"));
         let rows = refusals.recent();
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].client.as_deref(), rows[0].count), (Some("192.0.2.2"), 1));
+        assert_eq!(
+            (rows[0].client.as_deref(), rows[0].count),
+            (Some("192.0.2.2"), 1)
+        );
         assert_eq!(rows[1].count, 1000);
         let long = "/x".repeat(10_000);
         for i in 0..KEPT + 50 {

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
-use tokio::sync::broadcast;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
+use tokio::sync::broadcast;
 
 use super::state::Console;
 use crate::activity::{Call, TooManyWatchers, Watcher, Watching};

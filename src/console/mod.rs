@@ -9,6 +9,7 @@
 //! - `page`: the server-rendered pages (the script and style are files served here, so the
 //!   Content-Security-Policy allows no inline code);
 //! - `feed`: the live streams, Server-Sent Events for the page and JSON lines for `watch`;
+//! - `upstreams`: each upstream's state, reconnects, last error and tools;
 //! - `refusals`: the requests refused lately and the addresses locked out, with unlock.
 //!
 //! Before a key is known, the sign-in reads a bounded body (`crate::intake`), counts a wrong
@@ -24,6 +25,7 @@ mod refusals;
 mod sessions;
 mod sign_in;
 mod state;
+mod upstreams;
 
 use std::sync::Arc;
 
@@ -52,6 +54,7 @@ pub fn router(parts: ConsoleParts) -> Router {
         .route(&format!("{base}{EVENTS}"), get(feed::events))
         .route(&format!("{base}{TOOLS}"), get(sign_in::tools))
         .route(&format!("{base}{REFUSALS}"), get(refusals::show))
+        .route(&format!("{base}{UPSTREAMS}"), get(upstreams::show))
         .route(&format!("{base}{SCRIPT}"), get(page::script))
         .route(&format!("{base}{STYLE}"), get(page::style))
         .route(&format!("{base}{ACTIVITY}"), get(feed::lines))

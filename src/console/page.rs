@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
-use super::paths::{CONSOLE, EVENTS, REFUSALS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS};
+use super::paths::{CONSOLE, EVENTS, REFUSALS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS, UPSTREAMS};
 use super::sessions::Session;
 use super::state::Console;
 use crate::activity::Call;
@@ -160,20 +160,25 @@ pub fn calls(console: &Console, session: &Session) -> Response {
 
 /// The views, the current one marked; the live status; sign-out with the session's token.
 pub(super) fn header(console: &Console, session: &Session, current: Option<&str>) -> String {
-    let views: String = [(CONSOLE, "Calls"), (TOOLS, "Tools"), (REFUSALS, "Refusals")]
-        .iter()
-        .map(|(path, name)| {
-            let here = if current == Some(*path) {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            format!(
-                "<a href=\"{}\"{here}>{name}</a>",
-                escape(&console.path(path))
-            )
-        })
-        .collect();
+    let views: String = [
+        (CONSOLE, "Calls"),
+        (TOOLS, "Tools"),
+        (UPSTREAMS, "Upstreams"),
+        (REFUSALS, "Refusals"),
+    ]
+    .iter()
+    .map(|(path, name)| {
+        let here = if current == Some(*path) {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        format!(
+            "<a href=\"{}\"{here}>{name}</a>",
+            escape(&console.path(path))
+        )
+    })
+    .collect();
     format!(
         "<header><h1>latchkey console</h1><nav>{views}</nav><span id=\"status\"></span>\
          <form method=\"post\" action=\"{sign_out}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\

@@ -7,12 +7,13 @@ pub const SIGN_OUT: &str = "/console/sign-out";
 pub const EVENTS: &str = "/console/events";
 pub const TOOLS: &str = "/console/tools";
 pub const REFUSALS: &str = "/console/refusals";
+pub const UPSTREAMS: &str = "/console/upstreams";
 pub const UNLOCK: &str = "/console/unlock";
 pub const SCRIPT: &str = "/console/console.js";
 pub const STYLE: &str = "/console/console.css";
 /// Every path above: the Host/Origin guard, no key (the console signs in itself).
-pub const PATHS: [&str; 9] = [
-    CONSOLE, SIGN_IN, SIGN_OUT, EVENTS, TOOLS, REFUSALS, UNLOCK, SCRIPT, STYLE,
+pub const PATHS: [&str; 10] = [
+    CONSOLE, SIGN_IN, SIGN_OUT, EVENTS, TOOLS, UPSTREAMS, REFUSALS, UNLOCK, SCRIPT, STYLE,
 ];
 /// The feed `latchkey watch` reads, behind the key.
 pub const ACTIVITY: &str = "/activity";

@@ -22,10 +22,8 @@ use crate::lockout::Locked;
 const LOCKED_SHOWN: usize = 100;
 
 fn at(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
 }
 
 fn refusal_row(row: &RefusalRow) -> String {
@@ -91,7 +89,10 @@ fn page(console: &Console, session: &Session) -> Response {
          <p>The same refusal from the same client is counted on one row.</p>{refusals}</main>",
         header = header(console, session, Some(REFUSALS)),
     );
-    respond(StatusCode::OK, document(console, "Refusals – latchkey", &body))
+    respond(
+        StatusCode::OK,
+        document(console, "Refusals – latchkey", &body),
+    )
 }
 
 /// The refusals view when signed in, the sign-in page otherwise.

@@ -16,6 +16,7 @@ use crate::intake::Intake;
 use crate::keys::{KeyDigest, KeySet};
 use crate::lockout::Lockout;
 use crate::oauth::{OAuth, Typed};
+use crate::upstream::Upstreams;
 
 /// The cookie naming a session, scoped to `{base}/console`.
 const COOKIE: &str = "latchkey_console";
@@ -25,6 +26,7 @@ pub struct ConsoleParts {
     pub activity: Arc<Activity>,
     /// The requests refused lately (told by the gate).
     pub refusals: Arc<Refusals>,
+    pub upstreams: Option<Upstreams>,
     pub keys: Arc<ArcSwap<KeySet>>,
     pub lockout: Arc<Lockout>,
     pub oauth: Option<Arc<OAuth>>,
@@ -42,6 +44,7 @@ pub struct ConsoleParts {
 pub struct Console {
     activity: Arc<Activity>,
     refusals: Arc<Refusals>,
+    upstreams: Option<Upstreams>,
     keys: Arc<ArcSwap<KeySet>>,
     lockout: Arc<Lockout>,
     oauth: Option<Arc<OAuth>>,
@@ -57,6 +60,7 @@ impl Console {
         Console {
             activity: parts.activity,
             refusals: parts.refusals,
+            upstreams: parts.upstreams,
             keys: parts.keys,
             lockout: parts.lockout,
             oauth: parts.oauth,
@@ -74,6 +78,10 @@ impl Console {
 
     pub(super) fn refusals(&self) -> &Refusals {
         &self.refusals
+    }
+
+    pub(super) fn upstreams(&self) -> Option<&Upstreams> {
+        self.upstreams.as_ref()
     }
 
     pub(super) fn lockout(&self) -> &Lockout {

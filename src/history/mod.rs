@@ -303,7 +303,9 @@ mod tests {
     fn a_file_of_an_older_layout_is_moved_aside_and_io_is_never_kept() {
         let dir = tempfile::tempdir().unwrap();
         let older = rusqlite::Connection::open(dir.path().join(FILE)).unwrap();
-        older.execute_batch("CREATE TABLE calls (id INTEGER)").unwrap();
+        older
+            .execute_batch("CREATE TABLE calls (id INTEGER)")
+            .unwrap();
         drop(older);
         let (history, last, _) = History::open(dir.path(), KEEP, 10).unwrap();
         assert!(last.is_empty());
@@ -314,7 +316,13 @@ mod tests {
         history.close(Duration::from_secs(10));
         let aside = std::fs::read_dir(dir.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("broken-"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("broken-")
+            })
             .count();
         assert_eq!(aside, 1);
         drop(history);
@@ -324,7 +332,10 @@ mod tests {
         for suffix in ["", "-wal"] {
             let file = std::fs::read(dir.path().join(format!("{FILE}{suffix}")));
             let file = file.unwrap_or_default();
-            assert!(!file.windows(6).any(|w| w == b"Lisbon"), "arguments are not kept");
+            assert!(
+                !file.windows(6).any(|w| w == b"Lisbon"),
+                "arguments are not kept"
+            );
         }
     }
 

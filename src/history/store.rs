@@ -306,9 +306,9 @@ impl Store {
 
     /// The highest call id kept: the next process counts on from it.
     pub fn last_id(&self) -> Result<u64, StoreError> {
-        let id: Option<i64> = self
-            .connection
-            .query_row("SELECT max(last_id) FROM batches", [], |r| r.get(0))?;
+        let id: Option<i64> =
+            self.connection
+                .query_row("SELECT max(last_id) FROM batches", [], |r| r.get(0))?;
         Ok(id.unwrap_or(0) as u64)
     }
 }
@@ -419,9 +419,7 @@ fn gather(calls: &[std::sync::Arc<Call>]) -> Vec<Slot> {
             continue;
         };
         let slot = call.at_ms / SLOT_MS;
-        let found = slots
-            .iter()
-            .rposition(|s| s.slot == slot && s.tool == tool);
+        let found = slots.iter().rposition(|s| s.slot == slot && s.tool == tool);
         let index = found.unwrap_or_else(|| {
             slots.push(Slot {
                 tool: tool.to_owned(),

@@ -98,6 +98,34 @@ pub struct Upstream {
     /// Requests timed out since the last answer: a child wedged mid-line is connected and
     /// answers nothing, which `/healthz` reports as degraded.
     unanswered: AtomicU32,
+    track: Arc<Track>,
+}
+
+/// What the console shows of an upstream's past: how often it connected again after it had
+/// been ready, and the last reason it went down (redacted as its log lines are).
+#[derive(Debug, Default)]
+pub struct Track {
+    reconnects: AtomicU32,
+    last_error: std::sync::Mutex<Option<(std::time::SystemTime, String)>>,
+}
+
+impl Track {
+    pub fn reconnects(&self) -> u32 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// When it last went down, and why.
+    pub fn last_error(&self) -> Option<(std::time::SystemTime, String)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn went_down(&self, reason: &str) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::SystemTime::now(), reason.to_owned()));
+    }
 }
 
 /// Timeouts in a row after which an upstream counts as degraded.
@@ -190,8 +218,10 @@ impl Upstream {
             state,
             done,
             unanswered: AtomicU32::new(0),
+            track: Arc::default(),
         };
         let hub = Hub {
+            track: upstream.track.clone(),
             name,
             log: LogLines::new(config.target.secrets()),
             notices,
@@ -229,6 +259,11 @@ impl Upstream {
 
     pub fn state(&self) -> State {
         self.state.borrow().clone()
+    }
+
+    /// Its reconnects and last error.
+    pub fn track(&self) -> &Track {
+        &self.track
     }
 
     /// The live connection, or the JSON-RPC error a call gets while there is none.
@@ -316,6 +351,7 @@ impl Upstream {
 /// What each connection's [`Listener`] is made of.
 struct Hub {
     name: Arc<str>,
+    track: Arc<Track>,
     log: LogLines,
     notices: broadcast::Sender<Notice>,
     progress: Arc<ProgressRoutes>,
@@ -401,6 +437,7 @@ async fn supervise(
     // in a row is a crash loop, which waits the backoff instead of reconnecting at once.
     let mut ended_young = false;
     let mut last_failure: Option<String> = None;
+    let mut was_ready = false;
     loop {
         let _ = state.send(State::Starting);
         let attempt = config.target.connect(hub.listener(), hub.progress.clone());
@@ -419,6 +456,9 @@ async fn supervise(
                     .trim_end()
                     .to_owned();
                 tracing::info!(upstream = name, "upstream ready{server}");
+                if std::mem::replace(&mut was_ready, true) {
+                    hub.track.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 last_failure = None;
                 let _ = state.send(State::Ready(connection));
                 let ready_at = tokio::time::Instant::now();
@@ -438,6 +478,7 @@ async fn supervise(
                 ended_young = young;
                 if !looping {
                     let reason = hub.log.show(reason.as_bytes());
+                    hub.track.went_down(&reason);
                     tracing::warn!(
                         upstream = name,
                         "upstream down: {reason}; connecting again now"
@@ -464,6 +505,7 @@ async fn supervise(
                  logged again when the reason changes)"
             );
         }
+        hub.track.went_down(&reason);
         last_failure = Some(reason.clone());
         let _ = state.send(State::Down(reason));
         tokio::select! {
