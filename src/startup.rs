@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::activity::{Activity, Refusals};
+use crate::activity::{Activity, Requests};
 use crate::address_file::{AddressFile, Addresses};
 use crate::cli::ServeArgs;
 use crate::clients::AllowedClients;
@@ -39,7 +39,7 @@ use crate::mcp::span::McpTracing;
 use crate::oauth::OAuth;
 use crate::routes::{self, McpOptions, Paths, SessionLimits};
 use crate::telemetry::Export;
-use crate::telemetry::observe::{Observers, RefusalObserver};
+use crate::telemetry::observe::{ExchangeObserver, Observers};
 use crate::tls::Tls;
 use crate::tls::listener::TlsListener;
 use crate::upstream::Upstreams;
@@ -142,11 +142,11 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
         (_, export) => export,
     };
     let paths = Paths::new(&args.listen.base_path, oauth.is_some(), activity.is_some());
-    let refusals = activity.as_ref().map(|_| Arc::new(Refusals::default()));
-    let console = activity.zip(refusals.clone()).map(|(activity, refusals)| {
+    let requests = activity.as_ref().map(|_| Arc::new(Requests::default()));
+    let console = activity.zip(requests.clone()).map(|(activity, requests)| {
         console_parts(
             args,
-            (activity, refusals, upstreams.clone()),
+            (activity, requests, upstreams.clone()),
             &keys,
             &lockout,
             &oauth,
@@ -166,7 +166,7 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
     let redirect_gate = GateLayer::log_only(paths.clone(), export.clone());
     // In front of every route: the key leaves the request, then it is logged and checked.
     let gated = gate(args, paths, keys.clone(), lockout, oauth, export)
-        .telling_refusals(refusals.map(|r| r as Arc<dyn RefusalObserver>))
+        .telling(requests.map(|r| r as Arc<dyn ExchangeObserver>))
         .layer(router);
     Ok(App {
         gated,
@@ -184,11 +184,11 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
     })
 }
 
-/// What the console is made of: the activity and refusals it shows, what its sign-in checks with, where
+/// What the console is made of: the activity and requests it shows, what its sign-in checks with, where
 /// it is and whether its cookie is `Secure` (an https public URL, or TLS served here).
 fn console_parts(
     args: &ServeArgs,
-    (activity, refusals, upstreams): (Arc<Activity>, Arc<Refusals>, Option<Upstreams>),
+    (activity, requests, upstreams): (Arc<Activity>, Arc<Requests>, Option<Upstreams>),
     keys: &Arc<ArcSwap<KeySet>>,
     lockout: &Arc<Lockout>,
     oauth: &Option<Arc<OAuth>>,
@@ -198,7 +198,7 @@ fn console_parts(
     let public_url = args.public_url.public_url.as_ref();
     ConsoleParts {
         activity,
-        refusals,
+        requests,
         upstreams,
         keys: keys.clone(),
         lockout: lockout.clone(),

@@ -1660,3 +1660,100 @@ async fn almost_right_requests_are_refused_and_bidi_names_shown_escaped() {
     assert!(page.contains("Claude[U+202E]moc.evil[U+2066]"), "{page}");
     assert!(!page.contains('\u{202E}') && !page.contains('\u{2066}'));
 }
+
+/// Signs in to the console with the key; the session cookie and the page at `path`.
+async fn console_page(app: &App, cookie: Option<&str>, path: &str) -> (String, String) {
+    let http = client();
+    let cookie = match cookie {
+        Some(cookie) => cookie.to_owned(),
+        None => {
+            let signed_in = http
+                .post(app.url("/console/sign-in"))
+                .form(&[("secret", KEY)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+            let set = signed_in.headers()["set-cookie"].to_str().unwrap();
+            set.split(';').next().unwrap().to_owned()
+        }
+    };
+    let page = http
+        .get(app.url(path))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    (cookie, page.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_an_oauth_connection_step_by_step_and_revokes_its_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("python-client.json");
+    let app = start(dir.path(), "", &[]);
+    let url = app.url("/mcp");
+    let seen = tokio::task::block_in_place(|| python_client(&url, &store, &[], &[]));
+    assert_eq!(seen["text"][0], "Hello OAuth!");
+    let access = stored(&store)["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (cookie, page) = console_page(&app, None, "/console/clients").await;
+    let card = page
+        .split("<section class=\"client\">")
+        .find(|card| card.contains("/oauth/token"))
+        .unwrap_or_else(|| panic!("no client with a token step: {page}"));
+    // The connection, in order: the 401, discovery, registration, consent, token, then MCP.
+    let mut at = 0;
+    for step in [
+        "POST /mcp</td><td></td><td class=\"error\">401",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+        "POST /oauth/register",
+        "/oauth/authorize",
+        "POST /oauth/token",
+        "<td>initialize</td><td class=\"ok\">200",
+        "<td>tools/call</td><td class=\"ok\">200",
+    ] {
+        let found = card[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step} after {at}: {card}"));
+        at += found + step.len();
+    }
+    assert!(card.contains("authenticated by oauth"), "{card}");
+    assert!(
+        page.contains("Python SDK test client"),
+        "the grant is listed: {page}"
+    );
+    assert!(
+        !page.contains(&access) && !page.contains(KEY),
+        "no secret on the page"
+    );
+
+    // Revoked from the console: the token is refused at once.
+    let csrf = page
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(csrf, _)| csrf.to_owned())
+        .unwrap();
+    let client_id = page
+        .split_once("name=\"client\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(id, _)| id.to_owned())
+        .unwrap();
+    let revoked = client()
+        .post(app.url("/console/revoke"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("client", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(call_with(&app, "/mcp", &access).await, 401);
+    let (_, page) = console_page(&app, Some(&cookie), "/console/clients").await;
+    assert!(page.contains("No client holds a grant"), "{page}");
+    assert_nothing_secret_logged(&app, &[&access]);
+}

@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 pub mod call;
+pub mod clients;
 pub mod refusals;
 
 pub use call::{Call, MAX_NAME, Outcome};
+pub use clients::{ClientRow, Clients, Step};
 pub use refusals::{RefusalRow, Refusals};
 
 use crate::history::History;
-use crate::telemetry::observe::{Finished, Observer, Side};
+use crate::telemetry::observe::{Exchange, ExchangeObserver, Finished, Observer, Side};
 
 /// Calls kept for a page opened now (each at most about 1 KiB, 9 KiB with tool I/O).
 pub const LIVE_ROWS: usize = 1000;
@@ -28,6 +30,21 @@ pub const BACKLOG: usize = 256;
 /// Pages and `latchkey watch`es watching at once, each kind at most this many (so that one
 /// kind, the feed any key reads, cannot keep the owner's pages out).
 pub const MAX_WATCHERS: usize = 8;
+
+/// The requests the console shows beside the calls: the refusals and the clients, told of
+/// every finished request by the gate.
+#[derive(Debug, Default)]
+pub struct Requests {
+    pub refusals: Refusals,
+    pub clients: Clients,
+}
+
+impl ExchangeObserver for Requests {
+    fn finished(&self, exchange: &Exchange<'_>) {
+        self.refusals.finished(exchange);
+        self.clients.finished(exchange);
+    }
+}
 
 /// Which kind of reader watches: a signed-in page, or the key's feed (`latchkey watch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

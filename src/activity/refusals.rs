@@ -7,8 +7,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::telemetry::observe::{RefusalObserver, Refused};
+use crate::telemetry::observe::Exchange;
 
+/// The statuses that are refusals.
+pub const REFUSED: [u16; 6] = [401, 403, 413, 414, 429, 503];
 /// Rows kept, the newest kind last seen first to stay.
 pub const KEPT: usize = 200;
 /// The most of any field a row keeps (a Host, a path and a User-Agent are the client's).
@@ -29,13 +31,44 @@ pub struct RefusalRow {
     pub user_agent: Option<String>,
 }
 
+/// What a refusal is, as its row keeps it.
+struct Kind<'a> {
+    status: u16,
+    error: &'a str,
+    description: &'a str,
+    client: Option<String>,
+    method: &'a str,
+    path: &'a str,
+    user_agent: Option<&'a str>,
+}
+
+impl<'a> Kind<'a> {
+    fn of(exchange: &Exchange<'a>) -> Self {
+        let (error, description) = exchange.error.unwrap_or_else(|| {
+            let reason = axum::http::StatusCode::from_u16(exchange.status)
+                .ok()
+                .and_then(|s| s.canonical_reason());
+            (reason.unwrap_or(""), "")
+        });
+        Kind {
+            status: exchange.status,
+            error: cut(error),
+            description: cut(description),
+            client: exchange.client.map(|c| cut(&c.to_string()).to_owned()),
+            method: cut(exchange.method),
+            path: cut(exchange.path),
+            user_agent: exchange.user_agent.map(cut),
+        }
+    }
+}
+
 impl RefusalRow {
-    fn is_kind_of(&self, refused: &Refused<'_>) -> bool {
-        self.status == refused.status
-            && self.error == cut(refused.error)
-            && self.client.as_deref() == refused.client.as_deref().map(cut)
-            && self.method == cut(refused.method)
-            && self.path == cut(refused.path)
+    fn is(&self, kind: &Kind<'_>) -> bool {
+        self.status == kind.status
+            && self.error == kind.error
+            && self.client == kind.client
+            && self.method == kind.method
+            && self.path == kind.path
     }
 }
 
@@ -67,18 +100,22 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl RefusalObserver for Refusals {
+impl Refusals {
     /// Counted on its kind's row (moved to the newest), or a new row in place of the
-    /// oldest: a scan of at most [`KEPT`] rows under the lock.
-    fn refused(&self, refused: &Refused<'_>) {
+    /// oldest: a scan of at most [`KEPT`] rows under the lock. Not a refusal: nothing.
+    pub fn finished(&self, exchange: &Exchange<'_>) {
+        if !REFUSED.contains(&exchange.status) {
+            return;
+        }
+        let kind = Kind::of(exchange);
         let now = now_ms();
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = rows.iter().rposition(|row| row.is_kind_of(refused)) {
+        if let Some(at) = rows.iter().rposition(|row| row.is(&kind)) {
             let mut row = rows.remove(at).expect("found above");
             row.count += 1;
             row.last_ms = now;
-            row.description = cut(refused.description).to_owned();
-            row.user_agent = refused.user_agent.map(|ua| cut(ua).to_owned());
+            row.description = kind.description.to_owned();
+            row.user_agent = kind.user_agent.map(str::to_owned);
             rows.push_back(row);
             return;
         }
@@ -89,13 +126,13 @@ impl RefusalObserver for Refusals {
             first_ms: now,
             last_ms: now,
             count: 1,
-            status: refused.status,
-            error: cut(refused.error).to_owned(),
-            description: cut(refused.description).to_owned(),
-            client: refused.client.as_deref().map(|c| cut(c).to_owned()),
-            method: cut(refused.method).to_owned(),
-            path: cut(refused.path).to_owned(),
-            user_agent: refused.user_agent.map(|ua| cut(ua).to_owned()),
+            status: kind.status,
+            error: kind.error.to_owned(),
+            description: kind.description.to_owned(),
+            client: kind.client,
+            method: kind.method.to_owned(),
+            path: kind.path.to_owned(),
+            user_agent: kind.user_agent.map(str::to_owned),
         });
     }
 }
@@ -103,26 +140,38 @@ impl RefusalObserver for Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::access_log::Client;
 
-    fn refused<'a>(client: &str, path: &'a str) -> Refused<'a> {
-        Refused {
+    fn refused<'a>(client: &'a Client, path: &'a str) -> Exchange<'a> {
+        Exchange {
             status: 401,
-            error: "invalid_token",
-            description: "wrong key",
-            client: Some(client.to_owned()),
+            error: Some(("invalid_token", "wrong key")),
+            client: Some(client),
             method: "POST",
             path,
             user_agent: Some("curl/8"),
+            auth: None,
+            mcp_method: None,
+            mcp_client: None,
+            duration: std::time::Duration::from_millis(1),
         }
+    }
+
+    fn ip(text: &str) -> Client {
+        Client::Ip(text.parse().unwrap())
     }
 
     #[test]
     fn a_kind_of_refusal_is_one_row_and_the_rows_are_bounded() {
         let refusals = Refusals::default();
         for _ in 0..1000 {
-            refusals.refused(&refused("192.0.2.1", "/mcp"));
+            refusals.finished(&refused(&ip("192.0.2.1"), "/mcp"));
         }
-        refusals.refused(&refused("192.0.2.2", "/mcp"));
+        refusals.finished(&refused(&ip("192.0.2.2"), "/mcp"));
+        let third = ip("192.0.2.3");
+        let mut served = refused(&third, "/mcp");
+        served.status = 200;
+        refusals.finished(&served);
         let rows = refusals.recent();
         assert_eq!(rows.len(), 2);
         assert_eq!(
@@ -132,7 +181,7 @@ mod tests {
         assert_eq!(rows[1].count, 1000);
         let long = "/x".repeat(10_000);
         for i in 0..KEPT + 50 {
-            refusals.refused(&refused(&format!("198.51.100.{i}"), &long));
+            refusals.finished(&refused(&ip(&format!("198.51.100.{i}")), &long));
         }
         let rows = refusals.recent();
         assert_eq!(rows.len(), KEPT);

@@ -9,6 +9,7 @@
 //! - `page`: the server-rendered pages (the script and style are files served here, so the
 //!   Content-Security-Policy allows no inline code);
 //! - `feed`: the live streams, Server-Sent Events for the page and JSON lines for `watch`;
+//! - `clients`: each client seen, with its connection timeline, and the OAuth grants;
 //! - `upstreams`: each upstream's state, reconnects, last error and tools;
 //! - `refusals`: the requests refused lately and the addresses locked out, with unlock.
 //!
@@ -18,6 +19,7 @@
 //! that shows headers or any part of a key, and arguments or results unless
 //! `--trace-tool-io` asks for them (redacted, cut, never kept).
 
+mod clients;
 mod feed;
 mod page;
 mod paths;
@@ -45,6 +47,7 @@ pub fn router(parts: ConsoleParts) -> Router {
         .route(&format!("{base}{SIGN_IN}"), post(sign_in::sign_in))
         .route(&format!("{base}{SIGN_OUT}"), post(sign_in::sign_out))
         .route(&format!("{base}{UNLOCK}"), post(refusals::unlock))
+        .route(&format!("{base}{REVOKE}"), post(clients::revoke))
         .layer(axum::middleware::from_fn_with_state(
             intake,
             crate::intake::bounded,
@@ -55,6 +58,7 @@ pub fn router(parts: ConsoleParts) -> Router {
         .route(&format!("{base}{TOOLS}"), get(sign_in::tools))
         .route(&format!("{base}{REFUSALS}"), get(refusals::show))
         .route(&format!("{base}{UPSTREAMS}"), get(upstreams::show))
+        .route(&format!("{base}{CLIENTS}"), get(clients::show))
         .route(&format!("{base}{SCRIPT}"), get(page::script))
         .route(&format!("{base}{STYLE}"), get(page::style))
         .route(&format!("{base}{ACTIVITY}"), get(feed::lines))

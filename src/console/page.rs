@@ -7,7 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
-use super::paths::{CONSOLE, EVENTS, REFUSALS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS, UPSTREAMS};
+use super::paths::{
+    CLIENTS, CONSOLE, EVENTS, REFUSALS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS, UPSTREAMS,
+};
 use super::sessions::Session;
 use super::state::Console;
 use crate::activity::Call;
@@ -163,6 +165,7 @@ pub(super) fn header(console: &Console, session: &Session, current: Option<&str>
     let views: String = [
         (CONSOLE, "Calls"),
         (TOOLS, "Tools"),
+        (CLIENTS, "Clients"),
         (UPSTREAMS, "Upstreams"),
         (REFUSALS, "Refusals"),
     ]

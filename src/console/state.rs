@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::paths::CONSOLE;
 use super::sessions::{Session, Sessions};
-use crate::activity::{Activity, Refusals};
+use crate::activity::{Activity, Clients, Refusals, Requests};
 use crate::intake::Intake;
 use crate::keys::{KeyDigest, KeySet};
 use crate::lockout::Lockout;
@@ -24,8 +24,8 @@ const COOKIE: &str = "latchkey_console";
 /// What the console needs from the rest of the server.
 pub struct ConsoleParts {
     pub activity: Arc<Activity>,
-    /// The requests refused lately (told by the gate).
-    pub refusals: Arc<Refusals>,
+    /// The requests refused lately and the clients seen (told by the gate).
+    pub requests: Arc<Requests>,
     pub upstreams: Option<Upstreams>,
     pub keys: Arc<ArcSwap<KeySet>>,
     pub lockout: Arc<Lockout>,
@@ -43,7 +43,7 @@ pub struct ConsoleParts {
 
 pub struct Console {
     activity: Arc<Activity>,
-    refusals: Arc<Refusals>,
+    requests: Arc<Requests>,
     upstreams: Option<Upstreams>,
     keys: Arc<ArcSwap<KeySet>>,
     lockout: Arc<Lockout>,
@@ -59,7 +59,7 @@ impl Console {
     pub(super) fn new(parts: ConsoleParts) -> Self {
         Console {
             activity: parts.activity,
-            refusals: parts.refusals,
+            requests: parts.requests,
             upstreams: parts.upstreams,
             keys: parts.keys,
             lockout: parts.lockout,
@@ -77,7 +77,15 @@ impl Console {
     }
 
     pub(super) fn refusals(&self) -> &Refusals {
-        &self.refusals
+        &self.requests.refusals
+    }
+
+    pub(super) fn clients(&self) -> &Clients {
+        &self.requests.clients
+    }
+
+    pub(super) fn oauth(&self) -> Option<&Arc<OAuth>> {
+        self.oauth.as_ref()
     }
 
     pub(super) fn upstreams(&self) -> Option<&Upstreams> {

@@ -52,7 +52,7 @@ use crate::oauth::OAuth;
 use crate::routes::{Access, Matched, Paths};
 use crate::telemetry::Export;
 use crate::telemetry::http::Record;
-use crate::telemetry::observe::RefusalObserver;
+use crate::telemetry::observe::ExchangeObserver;
 
 pub use future::GateFuture;
 use verifier::{AccessTokens, Decision, Keys, Verifier};
@@ -103,7 +103,7 @@ struct Limits {
 pub struct GateLayer {
     checks: Arc<Checks>,
     export: Option<Export>,
-    refusals: Option<Arc<dyn RefusalObserver>>,
+    observer: Option<Arc<dyn ExchangeObserver>>,
 }
 
 impl GateLayer {
@@ -134,13 +134,13 @@ impl GateLayer {
                 limits,
             }),
             export,
-            refusals: None,
+            observer: None,
         }
     }
 
-    /// Every refused request is told to `observer` (the console's refusals view).
-    pub fn telling_refusals(mut self, observer: Option<Arc<dyn RefusalObserver>>) -> Self {
-        self.refusals = observer;
+    /// Every finished request is told to `observer` (the console's refusals and clients).
+    pub fn telling(mut self, observer: Option<Arc<dyn ExchangeObserver>>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -150,7 +150,7 @@ impl GateLayer {
         Self {
             checks: Arc::new(Checks::None { paths }),
             export,
-            refusals: None,
+            observer: None,
         }
     }
 }
@@ -163,7 +163,7 @@ impl<S> Layer<S> for GateLayer {
             inner,
             checks: self.checks.clone(),
             export: self.export.clone(),
-            refusals: self.refusals.clone(),
+            observer: self.observer.clone(),
             peer: None,
         }
     }
@@ -174,7 +174,7 @@ pub struct Gate<S> {
     inner: S,
     checks: Arc<Checks>,
     export: Option<Export>,
-    refusals: Option<Arc<dyn RefusalObserver>>,
+    observer: Option<Arc<dyn ExchangeObserver>>,
     /// The connection's other end, set by `connections::serve`.
     peer: Option<Peer>,
 }
@@ -449,8 +449,8 @@ where
         if matched.route.is_some_and(|route| paths.is_mcp(route)) {
             record.await_mcp_note(&mut request);
         }
-        if let Some(refusals) = &self.refusals {
-            record.tell_refusals(refusals);
+        if let Some(observer) = &self.observer {
+            record.tell(observer);
         }
         // A refused request never reaches the inner service, which is ready and reserves
         // nothing (axum's Router), so it is simply not called.

@@ -264,6 +264,7 @@ impl<S> Traced<S> {
             extensions,
             &method,
             target.map(|(key, name)| (key, Arc::from(name))).as_ref(),
+            None,
         );
         Operation::new(&self.tracing.observers, Side::Server, None, method, None)
     }
@@ -433,7 +434,13 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
     let target = message
         .target
         .map(|(key, target)| (key, Arc::<str>::from(target)));
-    note(message.extensions, &message.method, target.as_ref());
+    let client = client_name(message.client.as_ref(), parts);
+    note(
+        message.extensions,
+        &message.method,
+        target.as_ref(),
+        client.as_ref(),
+    );
     let observed = tracing.is_observed();
     let arguments_bytes = message.arguments.filter(|_| observed).map(json_len);
     // With --trace-tool-io, redacted once for the span and the observers both.
@@ -442,7 +449,6 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
         .filter(|_| observed && tracing.tool_io)
         .map(|arguments| redact::json(&serde_json::Value::Object(arguments.clone())).to_string());
     let recorded_arguments = recorded.clone().map(cut);
-    let client = client_name(message.client.as_ref(), parts);
     let span = tracing.export.as_ref().map(|export| {
         let mut attributes = Vec::with_capacity(14);
         attributes.push(KeyValue::new(
@@ -498,12 +504,14 @@ fn note(
     extensions: &Extensions,
     method: &Cow<'static, str>,
     target: Option<&(&'static str, Arc<str>)>,
+    client: Option<&Arc<str>>,
 ) {
     let parts = extensions.get::<http::request::Parts>();
     if let Some(note) = parts.and_then(|p| p.extensions.get::<McpNote>()) {
         note.set(Noted {
             method: method.clone(),
             target: target.map(|(key, name)| (log_field(key), name.clone())),
+            client: client.cloned(),
         });
     }
 }

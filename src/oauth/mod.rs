@@ -32,7 +32,9 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use metadata::well_known;
-pub use server::{AUTHORIZE, ENDPOINTS, OAuth, REGISTER, REVOKE, SCOPE, TOKEN, TokenCheck, Typed};
+pub use server::{
+    AUTHORIZE, ENDPOINTS, GrantShown, OAuth, REGISTER, REVOKE, SCOPE, TOKEN, TokenCheck, Typed,
+};
 
 /// The OAuth routes under `base` (`{base}/oauth/…`); discovery is served by
 /// [`well_known`], which the routes' `/.well-known/` handler calls.

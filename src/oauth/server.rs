@@ -241,6 +241,28 @@ impl OAuth {
         result
     }
 
+    /// The grants now, as the console lists them: whose, and when (no token or hash).
+    pub fn grants_shown(&self) -> Vec<GrantShown> {
+        let mut store = self.store();
+        store
+            .refresh()
+            .grants()
+            .iter()
+            .map(|g| GrantShown {
+                client_id: g.client_id.clone(),
+                client_name: g.client_name.clone(),
+                created_at: g.created_at,
+                refreshed_at: g.refreshed_at,
+            })
+            .collect()
+    }
+
+    /// Revokes a client's grants and registration (as `latchkey oauth revoke --client`):
+    /// the registrations and grants removed.
+    pub fn revoke_client(&self, client_id: &str) -> anyhow::Result<(usize, usize)> {
+        self.store().change(|c| c.remove_client(client_id))
+    }
+
     /// Whether the secret a grant was made with is still configured.
     pub fn secret_is_live(&self, secret_id: &str) -> bool {
         self.keys.load().has_grant_id(secret_id)
@@ -302,4 +324,14 @@ impl OAuth {
             Verdict::Busy => Typed::Busy,
         }
     }
+}
+
+/// A grant as the console lists it.
+#[derive(Clone, Debug)]
+pub struct GrantShown {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub refreshed_at: u64,
 }

@@ -24,7 +24,7 @@ use crate::error_response::Refusal;
 use crate::listen::Peer;
 use crate::telemetry::Export;
 use crate::telemetry::access_log::{Client, Line};
-use crate::telemetry::observe::{RefusalObserver, Refused};
+use crate::telemetry::observe::{Exchange, ExchangeObserver};
 use crate::telemetry::trace::{Span, Start};
 
 /// The method as a value that costs no allocation (any method but an extension one).
@@ -69,6 +69,8 @@ pub struct Noted {
     pub method: Cow<'static, str>,
     /// `("tool", name)` or `("prompt", name)`.
     pub target: Option<(&'static str, Arc<str>)>,
+    /// Who the client said it is (`clientInfo`), when anything observes operations.
+    pub client: Option<Arc<str>>,
 }
 
 impl McpNote {
@@ -108,12 +110,9 @@ pub struct Record {
     mcp: Option<McpNote>,
     /// With export on: the span, the route and the transport, for the span and the metric.
     export: Option<(Export, Span, Option<Arc<str>>, &'static str)>,
-    /// Who is told when the request is refused (the console).
-    refusals: Option<Arc<dyn RefusalObserver>>,
+    /// Who is told of the request when it is finished (the console).
+    observer: Option<Arc<dyn ExchangeObserver>>,
 }
-
-/// The statuses a refusal is told with.
-const REFUSED: [u16; 6] = [401, 403, 413, 414, 429, 503];
 
 impl Record {
     /// Starts the record (and, with `export`, the HTTP server span, which it leaves in the
@@ -141,7 +140,7 @@ impl Record {
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             mcp: None,
             export: None,
-            refusals: None,
+            observer: None,
         };
         if let Some(export) = export {
             let transport = transport(peer);
@@ -170,30 +169,35 @@ impl Record {
         self.mcp = Some(note);
     }
 
-    /// Tells `observer` when the request is refused.
-    pub fn tell_refusals(&mut self, observer: &Arc<dyn RefusalObserver>) {
-        self.refusals = Some(observer.clone());
+    /// Tells `observer` of the request when it is finished.
+    pub fn tell(&mut self, observer: &Arc<dyn ExchangeObserver>) {
+        self.observer = Some(observer.clone());
     }
 
-    /// Hands a refusal to the observer: why from the error body's [`Refusal`], or the
-    /// status's reason.
-    fn tell_refused(&self, status: StatusCode, refusal: Option<&Refusal>) {
-        let Some(observer) = &self.refusals else {
+    /// Hands the finished request to the observer, with the error body's [`Refusal`].
+    fn tell_observer(
+        &self,
+        status: StatusCode,
+        auth: Option<AuthMethod>,
+        refusal: Option<&Refusal>,
+        duration: std::time::Duration,
+    ) {
+        let Some(observer) = &self.observer else {
             return;
         };
-        if !REFUSED.contains(&status.as_u16()) {
-            return;
-        }
-        let reason = status.canonical_reason().unwrap_or("");
         let user_agent = self.user_agent();
-        observer.refused(&Refused {
+        let noted = self.mcp.as_ref().and_then(|note| note.0.get());
+        observer.finished(&Exchange {
             status: status.as_u16(),
-            error: refusal.map_or(reason, |r| r.error),
-            description: refusal.map_or("", |r| &r.description),
-            client: self.client.as_ref().map(|c| c.to_string()),
+            error: refusal.map(|r| (r.error, &*r.description)),
+            client: self.client.as_ref().map(|c| c as &dyn std::fmt::Display),
             method: self.method.as_str(),
             path: self.path.as_str(),
             user_agent: user_agent.as_deref(),
+            auth,
+            mcp_method: noted.map(|n| &*n.method),
+            mcp_client: noted.and_then(|n| n.client.as_deref()),
+            duration,
         });
     }
 
@@ -260,8 +264,8 @@ impl Record {
         auth: Option<AuthMethod>,
         refusal: Option<&Refusal>,
     ) {
-        self.tell_refused(status, refusal);
         let elapsed = self.start.elapsed();
+        self.tell_observer(status, auth, refusal, elapsed);
         if let Some((export, mut span, route, transport)) = self.export.take() {
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",

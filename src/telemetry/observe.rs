@@ -9,6 +9,7 @@ use opentelemetry::{KeyValue, StringValue};
 
 use super::attribute;
 use super::metrics::Metrics;
+use crate::auth::AuthMethod;
 
 /// Which end of an MCP operation latchkey is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,23 +113,27 @@ impl Observer for Metrics {
     }
 }
 
-/// A request refused (401, 403, 413, 414, 429 or 503), as whoever watches refusals is handed
-/// it: what the access log line has, and why. Never a header, a query or a key: the path is
-/// the one the log shows (a key in it is gone).
-#[derive(Debug)]
-pub struct Refused<'a> {
+/// A finished HTTP request, as whoever watches requests (the console's refusals and
+/// clients) is handed it: what the access log line has, and why it was refused. Never a
+/// header, a query or a key: the path is the one the log shows (a key in it is gone).
+pub struct Exchange<'a> {
     pub status: u16,
-    /// The error body's `error`, or the status's reason for an answer with no such body.
-    pub error: &'a str,
-    pub description: &'a str,
-    /// The client's address, as the log line shows it.
-    pub client: Option<String>,
+    /// For an error body: its `error` and `error_description`.
+    pub error: Option<(&'a str, &'a str)>,
+    /// The client's address, as the log line shows it (`access_log::Client`).
+    pub client: Option<&'a dyn std::fmt::Display>,
     pub method: &'a str,
     pub path: &'a str,
     pub user_agent: Option<&'a str>,
+    /// How the key came, when one was accepted.
+    pub auth: Option<AuthMethod>,
+    /// For an MCP request: its JSON-RPC method, and who the client said it is.
+    pub mcp_method: Option<&'a str>,
+    pub mcp_client: Option<&'a str>,
+    pub duration: Duration,
 }
 
-/// Sees every refused request, on the request's own task: keep it short and never block.
-pub trait RefusalObserver: Send + Sync + std::fmt::Debug {
-    fn refused(&self, refused: &Refused<'_>);
+/// Sees every finished request, on the request's own task: keep it short and never block.
+pub trait ExchangeObserver: Send + Sync + std::fmt::Debug {
+    fn finished(&self, exchange: &Exchange<'_>);
 }
