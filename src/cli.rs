@@ -377,6 +377,13 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_TRACE_TOOL_IO", value_parser = BoolishValueParser::new())]
     pub trace_tool_io: bool,
 
+    /// Offer upstream tools only as approved: a new tool, or one whose description, schema
+    /// or annotations changed, is withheld from clients until you approve it in the console
+    /// (Tool changes). The first listing of an upstream is approved as it is. Approvals are
+    /// kept in pinned-tools.json in the state directory.
+    #[arg(long, env = "LATCHKEY_PIN_TOOLS", value_parser = BoolishValueParser::new())]
+    pub pin_tools: bool,
+
     /// Once every listener is bound, write where latchkey listens to this file (JSON: the
     /// http, https, redirect and unix URLs), e.g. to learn the ports given for :0. Removed at
     /// shutdown.

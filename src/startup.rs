@@ -42,7 +42,7 @@ use crate::telemetry::Export;
 use crate::telemetry::observe::{ExchangeObserver, Observers};
 use crate::tls::Tls;
 use crate::tls::listener::TlsListener;
-use crate::upstream::Upstreams;
+use crate::upstream::{Pins, Upstreams};
 use crate::url;
 
 /// Browsers remember for a year to come back over HTTPS only.
@@ -126,7 +126,7 @@ pub fn build(args: &ServeArgs, export: Option<Export>) -> anyhow::Result<App> {
     let hangups = hangups(shutdown.clone())?;
     let tls = Tls::setup(&args.tls, &shutdown, &hangups)?;
     let upstream_stop = CancellationToken::new();
-    let upstreams = Upstreams::start(args.upstream.configs()?, &upstream_stop);
+    let upstreams = Upstreams::start(args.upstream.configs()?, pins(args)?, &upstream_stop);
     let limits = &args.limits;
     let lockout = Arc::new(Lockout::new(limits.max_key_failures, limits.lockout));
     let intake = Arc::new(Intake::new(limits.header_timeout));
@@ -211,6 +211,25 @@ fn console_parts(
         session_lifetime: args.console_session_lifetime,
         shutdown: shutdown.clone(),
     }
+}
+
+/// With `--pin-tools`, the approved tools, read from the state directory: a file that
+/// cannot be read stops the start.
+fn pins(args: &ServeArgs) -> anyhow::Result<Option<Arc<Pins>>> {
+    if !args.pin_tools {
+        return Ok(None);
+    }
+    let state_dir = state_dir_or_default(args.keys.state_dir.as_deref())?;
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state_dir)
+        .map_err(|e| anyhow::anyhow!("cannot make {}: {e} (--state-dir)", state_dir.display()))?;
+    crate::file_modes::check_state_dir(&state_dir)?;
+    let pins =
+        Pins::open(state_dir.join(Pins::FILE)).map_err(|e| anyhow::anyhow!("{e} (--pin-tools)"))?;
+    Ok(Some(Arc::new(pins)))
 }
 
 /// The console's activity (unless `--no-console`), with its history opened in the state

@@ -766,3 +766,93 @@ async fn the_upstreams_view_shows_state_tools_and_the_last_error_after_a_crash()
     );
     assert!(!page.contains(KEY));
 }
+
+/// The names `tools/list` answers with, through latchkey.
+async fn listed_tools(app: &App) -> Vec<String> {
+    let body = common::rpc("tools/list", serde_json::json!({}));
+    let response = mcp_post(&http(), &app.url("/mcp"), &body)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = response.json().await.unwrap();
+    answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {answer}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The value of the hidden field `name` on `page`.
+fn field(page: &str, name: &str) -> String {
+    page.split_once(&format!("name=\"{name}\" value=\""))
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(value, _)| value.to_owned())
+        .unwrap_or_else(|| panic!("no {name} on {page}"))
+}
+
+#[tokio::test]
+async fn pinned_tools_withhold_a_new_tool_of_a_real_upstream_until_it_is_approved() {
+    use common::upstreams::{call as call_upstream, front_python, text as answer_text};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let app = front_python(
+        &["--pin-tools", "--state-dir", state.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    let before = listed_tools(&app).await;
+    assert!(
+        before.contains(&"echo".to_owned()),
+        "first use approves all: {before:?}"
+    );
+    // The upstream adds a tool and says its list changed.
+    let grew = call_upstream(&app, "grow", serde_json::json!({})).await;
+    assert_eq!(answer_text(&grew), "grew");
+    assert!(
+        !listed_tools(&app).await.contains(&"grown".to_owned()),
+        "withheld"
+    );
+    let refused = call_upstream(&app, "grown", serde_json::json!({})).await;
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("awaits approval"), "{refused}");
+
+    let browser = Browser::new();
+    assert_eq!(
+        sign_in(&browser, &app, KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = text(browser.get(app.url("/console/changes")).await).await;
+    assert!(page.contains("grown added"), "{page}");
+    assert!(
+        page.contains("+  &quot;description&quot;: &quot;Added by grow.&quot;"),
+        "{page}"
+    );
+    let form = [
+        ("csrf", field(&page, "csrf")),
+        ("upstream", field(&page, "upstream")),
+        ("tool", field(&page, "tool")),
+        ("digest", field(&page, "digest")),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut forged = form.clone();
+    forged[3].1 = "0000";
+    let conflict = browser.post(app.url("/console/approve"), &forged).await;
+    assert_eq!(
+        conflict.status(),
+        StatusCode::CONFLICT,
+        "not the version shown"
+    );
+    let approved = browser.post(app.url("/console/approve"), &form).await;
+    assert_eq!(approved.status(), StatusCode::SEE_OTHER);
+    assert!(listed_tools(&app).await.contains(&"grown".to_owned()));
+    assert_eq!(
+        answer_text(&call_upstream(&app, "grown", serde_json::json!({})).await),
+        "grown"
+    );
+    let pins = state.join("pinned-tools.json");
+    let mode = std::fs::metadata(&pins).unwrap_or_else(|e| panic!("{}: {e}", pins.display()));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+}

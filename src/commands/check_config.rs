@@ -12,7 +12,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let keys = args.keys.sources()?.load()?;
     let configs = args.upstream.configs()?;
     let stop = CancellationToken::new();
-    let upstreams = Upstreams::start(configs, &stop);
+    let upstreams = Upstreams::start(configs, None, &stop);
     let mut problems = Vec::new();
     let mut checked = 0;
     for upstream in upstreams.iter().flat_map(Upstreams::iter) {

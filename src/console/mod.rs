@@ -11,6 +11,7 @@
 //! - `feed`: the live streams, Server-Sent Events for the page and JSON lines for `watch`;
 //! - `clients`: each client seen, with its connection timeline, and the OAuth grants;
 //! - `upstreams`: each upstream's state, reconnects, last error and tools;
+//! - `changes`: the upstream tool changes as diffs, and (`--pin-tools`) approving them;
 //! - `refusals`: the requests refused lately and the addresses locked out, with unlock.
 //!
 //! Before a key is known, the sign-in reads a bounded body (`crate::intake`), counts a wrong
@@ -19,6 +20,7 @@
 //! that shows headers or any part of a key, and arguments or results unless
 //! `--trace-tool-io` asks for them (redacted, cut, never kept).
 
+mod changes;
 mod clients;
 mod feed;
 mod page;
@@ -48,6 +50,7 @@ pub fn router(parts: ConsoleParts) -> Router {
         .route(&format!("{base}{SIGN_OUT}"), post(sign_in::sign_out))
         .route(&format!("{base}{UNLOCK}"), post(refusals::unlock))
         .route(&format!("{base}{REVOKE}"), post(clients::revoke))
+        .route(&format!("{base}{APPROVE}"), post(changes::approve))
         .layer(axum::middleware::from_fn_with_state(
             intake,
             crate::intake::bounded,
@@ -59,6 +62,7 @@ pub fn router(parts: ConsoleParts) -> Router {
         .route(&format!("{base}{REFUSALS}"), get(refusals::show))
         .route(&format!("{base}{UPSTREAMS}"), get(upstreams::show))
         .route(&format!("{base}{CLIENTS}"), get(clients::show))
+        .route(&format!("{base}{CHANGES}"), get(changes::show))
         .route(&format!("{base}{SCRIPT}"), get(page::script))
         .route(&format!("{base}{STYLE}"), get(page::style))
         .route(&format!("{base}{ACTIVITY}"), get(feed::lines))

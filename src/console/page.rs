@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
 use super::paths::{
-    CLIENTS, CONSOLE, EVENTS, REFUSALS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS, UPSTREAMS,
+    CHANGES, CLIENTS, CONSOLE, EVENTS, REFUSALS, SCRIPT, SIGN_IN, SIGN_OUT, STYLE, TOOLS, UPSTREAMS,
 };
 use super::sessions::Session;
 use super::state::Console;
@@ -167,6 +167,7 @@ pub(super) fn header(console: &Console, session: &Session, current: Option<&str>
         (TOOLS, "Tools"),
         (CLIENTS, "Clients"),
         (UPSTREAMS, "Upstreams"),
+        (CHANGES, "Tool changes"),
         (REFUSALS, "Refusals"),
     ]
     .iter()

@@ -194,7 +194,7 @@ impl Bridge {
         method: &'static str,
         request: Option<PaginatedRequestParams>,
         fetch: F,
-        adapt: impl Fn(&Upstream, &mut Vec<L::Item>),
+        adapt: impl Fn(&Upstream, &mut Vec<L::Item>, bool),
     ) -> Result<L, McpError>
     where
         L: Listing,
@@ -204,11 +204,13 @@ impl Bridge {
         if let Some(upstream) = self.upstreams.only() {
             let connection = upstream.ready_connection().await?;
             let mut request = request;
+            let first_page = request.as_ref().is_none_or(|r| r.cursor.is_none());
             let call = self.call_listing(upstream, context, method, &mut request);
             let mut listed = self
                 .forward(upstream, context, call, fetch(connection.peer, request))
                 .await?;
-            adapt(upstream, listed.items());
+            let whole = first_page && listed.next_cursor().is_none();
+            adapt(upstream, listed.items(), whole);
             return Ok(listed);
         }
         let answers = futures::future::join_all(self.upstreams.iter().map(|upstream| async move {
@@ -223,7 +225,7 @@ impl Bridge {
             match answer {
                 Ok(mut theirs) => {
                     any = true;
-                    adapt(upstream, &mut theirs);
+                    adapt(upstream, &mut theirs, true);
                     items.append(&mut theirs);
                 }
                 Err(error) => {
@@ -529,6 +531,15 @@ impl ServerHandler for Bridge {
                     None,
                 ));
             }
+            if upstream.withholds(own) {
+                return Err(McpError::invalid_params(
+                    format!(
+                        "tool {asked:?} is new or changed and awaits approval in latchkey's \
+                         console (--pin-tools)"
+                    ),
+                    None,
+                ));
+            }
             let connection = upstream.ready_connection().await?;
             request.name = own.to_owned().into();
             Self::pass_meta(&context, &mut request);
@@ -672,13 +683,18 @@ impl ServerHandler for Bridge {
     }
 }
 
-/// The tools the upstream offers (its allow/deny entries that name no tool warned), renamed.
-fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>) {
+/// The tools the upstream offers (its allow/deny entries that name no tool warned), renamed;
+/// a whole listing is compared with the last (`upstream::inventory`), and with
+/// `--pin-tools` a tool not as approved is withheld.
+fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>, whole: bool) {
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for problem in upstream.unmatched_tool_entries(&names) {
         tracing::warn!(upstream = upstream.name(), "{problem}");
     }
-    tools.retain(|tool| upstream.offers_tool(&tool.name));
+    if whole {
+        upstream.inventory().observe(upstream.name(), tools);
+    }
+    tools.retain(|tool| upstream.offers_tool(&tool.name) && !upstream.withholds(&tool.name));
     if upstream.naming.prefix.is_some() {
         for tool in tools {
             tool.name = upstream.naming.name(&tool.name).into_owned().into();
@@ -687,14 +703,14 @@ fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>) {
 }
 
 /// An upstream's prompts, renamed.
-fn adapt_prompts(upstream: &Upstream, prompts: &mut Vec<Prompt>) {
+fn adapt_prompts(upstream: &Upstream, prompts: &mut Vec<Prompt>, _: bool) {
     for prompt in prompts {
         upstream.naming.rename(&mut prompt.name);
     }
 }
 
 /// An upstream's resources, names and URIs renamed.
-fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>) {
+fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>, _: bool) {
     for resource in resources {
         upstream.naming.rename(&mut resource.name);
         upstream.naming.rename_uri(&mut resource.uri);
@@ -702,7 +718,7 @@ fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>) {
 }
 
 /// An upstream's resource templates, names and URI templates renamed.
-fn adapt_templates(upstream: &Upstream, templates: &mut Vec<ResourceTemplate>) {
+fn adapt_templates(upstream: &Upstream, templates: &mut Vec<ResourceTemplate>, _: bool) {
     for template in templates {
         upstream.naming.rename(&mut template.name);
         upstream.naming.rename_uri(&mut template.uri_template);

@@ -17,6 +17,7 @@ mod config_file;
 pub mod error;
 mod http;
 mod http_client;
+pub mod inventory;
 pub mod lines;
 pub mod log_line;
 pub mod names;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::Connection;
 pub use http::HttpTarget;
+pub use inventory::{Inventory, Pins};
 pub use stdio::StdioCommand;
 
 use client::Session;
@@ -99,6 +101,7 @@ pub struct Upstream {
     /// answers nothing, which `/healthz` reports as degraded.
     unanswered: AtomicU32,
     track: Arc<Track>,
+    inventory: Inventory,
 }
 
 /// What the console shows of an upstream's past: how often it connected again after it had
@@ -145,12 +148,17 @@ pub struct Upstreams(Arc<[Upstream]>);
 
 impl Upstreams {
     /// Starts supervising each of `configs` until `shutdown`; `None` when there are none.
-    /// With more than one, their names prefix what they offer ([`names`]).
-    pub fn start(configs: Vec<UpstreamConfig>, shutdown: &CancellationToken) -> Option<Self> {
+    /// With more than one, their names prefix what they offer ([`names`]). With `pins`
+    /// (`--pin-tools`), their tools are offered only as approved.
+    pub fn start(
+        configs: Vec<UpstreamConfig>,
+        pins: Option<Arc<Pins>>,
+        shutdown: &CancellationToken,
+    ) -> Option<Self> {
         let prefixed = configs.len() > 1;
         let upstreams: Arc<[Upstream]> = configs
             .into_iter()
-            .map(|config| Upstream::start(config, prefixed, shutdown.clone()))
+            .map(|config| Upstream::start(config, prefixed, pins.clone(), shutdown.clone()))
             .collect();
         (!upstreams.is_empty()).then_some(Upstreams(upstreams))
     }
@@ -201,7 +209,12 @@ impl Upstreams {
 
 impl Upstream {
     /// Starts supervising `config` until `shutdown`; returns at once (state `Starting`).
-    fn start(config: UpstreamConfig, prefixed: bool, shutdown: CancellationToken) -> Self {
+    fn start(
+        config: UpstreamConfig,
+        prefixed: bool,
+        pins: Option<Arc<Pins>>,
+        shutdown: CancellationToken,
+    ) -> Self {
         let (state_tx, state) = watch::channel(State::Starting);
         let (done_tx, done) = watch::channel(false);
         let name: Arc<str> = Arc::from(config.name.as_str());
@@ -219,6 +232,7 @@ impl Upstream {
             done,
             unanswered: AtomicU32::new(0),
             track: Arc::default(),
+            inventory: Inventory::new(pins),
         };
         let hub = Hub {
             track: upstream.track.clone(),
@@ -264,6 +278,16 @@ impl Upstream {
     /// Its reconnects and last error.
     pub fn track(&self) -> &Track {
         &self.track
+    }
+
+    /// Its tools as last listed, and their changes.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Whether its tool `tool` (by its own name) is withheld awaiting approval.
+    pub fn withholds(&self, tool: &str) -> bool {
+        self.inventory.withholds(&self.name, tool)
     }
 
     /// The live connection, or the JSON-RPC error a call gets while there is none.
