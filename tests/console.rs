@@ -305,9 +305,32 @@ async fn what_a_client_chose_is_shown_as_text_and_no_secret_is_shown_at_all() {
     );
     let lines = kept_calls(&app, "recent=10&follow=false", KEY).await;
     assert_eq!(lines.lines().count(), 3, "{lines}");
+    // Refused, with a hostile User-Agent and a wrong key that holds the right one, in the
+    // query and in the path: the clients and refusals views show neither key.
+    let near = format!("{KEY}x");
+    for url in [format!("/mcp?api_key={near}"), format!("/mcp/{near}")] {
+        let refused = mcp_post(&http(), &app.url(&url), &body)
+            .header("user-agent", "<script>agent()</script>")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let mut views = String::new();
+    for view in ["clients", "upstreams", "changes", "refusals", "tools"] {
+        let (status, page) = text(browser.get(app.url(&format!("/console/{view}"))).await).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        views.push_str(&page);
+    }
+    assert!(
+        views.contains("&lt;script&gt;agent()&lt;/script&gt;"),
+        "{views}"
+    );
+    assert!(!views.contains("<script>agent"), "{views}");
     let log = app.output();
     for (what, seen) in [
         ("page", &page),
+        ("views", &views),
         ("events", &stream),
         ("feed", &lines),
         ("log", &log),
