@@ -265,7 +265,7 @@ impl HostOriginGuard {
                 self.hosts.iter().any(|p| p.matches(&name, port.flatten()))
             });
             if !allowed {
-                return Err(Refusal::Host(authority.as_str().to_owned()));
+                return Err(Refusal::Host(without_userinfo(authority.as_str())));
             }
         }
         let raw = host_header
@@ -288,7 +288,7 @@ impl HostOriginGuard {
                 });
                 match parsed {
                     Some(host) => Some(host),
-                    None => return Err(Refusal::Host(raw.clone().into_owned())),
+                    None => return Err(Refusal::Host(without_userinfo(raw))),
                 }
             }
         };
@@ -342,6 +342,15 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// The 403 for a request whose Host or Origin is not allowed (logged, with the reason).
+/// An authority as a refusal may quote it: without the `user:password@` a request line or
+/// Host header may carry (a key could be put there), which is never repeated.
+fn without_userinfo(authority: &str) -> String {
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("[userinfo removed]@{host}"),
+        None => authority.to_owned(),
+    }
+}
+
 pub fn refuse(refusal: &Refusal) -> Response {
     tracing::warn!(reason = %refusal, "refused a request (DNS-rebinding guard)");
     json_error(StatusCode::FORBIDDEN, "forbidden", &refusal.to_string())
@@ -350,6 +359,15 @@ pub fn refuse(refusal: &Refusal) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_authority_is_quoted_without_its_userinfo() {
+        assert_eq!(
+            without_userinfo("user:secret-key@evil.example:8080"),
+            "[userinfo removed]@evil.example:8080"
+        );
+        assert_eq!(without_userinfo("evil.example"), "evil.example");
+    }
 
     fn headers(host: Option<&str>, origin: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -27,9 +27,19 @@ pub fn harden(headers: &mut HeaderMap, csp: &'static str) {
 /// `text` as HTML text or an attribute value: markup characters escaped, control characters
 /// dropped, and bidi controls shown as what they are.
 pub fn escape(text: &str) -> String {
+    escape_keeping(text, false)
+}
+
+/// [`escape`], keeping line breaks and tabs: for a `<pre>` (a diff, an error in full).
+pub fn escape_lines(text: &str) -> String {
+    escape_keeping(text, true)
+}
+
+fn escape_keeping(text: &str, lines: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            '\n' | '\t' if lines => out.push(c),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),

@@ -202,12 +202,11 @@ impl Lockout {
         let mut locked: Vec<Locked> = table
             .entries
             .iter()
-            .filter_map(|(key, entry)| {
-                Some(Locked {
-                    who: key.to_string(),
-                    failures: entry.failures,
-                    retry_after: entry.retry_after(now)?,
-                })
+            .filter_map(|(key, entry)| Some((key, entry, entry.retry_after(now)?)))
+            .map(|(key, entry, retry_after)| Locked {
+                who: key.to_string(),
+                failures: entry.failures,
+                retry_after,
             })
             .collect();
         locked.sort_by_key(|l| std::cmp::Reverse(l.retry_after));

@@ -708,6 +708,10 @@ async fn refusals_are_shown_without_their_keys_and_a_locked_address_is_unlocked(
     let locked = mcp(app.url("/mcp"), KEY).send().await.unwrap();
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
 
+    // A refused key is presented, not accepted: the client has not authenticated.
+    let (_, clients) = text(browser.get(app.url("/console/clients")).await).await;
+    assert!(clients.contains("never authenticated") && !clients.contains("authenticated by"));
+
     // The page lists the address and the refusals, counted, with why; no key at all.
     let (status, page) = text(browser.get(app.url("/console/refusals")).await).await;
     assert_eq!(status, StatusCode::OK);

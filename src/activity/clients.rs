@@ -11,8 +11,8 @@
 //! A request without a User-Agent (SDKs' OAuth helpers send none where their MCP requests
 //! do) is taken as the last client's from the same address within a minute. The console's
 //! own pages are the owner's browser, not a client, and are left out.
-//! Once a client has listed its tools, its further successful MCP requests are counted, not
-//! kept as steps (the calls view shows them), but an `initialize` starts a timeline again.
+//! A request accepted with a key and answered, other than `initialize` and `tools/list`, is
+//! counted, not kept as a step (the calls view shows it).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -58,10 +58,8 @@ pub struct ClientRow {
     pub requests: u64,
     /// How its keys came (`bearer`, `query`, `path`, `oauth`, …), each once.
     pub auth: Vec<&'static str>,
-    /// Where its last request came from.
+    /// Where its last request that was not routine came from.
     pub address: Option<String>,
-    /// Whether it has listed its tools since its last `initialize`.
-    pub connected: bool,
     pub steps: VecDeque<Step>,
 }
 
@@ -119,21 +117,29 @@ impl Clients {
         rows
     }
 
-    /// Counts the request on its client's row, and keeps it as a step while the client is
-    /// connecting (or when it failed). The console's own pages are the owner's browser, not
-    /// a client.
+    /// Counts the request on its client's row, and keeps it as a step unless it is
+    /// routine ([`is_routine`]). The console's own pages are the owner's browser, not a
+    /// client. A routine request is one lookup under the lock, nothing formatted or copied:
+    /// every request comes here.
     pub fn finished(&self, exchange: &Exchange<'_>) {
         if exchange.path.contains("/console/") || exchange.path.ends_with("/console") {
             return;
         }
         let now = now_ms();
-        let address = exchange.client.map(|c| cut(&c.to_string()).to_owned());
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if is_routine(exchange)
+            && let Some(agent) = exchange.user_agent
+            && let Some(row) = table.rows.get_mut(cut(agent))
+        {
+            row.counted(exchange, now);
+            return;
+        }
+        let address = exchange.client.map(|c| cut(&c.to_string()).to_owned());
         let agent = match exchange.user_agent {
             Some(agent) => cut(agent).to_owned(),
             None => match &table.last {
                 Some((from, agent, at))
-                    if Some(from) == address.as_ref() && now - at < SAME_CLIENT =>
+                    if Some(from) == address.as_ref() && now.saturating_sub(*at) < SAME_CLIENT =>
                 {
                     agent.clone()
                 }
@@ -154,6 +160,15 @@ impl Clients {
         let row = table.rows.get_mut(&agent).expect("inserted above");
         row.seen(exchange, address, now);
     }
+}
+
+/// A request that is not part of connecting: accepted with a key, answered in time, and
+/// neither `initialize` nor `tools/list` (the calls view has it).
+fn is_routine(exchange: &Exchange<'_>) -> bool {
+    exchange.auth.is_some()
+        && exchange.status < 400
+        && !matches!(exchange.mcp_method, Some("initialize" | "tools/list"))
+        && too_slow(exchange).is_none()
 }
 
 /// Room for one more client: one that never authenticated goes first, then the one seen
@@ -181,12 +196,12 @@ impl ClientRow {
             requests: 0,
             auth: Vec::new(),
             address: None,
-            connected: false,
             steps: VecDeque::new(),
         }
     }
 
-    fn seen(&mut self, exchange: &Exchange<'_>, address: Option<String>, now: u64) {
+    /// Counted: when, how many, how it authenticated, what it calls itself.
+    fn counted(&mut self, exchange: &Exchange<'_>, now: u64) {
         self.last_ms = now;
         self.requests += 1;
         if let Some(auth) = exchange.auth.map(crate::auth::AuthMethod::as_str)
@@ -200,19 +215,16 @@ impl ClientRow {
         {
             self.name = Some(cut(name).to_owned());
         }
-        self.address = address;
-        let method = exchange.mcp_method;
-        if method == Some("initialize") {
-            self.connected = false;
+    }
+
+    /// Counted, and kept as a step.
+    fn seen(&mut self, exchange: &Exchange<'_>, address: Option<String>, now: u64) {
+        self.counted(exchange, now);
+        // A stranger sending the same User-Agent does not move an authenticated client.
+        if exchange.auth.is_some() || self.auth.is_empty() {
+            self.address = address;
         }
-        let routine =
-            self.connected && method.is_some_and(|m| m != "initialize") && exchange.status < 400;
-        if !routine {
-            self.step(exchange, now);
-        }
-        if method == Some("tools/list") && exchange.status < 400 {
-            self.connected = true;
-        }
+        self.step(exchange, now);
     }
 
     fn step(&mut self, exchange: &Exchange<'_>, now: u64) {

@@ -15,7 +15,7 @@ use super::paths::{APPROVE, CHANGES};
 use super::sessions::Session;
 use super::sign_in::not_posted_here;
 use super::state::Console;
-use crate::html::escape;
+use crate::html::{escape, escape_lines};
 use crate::upstream::inventory::{Pending, ToolChange};
 
 fn change_card(change: &ToolChange) -> String {
@@ -26,13 +26,14 @@ fn change_card(change: &ToolChange) -> String {
         upstream = escape(&change.upstream),
         tool = escape(&change.tool),
         at = humantime::format_rfc3339_seconds(change.at),
-        diff = escape(&change.diff),
+        diff = escape_lines(&change.diff),
     )
 }
 
 fn pending_row(console: &Console, session: &Session, pending: &Pending) -> String {
     format!(
-        "<tr><td>{upstream}</td><td>{tool}</td><td><code>{short}</code></td>\
+        "<tr><td>{upstream}</td><td>{tool}</td><td><code>{short}</code>\
+         <details><summary>what is approved</summary><pre class=\"diff\">{text}</pre></details></td>\
          <td><form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <input type=\"hidden\" name=\"upstream\" value=\"{upstream}\">\
@@ -41,7 +42,8 @@ fn pending_row(console: &Console, session: &Session, pending: &Pending) -> Strin
          <button type=\"submit\">Approve</button></form></td></tr>",
         upstream = escape(&pending.upstream),
         tool = escape(&pending.tool),
-        short = escape(&pending.digest[..12.min(pending.digest.len())]),
+        short = escape(pending.digest.get(..12).unwrap_or(&pending.digest)),
+        text = escape_lines(&pending.text),
         digest = escape(&pending.digest),
         action = escape(&console.path(APPROVE)),
         csrf = escape(session.csrf()),

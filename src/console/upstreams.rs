@@ -13,7 +13,7 @@ use rmcp::model::Tool;
 use super::page::{document, header, respond};
 use super::paths::UPSTREAMS;
 use super::state::Console;
-use crate::html::escape;
+use crate::html::{escape, escape_lines};
 use crate::upstream::{self, Upstream};
 
 /// How long the view waits for an upstream's tool list.
@@ -61,10 +61,12 @@ fn tool_rows(upstream: &Upstream, tools: &Result<Vec<Tool>, String>) -> String {
     let rows: String = tools
         .iter()
         .map(|tool| {
-            let offered = if upstream.offers_tool(&tool.name) {
-                escape(&upstream.naming.name(&tool.name))
-            } else {
+            let offered = if !upstream.offers_tool(&tool.name) {
                 "not offered (tools.allow / tools.deny)".to_owned()
+            } else if !upstream.inventory().offers(upstream.name(), tool, tools) {
+                "withheld, awaiting approval (Tool changes)".to_owned()
+            } else {
+                escape(&upstream.naming.name(&tool.name))
             };
             format!(
                 "<tr><td>{name}</td><td>{offered}</td><td>{description}</td></tr>",
@@ -87,7 +89,7 @@ async fn card(upstream: &Upstream) -> String {
         Some((at, why)) => format!(
             "<p>last error, {at}: <code class=\"error\">{why}</code></p>",
             at = humantime::format_rfc3339_seconds(at),
-            why = escape(&why),
+            why = escape_lines(&why),
         ),
         None => "<p>no error since start</p>".to_owned(),
     };

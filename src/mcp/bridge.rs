@@ -36,6 +36,7 @@ use crate::telemetry::Export;
 use crate::telemetry::attribute;
 use crate::telemetry::mcp::{Operation, Side};
 use crate::telemetry::trace::{ServerSpan, Start, traceparent};
+use crate::upstream::inventory::Page;
 use crate::upstream::notices::Notice;
 use crate::upstream::{Upstream, Upstreams};
 
@@ -194,7 +195,7 @@ impl Bridge {
         method: &'static str,
         request: Option<PaginatedRequestParams>,
         fetch: F,
-        adapt: impl Fn(&Upstream, &mut Vec<L::Item>, bool),
+        adapt: impl Fn(&Upstream, &mut Vec<L::Item>, Page),
     ) -> Result<L, McpError>
     where
         L: Listing,
@@ -209,8 +210,11 @@ impl Bridge {
             let mut listed = self
                 .forward(upstream, context, call, fetch(connection.peer, request))
                 .await?;
-            let whole = first_page && listed.next_cursor().is_none();
-            adapt(upstream, listed.items(), whole);
+            let page = Page {
+                first: first_page,
+                last: listed.next_cursor().is_none(),
+            };
+            adapt(upstream, listed.items(), page);
             return Ok(listed);
         }
         let answers = futures::future::join_all(self.upstreams.iter().map(|upstream| async move {
@@ -225,7 +229,11 @@ impl Bridge {
             match answer {
                 Ok(mut theirs) => {
                     any = true;
-                    adapt(upstream, &mut theirs, true);
+                    let whole = Page {
+                        first: true,
+                        last: true,
+                    };
+                    adapt(upstream, &mut theirs, whole);
                     items.append(&mut theirs);
                 }
                 Err(error) => {
@@ -686,15 +694,21 @@ impl ServerHandler for Bridge {
 /// The tools the upstream offers (its allow/deny entries that name no tool warned), renamed;
 /// a whole listing is compared with the last (`upstream::inventory`), and with
 /// `--pin-tools` a tool not as approved is withheld.
-fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>, whole: bool) {
+fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>, page: Page) {
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for problem in upstream.unmatched_tool_entries(&names) {
         tracing::warn!(upstream = upstream.name(), "{problem}");
     }
-    if whole {
-        upstream.inventory().observe(upstream.name(), tools);
-    }
-    tools.retain(|tool| upstream.offers_tool(&tool.name) && !upstream.withholds(&tool.name));
+    let inventory = upstream.inventory();
+    inventory.observe(upstream.name(), tools, page);
+    let offered: Vec<bool> = tools
+        .iter()
+        .map(|tool| {
+            upstream.offers_tool(&tool.name) && inventory.offers(upstream.name(), tool, tools)
+        })
+        .collect();
+    let mut offered = offered.into_iter();
+    tools.retain(|_| offered.next().unwrap_or(false));
     if upstream.naming.prefix.is_some() {
         for tool in tools {
             tool.name = upstream.naming.name(&tool.name).into_owned().into();
@@ -703,14 +717,14 @@ fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>, whole: bool) {
 }
 
 /// An upstream's prompts, renamed.
-fn adapt_prompts(upstream: &Upstream, prompts: &mut Vec<Prompt>, _: bool) {
+fn adapt_prompts(upstream: &Upstream, prompts: &mut Vec<Prompt>, _: Page) {
     for prompt in prompts {
         upstream.naming.rename(&mut prompt.name);
     }
 }
 
 /// An upstream's resources, names and URIs renamed.
-fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>, _: bool) {
+fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>, _: Page) {
     for resource in resources {
         upstream.naming.rename(&mut resource.name);
         upstream.naming.rename_uri(&mut resource.uri);
@@ -718,7 +732,7 @@ fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>, _: bool) 
 }
 
 /// An upstream's resource templates, names and URI templates renamed.
-fn adapt_templates(upstream: &Upstream, templates: &mut Vec<ResourceTemplate>, _: bool) {
+fn adapt_templates(upstream: &Upstream, templates: &mut Vec<ResourceTemplate>, _: Page) {
     for template in templates {
         upstream.naming.rename(&mut template.name);
         upstream.naming.rename_uri(&mut template.uri_template);

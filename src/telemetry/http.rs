@@ -187,6 +187,9 @@ impl Record {
         };
         let user_agent = self.user_agent();
         let noted = self.mcp.as_ref().and_then(|note| note.0.get());
+        // A key refused (401, 403, 429) is presented, not accepted: no client is taken as
+        // authenticated by it.
+        let refused = matches!(status.as_u16(), 401 | 403 | 429);
         observer.finished(&Exchange {
             status: status.as_u16(),
             error: refusal.map(|r| (r.error, &*r.description)),
@@ -194,7 +197,7 @@ impl Record {
             method: self.method.as_str(),
             path: self.path.as_str(),
             user_agent: user_agent.as_deref(),
-            auth,
+            auth: auth.filter(|_| !refused),
             mcp_method: noted.map(|n| &*n.method),
             mcp_client: noted.and_then(|n| n.client.as_deref()),
             duration,

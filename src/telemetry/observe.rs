@@ -125,7 +125,7 @@ pub struct Exchange<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub user_agent: Option<&'a str>,
-    /// How the key came, when one was accepted.
+    /// How the key came, when one was accepted (a refused one is not here).
     pub auth: Option<AuthMethod>,
     /// For an MCP request: its JSON-RPC method, and who the client said it is.
     pub mcp_method: Option<&'a str>,
