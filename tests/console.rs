@@ -143,10 +143,20 @@ async fn a_browser_signs_in_and_sees_an_sdk_clients_calls_arrive() {
     assert!(seen["bars"].as_u64().unwrap() >= 1, "the chart has bars");
     let tools: Vec<String> = serde_json::from_value(seen["tools"].clone()).unwrap();
     assert!(tools.contains(&"hello".to_owned()), "{tools:?}");
+    assert!(
+        seen["clients"].as_u64().unwrap() >= 1,
+        "the SDK client is listed"
+    );
+    assert!(
+        seen["refusals"].as_u64().unwrap() >= 1,
+        "the wrong key is listed"
+    );
     for shot in [
         "console-sign-in.png",
         "console-calls.png",
         "console-tools.png",
+        "console-clients.png",
+        "console-refusals.png",
     ] {
         let png = std::fs::read(shots.join(shot)).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{shot}");

@@ -75,6 +75,9 @@ struct Table {
     last: Option<(String, String, u64)>,
 }
 
+/// The row of requests without a User-Agent and no client to take them as.
+const NONE: &str = "(none)";
+
 /// How long a request without a User-Agent is taken as the last client's from its address
 /// (SDKs' OAuth helpers send none where their MCP requests send one).
 const SAME_CLIENT: u64 = 60_000;
@@ -127,10 +130,10 @@ impl Clients {
         }
         let now = now_ms();
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if is_routine(exchange)
-            && let Some(agent) = exchange.user_agent
-            && let Some(row) = table.rows.get_mut(cut(agent))
-        {
+        // Routine without a User-Agent: the `(none)` row, not the address's last client (that
+        // is for the OAuth helpers' requests while connecting, which are not routine).
+        let routine = is_routine(exchange);
+        if routine && let Some(row) = table.rows.get_mut(exchange.user_agent.map_or(NONE, cut)) {
             row.counted(exchange, now);
             return;
         }
@@ -143,7 +146,7 @@ impl Clients {
                 {
                     agent.clone()
                 }
-                _ => "(none)".to_owned(),
+                _ => NONE.to_owned(),
             },
         };
         if exchange.user_agent.is_some()
@@ -158,7 +161,7 @@ impl Clients {
                 .insert(agent.clone(), ClientRow::new(&agent, now));
         }
         let row = table.rows.get_mut(&agent).expect("inserted above");
-        row.seen(exchange, address, now);
+        row.seen(exchange, address, now, !routine);
     }
 }
 
@@ -218,13 +221,15 @@ impl ClientRow {
     }
 
     /// Counted, and kept as a step.
-    fn seen(&mut self, exchange: &Exchange<'_>, address: Option<String>, now: u64) {
+    fn seen(&mut self, exchange: &Exchange<'_>, address: Option<String>, now: u64, step: bool) {
         self.counted(exchange, now);
         // A stranger sending the same User-Agent does not move an authenticated client.
         if exchange.auth.is_some() || self.auth.is_empty() {
             self.address = address;
         }
-        self.step(exchange, now);
+        if step {
+            self.step(exchange, now);
+        }
     }
 
     fn step(&mut self, exchange: &Exchange<'_>, now: u64) {

@@ -22,11 +22,12 @@ use crate::error_response::json_error;
 
 /// How often a page's session is checked while nothing happens.
 const RECHECK: Duration = Duration::from_secs(15);
-/// How long a feed gathers calls after the first before it sends them, together: well
-/// within the second a page promises, and a reader asleep is one a call need not wake
-/// (woken and written to on every call, a reader cost the server a fifth of its requests a
-/// second at 16 connections).
-const GATHER: Duration = Duration::from_millis(100);
+/// How long a feed gathers calls after the first before it sends them, together: a reader
+/// asleep is one a call need not wake (woken and written to on every call, a reader cost
+/// the server a fifth of its requests a second at 16 connections). Short, because what
+/// comes meanwhile must fit in `activity::BACKLOG`: at 100 ms a reader at 15,000 calls a
+/// second fell behind and was dropped after its first call (bench/run).
+const GATHER: Duration = Duration::from_millis(10);
 /// The most calls sent together.
 const MAX_GATHERED: usize = crate::activity::BACKLOG;
 

@@ -10,6 +10,8 @@ the page showed; screenshots go in the directory.
 
 import asyncio
 import json
+import urllib.error
+import urllib.request
 import os
 import sys
 
@@ -70,9 +72,26 @@ async def main(console_url, mcp_url, shots):
         tool_names = await page.evaluate(
             "[...document.querySelectorAll('section.tool h3')].map(h => h.textContent)")
         await page.screenshot(os.path.join(shots, "console-tools.png"), 1000, 900)
+        # The clients view: the SDK client's connection, step by step.
+        await page.call("Page.navigate", url=console_url + "/clients")
+        clients = await page.until(
+            "the clients view", "document.querySelectorAll('section.client').length")
+        await page.screenshot(os.path.join(shots, "console-clients.png"), 1280, 640)
+        # A wrong key, refused: the refusals view counts it.
+        wrong = urllib.request.Request(mcp_url, data=b"{}", method="POST",
+                                       headers={"Authorization": "Bearer wrong-key",
+                                                "Content-Type": "application/json"})
+        try:
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(wrong)
+        except urllib.error.HTTPError:
+            pass
+        await page.call("Page.navigate", url=console_url + "/refusals")
+        refusals = await page.until(
+            "the refusals view", "document.querySelectorAll('#refusals tr').length")
+        await page.screenshot(os.path.join(shots, "console-refusals.png"), 1280, 420)
     print(json.dumps({"rows": rows, "not_reloaded": kept, "html": html, "markup_ran": markup,
-                      "bars": bars, "tools": tool_names,
-                      "cookies": cookies["cookies"]}))
+                      "bars": bars, "tools": tool_names, "clients": clients,
+                      "refusals": refusals, "cookies": cookies["cookies"]}))
 
 
 if __name__ == "__main__":
