@@ -16,13 +16,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+pub use super::bounded::MAX_TEXT;
+use super::bounded::{cut, now_ms};
 use crate::telemetry::observe::Exchange;
 
 pub const MAX_CLIENTS: usize = 64;
 pub const STEPS: usize = 40;
-pub const MAX_TEXT: usize = 256;
 
 /// What Claude waits for discovery, registration, a token and the first `initialize`
 /// (../shared/notes/field-2026-12.md): about 10 s.
@@ -81,20 +82,6 @@ const NONE: &str = "(none)";
 /// How long a request without a User-Agent is taken as the last client's from its address
 /// (SDKs' OAuth helpers send none where their MCP requests send one).
 const SAME_CLIENT: u64 = 60_000;
-
-fn cut(text: &str) -> &str {
-    let mut end = text.len().min(MAX_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Whether the step is one clients are known to wait only so long for, and it took longer.
 fn too_slow(exchange: &Exchange<'_>) -> Option<&'static str> {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+mod bounded;
 pub mod call;
 pub mod clients;
 pub mod refusals;

@@ -5,16 +5,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
+pub use super::bounded::MAX_TEXT;
+use super::bounded::{cut, now_ms};
 use crate::telemetry::observe::Exchange;
 
 /// The statuses that are refusals.
 pub const REFUSED: [u16; 6] = [401, 403, 413, 414, 429, 503];
 /// Rows kept, the newest kind last seen first to stay.
 pub const KEPT: usize = 200;
-/// The most of any field a row keeps (a Host, a path and a User-Agent are the client's).
-pub const MAX_TEXT: usize = 256;
 
 /// One kind of refusal.
 #[derive(Clone, Debug)]
@@ -83,21 +82,6 @@ impl Refusals {
         let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         rows.iter().rev().cloned().collect()
     }
-}
-
-/// `text` cut to [`MAX_TEXT`] bytes, at a character.
-fn cut(text: &str) -> &str {
-    let mut end = text.len().min(MAX_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Refusals {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::page::{document, header, respond, see_other};
 use super::paths::{APPROVE, CHANGES};
 use super::sessions::Session;
-use super::sign_in::not_posted_here;
+use super::sign_in::form_session;
 use super::state::Console;
 use crate::html::{escape, escape_lines};
 use crate::upstream::inventory::{Pending, ToolChange};
@@ -116,18 +116,8 @@ pub(super) async fn approve(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Approve>,
 ) -> Response {
-    if !console.posted_here(&headers) {
-        return not_posted_here();
-    }
-    let Some(session) = console.session(&headers) else {
-        return super::page::sign_in(&console, StatusCode::UNAUTHORIZED, None);
-    };
-    if !session.csrf_matches(&form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "The form is not this session's (CSRF).",
-        )
-            .into_response();
+    if let Err(answer) = form_session(&console, &headers, &form.csrf) {
+        return *answer;
     }
     let upstream = console
         .upstreams()

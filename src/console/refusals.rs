@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::page::{document, header, respond, see_other};
 use super::paths::REFUSALS;
 use super::sessions::Session;
-use super::sign_in::not_posted_here;
+use super::sign_in::form_session;
 use super::state::Console;
 use crate::activity::RefusalRow;
 use crate::html::escape;
@@ -117,18 +117,8 @@ pub(super) async fn unlock(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Unlock>,
 ) -> Response {
-    if !console.posted_here(&headers) {
-        return not_posted_here();
-    }
-    let Some(session) = console.session(&headers) else {
-        return super::page::sign_in(&console, StatusCode::UNAUTHORIZED, None);
-    };
-    if !session.csrf_matches(&form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "The form is not this session's (CSRF).",
-        )
-            .into_response();
+    if let Err(answer) = form_session(&console, &headers, &form.csrf) {
+        return *answer;
     }
     if console.lockout().unlock(&form.who) {
         tracing::info!(address = %form.who, "console: unlocked an address");

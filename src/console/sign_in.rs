@@ -88,8 +88,37 @@ pub(super) async fn sign_in(
     page::see_other(&console.path(CONSOLE), Some(cookie))
 }
 
+/// The session a changing form (unlock, revoke, approve) was posted in: from this server's
+/// own page, by a signed-in browser, with the session's CSRF token — or the answer instead.
+pub(super) fn form_session(
+    console: &Console,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<super::sessions::Session, Box<Response>> {
+    if !console.posted_here(headers) {
+        return Err(Box::new(not_posted_here()));
+    }
+    let Some(session) = console.session(headers) else {
+        let sign_in = page::sign_in(console, StatusCode::UNAUTHORIZED, None);
+        return Err(Box::new(sign_in));
+    };
+    if !session.csrf_matches(csrf) {
+        return Err(Box::new(not_this_session()));
+    }
+    Ok(session)
+}
+
+/// A form whose CSRF token is not the session's.
+fn not_this_session() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "The form is not this session's (CSRF).",
+    )
+        .into_response()
+}
+
 /// A form posted from another site's page.
-pub(super) fn not_posted_here() -> Response {
+fn not_posted_here() -> Response {
     (
         StatusCode::FORBIDDEN,
         "The console's forms are answered only from its own pages.",
@@ -116,11 +145,7 @@ pub(super) async fn sign_out(
         return page::see_other(&console.path(CONSOLE), Some(console.cookie("", 0)));
     };
     if !session.csrf_matches(&form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "The form is not this session's (CSRF).",
-        )
-            .into_response();
+        return not_this_session();
     }
     console.sessions().close(&cookie);
     page::see_other(&console.path(CONSOLE), Some(console.cookie("", 0)))
