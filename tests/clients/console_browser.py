@@ -52,10 +52,13 @@ async def main(console_url, mcp_url, shots):
         # Set on this document: a reload would lose it.
         await page.evaluate("window.notReloaded = true")
         await call_hello(mcp_url, key)
+        # The feed may bring the rows in more than one batch: wait for all three calls'.
         rows = await page.until(
             "the calls' rows",
             "(() => { const rows = [...document.querySelectorAll('#calls tr')];"
-            " return rows.length >= 3 && rows.map(r => [...r.cells].map(c => c.textContent)); })()")
+            " const cells = rows.map(r => [...r.cells].map(c => c.textContent));"
+            " const tools = new Set(cells.map(c => c[3]));"
+            f" return ['hello', 'no-such-tool', {json.dumps(HOSTILE)}].every(t => tools.has(t)) && cells; }})()")
         markup = await page.evaluate("!!document.querySelector('#calls img') || document.title === '1'")
         kept = await page.evaluate("window.notReloaded === true")
         # Past the rows' highlight, so the picture shows them as they stay.
