@@ -55,6 +55,39 @@ impl std::fmt::Display for ClientAddr {
     }
 }
 
+/// Who sent a request, as the access log and the console show it: the TCP peer, or on the
+/// Unix socket (where only the local proxy can connect) the address the proxy appended last
+/// to `X-Forwarded-For`. Compared as it is, never formatted to be compared (the console
+/// looks a client up on every request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Client {
+    Ip(IpAddr),
+    Forwarded(String),
+}
+
+impl Client {
+    /// The client the gate found (`address`), as the log shows it: what the proxy sent is
+    /// shown as sent when it is no address, where the bounds count it as local.
+    pub fn of(peer: Option<Peer>, address: ClientAddr, headers: &HeaderMap) -> Option<Self> {
+        match (peer?, address) {
+            (_, ClientAddr::Ip(ip)) => Some(Client::Ip(ip)),
+            (Peer::Tcp(addr), ClientAddr::Local) => Some(Client::Ip(addr.ip())),
+            (Peer::Unix, ClientAddr::Local) => {
+                forwarded_for(headers).map(|v| Client::Forwarded(v.to_owned()))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Ip(ip) => ip.fmt(f),
+            Client::Forwarded(address) => f.write_str(address),
+        }
+    }
+}
+
 /// The last `X-Forwarded-For` entry: the one the proxy in front of latchkey appended (a
 /// client may send the header itself; its entries come first).
 pub fn forwarded_for(headers: &HeaderMap) -> Option<&str> {

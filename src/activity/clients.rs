@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub use super::bounded::MAX_TEXT;
 use super::bounded::{cut, now_ms};
+use crate::clients::Client;
 use crate::telemetry::observe::Exchange;
 
 pub const MAX_CLIENTS: usize = 64;
@@ -73,7 +74,7 @@ pub struct Clients {
 struct Table {
     rows: HashMap<String, ClientRow>,
     /// The last client seen with a User-Agent: its address, agent and when.
-    last: Option<(String, String, u64)>,
+    last: Option<(Client, String, u64)>,
 }
 
 /// The row of requests without a User-Agent and no client to take them as.
@@ -116,30 +117,19 @@ impl Clients {
             return;
         }
         let now = now_ms();
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        // Routine without a User-Agent: the `(none)` row, not the address's last client (that
-        // is for the OAuth helpers' requests while connecting, which are not routine).
+        let mut guard = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let table = &mut *guard;
+        let agent = agent_of(&table.last, exchange, now);
         let routine = is_routine(exchange);
-        if routine && let Some(row) = table.rows.get_mut(exchange.user_agent.map_or(NONE, cut)) {
+        if routine && let Some(row) = table.rows.get_mut(agent) {
             row.counted(exchange, now);
             return;
         }
-        let address = exchange.client.map(|c| cut(&c.to_string()).to_owned());
-        let agent = match exchange.user_agent {
-            Some(agent) => cut(agent).to_owned(),
-            None => match &table.last {
-                Some((from, agent, at))
-                    if Some(from) == address.as_ref() && now.saturating_sub(*at) < SAME_CLIENT =>
-                {
-                    agent.clone()
-                }
-                _ => NONE.to_owned(),
-            },
-        };
+        let agent = agent.to_owned();
         if exchange.user_agent.is_some()
-            && let Some(address) = &address
+            && let Some(client) = exchange.client
         {
-            table.last = Some((address.clone(), agent.clone(), now));
+            table.last = Some((client.clone(), agent.clone(), now));
         }
         if !table.rows.contains_key(&agent) {
             make_room(&mut table.rows);
@@ -147,8 +137,28 @@ impl Clients {
                 .rows
                 .insert(agent.clone(), ClientRow::new(&agent, now));
         }
+        let address = exchange.client.map(|c| cut(&c.to_string()).to_owned());
         let row = table.rows.get_mut(&agent).expect("inserted above");
         row.seen(exchange, address, now, !routine);
+    }
+}
+
+/// Whose request it is: its User-Agent's, or without one the last client's from the same
+/// address within [`SAME_CLIENT`], or [`NONE`]'s. Compared, not formatted (every request
+/// comes here).
+fn agent_of<'a>(
+    last: &'a Option<(Client, String, u64)>,
+    exchange: &Exchange<'a>,
+    now: u64,
+) -> &'a str {
+    match (exchange.user_agent, last) {
+        (Some(agent), _) => cut(agent),
+        (None, Some((from, agent, at)))
+            if exchange.client == Some(from) && now.saturating_sub(*at) < SAME_CLIENT =>
+        {
+            agent
+        }
+        (None, _) => NONE,
     }
 }
 
@@ -302,8 +312,8 @@ mod tests {
     #[test]
     fn a_request_without_a_user_agent_is_the_last_clients_from_its_address() {
         let clients = Clients::default();
-        let here = crate::telemetry::access_log::Client::Ip("192.0.2.1".parse().unwrap());
-        let there = crate::telemetry::access_log::Client::Ip("192.0.2.2".parse().unwrap());
+        let here = Client::Ip("192.0.2.1".parse().unwrap());
+        let there = Client::Ip("192.0.2.2".parse().unwrap());
         let mut first = exchange("python-httpx", "/mcp", 401);
         first.client = Some(&here);
         clients.finished(&first);
@@ -325,6 +335,34 @@ mod tests {
         assert_eq!(
             agents,
             [("(none)".to_owned(), 1), ("python-httpx".to_owned(), 2)]
+        );
+    }
+
+    #[test]
+    fn a_routine_request_without_a_user_agent_counts_on_the_last_clients_row() {
+        let clients = Clients::default();
+        let here = Client::Ip("192.0.2.1".parse().unwrap());
+        let there = Client::Ip("192.0.2.2".parse().unwrap());
+        let mut first = exchange("loadgen", "/mcp", 200);
+        first.client = Some(&here);
+        first.auth = Some(AuthMethod::Bearer);
+        clients.finished(&first);
+        let mut routine = first;
+        routine.user_agent = None;
+        clients.finished(&routine);
+        routine.client = Some(&there);
+        clients.finished(&routine);
+        clients.finished(&routine);
+        let mut rows: Vec<_> = clients
+            .recent()
+            .into_iter()
+            .map(|r| (r.agent, r.requests))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [("(none)".to_owned(), 2), ("loadgen".to_owned(), 2)],
+            "the same address is the last client's; another is nobody's"
         );
     }
 

@@ -28,6 +28,9 @@ use crate::telemetry::observe::{Exchange, ExchangeObserver, Finished, Observer, 
 pub const LIVE_ROWS: usize = 1000;
 /// Calls a watcher may fall behind before it is dropped.
 pub const BACKLOG: usize = 256;
+/// Every this many calls, the watchers gathering are told to send what they have (so that
+/// at any rate what they gather fits in [`BACKLOG`]).
+pub const PILE: u64 = 64;
 /// Pages and `latchkey watch`es watching at once, each kind at most this many (so that one
 /// kind, the feed any key reads, cannot keep the owner's pages out).
 pub const MAX_WATCHERS: usize = 8;
@@ -87,6 +90,8 @@ pub struct Activity {
     history: Option<Arc<History>>,
     /// Watchers of each kind ([`Watcher`]).
     watchers: [Arc<AtomicUsize>; 2],
+    /// Told every [`PILE`] calls.
+    piled: tokio::sync::Notify,
 }
 
 impl Default for Activity {
@@ -113,7 +118,13 @@ impl Activity {
             next_id: AtomicU64::new(last_id + 1),
             history,
             watchers: Default::default(),
+            piled: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Told every [`PILE`] calls: a watcher gathering calls sends them now.
+    pub fn piled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.piled.notified()
     }
 
     /// The newest id given out (0 before any).
@@ -166,6 +177,9 @@ impl Observer for Activity {
         }
         // No receiver is no error: nobody is watching. The send never waits.
         let _ = self.live.send(call);
+        if id.is_multiple_of(PILE) {
+            self.piled.notify_waiters();
+        }
     }
 }
 

@@ -124,7 +124,7 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::access_log::Client;
+    use crate::clients::Client;
 
     fn refused<'a>(client: &'a Client, path: &'a str) -> Exchange<'a> {
         Exchange {

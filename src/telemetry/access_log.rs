@@ -6,56 +6,22 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use axum::extract::Request;
-
-use crate::clients::{ClientAddr, forwarded_for};
-use crate::listen::Peer;
+use crate::clients::Client;
 use crate::telemetry::timestamp::{write_padded, write_timestamp};
 use crate::telemetry::{ACCESS_SINK, LogFormat};
 
 /// The access log lines' target, for `RUST_LOG` (`latchkey::access=off` turns them off).
 pub const TARGET: &str = "latchkey::access";
 
-/// Who sent a request: the TCP peer, or on the Unix socket (where only the local proxy can
-/// connect) the address the proxy appended last to `X-Forwarded-For`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Client {
-    Ip(IpAddr),
-    Forwarded(String),
-}
-
-impl Client {
-    /// The client the gate found (`address`), as the log shows it: what the proxy sent is
-    /// shown as sent when it is no address, where the bounds count it as local.
-    pub fn of(peer: Option<Peer>, address: ClientAddr, request: &Request) -> Option<Self> {
-        match (peer?, address) {
-            (_, ClientAddr::Ip(ip)) => Some(Client::Ip(ip)),
-            (Peer::Tcp(addr), ClientAddr::Local) => Some(Client::Ip(addr.ip())),
-            (Peer::Unix, ClientAddr::Local) => {
-                forwarded_for(request.headers()).map(|v| Client::Forwarded(v.to_owned()))
-            }
+/// Written as it is, quoted: an IP address needs no escaping.
+fn write_client(client: &Client, out: &mut Vec<u8>, quote: fn(&mut Vec<u8>, &str)) {
+    match client {
+        Client::Ip(ip) => {
+            out.push(b'"');
+            write_ip(out, *ip);
+            out.push(b'"');
         }
-    }
-
-    /// Written as it is, quoted: an IP address needs no escaping.
-    fn write_quoted(&self, out: &mut Vec<u8>, quote: fn(&mut Vec<u8>, &str)) {
-        match self {
-            Client::Ip(ip) => {
-                out.push(b'"');
-                write_ip(out, *ip);
-                out.push(b'"');
-            }
-            Client::Forwarded(address) => quote(out, address),
-        }
-    }
-}
-
-impl std::fmt::Display for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Client::Ip(ip) => ip.fmt(f),
-            Client::Forwarded(address) => f.write_str(address),
-        }
+        Client::Forwarded(address) => quote(out, address),
     }
 }
 
@@ -114,7 +80,7 @@ impl Line<'_> {
                 // After status and duration, in the order tracing-subscriber wrote them.
                 if let Some(client) = self.client {
                     out.extend_from_slice(br#","client":"#);
-                    client.write_quoted(&mut out, json_string);
+                    write_client(client, &mut out, json_string);
                 }
                 if let Some(user_agent) = self.user_agent {
                     out.extend_from_slice(br#","user_agent":"#);
@@ -166,7 +132,7 @@ impl Line<'_> {
                 write_ms(&mut out, self.duration_us);
                 if let Some(client) = self.client {
                     field(&mut out, "client");
-                    client.write_quoted(&mut out, debug_string);
+                    write_client(client, &mut out, debug_string);
                 }
                 if let Some(user_agent) = self.user_agent {
                     field(&mut out, "user_agent");
@@ -334,10 +300,10 @@ mod tests {
             ),
         ] {
             let mut out = Vec::new();
-            client.write_quoted(&mut out, json_string);
+            write_client(client, &mut out, json_string);
             assert_eq!(String::from_utf8(out).unwrap(), json);
             let mut out = Vec::new();
-            client.write_quoted(&mut out, debug_string);
+            write_client(client, &mut out, debug_string);
             assert_eq!(String::from_utf8(out).unwrap(), text);
         }
         let mut octets = Vec::new();

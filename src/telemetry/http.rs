@@ -19,11 +19,11 @@ use opentelemetry_semantic_conventions::attribute::{
 };
 
 use crate::auth::AuthMethod;
-use crate::clients::ClientAddr;
+use crate::clients::{Client, ClientAddr};
 use crate::error_response::Refusal;
 use crate::listen::Peer;
 use crate::telemetry::Export;
-use crate::telemetry::access_log::{Client, Line};
+use crate::telemetry::access_log::Line;
 use crate::telemetry::observe::{Exchange, ExchangeObserver};
 use crate::telemetry::trace::{Span, Start};
 
@@ -136,7 +136,7 @@ impl Record {
                 None => RecordedPath::Request(request.uri().clone()),
             },
             query,
-            client: Client::of(peer, address, request),
+            client: Client::of(peer, address, request.headers()),
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             mcp: None,
             export: None,
@@ -193,7 +193,7 @@ impl Record {
         observer.finished(&Exchange {
             status: status.as_u16(),
             error: refusal.map(|r| (r.error, &*r.description)),
-            client: self.client.as_ref().map(|c| c as &dyn std::fmt::Display),
+            client: self.client.as_ref(),
             method: self.method.as_str(),
             path: self.path.as_str(),
             user_agent: user_agent.as_deref(),

@@ -10,6 +10,7 @@ use opentelemetry::{KeyValue, StringValue};
 use super::attribute;
 use super::metrics::Metrics;
 use crate::auth::AuthMethod;
+use crate::clients::Client;
 
 /// Which end of an MCP operation latchkey is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,8 +121,8 @@ pub struct Exchange<'a> {
     pub status: u16,
     /// For an error body: its `error` and `error_description`.
     pub error: Option<(&'a str, &'a str)>,
-    /// The client's address, as the log line shows it (`access_log::Client`).
-    pub client: Option<&'a dyn std::fmt::Display>,
+    /// The client's address, as the log line shows it.
+    pub client: Option<&'a Client>,
     pub method: &'a str,
     pub path: &'a str,
     pub user_agent: Option<&'a str>,
