@@ -5,8 +5,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use latchkey::clients::Client;
 use latchkey::telemetry::LogFormat;
-use latchkey::telemetry::access_log::{Client, Line};
+use latchkey::telemetry::access_log::Line;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
