@@ -7,6 +7,8 @@
 //! rmcp, tools — can see the key. [`check`] then admits a request whose digest matches a
 //! configured key (the gate asks `oauth` about the `Bearer` digests that match none).
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 
@@ -265,8 +267,12 @@ impl KeyRefusal {
     }
 }
 
-/// Admits `credentials` holding a configured key, with the method that carried it.
-pub fn check(keys: &KeySet, credentials: &Credentials) -> Result<AuthMethod, KeyRefusal> {
+/// Admits `credentials` holding a configured key, with the method that carried it and the
+/// key's label.
+pub fn check(
+    keys: &KeySet,
+    credentials: &Credentials,
+) -> Result<(AuthMethod, Option<Arc<str>>), KeyRefusal> {
     if let [(_, first), rest @ ..] = credentials.0.as_slice()
         && rest.iter().any(|(_, other)| other != first)
     {
@@ -275,8 +281,10 @@ pub fn check(keys: &KeySet, credentials: &Credentials) -> Result<AuthMethod, Key
     // Every presented key is checked, so the time taken does not depend on which one matched.
     let mut method = None;
     for (how, digest) in &credentials.0 {
-        if keys.verify(digest) && method.is_none() {
-            method = Some(*how);
+        if let Some(label) = keys.matching(digest)
+            && method.is_none()
+        {
+            method = Some((*how, label));
         }
     }
     method.ok_or(if credentials.is_empty() {

@@ -238,8 +238,9 @@ pub struct KeyArgs {
     )]
     pub api_key: Vec<SecretString>,
 
-    /// File with one key (or sha256: digest) per line; `#` starts a comment. Re-read on
-    /// SIGHUP, so keys rotate without a restart. Fits Docker secrets (/run/secrets/…).
+    /// File with one key (or sha256: digest) per line, optionally followed by a space and a
+    /// label the console names the key by; `#` starts a comment. Re-read on SIGHUP, so keys
+    /// rotate without a restart. Fits Docker secrets (/run/secrets/…).
     #[arg(long, env = "LATCHKEY_API_KEY_FILE", value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
 

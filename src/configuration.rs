@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use secrecy::SecretString;
 
-use crate::keys::{self, KeyEntry};
+use crate::keys::{self, Configured};
 
 /// Where MCP is served, under the base path: the one place this path is written.
 pub const MCP_PATH: &str = "/mcp";
@@ -125,7 +125,7 @@ impl fmt::Display for PublicUrl {
 /// Where the keys come from, resolved once at start and again on every SIGHUP.
 #[derive(Debug)]
 pub struct KeySources {
-    flag_entries: Vec<KeyEntry>,
+    flag_entries: Vec<Configured>,
     /// `--api-key-file`, or the generated key file when no key is configured.
     pub file: Option<PathBuf>,
     /// True when `file` is the key latchkey generated.
@@ -175,7 +175,7 @@ impl KeySources {
     }
 
     /// The keys now configured: the flag entries, then the file's.
-    pub fn load(&self) -> anyhow::Result<Vec<KeyEntry>> {
+    pub fn load(&self) -> anyhow::Result<Vec<Configured>> {
         let mut entries = self.flag_entries.clone();
         if let Some(file) = &self.file {
             entries.extend(keys::read_key_file(file)?);

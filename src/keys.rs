@@ -10,12 +10,13 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable as _, ConstantTimeEq};
 
 /// Shortest plain key accepted: 32 characters keep a random key out of reach of guessing.
 pub const MIN_KEY_LEN: usize = 32;
@@ -86,6 +87,23 @@ impl fmt::Debug for KeyEntry {
     }
 }
 
+/// A configured key, and what the key file calls it (`<key> <label>` on its line): the
+/// console's clients view says which key a client uses by it.
+#[derive(Clone, Debug)]
+pub struct Configured {
+    pub entry: KeyEntry,
+    pub label: Option<Arc<str>>,
+}
+
+impl From<KeyEntry> for Configured {
+    fn from(entry: KeyEntry) -> Self {
+        Configured { entry, label: None }
+    }
+}
+
+/// The longest label a key may carry, in characters.
+pub const MAX_LABEL: usize = 64;
+
 /// Why a key entry was refused. Never carries the entry itself.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EntryError {
@@ -103,6 +121,10 @@ pub enum EntryError {
         "this looks like a SHA-256 digest but is not in the accepted form: write it as `sha256:` (lower case) followed by 64 hex digits; a key made of 64 hex digits is refused for the same reason (make one with `latchkey keygen`)"
     )]
     DigestLike,
+    #[error(
+        "the label after the key must be at most {MAX_LABEL} characters, without control characters"
+    )]
+    BadLabel,
 }
 
 /// Whether `raw` looks like a digest written some other way than `sha256:<64 hex>`.
@@ -137,8 +159,22 @@ pub fn parse_entry(raw: &str) -> Result<KeyEntry, EntryError> {
     Ok(KeyEntry::Plain(SecretString::from(raw.to_owned())))
 }
 
+/// Parses a key file's line: the entry, then after white space its label, if any.
+fn parse_line(line: &str) -> Result<Configured, EntryError> {
+    let (raw, label) = match line.split_once(char::is_whitespace) {
+        Some((raw, label)) => (raw, label.trim()),
+        None => (line, ""),
+    };
+    let entry = parse_entry(raw)?;
+    if label.chars().count() > MAX_LABEL || label.chars().any(char::is_control) {
+        return Err(EntryError::BadLabel);
+    }
+    let label = (!label.is_empty()).then(|| Arc::from(label));
+    Ok(Configured { entry, label })
+}
+
 /// Parses the `--api-key` values: each may hold several comma-separated entries.
-pub fn parse_flag_entries(values: &[SecretString]) -> anyhow::Result<Vec<KeyEntry>> {
+pub fn parse_flag_entries(values: &[SecretString]) -> anyhow::Result<Vec<Configured>> {
     let mut entries = Vec::new();
     let mut number = 0;
     for value in values {
@@ -149,7 +185,7 @@ pub fn parse_flag_entries(values: &[SecretString]) -> anyhow::Result<Vec<KeyEntr
             number += 1;
             let entry = parse_entry(raw)
                 .with_context(|| format!("--api-key (LATCHKEY_API_KEY) entry {number}"))?;
-            entries.push(entry);
+            entries.push(entry.into());
         }
     }
     Ok(entries)
@@ -169,7 +205,9 @@ pub fn key_file_is_empty(path: &Path) -> anyhow::Result<bool> {
         .all(|line| line.is_empty() || line.starts_with('#')))
 }
 
-pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
+/// Reads a key file: an entry per line, each with an optional label after it, blank lines
+/// and `#` comments ignored.
+pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<Configured>> {
     crate::file_modes::check_secret_file(path, "key file")?;
     let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
@@ -180,7 +218,7 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyEntry>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let entry = parse_entry(line)
+        let entry = parse_line(line)
             .with_context(|| format!("key file {}:{}", path.display(), index + 1))?;
         entries.push(entry);
     }
@@ -245,15 +283,22 @@ pub fn ensure_generated_key(state_dir: &Path) -> anyhow::Result<(PathBuf, bool)>
 #[derive(Debug, Default)]
 pub struct KeySet {
     digests: Vec<KeyDigest>,
+    /// Each key's label, by the digest's place.
+    labels: Vec<Option<Arc<str>>>,
     /// `KeyDigest::grant_id` of each key, worked out once.
     grant_ids: Vec<String>,
 }
 
 impl KeySet {
-    pub fn new(entries: &[KeyEntry]) -> Self {
-        let digests: Vec<KeyDigest> = entries.iter().map(KeyEntry::digest).collect();
+    pub fn new(entries: &[Configured]) -> Self {
+        let digests: Vec<KeyDigest> = entries.iter().map(|c| c.entry.digest()).collect();
         let grant_ids = digests.iter().map(KeyDigest::grant_id).collect();
-        Self { digests, grant_ids }
+        let labels = entries.iter().map(|c| c.label.clone()).collect();
+        Self {
+            digests,
+            labels,
+            grant_ids,
+        }
     }
 
     /// Whether a key an OAuth grant was made with is still here.
@@ -272,11 +317,20 @@ impl KeySet {
     /// True when `presented` matches a configured key. Every configured digest is compared,
     /// in constant time, whatever matched before: timing tells nothing about which key or byte.
     pub fn verify(&self, presented: &KeyDigest) -> bool {
+        self.matching(presented).is_some()
+    }
+
+    /// The key `presented` matches, as `Some(its label)`. Every configured digest is
+    /// compared, in constant time, and the place chosen without a branch on the bytes.
+    pub fn matching(&self, presented: &KeyDigest) -> Option<Option<Arc<str>>> {
         let mut matched = Choice::from(0);
-        for digest in &self.digests {
-            matched |= digest.0.ct_eq(&presented.0);
+        let mut place = 0u32;
+        for (i, digest) in self.digests.iter().enumerate() {
+            let equal = digest.0.ct_eq(&presented.0);
+            place.conditional_assign(&(i as u32), equal & !matched);
+            matched |= equal;
         }
-        matched.into()
+        bool::from(matched).then(|| self.labels[place as usize].clone())
     }
 }
 
@@ -289,7 +343,10 @@ mod tests {
     #[test]
     fn plain_and_digest_entries_verify_the_same_key() {
         let digest = KeyDigest::of(KEY.as_bytes()).to_config_form();
-        let set = KeySet::new(&[parse_entry(KEY).unwrap(), parse_entry(&digest).unwrap()]);
+        let set = KeySet::new(&[
+            parse_entry(KEY).unwrap().into(),
+            parse_entry(&digest).unwrap().into(),
+        ]);
         assert_eq!(set.len(), 2);
         assert!(set.verify(&KeyDigest::of(KEY.as_bytes())));
         assert!(!set.verify(&KeyDigest::of(b"0123456789abcdef0123456789abcdef-XYz")));
@@ -376,6 +433,38 @@ mod tests {
     }
 
     #[test]
+    fn a_key_files_label_names_the_key_that_matched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let other = "another-key-0123456789abcdef-0123456789";
+        let digest = KeyDigest::of(other.as_bytes()).to_config_form();
+        fs::write(&path, format!("{KEY}\n{digest}\tChatGPT on the laptop \n")).unwrap();
+        let set = KeySet::new(&read_key_file(&path).unwrap());
+        assert_eq!(set.matching(&KeyDigest::of(KEY.as_bytes())), Some(None));
+        assert_eq!(
+            set.matching(&KeyDigest::of(other.as_bytes())),
+            Some(Some("ChatGPT on the laptop".into()))
+        );
+        assert_eq!(
+            set.matching(&KeyDigest::of(b"not a key at all, not at all")),
+            None
+        );
+        // The same key twice: the first line's label.
+        fs::write(&path, format!("{KEY} first\n{KEY} second\n")).unwrap();
+        let set = KeySet::new(&read_key_file(&path).unwrap());
+        assert_eq!(
+            set.matching(&KeyDigest::of(KEY.as_bytes())),
+            Some(Some("first".into()))
+        );
+        for bad in ["x".repeat(MAX_LABEL + 1), "tab\u{7}bell".to_owned()] {
+            fs::write(&path, format!("{KEY} {bad}\n")).unwrap();
+            let err = format!("{:#}", read_key_file(&path).unwrap_err());
+            assert!(err.contains(":1:") && err.contains("label"), "{err}");
+            assert!(!err.contains(KEY), "{err}");
+        }
+    }
+
+    #[test]
     fn generated_key_file_is_private_and_reused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -395,6 +484,6 @@ mod tests {
         assert!(!created);
         assert_eq!(again, path);
         let second = read_key_file(&path).unwrap();
-        assert_eq!(first[0].digest(), second[0].digest());
+        assert_eq!(first[0].entry.digest(), second[0].entry.digest());
     }
 }

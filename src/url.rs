@@ -48,7 +48,7 @@ pub fn connector_url(
     let key = sources
         .load()?
         .into_iter()
-        .find_map(|entry| match entry {
+        .find_map(|configured| match configured.entry {
             KeyEntry::Plain(key) => Some(key),
             KeyEntry::Digest(_) => None,
         })

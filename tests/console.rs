@@ -169,6 +169,55 @@ async fn a_browser_signs_in_and_sees_an_sdk_clients_calls_arrive() {
 }
 
 #[tokio::test]
+async fn the_clients_view_says_which_labelled_key_each_client_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    let digest = common::keygen_digest(OTHER_KEY);
+    std::fs::write(&file, format!("{KEY} laptop <b>\n{digest}\tphone\n")).unwrap();
+    let app = App::start(
+        Spawn::default()
+            .no_default_key()
+            .args(&["--api-key-file", file.to_str().unwrap()]),
+    );
+    let client = http();
+    for (agent, url, key) in [
+        ("ChatGPT-User/1.0", app.url("/mcp"), Some(KEY)),
+        (
+            "Claude-User",
+            app.url(&format!("/mcp?api_key={OTHER_KEY}")),
+            None,
+        ),
+    ] {
+        let mut request = mcp_post(&client, &url, &call_hello("Ada")).header("user-agent", agent);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+    }
+    let browser = Browser::new();
+    assert_eq!(
+        sign_in(&browser, &app, KEY).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = text(browser.get(app.url("/console/clients")).await).await;
+    let card = |agent: &str| {
+        let start = page.find(&format!("<h3>{agent}")).expect(agent);
+        page[start..].split("</section>").next().unwrap().to_owned()
+    };
+    let chatgpt = card("ChatGPT-User/1.0");
+    assert!(
+        chatgpt.contains("authenticated by bearer with the key laptop &lt;b&gt;"),
+        "{chatgpt}"
+    );
+    let claude = card("Claude-User");
+    assert!(
+        claude.contains("authenticated by query with the key phone"),
+        "{claude}"
+    );
+    assert!(!page.contains(KEY) && !page.contains(OTHER_KEY), "{page}");
+}
+
+#[tokio::test]
 async fn signing_in_is_counted_and_a_session_ends_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("keys");

@@ -25,6 +25,8 @@ use crate::telemetry::observe::Exchange;
 
 pub const MAX_CLIENTS: usize = 64;
 pub const STEPS: usize = 40;
+/// Key labels kept a client.
+pub const KEYS: usize = 8;
 
 /// What Claude waits for discovery, registration, a token and the first `initialize`
 /// (../shared/notes/field-2026-12.md): about 10 s.
@@ -60,6 +62,8 @@ pub struct ClientRow {
     pub requests: u64,
     /// How its keys came (`bearer`, `query`, `path`, `oauth`, …), each once.
     pub auth: Vec<&'static str>,
+    /// The labels of the keys it used (`--api-key-file`), each once, at most [`KEYS`].
+    pub keys: Vec<String>,
     /// Where its last request that was not routine came from.
     pub address: Option<String>,
     pub steps: VecDeque<Step>,
@@ -195,6 +199,7 @@ impl ClientRow {
             last_ms: now,
             requests: 0,
             auth: Vec::new(),
+            keys: Vec::new(),
             address: None,
             steps: VecDeque::new(),
         }
@@ -208,6 +213,12 @@ impl ClientRow {
             && !self.auth.contains(&auth)
         {
             self.auth.push(auth);
+        }
+        if let Some(label) = exchange.key_label
+            && self.keys.len() < KEYS
+            && !self.keys.iter().any(|k| k == label)
+        {
+            self.keys.push(label.to_owned());
         }
         if let Some(name) = exchange.mcp_client
             && self.name.as_deref() != Some(cut(name))
@@ -260,6 +271,7 @@ mod tests {
             path,
             user_agent: Some(agent),
             auth: None,
+            key_label: None,
             mcp_method: None,
             mcp_client: None,
             duration: Duration::from_millis(5),
@@ -364,6 +376,28 @@ mod tests {
             [("(none)".to_owned(), 2), ("loadgen".to_owned(), 2)],
             "the same address is the last client's; another is nobody's"
         );
+    }
+
+    #[test]
+    fn a_client_shows_the_labels_of_the_keys_it_used_each_once() {
+        let clients = Clients::default();
+        let mut request = exchange("Claude-User", "/mcp", 200);
+        request.auth = Some(AuthMethod::Bearer);
+        for label in ["laptop", "laptop", "phone", "laptop"] {
+            request.key_label = Some(label);
+            clients.finished(&request);
+        }
+        request.key_label = None;
+        clients.finished(&request);
+        let labels: Vec<String> = (0..KEYS * 2).map(|i| format!("key {i}")).collect();
+        for label in &labels {
+            request.key_label = Some(label);
+            clients.finished(&request);
+        }
+        let row = &clients.recent()[0];
+        assert_eq!(row.keys[..2], ["laptop", "phone"]);
+        assert_eq!(row.keys.len(), KEYS, "bounded");
+        assert_eq!(row.requests, 5 + KEYS as u64 * 2);
     }
 
     #[test]

@@ -135,6 +135,7 @@ mod tests {
             path,
             user_agent: Some("curl/8"),
             auth: None,
+            key_label: None,
             mcp_method: None,
             mcp_client: None,
             duration: std::time::Duration::from_millis(1),

@@ -32,7 +32,7 @@ impl Feed {
             .sources()?
             .load()?
             .into_iter()
-            .find_map(|entry| match entry {
+            .find_map(|configured| match configured.entry {
                 KeyEntry::Plain(key) => Some(key),
                 KeyEntry::Digest(_) => None,
             })

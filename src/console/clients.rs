@@ -44,6 +44,10 @@ fn step_row(step: &Step) -> String {
     )
 }
 
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 fn client_card(client: &ClientRow) -> String {
     let name = match &client.name {
         Some(name) => format!(
@@ -53,11 +57,19 @@ fn client_card(client: &ClientRow) -> String {
         ),
         None => escape(&client.agent),
     };
-    let auth = if client.auth.is_empty() {
+    let mut auth = if client.auth.is_empty() {
         "never authenticated".to_owned()
     } else {
         format!("authenticated by {}", client.auth.join(", "))
     };
+    if !client.keys.is_empty() {
+        let keys: Vec<String> = client.keys.iter().map(|k| escape(k)).collect();
+        auth.push_str(&format!(
+            " with the key{} {}",
+            plural(keys.len()),
+            keys.join(", ")
+        ));
+    }
     let steps: String = client.steps.iter().map(step_row).collect();
     format!(
         "<section class=\"client\"><h3>{name}</h3>\

@@ -253,7 +253,7 @@ impl<S> Gate<S> {
                 retry_after,
                 origin: origin.clone(),
             })?;
-        let auth = verified(verifiers, &limits.lockout, client, credentials, &origin)?;
+        let (auth, key_label) = verified(verifiers, &limits.lockout, client, credentials, &origin)?;
         let permit = limits
             .in_flight
             .clone()
@@ -261,6 +261,7 @@ impl<S> Gate<S> {
             .map_err(|_| Answer::Busy)?;
         Ok(Admitted {
             auth: Some(auth),
+            key_label,
             origin,
             permit: Some(permit),
             client: Some(client),
@@ -276,11 +277,11 @@ fn verified(
     client: ClientAddr,
     credentials: &auth::Credentials,
     origin: &Option<HeaderValue>,
-) -> Result<AuthMethod, Answer> {
+) -> Result<(AuthMethod, Option<Arc<str>>), Answer> {
     match verifier::decide(verifiers, credentials) {
-        Decision::Admit(method) => {
+        Decision::Admit(method, label) => {
             lockout.succeeded(client);
-            Ok(method)
+            Ok((method, label))
         }
         Decision::Refuse { refusal, guess } => {
             if guess {
@@ -303,6 +304,8 @@ fn verified(
 struct Admitted {
     /// How the key came (`None` where none is needed).
     auth: Option<AuthMethod>,
+    /// The key's label (`--api-key-file`), for a labelled key.
+    key_label: Option<Arc<str>>,
     /// The request's `Origin`, allowed by the guard.
     origin: Option<HeaderValue>,
     /// Its place among the requests in flight, held until its answer is ready.
@@ -456,6 +459,7 @@ where
         // nothing (axum's Router), so it is simply not called.
         match self.admit(matched, client, &request, &taken.credentials) {
             Ok(admitted) => {
+                record.key_label(admitted.key_label);
                 // The OAuth consent page counts wrong secrets per client, as the gate does.
                 if let (Access::Guarded, Some(client)) = (matched.access, admitted.client) {
                     request.extensions_mut().insert(client);

@@ -15,8 +15,9 @@ use crate::oauth::{OAuth, TokenCheck};
 /// What one verifier finds.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Good credentials: let through, recorded as having come this way.
-    Admit(AuthMethod),
+    /// Good credentials: let through, recorded as having come this way (with the key's
+    /// label, for a labelled key).
+    Admit(AuthMethod, Option<Arc<str>>),
     /// Refused whatever another verifier would find (several different keys at once): a
     /// guess, counted.
     Refuse(KeyRefusal),
@@ -45,7 +46,7 @@ pub struct Keys(pub Arc<ArcSwap<KeySet>>);
 impl Verifier for Keys {
     fn verify(&self, credentials: &Credentials) -> Verdict {
         match auth::check(&self.0.load(), credentials) {
-            Ok(method) => Verdict::Admit(method),
+            Ok((method, label)) => Verdict::Admit(method, label),
             Err(KeyRefusal::Several) => Verdict::Refuse(KeyRefusal::Several),
             Err(KeyRefusal::Missing | KeyRefusal::Invalid) => Verdict::Unknown,
         }
@@ -58,7 +59,7 @@ pub struct AccessTokens(pub Arc<OAuth>);
 impl Verifier for AccessTokens {
     fn verify(&self, credentials: &Credentials) -> Verdict {
         match self.0.check(credentials) {
-            TokenCheck::Valid => Verdict::Admit(AuthMethod::OAuth),
+            TokenCheck::Valid => Verdict::Admit(AuthMethod::OAuth, None),
             TokenCheck::Stale => Verdict::Stale,
             TokenCheck::Unknown => Verdict::Unknown,
         }
@@ -72,7 +73,7 @@ impl Verifier for AccessTokens {
 /// What the verifiers found together, in order: the first to admit or refuse decides.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
-    Admit(AuthMethod),
+    Admit(AuthMethod, Option<Arc<str>>),
     Refuse {
         refusal: KeyRefusal,
         /// Whether the refused credentials count as a guess (the lockout's failure).
@@ -91,7 +92,7 @@ pub fn decide(verifiers: &[Box<dyn Verifier>], credentials: &Credentials) -> Dec
     let mut stale = false;
     for verifier in verifiers {
         match verifier.verify(credentials) {
-            Verdict::Admit(method) => return Decision::Admit(method),
+            Verdict::Admit(method, label) => return Decision::Admit(method, label),
             Verdict::Refuse(refusal) => {
                 return Decision::Refuse {
                     refusal,
@@ -138,14 +139,17 @@ mod tests {
 
     #[test]
     fn the_first_verifier_that_admits_or_refuses_decides() {
-        let all = verifiers(&[|| Verdict::Unknown, || Verdict::Admit(AuthMethod::OAuth)]);
+        let all = verifiers(&[
+            || Verdict::Unknown,
+            || Verdict::Admit(AuthMethod::OAuth, None),
+        ]);
         assert_eq!(
             decide(&all, &presented()),
-            Decision::Admit(AuthMethod::OAuth)
+            Decision::Admit(AuthMethod::OAuth, None)
         );
         let all = verifiers(&[
             || Verdict::Refuse(KeyRefusal::Several),
-            || Verdict::Admit(AuthMethod::OAuth),
+            || Verdict::Admit(AuthMethod::OAuth, None),
         ]);
         assert_eq!(
             decide(&all, &presented()),
@@ -174,7 +178,7 @@ mod tests {
                 guess: true
             }
         );
-        let all = verifiers(&[|| Verdict::Admit(AuthMethod::OAuth)]);
+        let all = verifiers(&[|| Verdict::Admit(AuthMethod::OAuth, None)]);
         assert_eq!(
             decide(&all, &Credentials::default()),
             Decision::Refuse {

@@ -762,7 +762,7 @@ mod tests {
         });
         let router = axum::Router::new().route("/mcp", endpoint);
         let args = crate::startup::test_args(&["--api-key", KEY]);
-        let key = crate::keys::KeyEntry::Plain(KEY.into());
+        let key = crate::keys::KeyEntry::Plain(KEY.into()).into();
         let keys = Arc::new(arc_swap::ArcSwap::from_pointee(crate::keys::KeySet::new(
             &[key],
         )));

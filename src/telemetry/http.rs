@@ -112,6 +112,8 @@ pub struct Record {
     export: Option<(Export, Span, Option<Arc<str>>, &'static str)>,
     /// Who is told of the request when it is finished (the console).
     observer: Option<Arc<dyn ExchangeObserver>>,
+    /// The accepted key's label (`--api-key-file`), for the observer.
+    key_label: Option<Arc<str>>,
 }
 
 impl Record {
@@ -141,6 +143,7 @@ impl Record {
             mcp: None,
             export: None,
             observer: None,
+            key_label: None,
         };
         if let Some(export) = export {
             let transport = transport(peer);
@@ -198,10 +201,16 @@ impl Record {
             path: self.path.as_str(),
             user_agent: user_agent.as_deref(),
             auth: auth.filter(|_| !refused),
+            key_label: self.key_label.as_deref().filter(|_| !refused),
             mcp_method: noted.map(|n| &*n.method),
             mcp_client: noted.and_then(|n| n.client.as_deref()),
             duration,
         });
+    }
+
+    /// The request was let in with a key that has this label.
+    pub fn key_label(&mut self, label: Option<Arc<str>>) {
+        self.key_label = label;
     }
 
     fn user_agent(&self) -> Option<Cow<'_, str>> {

@@ -128,6 +128,8 @@ pub struct Exchange<'a> {
     pub user_agent: Option<&'a str>,
     /// How the key came, when one was accepted (a refused one is not here).
     pub auth: Option<AuthMethod>,
+    /// The accepted key's label, when the key file gives it one.
+    pub key_label: Option<&'a str>,
     /// For an MCP request: its JSON-RPC method, and who the client said it is.
     pub mcp_method: Option<&'a str>,
     pub mcp_client: Option<&'a str>,
