@@ -229,8 +229,7 @@ pub async fn events(
                 Event::default()
                     .event("call")
                     .id(call.id.to_string())
-                    .json_data(&*call)
-                    .unwrap_or_default(),
+                    .data(call_json(&call)),
             )
         }))
     });
@@ -241,6 +240,13 @@ pub async fn events(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// `call` as JSON, for an event's data (JSON escapes every line break a name may hold).
+fn call_json(call: &Call) -> String {
+    let mut json = Vec::with_capacity(256);
+    call.write_json(&mut json);
+    String::from_utf8(json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `{base}/activity`: one JSON [`Call`] per line, behind the key (for `latchkey watch`).
@@ -265,9 +271,8 @@ pub async fn lines(
     let lines = futures::StreamExt::map(reading.stream(), |calls| {
         let mut lines = Vec::with_capacity(calls.len() * 256);
         for call in calls {
-            if serde_json::to_writer(&mut lines, &*call).is_ok() {
-                lines.push(b'\n');
-            }
+            call.write_json(&mut lines);
+            lines.push(b'\n');
         }
         Ok::<_, std::convert::Infallible>(Bytes::from(lines))
     });

@@ -213,15 +213,8 @@ impl Store {
             return Ok(());
         };
         let mut records = Vec::with_capacity(calls.len() * 64);
-        // Each written into a buffer on the stack and copied on: postcard's `Vec` flavours
-        // push byte by byte, which cost twice as much.
-        let mut buffer = [0u8; 1024];
         for call in calls {
-            let row = to_row(call);
-            match postcard::to_slice(&row, &mut buffer) {
-                Ok(written) => records.extend_from_slice(written),
-                Err(_) => records.extend_from_slice(&postcard::to_allocvec(&row)?),
-            }
+            write_record(&mut records, call);
         }
         let transaction = self.connection.transaction()?;
         transaction
@@ -329,10 +322,51 @@ type Row<'a> = (
     Option<Cow<'a, str>>,
 );
 
+#[cfg(test)]
 fn borrow(text: &Option<impl std::ops::Deref<Target = str>>) -> Option<Cow<'_, str>> {
     text.as_deref().map(Cow::Borrowed)
 }
 
+/// Appends `call` as postcard writes its [`Row`] (and reads it back): integers as LEB128
+/// varints, a string as its length and bytes, an option as 0 or 1 and the value, the outcome
+/// as its variant's index. By hand: through postcard's serializer a call cost the writer
+/// 550 instructions, through this 120 (bench/instructions, profiled).
+fn write_record(out: &mut Vec<u8>, call: &Call) {
+    fn varint(out: &mut Vec<u8>, mut n: u64) {
+        while n >= 0x80 {
+            out.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    fn text(out: &mut Vec<u8>, text: &str) {
+        varint(out, text.len() as u64);
+        out.extend_from_slice(text.as_bytes());
+    }
+    fn optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl Fn(&mut Vec<u8>, T)) {
+        match value {
+            Some(value) => {
+                out.push(1);
+                write(out, value);
+            }
+            None => out.push(0),
+        }
+    }
+    varint(out, call.id);
+    varint(out, call.at_ms);
+    text(out, &call.method);
+    optional(out, call.tool.as_deref(), text);
+    optional(out, call.prompt.as_deref(), text);
+    optional(out, call.client.as_deref(), text);
+    varint(out, call.outcome as u64);
+    optional(out, call.error.as_deref(), text);
+    varint(out, (call.duration_ms * 1000.0) as u64);
+    optional(out, call.arguments_bytes, |out, n| varint(out, n as u64));
+    optional(out, call.answer_bytes, |out, n| varint(out, n as u64));
+    optional(out, call.trace_id.as_deref(), text);
+}
+
+#[cfg(test)]
 fn to_row(call: &Call) -> Row<'_> {
     (
         call.id,
@@ -478,4 +512,53 @@ fn write_slots(
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_record_is_what_postcard_writes_and_reads_back() {
+        let long = "é".repeat(300);
+        let texts = [None, Some(""), Some("hello"), Some(long.as_str())];
+        for (i, text) in texts.into_iter().enumerate() {
+            for outcome in [
+                Outcome::Ok,
+                Outcome::ToolError,
+                Outcome::Error,
+                Outcome::Cancelled,
+            ] {
+                let call = Call {
+                    id: 1 << (i * 20),
+                    at_ms: 1_764_633_600_123,
+                    method: Cow::Borrowed("tools/call"),
+                    tool: text.map(Arc::from),
+                    prompt: None,
+                    client: text.map(Arc::from),
+                    outcome,
+                    error: text.map(str::to_owned),
+                    duration_ms: 1.5 * i as f64,
+                    arguments_bytes: text.map(|_| 127),
+                    answer_bytes: text.map(|_| 1 << 40),
+                    trace_id: text.map(str::to_owned),
+                    arguments: None,
+                    result: None,
+                };
+                let mut record = Vec::new();
+                write_record(&mut record, &call);
+                assert_eq!(record, postcard::to_allocvec(&to_row(&call)).unwrap());
+                let (row, rest) = postcard::take_from_bytes::<Row>(&record).unwrap();
+                assert!(rest.is_empty());
+                let back = from_row(row);
+                assert_eq!(
+                    (back.id, back.outcome, back.tool),
+                    (call.id, outcome, call.tool)
+                );
+            }
+        }
+    }
 }

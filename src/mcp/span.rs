@@ -220,17 +220,27 @@ impl<S> Traced<S> {
         // (2026-07-28) or through the session's handshake. The version is the span's only,
         // and asking rmcp for either decodes and clones: not without a span.
         let exporting = self.tracing.export.is_some();
+        // The session's handshake, borrowed: rmcp's `client_info()` clones it (about 350
+        // instructions a request, bench/instructions).
+        let peer = detail
+            .initialize
+            .is_none()
+            .then(|| context.peer.peer_info())
+            .flatten();
         let (protocol, client) = match detail.initialize {
             Some(init) => (
                 exporting.then(|| init.protocol_version.to_string()),
-                Some(init.client_info.clone()),
+                Some(Cow::Borrowed(&init.client_info)),
             ),
             None => (
-                context
-                    .protocol_version()
-                    .filter(|_| exporting)
+                exporting
+                    .then(|| context.protocol_version())
+                    .flatten()
                     .map(|v| v.to_string()),
-                context.client_info().filter(|c| !is_rmcp_placeholder(c)),
+                context.meta.client_info().map(Cow::Owned).or_else(|| {
+                    let peer = &peer.as_deref()?.client_info;
+                    (!is_rmcp_placeholder(peer)).then_some(Cow::Borrowed(peer))
+                }),
             ),
         };
         let operation = start(
@@ -420,7 +430,7 @@ struct Message<'a> {
     request_id: Option<&'a NumberOrString>,
     arguments: Option<&'a JsonObject>,
     protocol: Option<String>,
-    client: Option<Implementation>,
+    client: Option<Cow<'a, Implementation>>,
     /// `_meta` of the message, for a propagated trace context.
     meta: Option<&'a MetaObject>,
     extensions: &'a Extensions,
@@ -434,7 +444,7 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
     let target = message
         .target
         .map(|(key, target)| (key, Arc::<str>::from(target)));
-    let client = client_name(message.client.as_ref(), parts);
+    let client = client_name(message.client.as_deref(), parts);
     note(
         message.extensions,
         &message.method,
@@ -625,12 +635,13 @@ fn client_name(
 /// Who the client is: what it said of itself (or its User-Agent), and where it is.
 fn client_attributes(
     attributes: &mut Vec<KeyValue>,
-    client: Option<Implementation>,
+    client: Option<Cow<'_, Implementation>>,
     name: &Option<Arc<str>>,
     parts: Option<&http::request::Parts>,
 ) {
     match client {
         Some(client) => {
+            let client = client.into_owned();
             attributes.push(KeyValue::new("latchkey.client.name", client.name));
             attributes.push(KeyValue::new("latchkey.client.version", client.version));
         }
@@ -666,7 +677,9 @@ fn propagated_context(meta: &MetaObject) -> Option<SpanContext> {
     context.is_valid().then_some(context)
 }
 
-/// The length of `value` written as JSON, without keeping what is written.
+/// The length of `value` written as JSON, without keeping what is written. (Counted by a
+/// serializer of its own instead, a tool's answer cost as much: the cost is serde's walk
+/// of rmcp's types, not the writing.)
 fn json_len(value: &impl serde::Serialize) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
