@@ -854,6 +854,41 @@ async fn the_upstreams_view_shows_state_tools_and_the_last_error_after_a_crash()
 }
 
 /// The names `tools/list` answers with, through latchkey.
+/// The upstreams and tool-changes views in a real browser, as docs/ shows them.
+async fn screenshots_of_the_upstreams_and_changes_views(app: &App) {
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (console, shots) = (app.url("/console"), shots.clone());
+        move || {
+            common::client_script(
+                "console_shots.py",
+                &[
+                    &console,
+                    shots.to_str().unwrap(),
+                    "console-upstreams=/upstreams=section.upstream td",
+                    "console-changes=/changes=section.change pre",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", app.output());
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for shot in ["console-upstreams", "console-changes"] {
+        assert!(found[shot].as_u64().unwrap() >= 1, "{found}");
+        let png = std::fs::read(shots.join(format!("{shot}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{shot}");
+        assert!(
+            png.len() > 5_000,
+            "{shot} has text in it: {} bytes",
+            png.len()
+        );
+    }
+}
+
 async fn listed_tools(app: &App) -> Vec<String> {
     let body = common::rpc("tools/list", serde_json::json!({}));
     let response = mcp_post(&http(), &app.url("/mcp"), &body)
@@ -911,6 +946,7 @@ async fn pinned_tools_withhold_a_new_tool_of_a_real_upstream_until_it_is_approve
     );
     let (_, page) = text(browser.get(app.url("/console/changes")).await).await;
     assert!(page.contains("grown added"), "{page}");
+    screenshots_of_the_upstreams_and_changes_views(&app).await;
     assert!(
         page.contains("+  &quot;description&quot;: &quot;Added by grow.&quot;"),
         "{page}"
