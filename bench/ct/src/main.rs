@@ -66,7 +66,7 @@ fn wrong_keys(rng: &mut BenchRng) -> Vec<(Class, Vec<u8>)> {
 }
 
 fn latchkey_prefix_vs_none(runner: &mut CtRunner, rng: &mut BenchRng) {
-    let keys = KeySet::new(&[KeyEntry::Plain(KEY.into())]);
+    let keys = KeySet::new(&[KeyEntry::Plain(KEY.into()).into()]);
     let inputs = wrong_keys(rng);
     for (class, presented) in inputs {
         runner.run_one(class, || {
@@ -76,7 +76,7 @@ fn latchkey_prefix_vs_none(runner: &mut CtRunner, rng: &mut BenchRng) {
 }
 
 fn latchkey_digest_prefix_vs_none(runner: &mut CtRunner, rng: &mut BenchRng) {
-    let keys = KeySet::new(&[KeyEntry::Plain(KEY.into())]);
+    let keys = KeySet::new(&[KeyEntry::Plain(KEY.into()).into()]);
     let real = KeyDigest::of(KEY.as_bytes()).to_config_form();
     let real = real.strip_prefix("sha256:").unwrap().to_owned();
     let inputs: Vec<(Class, KeyDigest)> = classes(rng)
