@@ -125,6 +125,11 @@ pub enum EntryError {
         "the label after the key must be at most {MAX_LABEL} characters, without control characters"
     )]
     BadLabel,
+    /// A second key on the line would be shown, as the label, on the console's pages.
+    #[error(
+        "the label after the key holds a word of {MIN_KEY_LEN} or more characters, which may be a second key: write one key per line, and a label of shorter words"
+    )]
+    KeyInLabel,
 }
 
 /// Whether `raw` looks like a digest written some other way than `sha256:<64 hex>`.
@@ -168,6 +173,12 @@ fn parse_line(line: &str) -> Result<Configured, EntryError> {
     let entry = parse_entry(raw)?;
     if label.chars().count() > MAX_LABEL || label.chars().any(char::is_control) {
         return Err(EntryError::BadLabel);
+    }
+    if label
+        .split_whitespace()
+        .any(|word| word.len() >= MIN_KEY_LEN)
+    {
+        return Err(EntryError::KeyInLabel);
     }
     let label = (!label.is_empty()).then(|| Arc::from(label));
     Ok(Configured { entry, label })
@@ -456,11 +467,16 @@ mod tests {
             set.matching(&KeyDigest::of(KEY.as_bytes())),
             Some(Some("first".into()))
         );
-        for bad in ["x".repeat(MAX_LABEL + 1), "tab\u{7}bell".to_owned()] {
+        for bad in [
+            "x".repeat(MAX_LABEL + 1),
+            "tab\u{7}bell".to_owned(),
+            format!("laptop {other}"),
+            format!("phone {digest}"),
+        ] {
             fs::write(&path, format!("{KEY} {bad}\n")).unwrap();
             let err = format!("{:#}", read_key_file(&path).unwrap_err());
             assert!(err.contains(":1:") && err.contains("label"), "{err}");
-            assert!(!err.contains(KEY), "{err}");
+            assert!(!err.contains(KEY) && !err.contains(other), "{err}");
         }
     }
 
