@@ -1,5 +1,6 @@
 """Headless Chromium (Debian's) driven over the DevTools protocol with the already pinned
-`websockets`: what tests/clients/console_browser.py and consent_browser.py share. The
+`websockets`: what tests/clients/console_browser.py, console_shots.py and consent_browser.py
+share. The
 browser runs in a profile of its own and a process group of its own, both gone afterwards.
 """
 
@@ -47,6 +48,15 @@ class Page:
             await asyncio.sleep(0.05)
         html = await self.evaluate("document.documentElement.outerHTML")
         raise RuntimeError(f"timed out waiting for {what}:\n{html}")
+
+    async def sign_in_to_console(self, secret):
+        """On the console's sign-in page: types `secret` into its own form, submits it, and
+        waits until the calls view's live feed is connected."""
+        await self.until("the sign-in form", "!!document.getElementById('secret')")
+        await self.evaluate(
+            f"document.getElementById('secret').value = {json.dumps(secret)};"
+            "document.querySelector('form').submit(); true")
+        await self.until("the live feed", "document.getElementById('status')?.textContent === 'live'")
 
     async def until_after_reloads(self, what, expression):
         """Like `until`, reloading the page between looks (for what the server has later)."""

@@ -45,10 +45,7 @@ async def main(console_url, mcp_url, shots):
         await page.call("Page.navigate", url=console_url)
         await page.until("the sign-in form", "!!document.getElementById('secret')")
         await page.screenshot(os.path.join(shots, "console-sign-in.png"), 480, 420)
-        await page.evaluate(
-            f"document.getElementById('secret').value = {json.dumps(key)};"
-            "document.querySelector('form').submit(); true")
-        await page.until("the live feed", "document.getElementById('status')?.textContent === 'live'")
+        await page.sign_in_to_console(key)
         # Set on this document: a reload would lose it.
         await page.evaluate("window.notReloaded = true")
         await call_hello(mcp_url, key)

@@ -20,11 +20,7 @@ async def main(console_url, shots, views):
     found = {}
     async with browser_page() as page:
         await page.call("Page.navigate", url=console_url)
-        await page.until("the sign-in form", "!!document.getElementById('secret')")
-        await page.evaluate(
-            f"document.getElementById('secret').value = {json.dumps(key)};"
-            "document.querySelector('form').submit(); true")
-        await page.until("the live feed", "document.getElementById('status')?.textContent === 'live'")
+        await page.sign_in_to_console(key)
         for view in views:
             name, path, selector = view.split("=", 2)
             await page.call("Page.navigate", url=console_url + path)
