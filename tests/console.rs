@@ -853,7 +853,6 @@ async fn the_upstreams_view_shows_state_tools_and_the_last_error_after_a_crash()
     assert!(!page.contains(KEY));
 }
 
-/// The names `tools/list` answers with, through latchkey.
 /// The upstreams and tool-changes views in a real browser, as docs/ shows them.
 async fn screenshots_of_the_upstreams_and_changes_views(app: &App) {
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
@@ -889,6 +888,7 @@ async fn screenshots_of_the_upstreams_and_changes_views(app: &App) {
     }
 }
 
+/// The names `tools/list` answers with, through latchkey.
 async fn listed_tools(app: &App) -> Vec<String> {
     let body = common::rpc("tools/list", serde_json::json!({}));
     let response = mcp_post(&http(), &app.url("/mcp"), &body)
