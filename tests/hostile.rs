@@ -603,6 +603,94 @@ async fn connections_that_complete_no_request_are_closed_at_the_header_timeout()
     hello_works(&app, &http()).await;
 }
 
+/// An answer sent before the request's body arrived — the 401 to an OAuth client's first
+/// POST, refused before its body is read — leaves a connection the client can use again
+/// (`src/connections/unread_body.rs`): hyper alone closed it without saying so, and the
+/// Python SDK's next request on it got "Server disconnected without sending a response"
+/// (tests/oauth.rs, once in CI).
+#[tokio::test]
+async fn an_answer_sent_before_the_body_arrived_leaves_the_connection_usable() {
+    let app = App::start(Spawn::default().args(&["--header-timeout", "2s"]));
+    let post = |length: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\n{length}\r\n\r\n"
+        )
+    };
+    let healthz = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+
+    // The head alone; its body comes after the 401, then a second request: answered.
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    stream
+        .write_all(post("Content-Length: 2").as_bytes())
+        .await
+        .unwrap();
+    let refused = read_response_head(&mut stream).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(
+        !refused.to_ascii_lowercase().contains("connection: close"),
+        "{refused}"
+    );
+    stream
+        .write_all(format!("{{}}{healthz}").as_bytes())
+        .await
+        .unwrap();
+    let rest = read_to_close(&mut stream).await;
+    assert!(rest.contains("HTTP/1.1 200 OK"), "{rest}");
+
+    // A body that never comes holds the connection no longer than --header-timeout.
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    stream
+        .write_all(post("Content-Length: 100").as_bytes())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refused = read_to_close(&mut stream).await;
+    assert_eq!(status_of(&refused), 401, "{refused}");
+    assert!(started.elapsed() < PATIENCE);
+
+    // A body of no known length is not waited for: the answer says the connection ends.
+    let refused = exchange(&app, post("Transfer-Encoding: chunked").as_bytes()).await;
+    assert_eq!(status_of(&refused), 401, "{refused}");
+    let head = refused
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.contains("\r\nconnection: close"), "{refused}");
+
+    // A body read whole (a call with the key), and a second request behind it on the same
+    // connection: that one is answered too.
+    let call = call_hello("Ada").to_string();
+    let with_key = post(&format!("Content-Length: {}", call.len())).replace(
+        "\r\n\r\n",
+        &format!("\r\nAuthorization: Bearer {KEY}\r\n\r\n"),
+    );
+    let answers = exchange(&app, format!("{with_key}{call}{healthz}").as_bytes()).await;
+    assert_eq!(status_of(&answers), 200, "{answers}");
+    assert!(answers.contains("Hello Ada!"), "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
+}
+
+/// Reads until the end of a response's head (and whatever came with it).
+async fn read_response_head(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before an answer: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_a_few_addresses_cannot_keep_the_owner_out() {
     let app =

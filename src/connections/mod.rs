@@ -6,8 +6,10 @@
 //! Instead of `axum::serve`, which has none of these bounds and no way to set them.
 
 mod places;
+mod unread_body;
 
 use places::{Activity, Place, Places};
+use unread_body::Unread;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -173,6 +175,7 @@ where
         let counted = Counted {
             inner: self.service,
             activity: self.activity.clone(),
+            drain_for: self.limits.header_timeout,
         };
         let conn = self.builder.serve_connection(io, counted);
         let mut conn = std::pin::pin!(conn);
@@ -258,6 +261,8 @@ pub trait WithPeer {
 struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// How long a body its handler left unread is read on (`unread_body`).
+    drain_for: Duration,
 }
 
 impl<S> hyper::service::Service<hyper::Request<Incoming>> for Counted<S>
@@ -271,9 +276,11 @@ where
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         self.activity.begin();
+        let (request, unread) = unread_body::watch(request, self.drain_for);
         CountedFuture {
-            inner: self.inner.clone().oneshot(request.map(Body::new)),
+            inner: self.inner.clone().oneshot(request),
             guard: Some(InFlight(self.activity.clone())),
+            unread,
         }
     }
 }
@@ -292,6 +299,7 @@ pin_project! {
         #[pin]
         inner: F,
         guard: Option<InFlight>,
+        unread: Option<Unread>,
     }
 }
 
@@ -300,7 +308,10 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for CountedFuture<
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
+        let mut response = ready!(this.inner.poll(cx))?;
+        if let Some(unread) = this.unread.take() {
+            unread.mark(&mut response);
+        }
         let guard = this.guard.take();
         Poll::Ready(Ok(response.map(|inner| CountedBody { inner, guard })))
     }
