@@ -4,7 +4,7 @@
 //! reconnecting (from the last call it received) when the stream ends or, once the server
 //! was reached, while it is away (a restart).
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -94,7 +94,7 @@ impl Feed {
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                out.line(&line[..end])
+                out.line(&line[..end], &mut std::io::stdout().lock())
                     .map_err(|e| Failure::fatal(format!("cannot write: {e}")))?;
             }
         }
@@ -167,15 +167,26 @@ struct Printer {
 }
 
 impl Printer {
-    fn line(&mut self, line: &[u8]) -> anyhow::Result<()> {
+    fn line(&mut self, line: &[u8], stdout: &mut impl Write) -> anyhow::Result<()> {
         let Ok(call) = serde_json::from_slice::<Call>(line) else {
             return Ok(());
         };
+        let passed_over = match self.last {
+            0 => 0,
+            last => call.id.saturating_sub(last + 1),
+        };
         self.last = self.last.max(call.id);
+        // The feed keeps the last 1,000 calls for a reader: at a pace it cannot keep up
+        // with, it passes over the older ones, and the ids say so (`--json` keeps them).
+        if passed_over > 0 && !self.json {
+            writeln!(
+                stdout,
+                "… {passed_over} calls passed over: they came faster than the feed keeps them"
+            )?;
+        }
         if !self.passes(&call) {
             return Ok(());
         }
-        let mut stdout = std::io::stdout().lock();
         if self.json {
             writeln!(stdout, "{}", json_shown(line))?;
         } else {
@@ -307,6 +318,38 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Calls the feed passed over (it keeps the last 1,000 for a reader) are said, in
+    /// words; with `--json` the ids say it.
+    #[test]
+    fn calls_passed_over_are_said() {
+        let printed = |json: bool| {
+            let mut printer = Printer {
+                json,
+                color: false,
+                tool: None,
+                client: None,
+                outcome: None,
+                last: 0,
+                connected: true,
+            };
+            let mut out = Vec::new();
+            for id in [3, 4, 9] {
+                let line = format!(
+                    r#"{{"id":{id},"at_ms":0,"method":"tools/call","tool":"hello","outcome":"ok","duration_ms":1.0}}"#
+                );
+                printer.line(line.as_bytes(), &mut out).unwrap();
+            }
+            String::from_utf8(out).unwrap()
+        };
+        let text = printed(false);
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert_eq!(
+            text.lines().nth(2),
+            Some("… 4 calls passed over: they came faster than the feed keeps them")
+        );
+        assert_eq!(printed(true).lines().count(), 3);
+    }
 
     #[test]
     fn a_line_cannot_drive_the_terminal() {

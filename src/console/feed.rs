@@ -1,6 +1,8 @@
-//! The live feed: what was kept after the id the reader has, then every call as it
-//! finishes. It ends when the reader falls `activity::BACKLOG` behind (it reconnects and
-//! asks for what it missed), at shutdown, and — for a page — when its session ends.
+//! The live feed: what was kept after the id the reader has, then, as calls finish, what is
+//! kept after the newest it was sent. It ends at shutdown and — for a page — when its
+//! session ends. A reader is never buffered for: each send is taken when it reads, so a
+//! slow one passes over the calls that were no longer kept (`activity::LIVE_ROWS`), and
+//! the ids say how many.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
-use tokio::sync::broadcast;
 
 use super::state::Console;
 use crate::activity::{Call, TooManyWatchers, Watcher, Watching};
@@ -25,12 +26,9 @@ const RECHECK: Duration = Duration::from_secs(15);
 /// How long a feed gathers calls after the first before it sends them, together: a reader
 /// asleep is one a call need not wake (woken and written to on every call, a reader cost
 /// the server a fifth of its requests a second at 16 connections, and 5,100 instructions a
-/// call in bench/instructions). It sends sooner when the activity says `activity::PILE`
-/// calls came: at 100 ms alone a reader at 15,000 calls a second fell `activity::BACKLOG`
-/// behind and was dropped after its first call (bench/run).
+/// call in bench/instructions). At most `activity::LIVE_ROWS` calls are kept, so a feed
+/// loses none below 10,000 calls a second.
 const GATHER: Duration = Duration::from_millis(100);
-/// The most calls sent together.
-const MAX_GATHERED: usize = crate::activity::BACKLOG;
 
 #[derive(Clone, Deserialize)]
 pub struct After {
@@ -60,16 +58,16 @@ impl After {
 /// Where a feed is.
 struct Reading {
     console: Arc<Console>,
-    /// The kept calls not sent yet, newest last.
-    backlog: std::vec::IntoIter<Arc<Call>>,
-    live: Watching,
+    /// The reader's place among the watchers.
+    _place: Watching,
+    /// The kept calls asked for first, not sent yet.
+    backlog: Vec<Arc<Call>>,
     follow: bool,
+    /// The newest call sent (or that the reader had).
     last: u64,
     /// A page's session cookie (the one that named a live session), checked again before
     /// each send and every `RECHECK`.
     cookie: Option<SecretString>,
-    /// It fell behind: what it has is sent, then it ends.
-    ended: bool,
 }
 
 impl Reading {
@@ -78,14 +76,12 @@ impl Reading {
         asked: &After,
         cookie: Option<SecretString>,
     ) -> Result<Self, TooManyWatchers> {
-        // Subscribed before the backlog is taken: nothing falls between them (a call in
-        // both is sent once, by its id).
         let kind = if cookie.is_some() {
             Watcher::Page
         } else {
             Watcher::Feed
         };
-        let live = console.activity().watch(kind)?;
+        let place = console.activity().watch(kind)?;
         let mut asked = asked.clone();
         // An id this run never gave (the last run stopped before writing its newest calls):
         // the reader has nothing of this run's, so it gets what is kept.
@@ -96,15 +92,19 @@ impl Reading {
             asked.after = Some(0);
         }
         let backlog = asked.backlog(console.activity());
-        let last = asked.after.unwrap_or(0);
+        // What comes next is what is newer than the newest kept now: nothing falls between
+        // the backlog and the live calls, and nothing is sent twice.
+        let last = backlog
+            .last()
+            .map_or_else(|| console.activity().last_id(), |newest| newest.id)
+            .max(asked.after.unwrap_or(0));
         Ok(Reading {
             console,
-            backlog: backlog.into_iter(),
-            live,
+            _place: place,
+            backlog,
             follow: asked.follow != Some(false),
             last,
             cookie,
-            ended: false,
         })
     }
 
@@ -120,62 +120,29 @@ impl Reading {
 
     /// The next calls to send, oldest first, or `None` when the feed ends.
     async fn next(&mut self) -> Option<Vec<Arc<Call>>> {
+        if !self.backlog.is_empty() {
+            return Some(std::mem::take(&mut self.backlog));
+        }
         loop {
-            if self.ended || !self.still_signed_in() {
+            if !self.follow || !self.still_signed_in() {
                 return None;
             }
-            let kept: Vec<_> = self.backlog.by_ref().take(MAX_GATHERED).collect();
-            if let Some(newest) = kept.last() {
-                self.last = newest.id;
-                return Some(kept);
-            }
-            if !self.follow {
-                return None;
-            }
-            let first = tokio::select! {
-                received = self.live.recv() => received,
+            let activity = self.console.activity();
+            tokio::select! {
+                () = activity.newer_than(self.last) => {}
                 () = self.console.shutdown().cancelled() => return None,
                 () = tokio::time::sleep(RECHECK) => continue,
-            };
-            let Ok(first) = first else {
-                // Fell behind, or the activity is gone: the reader asks again for the rest.
-                return None;
-            };
+            }
             tokio::select! {
                 () = tokio::time::sleep(GATHER) => {}
-                () = self.console.activity().piled() => {}
                 () = self.console.shutdown().cancelled() => return None,
             }
-            let gathered = self.gather(first);
-            if !gathered.is_empty() {
-                return Some(gathered);
+            let calls = activity.recent(self.last);
+            if let Some(newest) = calls.last() {
+                self.last = newest.id;
+                return Some(calls);
             }
         }
-    }
-
-    /// `first` and the calls sent since, newer than what the reader has.
-    fn gather(&mut self, first: Arc<Call>) -> Vec<Arc<Call>> {
-        let mut gathered = Vec::new();
-        let mut next = Some(first);
-        while let Some(call) = next {
-            if call.id > self.last {
-                self.last = call.id;
-                gathered.push(call);
-            }
-            if gathered.len() == MAX_GATHERED {
-                break;
-            }
-            next = match self.live.try_recv() {
-                Ok(call) => Some(call),
-                Err(broadcast::error::TryRecvError::Empty) => None,
-                // Fell behind: what was gathered goes, then the feed ends.
-                Err(_) => {
-                    self.ended = true;
-                    None
-                }
-            };
-        }
-        gathered
     }
 
     fn stream(self) -> impl Stream<Item = Vec<Arc<Call>>> + Send {
