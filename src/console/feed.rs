@@ -10,8 +10,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::Stream;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
@@ -21,7 +20,8 @@ use crate::activity::{Call, TooManyWatchers, Watcher, Watching};
 use crate::auth::AuthMethod;
 use crate::error_response::json_error;
 
-/// How often a page's session is checked while nothing happens.
+/// How often a page's session is checked while nothing happens, and a page sent a comment
+/// that keeps its stream alive (as MCP's event streams are, `routes::mcp::SSE_KEEP_ALIVE`).
 const RECHECK: Duration = Duration::from_secs(15);
 /// How long a feed gathers calls after the first before it sends them, together: a reader
 /// asleep is one a call need not wake (woken and written to on every call, a reader cost
@@ -118,7 +118,8 @@ impl Reading {
         })
     }
 
-    /// The next calls to send, oldest first, or `None` when the feed ends.
+    /// The next calls to send, oldest first (none when `RECHECK` passed quietly), or
+    /// `None` when the feed ends.
     async fn next(&mut self) -> Option<Vec<Arc<Call>>> {
         if !self.backlog.is_empty() {
             return Some(std::mem::take(&mut self.backlog));
@@ -131,7 +132,7 @@ impl Reading {
             tokio::select! {
                 () = activity.newer_than(self.last) => {}
                 () = self.console.shutdown().cancelled() => return None,
-                () = tokio::time::sleep(RECHECK) => continue,
+                () = tokio::time::sleep(RECHECK) => return Some(Vec::new()),
             }
             tokio::select! {
                 () = tokio::time::sleep(GATHER) => {}
@@ -190,30 +191,37 @@ pub async fn events(
         Ok(reading) => reading,
         Err(full) => return busy(&full),
     };
-    let events = futures::StreamExt::flat_map(reading.stream(), |calls| {
-        futures::stream::iter(calls.into_iter().map(|call| {
-            Ok::<_, std::convert::Infallible>(
-                Event::default()
-                    .event("call")
-                    .id(call.id.to_string())
-                    .data(call_json(&call)),
-            )
-        }))
+    let frames = futures::StreamExt::map(reading.stream(), |calls| {
+        Ok::<_, std::convert::Infallible>(Bytes::from(events_of(&calls)))
     });
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(crate::routes::mcp::SSE_KEEP_ALIVE))
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-/// `call` as JSON, for an event's data (JSON escapes every line break a name may hold).
-fn call_json(call: &Call) -> String {
-    let mut json = Vec::with_capacity(256);
-    call.write_json(&mut json);
-    String::from_utf8(json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+/// `calls` as Server-Sent Events `call`, each its id and its JSON as data, written at once
+/// into one buffer (JSON escapes every line break, so the data is one line; through axum's
+/// `Event`, each call was a string, an id string and a copy more); no calls (a quiet
+/// `RECHECK`): a comment, which keeps the stream and any proxy's connection alive.
+fn events_of(calls: &[Arc<Call>]) -> Vec<u8> {
+    if calls.is_empty() {
+        return b":\n\n".to_vec();
+    }
+    let mut out = Vec::with_capacity(calls.len() * 320);
+    let mut itoa = itoa::Buffer::new();
+    for call in calls {
+        out.extend_from_slice(b"event: call\nid: ");
+        out.extend_from_slice(itoa.format(call.id).as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        call.write_json(&mut out);
+        out.extend_from_slice(b"\n\n");
+    }
+    out
 }
 
 /// `{base}/activity`: one JSON [`Call`] per line, behind the key (for `latchkey watch`).
@@ -235,7 +243,11 @@ pub async fn lines(
         Ok(reading) => reading,
         Err(full) => return busy(&full),
     };
-    let lines = futures::StreamExt::map(reading.stream(), |calls| {
+    // A quiet `RECHECK` sends nothing here: JSON lines have no comment.
+    let calls = futures::StreamExt::filter(reading.stream(), |calls| {
+        std::future::ready(!calls.is_empty())
+    });
+    let lines = futures::StreamExt::map(calls, |calls| {
         let mut lines = Vec::with_capacity(calls.len() * 256);
         for call in calls {
             call.write_json(&mut lines);
@@ -251,4 +263,47 @@ pub async fn lines(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::Outcome;
+
+    /// Each call is one event of three fields, however its names break lines (JSON escapes
+    /// them: an event's data must be one line, or a page would read another field out of it).
+    #[test]
+    fn each_call_is_one_event_whatever_its_names_hold() {
+        let call = |id| {
+            Arc::new(Call {
+                id,
+                at_ms: 5,
+                method: "tools/call".into(),
+                tool: Some("a\nevent: x\r\rdata: y".into()),
+                prompt: None,
+                client: Some("\r\n".into()),
+                outcome: Outcome::Ok,
+                error: None,
+                duration_ms: 1.5,
+                arguments_bytes: Some(2),
+                answer_bytes: None,
+                trace_id: None,
+                arguments: None,
+                result: None,
+            })
+        };
+        let sent = String::from_utf8(events_of(&[call(7), call(8)])).unwrap();
+        assert!(!sent.contains('\r'), "{sent:?}");
+        let events: Vec<_> = sent.split_terminator("\n\n").collect();
+        assert_eq!(events.len(), 2, "{sent:?}");
+        for (event, id) in events.iter().zip([7, 8]) {
+            let fields: Vec<_> = event.split('\n').collect();
+            assert_eq!(fields[..2], ["event: call", &format!("id: {id}")]);
+            let data = fields[2].strip_prefix("data: ").unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(data).unwrap();
+            assert_eq!(parsed["tool"], "a\nevent: x\r\rdata: y");
+            assert_eq!(fields.len(), 3);
+        }
+        assert_eq!(events_of(&[]), b":\n\n", "a quiet while keeps the stream alive");
+    }
 }

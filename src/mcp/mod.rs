@@ -4,5 +4,6 @@
 
 pub mod bridge;
 pub mod handler;
+mod json_size;
 pub mod malformed;
 pub mod span;

@@ -452,7 +452,10 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
         client.as_ref(),
     );
     let observed = tracing.is_observed();
-    let arguments_bytes = message.arguments.filter(|_| observed).map(json_len);
+    let arguments_bytes = message
+        .arguments
+        .filter(|_| observed)
+        .map(super::json_size::of_object);
     // With --trace-tool-io, redacted once for the span and the observers both.
     let recorded = message
         .arguments
