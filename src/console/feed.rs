@@ -304,6 +304,10 @@ mod tests {
             assert_eq!(parsed["tool"], "a\nevent: x\r\rdata: y");
             assert_eq!(fields.len(), 3);
         }
-        assert_eq!(events_of(&[]), b":\n\n", "a quiet while keeps the stream alive");
+        assert_eq!(
+            events_of(&[]),
+            b":\n\n",
+            "a quiet while keeps the stream alive"
+        );
     }
 }
