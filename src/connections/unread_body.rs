@@ -4,8 +4,9 @@
 //! what has already arrived, then closes the connection after the answer without saying
 //! so, and a client that reuses it for its next request gets no answer. The first request
 //! of every OAuth client is such a one — a POST refused 401 before its body is read — and
-//! the Python SDK's next request failed with "Server disconnected without sending a
-//! response" (tests/oauth.rs, once in CI).
+//! this is the likely cause of the Python SDK's "Server disconnected without sending a
+//! response" on a request of its OAuth flow (tests/oauth.rs, once in CI, not reproduced;
+//! tests/hostile.rs shows the lost request).
 //!
 //! So, as Go's `net/http` does: a body of a known length up to [`DRAIN_MAX`] left unread is
 //! read and thrown away after its handler lets go of it, for at most `--header-timeout`

@@ -194,12 +194,17 @@ pub async fn events(
     let frames = futures::StreamExt::map(reading.stream(), |calls| {
         Ok::<_, std::convert::Infallible>(Bytes::from(events_of(&calls)))
     });
-    let mut response = Response::new(Body::from_stream(frames));
+    streamed(frames, "text/event-stream")
+}
+
+/// A feed's answer: `sends` as its body, never cached.
+fn streamed(
+    sends: impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+    content_type: &'static str,
+) -> Response {
+    let mut response = Response::new(Body::from_stream(sends));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -255,14 +260,7 @@ pub async fn lines(
         }
         Ok::<_, std::convert::Infallible>(Bytes::from(lines))
     });
-    let mut response = Response::new(Body::from_stream(lines));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    streamed(lines, "application/x-ndjson")
 }
 
 #[cfg(test)]
