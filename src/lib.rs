@@ -24,6 +24,7 @@ pub mod history;
 pub mod host_origin;
 pub mod html;
 pub mod intake;
+pub mod json_text;
 pub mod keys;
 pub mod listen;
 pub mod lockout;

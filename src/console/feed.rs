@@ -15,6 +15,7 @@ use futures::Stream;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
+use super::sessions::SessionKey;
 use super::state::Console;
 use crate::activity::{Call, TooManyWatchers, Watcher, Watching};
 use crate::auth::AuthMethod;
@@ -65,9 +66,9 @@ struct Reading {
     follow: bool,
     /// The newest call sent (or that the reader had).
     last: u64,
-    /// A page's session cookie (the one that named a live session), checked again before
-    /// each send and every `RECHECK`.
-    cookie: Option<SecretString>,
+    /// The key of a page's session cookie (the one that named a live session), its session
+    /// looked up again before each send and every `RECHECK`.
+    cookie: Option<SessionKey>,
 }
 
 impl Reading {
@@ -76,6 +77,7 @@ impl Reading {
         asked: &After,
         cookie: Option<SecretString>,
     ) -> Result<Self, TooManyWatchers> {
+        let cookie = cookie.map(|cookie| SessionKey::of(cookie.expose_secret()));
         let kind = if cookie.is_some() {
             Watcher::Page
         } else {
@@ -113,7 +115,7 @@ impl Reading {
             let console = &self.console;
             let found = console
                 .sessions()
-                .find(cookie.expose_secret(), |id| console.is_live(id));
+                .find_by_key(cookie, |id| console.is_live(id));
             found.is_some()
         })
     }

@@ -40,7 +40,7 @@ use crate::redact;
 use crate::telemetry::Export;
 use crate::telemetry::attribute;
 use crate::telemetry::http::{HttpSpan, McpNote, Noted};
-use crate::telemetry::mcp::{Observers, Operation, Side};
+use crate::telemetry::mcp::{Observers, Operation, Served, Side};
 use crate::telemetry::trace::{ServerSpan, Span, Start};
 
 /// The protocol version from which there are no sessions (and no `mcp.session.id`).
@@ -401,7 +401,12 @@ fn inspect_call(operation: &mut Operation, answer: &CallToolResponse, tool_io: b
     let CallToolResponse::Complete(call) = answer else {
         return;
     };
-    inspect_size(operation, call, tool_io);
+    if operation.is_observed() {
+        let bytes = super::json_size::of_call_result(call).unwrap_or_else(|| json_len(call));
+        operation.answered(bytes);
+    } else {
+        operation.handled();
+    }
     if tool_io
         && operation.is_observed()
         && let Ok(value) = serde_json::to_value(call)
@@ -479,17 +484,18 @@ fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
             .filter(|(key, _)| *key == kind)
             .map(|(_, name)| name.clone())
     };
-    Operation::new(
+    Operation::served(
         &tracing.observers,
-        Side::Server,
         span,
-        message.method,
-        named(attribute::GEN_AI_TOOL_NAME),
+        Served {
+            method: message.method,
+            tool: named(attribute::GEN_AI_TOOL_NAME),
+            prompt: named(attribute::GEN_AI_PROMPT_NAME),
+            client,
+            arguments_bytes,
+            arguments: recorded_arguments,
+        },
     )
-    .naming_prompt(named(attribute::GEN_AI_PROMPT_NAME))
-    .from_client(client)
-    .with_arguments_bytes(arguments_bytes)
-    .with_arguments(recorded_arguments)
 }
 
 /// The most of a recorded argument or result the observers keep (the span keeps it whole).

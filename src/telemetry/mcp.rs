@@ -17,6 +17,19 @@ use super::attribute;
 pub use super::observe::{Finished, Observer, Observers, Side};
 use super::trace::Span;
 
+/// What a message served names, as its operation keeps it.
+pub struct Served {
+    pub method: Cow<'static, str>,
+    pub tool: Option<Arc<str>>,
+    pub prompt: Option<Arc<str>>,
+    /// Who sent it, by what it says of itself.
+    pub client: Option<Arc<str>>,
+    /// Its arguments' size as JSON.
+    pub arguments_bytes: Option<usize>,
+    /// Its arguments as recorded (`--trace-tool-io`): redacted, cut.
+    pub arguments: Option<String>,
+}
+
 /// One operation: its span (when exported), open until it ends (or, dropped unanswered,
 /// with what is known).
 pub struct Operation {
@@ -47,20 +60,38 @@ impl Operation {
         method: Cow<'static, str>,
         tool: Option<Arc<str>>,
     ) -> Self {
+        let named = Served {
+            method,
+            tool,
+            prompt: None,
+            client: None,
+            arguments_bytes: None,
+            arguments: None,
+        };
+        Operation::open(observers, side, span, named)
+    }
+
+    /// The operation of a message served, `named` as it says (built at once: through a
+    /// builder, each of four steps moved the operation, 250 bytes, a request).
+    pub fn served(observers: &Observers, span: Option<Span>, named: Served) -> Self {
+        Operation::open(observers, Side::Server, span, named)
+    }
+
+    fn open(observers: &Observers, side: Side, span: Option<Span>, named: Served) -> Self {
         Operation {
             span,
             start: Instant::now(),
             observers: observers.clone(),
             side,
-            method,
-            tool,
-            prompt: None,
-            client: None,
+            method: named.method,
+            tool: named.tool,
+            prompt: named.prompt,
+            client: named.client,
             upstream: None,
             error_type: None,
-            arguments_bytes: None,
+            arguments_bytes: named.arguments_bytes,
             answer_bytes: None,
-            arguments: None,
+            arguments: named.arguments,
             result: None,
             ended: false,
             answered: false,
@@ -70,30 +101,6 @@ impl Operation {
     /// The operation went to `upstream` (client side).
     pub fn to_upstream(mut self, upstream: Arc<str>) -> Self {
         self.upstream = Some(upstream);
-        self
-    }
-
-    /// It asked for `prompt` (`prompts/get`).
-    pub fn naming_prompt(mut self, prompt: Option<Arc<str>>) -> Self {
-        self.prompt = prompt;
-        self
-    }
-
-    /// It came from `client`, by what it says of itself.
-    pub fn from_client(mut self, client: Option<Arc<str>>) -> Self {
-        self.client = client;
-        self
-    }
-
-    /// Its arguments' size as JSON.
-    pub fn with_arguments_bytes(mut self, bytes: Option<usize>) -> Self {
-        self.arguments_bytes = bytes;
-        self
-    }
-
-    /// Its arguments as recorded (`--trace-tool-io`): redacted, cut.
-    pub fn with_arguments(mut self, arguments: Option<String>) -> Self {
-        self.arguments = arguments;
         self
     }
 
