@@ -114,7 +114,9 @@ impl Call {
                 .then(|| operation.error_type.map(str::to_owned))
                 .flatten(),
             // In whole microseconds (as the history keeps it), which the feeds write fast.
-            duration_ms: operation.duration.as_micros() as f64 / 1000.0,
+            // (Through u64: a u128 to f64 is a call of the compiler's runtime.)
+            duration_ms: u64::try_from(operation.duration.as_micros()).unwrap_or(u64::MAX) as f64
+                / 1000.0,
             arguments_bytes: operation.arguments_bytes,
             answer_bytes: operation.answer_bytes,
             trace_id: operation.trace_id.map(|t| t.to_string()),
@@ -169,7 +171,9 @@ impl Call {
 /// call's duration cost a reader 180 instructions (bench/instructions, profiled).
 fn milliseconds(out: &mut Vec<u8>, ms: f64) {
     let micros = (ms * 1000.0).round();
-    if !(ms.is_finite() && (0.0..1e15).contains(&micros) && micros / 1000.0 == ms) {
+    // (-0.0 is in the range, but serde writes its sign.)
+    let whole = ms.is_sign_positive() && (0.0..1e15).contains(&micros) && micros / 1000.0 == ms;
+    if !whole {
         let _ = serde_json::to_writer(&mut *out, &ms);
         return;
     }
@@ -288,6 +292,7 @@ mod tests {
             calls.push(call(None, None, micros as f64 / 1000.0));
         }
         calls.push(call(None, None, -1.5));
+        calls.push(call(None, None, -0.0));
         calls.push(call(None, None, f64::INFINITY));
         for call in &calls {
             let mut hand = Vec::new();

@@ -68,7 +68,7 @@ struct Reading {
     last: u64,
     /// The key of a page's session cookie (the one that named a live session), its session
     /// looked up again before each send and every `RECHECK`.
-    cookie: Option<SessionKey>,
+    session: Option<SessionKey>,
 }
 
 impl Reading {
@@ -77,8 +77,8 @@ impl Reading {
         asked: &After,
         cookie: Option<SecretString>,
     ) -> Result<Self, TooManyWatchers> {
-        let cookie = cookie.map(|cookie| SessionKey::of(cookie.expose_secret()));
-        let kind = if cookie.is_some() {
+        let session = cookie.map(|cookie| SessionKey::of(cookie.expose_secret()));
+        let kind = if session.is_some() {
             Watcher::Page
         } else {
             Watcher::Feed
@@ -106,16 +106,16 @@ impl Reading {
             backlog,
             follow: asked.follow != Some(false),
             last,
-            cookie,
+            session,
         })
     }
 
     fn still_signed_in(&self) -> bool {
-        self.cookie.as_ref().is_none_or(|cookie| {
+        self.session.as_ref().is_none_or(|session| {
             let console = &self.console;
             let found = console
                 .sessions()
-                .find_by_key(cookie, |id| console.is_live(id));
+                .find_by_key(session, |id| console.is_live(id));
             found.is_some()
         })
     }

@@ -375,8 +375,13 @@ async fn notified(mut operation: Operation, handled: impl Future<Output = ()>) {
 
 /// Any answer: its size.
 fn inspect_size<T: serde::Serialize>(operation: &mut Operation, answer: &T, _: bool) {
+    answered(operation, || json_len(answer));
+}
+
+/// The answer came: its size, measured only when something sees it.
+fn answered(operation: &mut Operation, size: impl FnOnce() -> usize) {
     if operation.is_observed() {
-        operation.answered(json_len(answer));
+        operation.answered(size());
     } else {
         operation.handled();
     }
@@ -401,12 +406,9 @@ fn inspect_call(operation: &mut Operation, answer: &CallToolResponse, tool_io: b
     let CallToolResponse::Complete(call) = answer else {
         return;
     };
-    if operation.is_observed() {
-        let bytes = super::json_size::of_call_result(call).unwrap_or_else(|| json_len(call));
-        operation.answered(bytes);
-    } else {
-        operation.handled();
-    }
+    answered(operation, || {
+        super::json_size::of_call_result(call).unwrap_or_else(|| json_len(call))
+    });
     if tool_io
         && operation.is_observed()
         && let Ok(value) = serde_json::to_value(call)
