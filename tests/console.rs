@@ -348,7 +348,7 @@ async fn what_a_client_chose_is_shown_as_text_and_no_secret_is_shown_at_all() {
     assert_eq!(by_path.status(), StatusCode::OK);
 
     let mut stream = String::new();
-    while stream.matches("event: call").count() < 3 {
+    while stream.matches("\"method\":\"tools/call\"").count() < 3 {
         let chunk = tokio::time::timeout(common::PATIENCE, events.chunk())
             .await
             .expect("the feed sends each call")

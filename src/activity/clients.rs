@@ -126,7 +126,10 @@ impl Clients {
     /// client. A routine request is one lookup under the lock, nothing formatted or copied:
     /// every request comes here.
     pub fn finished(&self, exchange: &Exchange<'_>) {
-        if exchange.path.contains("/console/") || exchange.path.ends_with("/console") {
+        // (An MCP request is none of the console's, and its path not searched.)
+        if exchange.mcp_method.is_none()
+            && (exchange.path.contains("/console/") || exchange.path.ends_with("/console"))
+        {
             return;
         }
         let now = now_ms();

@@ -271,7 +271,7 @@ impl<S> Traced<S> {
         extensions: &Extensions,
     ) -> Operation {
         note(
-            extensions,
+            mcp_note(extensions.get::<http::request::Parts>()),
             &method,
             target.map(|(key, name)| (key, Arc::from(name))).as_ref(),
             None,
@@ -444,16 +444,20 @@ struct Message<'a> {
 }
 
 /// The operation of `message`: with export on, its SERVER span started, with the
-/// attributes it has; without, only what the observers are handed.
+/// attributes it has; without, only what the observers are handed. Inlined into its two
+/// callers, so that the message is built where it is used rather than moved (a 200-byte copy
+/// a request; BENCHMARKS.md, the console's fourth round).
+#[inline(always)]
 fn start(tracing: &McpTracing, mut message: Message<'_>) -> Operation {
     let parts = message.extensions.get::<http::request::Parts>();
     // Shared by the span's attribute and the record's.
     let target = message
         .target
         .map(|(key, target)| (key, Arc::<str>::from(target)));
-    let client = client_name(message.client.as_deref(), parts);
+    let access_note = mcp_note(parts);
+    let client = client_name(message.client.as_deref(), access_note, parts);
     note(
-        message.extensions,
+        access_note,
         &message.method,
         target.as_ref(),
         client.as_ref(),
@@ -522,19 +526,23 @@ fn cut(mut text: String) -> String {
     reason = "the note keeps the Cow: a known method is not copied"
 )]
 fn note(
-    extensions: &Extensions,
+    access_note: Option<&McpNote>,
     method: &Cow<'static, str>,
     target: Option<&(&'static str, Arc<str>)>,
     client: Option<&Arc<str>>,
 ) {
-    let parts = extensions.get::<http::request::Parts>();
-    if let Some(note) = parts.and_then(|p| p.extensions.get::<McpNote>()) {
+    if let Some(note) = access_note {
         note.set(Noted {
             method: method.clone(),
             target: target.map(|(key, name)| (log_field(key), name.clone())),
             client: client.cloned(),
         });
     }
+}
+
+/// The access record's note (`http::McpNote`), when the gate left one in the request.
+fn mcp_note(parts: Option<&http::request::Parts>) -> Option<&McpNote> {
+    parts?.extensions.get::<McpNote>()
 }
 
 /// The access log's field for a target's attribute.
@@ -625,14 +633,17 @@ fn message_attributes(
 /// The longest client name kept: a User-Agent can be anything up to the header limit.
 const MAX_CLIENT_NAME: usize = 128;
 
-/// Who the client says it is (`clientInfo`), or what its User-Agent says.
+/// Who the client says it is (`clientInfo`), or what its User-Agent says (as the access
+/// record's note has it, else from the headers).
 fn client_name(
     client: Option<&Implementation>,
+    access_note: Option<&McpNote>,
     parts: Option<&http::request::Parts>,
 ) -> Option<Arc<str>> {
-    let name = match client {
-        Some(client) => client.name.as_str(),
-        None => parts
+    let name = match (client, access_note) {
+        (Some(client), _) => client.name.as_str(),
+        (None, Some(note)) => note.user_agent()?,
+        (None, None) => parts
             .and_then(|p| p.headers.get(http::header::USER_AGENT))
             .and_then(|v| v.to_str().ok())?,
     };

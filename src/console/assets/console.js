@@ -100,15 +100,17 @@
   // The feed keeps the last 1,000 calls for a reader: at a pace it cannot keep up with, it
   // passes over the older ones, and the ids say how many.
   let passedOver = 0;
-  source.addEventListener("call", function (event) {
-    const call = JSON.parse(event.data);
-    if (call.id <= last) return;
-    if (last > 0 && call.id > last + 1) {
-      passedOver += call.id - last - 1;
-      status.textContent = "live (" + passedOver + " calls came too fast to show)";
+  // Each event is the calls that came since the last, oldest first.
+  source.addEventListener("calls", function (event) {
+    for (const call of JSON.parse(event.data)) {
+      if (call.id <= last) continue;
+      if (last > 0 && call.id > last + 1) {
+        passedOver += call.id - last - 1;
+        status.textContent = "live (" + passedOver + " calls came too fast to show)";
+      }
+      last = call.id;
+      add(call);
     }
-    last = call.id;
-    add(call);
   });
   source.addEventListener("error", function () {
     status.textContent = "reconnecting…";
