@@ -131,6 +131,7 @@ pub fn with_default_command(args: impl IntoIterator<Item = OsString>) -> Vec<OsS
             | "url"
             | "watch"
             | "oauth"
+            | "doctor"
             | "help"
             | "-h"
             | "--help"
@@ -159,6 +160,11 @@ pub enum Command {
     /// Manage OAuth (`--oauth`): list clients and grants, revoke them, hash a passphrase.
     #[command(subcommand)]
     Oauth(OAuthCommand),
+    /// Check, from the outside in, what ChatGPT or Claude meets at a connector URL (DNS, port,
+    /// TLS, the MCP endpoint with the key and without, the well-known paths, User-Agent rules,
+    /// time against each client's budget): one line a check, a fix for each failure; exit 0
+    /// only when every check the client needs passes.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -478,6 +484,48 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The connector URL as you would paste it into the client: the key in the query
+    /// (?api_key=…) or the path (/mcp/<key>), or none (then --key-file for the header forms,
+    /// or an OAuth server). The key is never printed.
+    #[arg(value_name = "URL", value_parser = parse_text_secretly)]
+    pub url: String,
+
+    /// The client to hold the URL to: what it accepts (port, key forms) and how long it waits.
+    #[arg(long, value_enum, default_value = "any")]
+    pub client: crate::doctor::Client,
+
+    /// The results as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+
+    /// HOST:PORT:ADDR: reach HOST on PORT at ADDR instead of asking DNS (as curl's option);
+    /// repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<crate::doctor::Resolve>,
+
+    /// A CA certificate (PEM) to trust besides the platform's roots, for a server with a
+    /// private CA.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The key, for the header forms (Authorization: Bearer, X-API-Key), when the URL holds
+    /// none. Prefer --key-file: a flag shows in `ps`.
+    #[arg(long, env = "LATCHKEY_DOCTOR_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub key: Option<SecretString>,
+
+    /// A file whose first plain key is used as --key is (a latchkey key file will do).
+    #[arg(long, value_name = "PATH", conflicts_with = "key")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// A value clap keeps as it is given: never rejected by clap, so never echoed in its error
+/// (a URL holds its key).
+fn parse_text_secretly(s: &str) -> Result<String, std::convert::Infallible> {
+    Ok(s.to_owned())
 }
 
 /// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.

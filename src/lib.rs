@@ -17,6 +17,7 @@ pub mod configuration;
 pub mod connections;
 pub mod console;
 pub mod cors;
+pub mod doctor;
 pub mod error_response;
 pub mod file_modes;
 pub mod gate;
@@ -64,5 +65,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Url(args) => commands::url::run(args),
         Command::Watch(args) => commands::watch::run(args).await,
         Command::Oauth(command) => commands::oauth::run(command),
+        Command::Doctor(args) => commands::doctor::run(args).await,
     }
 }

@@ -58,6 +58,7 @@ fn readme_documents_every_flag_and_variable() {
         "healthcheck",
         "url",
         "watch",
+        "doctor",
         "oauth list",
         "oauth revoke",
     ] {

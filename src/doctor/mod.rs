@@ -1,0 +1,70 @@
+//! `latchkey doctor URL`: from the outside in, what a client meets before its requests reach
+//! latchkey — the name, the port, the certificate, the MCP endpoint with the key and without,
+//! the well-known paths, each client's User-Agent, and the time each takes against what the
+//! client waits — one line a check, with the fix for each failure.
+//!
+//! - `target`: the URL taken apart (where its key is), and what each client accepts;
+//! - `network`: `--resolve`, DNS, TCP and TLS;
+//! - `probe`: the HTTP checks;
+//! - `report`: the checks, as text or JSON.
+//!
+//! Nothing it prints holds the key: the URL is shown with `<key>` in its place, and errors
+//! are shown without their URL.
+
+mod network;
+mod probe;
+mod report;
+mod target;
+
+pub use network::Resolve;
+pub use report::{Check, Report, Status};
+pub use target::{Client, Target, TargetError};
+
+use rustls::pki_types::CertificateDer;
+
+/// What to examine, and how to reach it.
+pub struct Options {
+    pub target: Target,
+    pub client: Client,
+    pub resolve: Vec<Resolve>,
+    /// Trusted besides the platform's roots (`--ca-file`).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+/// Every check of `options.target` for `options.client`; later ones are skipped once the
+/// server cannot be reached.
+pub async fn examine(options: &Options) -> anyhow::Result<Report> {
+    let Options { target, client, .. } = options;
+    let mut checks = vec![network::port(target, *client)];
+    let (dns, addrs) = network::addresses(target, &options.resolve).await;
+    checks.push(dns);
+    if addrs.is_empty() {
+        return Ok(finish(options, checks));
+    }
+    let (tcp, stream) = network::connect(&addrs).await;
+    checks.push(tcp);
+    let Some(stream) = stream else {
+        return Ok(finish(options, checks));
+    };
+    if target.https() {
+        let tls = network::tls(target, stream, &options.extra_roots).await;
+        let trusted = tls.iter().all(|c| c.status != Status::Fail);
+        checks.extend(tls);
+        if !trusted {
+            checks.push(Check::skip(
+                "mcp",
+                "not tried: no client goes past a certificate it does not trust",
+            ));
+            return Ok(finish(options, checks));
+        }
+    } else {
+        drop(stream);
+    }
+    let probe = probe::Probe::new(target, &options.resolve, &options.extra_roots)?;
+    checks.extend(probe::checks(&probe, target, *client).await);
+    Ok(finish(options, checks))
+}
+
+fn finish(options: &Options, checks: Vec<Check>) -> Report {
+    Report::new(options.target.shown(), options.client.name(), checks)
+}

@@ -1,0 +1,276 @@
+//! What a client meets before HTTP: the name, the port, the certificate. Names are looked up
+//! through `--resolve HOST:PORT:ADDR` first (as curl's option), so that tests and a person
+//! checking a server before its DNS is set need no resolver.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+use super::report::Check;
+use super::target::{Client, Target};
+
+/// How long a lookup, a connection or a handshake may take before it counts as failed.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// `--resolve HOST:PORT:ADDR`: `HOST` on `PORT` is at `ADDR`, whatever DNS says.
+#[derive(Clone, Debug)]
+pub struct Resolve {
+    pub host: String,
+    pub port: u16,
+    pub addr: IpAddr,
+}
+
+impl std::str::FromStr for Resolve {
+    type Err = String;
+
+    fn from_str(given: &str) -> Result<Self, String> {
+        let mut parts = given.splitn(3, ':');
+        let (Some(host), Some(port), Some(addr)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err("expected HOST:PORT:ADDR, e.g. example.com:443:127.0.0.1".into());
+        };
+        let port = port
+            .parse()
+            .map_err(|_| format!("{port:?} is not a port number"))?;
+        let addr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP address"))?;
+        Ok(Resolve {
+            host: host.to_ascii_lowercase(),
+            port,
+            addr,
+        })
+    }
+}
+
+/// The scheme and port the client is pointed at, and whether it goes there.
+pub fn port(target: &Target, client: Client) -> Check {
+    let (scheme, port) = (if target.https() { "https" } else { "http" }, target.port());
+    let seen = format!("{scheme} on port {port}");
+    if !target.https() && !client.accepts_http() {
+        return Check::fail(
+            "scheme",
+            seen,
+            format!(
+                "{} connects over https only: serve TLS (--tls-listen with --acme-domain, or the bundle's Apache) and use the https:// URL",
+                client.name()
+            ),
+        );
+    }
+    if !client.accepts_port(port, target.https()) {
+        return Check::fail(
+            "port",
+            seen,
+            "Claude connects to port 443 only: serve https on 443 (or forward 443 to latchkey)",
+        );
+    }
+    Check::pass("port", seen)
+}
+
+/// The addresses `target`'s host has: `--resolve`'s, an address literal's, or DNS's.
+pub async fn addresses(target: &Target, overrides: &[Resolve]) -> (Check, Vec<SocketAddr>) {
+    let (host, port) = (target.host(), target.port());
+    let given: Vec<SocketAddr> = overrides
+        .iter()
+        .filter(|r| r.host == host.to_ascii_lowercase() && r.port == port)
+        .map(|r| SocketAddr::new(r.addr, port))
+        .collect();
+    if !given.is_empty() {
+        let seen = format!("{host} → {} (from --resolve)", list(&given));
+        return (Check::pass("dns", seen), given);
+    }
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        let addr = SocketAddr::new(ip, port);
+        return (
+            Check::pass("dns", format!("{host} is an address")),
+            vec![addr],
+        );
+    }
+    let looked_up = tokio::time::timeout(PATIENCE, tokio::net::lookup_host((host, port))).await;
+    let found: Vec<SocketAddr> = match looked_up {
+        Ok(Ok(found)) => found.collect(),
+        Ok(Err(_)) | Err(_) => Vec::new(),
+    };
+    if found.is_empty() {
+        let check = Check::fail(
+            "dns",
+            format!("{host} has no address"),
+            format!("add an A (and AAAA) record for {host} pointing at the server"),
+        );
+        return (check, found);
+    }
+    let v4 = found.iter().filter(|a| a.is_ipv4()).count();
+    let seen = format!(
+        "{host} → {} ({v4} A, {} AAAA)",
+        list(&found),
+        found.len() - v4
+    );
+    (Check::pass("dns", seen), found)
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    ips.join(", ")
+}
+
+/// A connection to the first of `addrs` that takes one.
+pub async fn connect(addrs: &[SocketAddr]) -> (Check, Option<TcpStream>) {
+    let started = Instant::now();
+    for addr in addrs {
+        if let Ok(Ok(stream)) = tokio::time::timeout(PATIENCE, TcpStream::connect(addr)).await {
+            let check = Check::pass("tcp", format!("{addr} accepts connections"));
+            return (check.took(ms(started)), Some(stream));
+        }
+    }
+    let check = Check::fail(
+        "tcp",
+        format!("nothing accepted a connection at {}", list(addrs)),
+        "open the port in the firewall, and check that latchkey (or the proxy in front of it) listens on it",
+    );
+    (check, None)
+}
+
+/// The TLS handshake over `stream`, as a client that trusts the platform's roots (and
+/// `extra`, `--ca-file`) makes it: the chain, the name, the version, the expiry.
+pub async fn tls(
+    target: &Target,
+    stream: TcpStream,
+    extra: &[CertificateDer<'static>],
+) -> Vec<Check> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.add_parsable_certificates(extra.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::crypto::provider())
+        .with_safe_default_protocol_versions()
+        .map(|c| c.with_root_certificates(roots).with_no_client_auth());
+    let Ok(config) = config else {
+        return vec![Check::fail(
+            "tls",
+            "no TLS configuration could be made",
+            "report this",
+        )];
+    };
+    let host = target
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let Ok(name) = ServerName::try_from(host.clone()) else {
+        return vec![Check::fail(
+            "tls",
+            format!("{host} is not a name TLS can check"),
+            "use a DNS name",
+        )];
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let started = Instant::now();
+    let shaken = tokio::time::timeout(PATIENCE, connector.connect(name, stream)).await;
+    match shaken {
+        Err(_) => vec![Check::fail(
+            "tls",
+            "the TLS handshake did not finish in 10 s",
+            "check that the port serves TLS",
+        )],
+        Ok(Err(error)) => vec![refused(&host, &error)],
+        Ok(Ok(tls)) => {
+            let (_, session) = tls.get_ref();
+            let version = session
+                .protocol_version()
+                .map_or("TLS".to_owned(), |v| format!("{v:?}").replace('_', "."));
+            let chain = Check::pass(
+                "tls.chain",
+                format!("{version}, chain trusted, certificate for {host}"),
+            )
+            .took(ms(started));
+            let leaf = session.peer_certificates().and_then(|c| c.first());
+            vec![chain, expiry(leaf)]
+        }
+    }
+}
+
+/// A failed handshake, in what it means for a person.
+fn refused(host: &str, error: &std::io::Error) -> Check {
+    use rustls::{CertificateError, Error};
+    let inner = error.get_ref().and_then(|e| e.downcast_ref::<Error>());
+    match inner {
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => Check::fail(
+            "tls.chain",
+            "the certificate's chain does not lead to a trusted root (an intermediate missing, or a private CA)",
+            "serve the whole chain — the certificate and its intermediates (fullchain.pem, not cert.pem)",
+        ),
+        Some(Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        )) => Check::fail(
+            "tls.chain",
+            "the certificate has expired",
+            "renew it (with --acme-domain latchkey renews its own)",
+        ),
+        Some(Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => Check::fail(
+            "tls.chain",
+            format!("the certificate is not for {host}"),
+            format!("serve a certificate whose names include {host}"),
+        ),
+        Some(other) => Check::fail(
+            "tls.chain",
+            format!("the handshake failed: {other}"),
+            "serve TLS 1.2 or newer with a certificate from a public CA",
+        ),
+        None => Check::fail(
+            "tls",
+            format!("the handshake failed: {error}"),
+            "check that the port serves TLS",
+        ),
+    }
+}
+
+/// How long the certificate has left: a warning under 14 days.
+fn expiry(leaf: Option<&CertificateDer<'_>>) -> Check {
+    let parsed = leaf.and_then(|der| x509_parser::parse_x509_certificate(der).ok());
+    let Some((_, cert)) = parsed else {
+        return Check::skip("tls.expiry", "the certificate could not be read");
+    };
+    let left = cert.validity().time_to_expiration();
+    let days = left.map_or(0, |d| d.whole_days());
+    if days < 14 {
+        return Check::warn(
+            "tls.expiry",
+            format!("the certificate expires in {days} day(s)"),
+            "renew it now: a client refuses it once it expires",
+        );
+    }
+    Check::pass(
+        "tls.expiry",
+        format!("the certificate is valid for {days} more days"),
+    )
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_reads_as_curls() {
+        let r: Resolve = "Example.com:443:127.0.0.1".parse().unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("example.com", 443));
+        let v6: Resolve = "h:8443:[::1]".parse().unwrap();
+        assert_eq!(v6.addr, IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]));
+        for bad in ["h:443", "h:x:127.0.0.1", "h:443:nowhere"] {
+            assert!(bad.parse::<Resolve>().is_err(), "{bad}");
+        }
+    }
+}

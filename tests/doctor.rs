@@ -1,0 +1,535 @@
+//! `latchkey doctor URL` against a real latchkey on loopback: over plain HTTP with the key in
+//! the query, the path and a header; over HTTPS with a CA made here (a whole chain, a chain
+//! without its intermediate, an expired certificate); with OAuth. Each failure provoked is
+//! its failing line and a non-zero exit, and no output holds the key. Names are resolved by
+//! `--resolve`, never by this machine's resolver.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{App, KEY, Spawn};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+/// `latchkey doctor` with `args`, its output and whether it exited 0.
+fn doctor(args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    // At trace, so that anything it might log is searched for the key too.
+    let output: Output = common::command(dir.path())
+        .env("RUST_LOG", "trace")
+        .arg("doctor")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains(KEY), "the key was printed:\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    (output.status.success(), text)
+}
+
+/// Whether a line of `text` says `status` for the check `id` and holds `seen`.
+fn has(text: &str, status: &str, id: &str, seen: &str) -> bool {
+    text.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.next() == Some(status) && words.next() == Some(id) && line.contains(seen)
+    })
+}
+
+/// `http://127.0.0.1:PORT` → the port.
+fn port_of(base: &str) -> u16 {
+    base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn resolve(port: u16) -> String {
+    format!("localhost:{port}:127.0.0.1")
+}
+
+#[test]
+fn a_working_connector_passes_every_check_and_prints_no_key() {
+    let app = Spawn::default().start();
+    let port = port_of(&app.tcp[0]);
+    let resolve = resolve(port);
+    for url in [
+        format!("http://localhost:{port}/mcp?api_key={KEY}"),
+        format!("http://localhost:{port}/mcp/{KEY}"),
+    ] {
+        let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve]);
+        assert!(ok, "{text}");
+        for (id, seen) in [
+            ("dns", "from --resolve"),
+            ("tcp", "accepts connections"),
+            ("well_known", "JSON 404 (no OAuth)"),
+            ("mcp.no_key", "without the key: 401 and WWW-Authenticate"),
+            ("mcp.initialize", "initialize with the key: 200"),
+            ("mcp.tools", "tools/list: 1 tool(s)"),
+            ("mcp.stream", "GET of the event stream: 200"),
+            ("user_agent", "as any other"),
+            ("discovery", "the well-known fetches"),
+        ] {
+            assert!(
+                has(&text, "ok", id, seen),
+                "{id}: {seen:?} missing:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("claude-code can connect to this URL."),
+            "{text}"
+        );
+        assert!(text.contains("/mcp") && text.contains("<key>"), "{text}");
+    }
+    // The header forms, the key from a file; and --json, one document.
+    let key_file = app.dir.path().join("doctor-key");
+    std::fs::write(&key_file, format!("{KEY} laptop\n")).unwrap();
+    let url = format!("http://localhost:{port}/mcp");
+    let key_file = key_file.to_str().unwrap();
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolve,
+        "--key-file",
+        key_file,
+        "--json",
+    ]);
+    assert!(ok, "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(report["ok"], true, "{text}");
+    let initialize = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "mcp.initialize")
+        .expect("initialize was checked");
+    assert_eq!(initialize["status"], "pass", "{text}");
+    assert!(initialize["ms"].is_u64(), "{text}");
+}
+
+#[test]
+fn what_a_client_cannot_use_fails_with_its_fix() {
+    let app = Spawn::default().start();
+    let port = port_of(&app.tcp[0]);
+    let resolve = resolve(port);
+    // Plain http, another port than 443, the key in the query: Claude takes none of it.
+    let url = format!("http://localhost:{port}/mcp?api_key={KEY}");
+    let (ok, text) = doctor(&[&url, "--client", "claude", "--resolve", &resolve]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("FAIL  scheme"), "{text}");
+    assert!(text.contains("FAIL  key.form"), "{text}");
+    assert!(text.contains("put it in the path"), "{text}");
+    assert!(text.contains("latchkey: error: "), "{text}");
+    // A key latchkey does not have: the query's fix names a proxy dropping it.
+    let wrong =
+        format!("http://localhost:{port}/mcp?api_key=not-the-key-0123456789abcdefghijklmnop");
+    let (ok, text) = doctor(&[&wrong, "--client", "chatgpt", "--resolve", &resolve]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL  mcp.initialize   initialize with the key: 401"),
+        "{text}"
+    );
+    assert!(text.contains("drop the query string"), "{text}");
+    // Nothing listening.
+    let closed = common::free_port();
+    let url = format!("http://localhost:{closed}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &format!("localhost:{closed}:127.0.0.1"),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("FAIL  tcp"), "{text}");
+    // Bad input: one line, non-zero.
+    let (ok, text) = doctor(&[&format!("ftp://localhost/mcp/{KEY}")]);
+    assert!(!ok && text.contains("scheme is ftp"), "{text}");
+    let (ok, text) = doctor(&["https://localhost/mcp", "--resolve", "localhost:443"]);
+    assert!(!ok && text.contains("HOST:PORT:ADDR"), "{text}");
+}
+
+/// A root CA, an intermediate it signs, and leaves the intermediate signs.
+struct Chain {
+    root: rcgen::Certificate,
+    intermediate: rcgen::Certificate,
+    intermediate_key: KeyPair,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let root_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "doctor test root");
+        let root = params.self_signed(&root_key).unwrap();
+        let intermediate_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "doctor test intermediate");
+        let intermediate = params
+            .signed_by(&intermediate_key, &root, &root_key)
+            .unwrap();
+        Chain {
+            root,
+            intermediate,
+            intermediate_key,
+        }
+    }
+
+    /// Writes a certificate for localhost to `dir` (cert.pem, key.pem), with the
+    /// intermediate after it or not, and the root to root.pem.
+    fn write(&self, dir: &Path, with_intermediate: bool, expired: bool) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let leaf = params
+            .signed_by(&key, &self.intermediate, &self.intermediate_key)
+            .unwrap();
+        let mut chain = leaf.pem();
+        if with_intermediate {
+            chain.push_str(&self.intermediate.pem());
+        }
+        std::fs::write(dir.join("cert.pem"), chain).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("root.pem"), self.root.pem()).unwrap();
+    }
+}
+
+/// latchkey serving https with what `chain` wrote, and its https port.
+fn https_app(
+    chain: &Chain,
+    with_intermediate: bool,
+    expired: bool,
+) -> (App, u16, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    chain.write(certs.path(), with_intermediate, expired);
+    let path = |name: &str| certs.path().join(name).to_str().unwrap().to_owned();
+    let app = Spawn::default()
+        .args(&[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &path("cert.pem"),
+            "--tls-key",
+            &path("key.pem"),
+        ])
+        .start();
+    let port = port_of(&app.https[0]);
+    (app, port, certs)
+}
+
+#[test]
+fn the_certificate_is_checked_as_a_client_checks_it() {
+    let chain = Chain::new();
+    let (_app, port, certs) = https_app(&chain, true, false);
+    let root = certs.path().join("root.pem");
+    let root = root.to_str().unwrap();
+    let resolve = resolve(port);
+    let url = format!("https://localhost:{port}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "chatgpt",
+        "--resolve",
+        &resolve,
+        "--ca-file",
+        root,
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("ok  tls.chain        TLSv1.3, chain trusted"),
+        "{text}"
+    );
+    assert!(text.contains("ok  tls.expiry"), "{text}");
+    // Claude: port 443 only.
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude",
+        "--resolve",
+        &resolve,
+        "--ca-file",
+        root,
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL  port") && text.contains("443"),
+        "{text}"
+    );
+    // Not trusted without the CA, and nothing further tried.
+    let (ok, text) = doctor(&[&url, "--client", "chatgpt", "--resolve", &resolve]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("FAIL  tls.chain"), "{text}");
+    assert!(text.contains("skip  mcp"), "{text}");
+
+    // The chain without its intermediate.
+    let (_app, port, certs) = https_app(&chain, false, false);
+    let root = certs.path().join("root.pem");
+    let url = format!("https://localhost:{port}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "chatgpt",
+        "--resolve",
+        &resolve_for(port),
+        "--ca-file",
+        root.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL  tls.chain") && text.contains("fullchain.pem"),
+        "{text}"
+    );
+
+    // An expired certificate.
+    let (_app, port, certs) = https_app(&chain, true, true);
+    let root = certs.path().join("root.pem");
+    let url = format!("https://localhost:{port}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "chatgpt",
+        "--resolve",
+        &resolve_for(port),
+        "--ca-file",
+        root.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("the certificate has expired"), "{text}");
+}
+
+fn resolve_for(port: u16) -> String {
+    resolve(port)
+}
+
+#[test]
+fn oauth_metadata_is_checked_against_the_url() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let public = format!("http://localhost:{port}");
+    let _app = Spawn::default()
+        .args(&["--listen", &listen, "--public-url", &public, "--oauth"])
+        .args(&["--state-dir", state.to_str().unwrap()])
+        .start();
+    let url = format!("http://localhost:{port}/mcp");
+    let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve(port)]);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok  oauth"), "{text}");
+    assert!(text.contains("with resource_metadata"), "{text}");
+    assert!(text.contains("skip  mcp.initialize"), "{text}");
+}
+
+/// A real Apache (Debian's, as the bundle's) in front of `backend` on three ports, each with
+/// one fault people meet: the query string dropped on the way (a `RewriteRule` to a fixed
+/// URL), a catch-all page answering `/.well-known/*` with HTML 200, and a rule that refuses
+/// Claude's User-Agent. Killed when dropped.
+struct Apache {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    ports: [u16; 3],
+}
+
+impl Apache {
+    fn start(backend: u16) -> Apache {
+        let dir = tempfile::tempdir().unwrap();
+        // Readable by the user Apache's children run as.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).unwrap();
+        std::fs::write(www.join("page.html"), "<html>a catch-all page</html>").unwrap();
+        let ports = [
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+        ];
+        let root = dir.path().display();
+        let modules = "/usr/lib/apache2/modules";
+        let conf = format!(
+            r#"ServerRoot {root}
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule proxy_module {modules}/mod_proxy.so
+LoadModule proxy_http_module {modules}/mod_proxy_http.so
+LoadModule rewrite_module {modules}/mod_rewrite.so
+LoadModule mime_module {modules}/mod_mime.so
+ServerName localhost
+TypesConfig /dev/null
+AddType text/html .html
+PidFile {root}/httpd.pid
+DefaultRuntimeDir {root}
+ErrorLog {root}/error.log
+User www-data
+Group www-data
+DocumentRoot {root}/www
+<Directory {root}/www>
+  Require all granted
+</Directory>
+Listen 127.0.0.1:{q}
+Listen 127.0.0.1:{w}
+Listen 127.0.0.1:{u}
+<VirtualHost 127.0.0.1:{q}>
+  RewriteEngine On
+  RewriteRule ^/mcp$ http://127.0.0.1:{backend}/mcp? [P]
+  ProxyPass / http://127.0.0.1:{backend}/
+</VirtualHost>
+<VirtualHost 127.0.0.1:{w}>
+  RewriteEngine On
+  RewriteRule ^/\.well-known/ /page.html [L]
+  ProxyPass /page.html !
+  ProxyPass / http://127.0.0.1:{backend}/
+</VirtualHost>
+<VirtualHost 127.0.0.1:{u}>
+  RewriteEngine On
+  RewriteCond %{{HTTP_USER_AGENT}} Claude-User [NC]
+  RewriteRule ^ - [F]
+  ProxyPass / http://127.0.0.1:{backend}/
+</VirtualHost>
+"#,
+            q = ports[0],
+            w = ports[1],
+            u = ports[2],
+        );
+        let path = dir.path().join("httpd.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = std::process::Command::new("/usr/sbin/apache2")
+            .arg("-f")
+            .arg(&path)
+            .arg("-X")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("apache2 (.ci/run installs it)");
+        let mut apache = Apache {
+            child,
+            _dir: dir,
+            ports,
+        };
+        common::wait_for("Apache to listen", || {
+            if let Ok(Some(status)) = apache.child.try_wait() {
+                let log = std::fs::read_to_string(apache._dir.path().join("error.log"));
+                panic!("apache2 exited ({status}): {log:?}");
+            }
+            ports
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
+        apache
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn faults_of_a_proxy_in_front_each_fail_their_check() {
+    let app = Spawn::default().start();
+    let apache = Apache::start(port_of(&app.tcp[0]));
+    let [query, well_known, agent] = apache.ports;
+
+    let url = format!("http://localhost:{query}/mcp?api_key={KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolve(query),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(has(&text, "FAIL", "mcp.initialize", "401"), "{text}");
+    assert!(text.contains("drop the query string"), "{text}");
+    // The same latchkey, the key in the path: through.
+    let url = format!("http://localhost:{query}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolve(query),
+    ]);
+    assert!(ok, "{text}");
+
+    let url = format!("http://localhost:{well_known}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "chatgpt",
+        "--resolve",
+        &resolve(well_known),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(&text, "FAIL", "well_known", "200 that is not JSON"),
+        "{text}"
+    );
+
+    let url = format!("http://localhost:{agent}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolve(agent),
+    ]);
+    assert!(ok, "Claude Code's User-Agent is let through:\n{text}");
+    let (ok, text) = doctor(&[&url, "--client", "any", "--resolve", &resolve(agent)]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(&text, "FAIL", "user_agent", "Claude-User: 403 Forbidden"),
+        "{text}"
+    );
+    assert!(
+        has(&text, "ok", "user_agent", "openai-mcp/1.0.0: 200"),
+        "{text}"
+    );
+}
+
+/// OAuth metadata naming another URL than the one pasted (a `--public-url` left from
+/// another setup): what clients reject with "Error fetching OAuth configuration".
+#[test]
+fn oauth_metadata_for_another_url_fails() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _app = Spawn::default()
+        .args(&[
+            "--listen",
+            &listen,
+            "--public-url",
+            "http://localhost:9",
+            "--oauth",
+        ])
+        .args(&["--state-dir", state.to_str().unwrap()])
+        .start();
+    let url = format!("http://localhost:{port}/mcp");
+    let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve(port)]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(
+            &text,
+            "FAIL",
+            "oauth.prm",
+            "names \"http://localhost:9/mcp\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("set --public-url"), "{text}");
+}
