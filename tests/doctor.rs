@@ -82,6 +82,24 @@ fn a_working_connector_passes_every_check_and_prints_no_key() {
         );
         assert!(text.contains("/mcp") && text.contains("<key>"), "{text}");
     }
+    // With sessions, whose answers come as event streams: read to the answer, not the end.
+    let sessions = Spawn::default().args(&["--sessions"]).start();
+    let port = port_of(&sessions.tcp[0]);
+    let url = format!("http://localhost:{port}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolve_for(port),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        has(&text, "ok", "mcp.tools", "tools/list: 1 tool(s)"),
+        "{text}"
+    );
+    let port = port_of(&app.tcp[0]);
+    let resolve = resolve_for(port);
     // The header forms, the key from a file; and --json, one document.
     let key_file = app.dir.path().join("doctor-key");
     std::fs::write(&key_file, format!("{KEY} laptop\n")).unwrap();
@@ -133,6 +151,14 @@ fn what_a_client_cannot_use_fails_with_its_fix() {
         "{text}"
     );
     assert!(text.contains("drop the query string"), "{text}");
+    // No key, and no OAuth to get one: nobody gets in.
+    let url = format!("http://localhost:{port}/mcp");
+    let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(&text, "FAIL", "mcp.initialize", "offers no OAuth"),
+        "{text}"
+    );
     // Nothing listening.
     let closed = common::free_port();
     let url = format!("http://localhost:{closed}/mcp/{KEY}");

@@ -34,6 +34,20 @@ pub struct Options {
 /// Every check of `options.target` for `options.client`; later ones are skipped once the
 /// server cannot be reached.
 pub async fn examine(options: &Options) -> anyhow::Result<Report> {
+    tokio::time::timeout(DEADLINE, every_check(options))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the checks took longer than {} s: the server is too slow to answer for any client",
+                DEADLINE.as_secs()
+            )
+        })?
+}
+
+/// The most all the checks may take (each request alone is given 20 s).
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn every_check(options: &Options) -> anyhow::Result<Report> {
     let Options { target, client, .. } = options;
     let mut checks = vec![network::port(target, *client)];
     let (dns, addrs) = network::addresses(target, &options.resolve).await;

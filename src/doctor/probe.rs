@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT, WWW_AUTHENTICATE};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use rustls::pki_types::CertificateDer;
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
@@ -71,12 +71,18 @@ impl Probe {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(PATIENCE)
             .timeout(Duration::from_secs(20))
-            .tls_certs_only(roots);
-        for r in overrides
+            .tls_certs_only(roots)
+            // As a client on the internet meets the server: not through this machine's proxy
+            // (which would see the query's key, and make --resolve moot).
+            .no_proxy();
+        let (host, port) = (target.host().to_ascii_lowercase(), target.port());
+        let given: Vec<std::net::SocketAddr> = overrides
             .iter()
-            .filter(|r| r.host == target.host().to_ascii_lowercase())
-        {
-            builder = builder.resolve(&r.host, std::net::SocketAddr::new(r.addr, r.port));
+            .filter(|r| r.host == host && r.port == port)
+            .map(|r| std::net::SocketAddr::new(r.addr, r.port))
+            .collect();
+        if !given.is_empty() {
+            builder = builder.resolve_to_addrs(&host, &given);
         }
         Ok(Probe {
             http: builder
@@ -135,10 +141,12 @@ impl Probe {
 /// Every HTTP check, in the order a client meets them.
 pub async fn checks(probe: &Probe, target: &Target, client: Client) -> Vec<Check> {
     let mut checks = Vec::new();
-    let discovery = well_known(probe, target, client, &mut checks).await;
+    let (discovery, oauth) = well_known(probe, target, client, &mut checks).await;
     checks.push(without_key(probe, target).await);
-    checks.extend(with_key(probe, target, client).await);
-    checks.extend(user_agents(probe, target, client).await);
+    let (with_key, accepted) = with_key(probe, target, client, oauth).await;
+    checks.extend(with_key);
+    // A key refused once is not sent again: each refusal counts toward the lockout.
+    checks.extend(user_agents(probe, target, client, accepted).await);
     if let Some(ms) = discovery {
         let budget = client.connect_budget();
         checks.push(timed("discovery", "the well-known fetches", ms, budget));
@@ -191,13 +199,28 @@ async fn without_key(probe: &Probe, target: &Target) -> Check {
     }
 }
 
-/// `initialize`, `tools/list` and the event stream with the key, as the client sends it.
-async fn with_key(probe: &Probe, target: &Target, client: Client) -> Vec<Check> {
+/// `initialize`, `tools/list` and the event stream with the key, as the client sends it;
+/// and whether the key was taken.
+async fn with_key(
+    probe: &Probe,
+    target: &Target,
+    client: Client,
+    oauth: bool,
+) -> (Vec<Check>, bool) {
     let Some(form) = target.key_form() else {
-        return vec![Check::skip(
-            "mcp.initialize",
-            "no key in the URL and none given (--key-file): only OAuth clients get further",
-        )];
+        let check = if oauth {
+            Check::skip(
+                "mcp.initialize",
+                "no key in the URL and none given (--key-file): only OAuth clients get further",
+            )
+        } else {
+            Check::fail(
+                "mcp.initialize",
+                "no key in the URL, and the server offers no OAuth: no client can get in",
+                "put the key in the URL (/mcp/<key>, or ?api_key= for ChatGPT), or serve with --oauth",
+            )
+        };
+        return (vec![check], false);
     };
     let mut checks = Vec::new();
     if !client.can_send(form) {
@@ -222,7 +245,7 @@ async fn with_key(probe: &Probe, target: &Target, client: Client) -> Vec<Check> 
                 format!("initialize: {error}"),
                 "check that the URL reaches latchkey",
             ));
-            return checks;
+            return (checks, false);
         }
     };
     let initialized = answer.status == StatusCode::OK
@@ -231,7 +254,7 @@ async fn with_key(probe: &Probe, target: &Target, client: Client) -> Vec<Check> 
             .is_some_and(|m| m["result"]["protocolVersion"].is_string());
     if !initialized {
         checks.push(refused_initialize(&answer, form));
-        return checks;
+        return (checks, answer.status != StatusCode::UNAUTHORIZED);
     }
     checks.push(timed(
         "mcp.initialize",
@@ -242,7 +265,7 @@ async fn with_key(probe: &Probe, target: &Target, client: Client) -> Vec<Check> 
     let session = answer.headers.get("mcp-session-id").cloned();
     checks.push(tools(probe, target, agent, session.as_ref()).await);
     checks.push(stream(probe, target, agent, session.as_ref()).await);
-    checks
+    (checks, true)
 }
 
 /// Why `initialize` with the key did not work, and what to do.
@@ -349,9 +372,26 @@ async fn stream(
             "GET of the event stream: 405",
             "let GET through to latchkey's MCP endpoint, not only POST",
         ),
-        Ok(response) => Check::pass(
+        Ok(response)
+            if response.status() == StatusCode::OK
+                && response
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.starts_with("text/event-stream")) =>
+        {
+            Check::pass(
+                "mcp.stream",
+                "GET of the event stream: 200, an event stream",
+            )
+        }
+        Ok(response) => Check::warn(
             "mcp.stream",
-            format!("GET of the event stream: {}", response.status()),
+            format!(
+                "GET of the event stream: {}, not an event stream",
+                response.status()
+            ),
+            "let GET with Accept: text/event-stream through to latchkey unchanged: clients open it after a while",
         ),
         Err(error) => Check::warn(
             "mcp.stream",
@@ -363,8 +403,7 @@ async fn stream(
 
 /// The same `initialize` with each of the client's User-Agents and with the doctor's own:
 /// a difference is a rule in front (a CDN's or WAF's "block AI bots").
-async fn user_agents(probe: &Probe, target: &Target, client: Client) -> Vec<Check> {
-    let keyed = target.key_form().is_some();
+async fn user_agents(probe: &Probe, target: &Target, client: Client, keyed: bool) -> Vec<Check> {
     let own = probe
         .send(probe.mcp_post(target, keyed, OWN_AGENT, INITIALIZE))
         .await
@@ -376,14 +415,24 @@ async fn user_agents(probe: &Probe, target: &Target, client: Client) -> Vec<Chec
             .await
             .map(|a| a.status);
         checks.push(match (&own, theirs) {
-            (Ok(own), Ok(theirs)) if *own == theirs => Check::pass("user_agent", format!("{agent}: {theirs}, as any other")),
+            (Ok(own), Ok(theirs)) if *own == theirs => {
+                Check::pass("user_agent", format!("{agent}: {theirs}, as any other"))
+            }
             (Ok(own), Ok(theirs)) => Check::fail(
                 "user_agent",
                 format!("{agent}: {theirs}, where {OWN_AGENT} got {own}"),
                 format!("something in front refuses the User-Agent {agent:?} (a CDN or WAF rule such as Cloudflare's \"Block AI bots\"): allow it for this host"),
             ),
-            (_, Err(error)) => Check::fail("user_agent", format!("{agent}: {error}"), "something in front drops this client's requests: allow its User-Agent"),
-            (Err(_), Ok(theirs)) => Check::pass("user_agent", format!("{agent}: {theirs}")),
+            (Ok(own), Err(error)) => Check::fail(
+                "user_agent",
+                format!("{agent}: {error}, where {OWN_AGENT} got {own}"),
+                "something in front drops this client's requests: allow its User-Agent",
+            ),
+            (Err(_), _) => Check::warn(
+                "user_agent",
+                format!("{agent}: not compared, the doctor's own request failed"),
+                "check that the URL reaches latchkey, then run the doctor again",
+            ),
         });
     }
     checks
@@ -391,16 +440,17 @@ async fn user_agents(probe: &Probe, target: &Target, client: Client) -> Vec<Chec
 
 /// The well-known documents, with GET and HEAD: JSON 404 without OAuth; with it, protected
 /// resource metadata naming this URL and the authorization server's. Returns how long the
-/// fetches took, when they answered.
+/// fetches took, when they answered, and whether the server offers OAuth.
 async fn well_known(
     probe: &Probe,
     target: &Target,
     client: Client,
     checks: &mut Vec<Check>,
-) -> Option<u64> {
+) -> (Option<u64>, bool) {
     let (origin, path) = target.origin_and_path();
     let prm_url = format!("{origin}/.well-known/oauth-protected-resource{path}");
     let mut total = 0;
+    let mut oauth_offered = false;
     for method in [Method::HEAD, Method::GET] {
         let request = probe
             .http
@@ -414,7 +464,7 @@ async fn well_known(
                     format!("{method} /.well-known/oauth-protected-resource{path}: {error}"),
                     "check that /.well-known/ reaches latchkey",
                 ));
-                return None;
+                return (None, false);
             }
         };
         total += answer.ms;
@@ -435,7 +485,8 @@ async fn well_known(
         checks.push(match (answer.status, answer.is_json()) {
             (StatusCode::NOT_FOUND, true) => Check::pass("well_known", format!("GET {shown}: JSON 404 (no OAuth)")),
             (StatusCode::OK, true) => {
-                let (check, ms) = oauth(probe, target, &answer).await;
+                oauth_offered = true;
+                let (check, ms) = oauth(probe, target, client, &answer).await;
                 total += ms;
                 check
             }
@@ -451,12 +502,12 @@ async fn well_known(
             ),
         });
     }
-    Some(total)
+    (Some(total), oauth_offered)
 }
 
 /// OAuth's metadata: the resource is this URL, and its authorization server advertises what
 /// ChatGPT and Claude need (`S256`, `none`, registration, CIMD).
-async fn oauth(probe: &Probe, target: &Target, prm: &Answer) -> (Check, u64) {
+async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> (Check, u64) {
     let Ok(document) = serde_json::from_str::<Value>(&prm.body) else {
         return (
             Check::fail(
@@ -469,7 +520,15 @@ async fn oauth(probe: &Probe, target: &Target, prm: &Answer) -> (Check, u64) {
     };
     let bare = target.bare();
     let resource = document["resource"].as_str().unwrap_or_default();
-    if resource.trim_end_matches('/') != bare.as_str().trim_end_matches('/') {
+    let same = |a: &str, b: &str| {
+        let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+        // As URLs: the host's case and a default port written out do not make another.
+        match (Url::parse(a), Url::parse(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        }
+    };
+    if !same(resource, bare.as_str()) {
         let seen = format!("the protected resource metadata names {resource:?}, not {bare}");
         return (
             Check::fail(
@@ -533,36 +592,47 @@ async fn oauth(probe: &Probe, target: &Target, prm: &Answer) -> (Check, u64) {
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == value))
     };
+    let (dcr, cimd, none) = (
+        metadata["registration_endpoint"].is_string(),
+        metadata["client_id_metadata_document_supported"] == true,
+        lists("token_endpoint_auth_methods_supported", "none"),
+    );
+    // Claude takes the metadata-document path only with `none` listed too, else registers
+    // (../shared/notes: "Claude's CIMD path"); ChatGPT does either.
+    let registers = match client {
+        Client::Claude | Client::Any => dcr || (cimd && none),
+        Client::Chatgpt | Client::ClaudeCode => dcr || cimd,
+    };
     let missing: Vec<&str> = [
         (metadata["issuer"] == issuer, "its issuer"),
         (lists("code_challenge_methods_supported", "S256"), "S256"),
         (
-            lists("token_endpoint_auth_methods_supported", "none"),
-            "none",
-        ),
-        (
-            metadata["registration_endpoint"].is_string(),
-            "registration_endpoint",
-        ),
-        (
-            metadata["client_id_metadata_document_supported"] == true,
-            "client_id_metadata_document_supported",
+            registers,
+            "a way to register (registration_endpoint, or CIMD with none)",
         ),
     ]
     .into_iter()
     .filter(|(ok, _)| !ok)
     .map(|(_, what)| what)
     .collect();
+    let offered: Vec<&str> = [(dcr, "registration"), (cimd, "CIMD"), (none, "none")]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, what)| what)
+        .collect();
     let check = if missing.is_empty() {
         Check::pass(
             "oauth",
-            "OAuth metadata: the resource is this URL; S256, none, registration and CIMD advertised",
+            format!(
+                "OAuth metadata: the resource is this URL; S256, {} advertised",
+                offered.join(", ")
+            ),
         )
     } else {
         Check::fail(
             "oauth.as",
             format!("authorization server metadata lacks {}", missing.join(", ")),
-            "serve the metadata latchkey --oauth writes: Claude needs CIMD and none, ChatGPT S256 and registration",
+            "serve the metadata latchkey --oauth writes: Claude needs registration, or CIMD with none; ChatGPT S256 and a way to register",
         )
     };
     (check, answer.ms)
@@ -590,13 +660,28 @@ fn timed(id: &'static str, what: &str, ms: u64, budget: Duration) -> Check {
 /// every document checked is a few KiB.
 const MAX_BODY: usize = 1 << 20;
 
-/// The body's first [`MAX_BODY`] bytes, as text; what could not be read is left out.
+/// The body's first [`MAX_BODY`] bytes, as text; what could not be read is left out. An
+/// event stream is read to its first event (the answer), not to its end, which a server
+/// keeping it open would make the request's timeout.
 async fn read_bounded(mut response: reqwest::Response) -> String {
+    let stream = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         let room = MAX_BODY - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == MAX_BODY {
+        let answered = stream && {
+            let text = String::from_utf8_lossy(&body).replace("\r\n", "\n");
+            let events: Vec<&str> = text.split("\n\n").collect();
+            // All but the last piece are events that ended.
+            events[..events.len() - 1]
+                .iter()
+                .any(|event| event.lines().any(|l| l.starts_with("data:")))
+        };
+        if body.len() == MAX_BODY || answered {
             break;
         }
     }

@@ -195,21 +195,52 @@ impl Target {
         bare
     }
 
-    /// The URL as it may be shown: its key, wherever it is, as `<key>`.
+    /// The URL as it may be shown: every `api_key` value in the query and the path's key
+    /// segment as `<key>`, replaced where they are (not searched for: a key's `+` or `%2f`
+    /// is written otherwise than it decodes), and no password.
     pub fn shown(&self) -> String {
-        let Some((form, key)) = &self.key else {
-            return self.url.to_string();
+        let mut shown = self.url.clone();
+        let _ = shown.set_password(None);
+        if let Some(query) = self.url.query() {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| {
+                    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                    let decoded = url::form_urlencoded::parse(name.as_bytes()).next();
+                    match decoded {
+                        Some((n, _)) if n == QUERY_PARAM => format!("{name}=<key>"),
+                        _ => pair.to_owned(),
+                    }
+                })
+                .collect();
+            shown.set_query(Some(&pairs.join("&")));
+        }
+        if self.key_form() == Some(KeyForm::Path) {
+            let path = self.url.path().trim_end_matches('/');
+            let cut = path.rfind('/').unwrap_or(0);
+            shown.set_path(&format!("{}/<key>", &path[..cut]));
+        }
+        shown.to_string().replace("%3Ckey%3E", "<key>")
+    }
+
+    /// `text` with every form the key may take in it (as given, decoded, encoded) as
+    /// `<key>`: the last guard on what is printed, should a server echo the key back.
+    pub fn scrub(&self, text: &str) -> String {
+        let Some((_, key)) = &self.key else {
+            return text.to_owned();
         };
-        match form {
-            KeyForm::Header => self.url.to_string(),
-            KeyForm::Query | KeyForm::Path => {
-                let text = self.url.to_string();
-                let key = key.expose_secret();
-                let encoded: String =
-                    url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
-                text.replace(key, "<key>").replace(&encoded, "<key>")
+        let key = key.expose_secret();
+        let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        let escaped =
+            percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let mut text = text.to_owned();
+        for form in [key, encoded.as_str(), escaped.as_str()] {
+            if form.len() >= 8 {
+                text = text.replace(form, "<key>");
             }
         }
+        text
     }
 
     /// The origin (`https://host[:port]`) and the path of the resource without its key, for
@@ -225,7 +256,7 @@ impl Target {
 /// The `api_key` in the query, when there is one.
 fn query_key(url: &Url) -> Option<SecretString> {
     url.query_pairs()
-        .find(|(name, _)| name == QUERY_PARAM)
+        .find(|(name, value)| name == QUERY_PARAM && !value.is_empty())
         .map(|(_, value)| SecretString::from(value.into_owned()))
 }
 
@@ -265,6 +296,29 @@ mod tests {
         let header = Target::parse("https://h.example/mcp", Some(KEY.to_owned().into())).unwrap();
         assert_eq!(header.key_form(), Some(KeyForm::Header));
         assert!(!format!("{header:?}{query:?}{path:?}").contains(KEY));
+        // However the key is written: `+`, escapes in either case, twice, a password.
+        for (given, key) in [
+            (
+                "https://u:pw@h.example/mcp?api_key=ab+cd/ef%2fgh%41ijklmnopqrstuvwxyz0123",
+                "ab cd/ef/ghAijklmnopqrstuvwxyz0123",
+            ),
+            (
+                "https://h.example/mcp?API_KEY=x&api_key=first-0123456789abcdefghijklmnopq&api%5Fkey=second",
+                "first-0123456789abcdefghijklmnopq",
+            ),
+        ] {
+            let target = Target::parse(given, None).unwrap();
+            let shown = target.shown();
+            assert!(
+                !shown.contains("pw") && !shown.contains("cd/ef") && !shown.contains("second"),
+                "{shown}"
+            );
+            assert!(!shown.contains("0123"), "{shown}");
+            assert_eq!(target.scrub(&format!("echoed {key}")), "echoed <key>");
+        }
+        let empty = Target::parse("https://h.example/mcp?api_key=", None).unwrap();
+        assert_eq!(empty.key_form(), None);
+        assert_eq!(empty.shown(), "https://h.example/mcp?api_key=<key>");
         let none = Target::parse("https://h.example/mcp/short", None).unwrap();
         assert_eq!(none.key_form(), None);
     }
