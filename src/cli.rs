@@ -491,8 +491,8 @@ pub struct DoctorArgs {
     /// The connector URL as you would paste it into the client: the key in the query
     /// (?api_key=…) or the path (/mcp/<key>), or none (then --key-file for the header forms,
     /// or an OAuth server). The key is never printed.
-    #[arg(value_name = "URL", value_parser = parse_text_secretly)]
-    pub url: String,
+    #[arg(value_name = "URL", value_parser = parse_secret)]
+    pub url: SecretString,
 
     /// The client to hold the URL to: what it accepts (port, key forms) and how long it waits.
     #[arg(long, value_enum, default_value = "any")]
@@ -520,12 +520,6 @@ pub struct DoctorArgs {
     /// A file whose first plain key is used as --key is (a latchkey key file will do).
     #[arg(long, value_name = "PATH", conflicts_with = "key")]
     pub key_file: Option<PathBuf>,
-}
-
-/// A value clap keeps as it is given: never rejected by clap, so never echoed in its error
-/// (a URL holds its key).
-fn parse_text_secretly(s: &str) -> Result<String, std::convert::Infallible> {
-    Ok(s.to_owned())
 }
 
 /// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.

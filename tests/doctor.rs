@@ -45,7 +45,7 @@ fn port_of(base: &str) -> u16 {
     base.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-fn resolve(port: u16) -> String {
+fn resolving(port: u16) -> String {
     format!("localhost:{port}:127.0.0.1")
 }
 
@@ -53,7 +53,7 @@ fn resolve(port: u16) -> String {
 fn a_working_connector_passes_every_check_and_prints_no_key() {
     let app = Spawn::default().start();
     let port = port_of(&app.tcp[0]);
-    let resolve = resolve(port);
+    let resolve = resolving(port);
     for url in [
         format!("http://localhost:{port}/mcp?api_key={KEY}"),
         format!("http://localhost:{port}/mcp/{KEY}"),
@@ -91,7 +91,7 @@ fn a_working_connector_passes_every_check_and_prints_no_key() {
         "--client",
         "claude-code",
         "--resolve",
-        &resolve_for(port),
+        &resolving(port),
     ]);
     assert!(ok, "{text}");
     assert!(
@@ -99,7 +99,7 @@ fn a_working_connector_passes_every_check_and_prints_no_key() {
         "{text}"
     );
     let port = port_of(&app.tcp[0]);
-    let resolve = resolve_for(port);
+    let resolve = resolving(port);
     // The header forms, the key from a file; and --json, one document.
     let key_file = app.dir.path().join("doctor-key");
     std::fs::write(&key_file, format!("{KEY} laptop\n")).unwrap();
@@ -132,7 +132,7 @@ fn a_working_connector_passes_every_check_and_prints_no_key() {
 fn what_a_client_cannot_use_fails_with_its_fix() {
     let app = Spawn::default().start();
     let port = port_of(&app.tcp[0]);
-    let resolve = resolve(port);
+    let resolve = resolving(port);
     // Plain http, another port than 443, the key in the query: Claude takes none of it.
     let url = format!("http://localhost:{port}/mcp?api_key={KEY}");
     let (ok, text) = doctor(&[&url, "--client", "claude", "--resolve", &resolve]);
@@ -167,7 +167,7 @@ fn what_a_client_cannot_use_fails_with_its_fix() {
         "--client",
         "claude-code",
         "--resolve",
-        &format!("localhost:{closed}:127.0.0.1"),
+        &resolving(closed),
     ]);
     assert!(!ok, "{text}");
     assert!(text.contains("FAIL  tcp"), "{text}");
@@ -255,23 +255,24 @@ fn https_app(
     (app, port, certs)
 }
 
+/// `latchkey doctor` of the https latchkey on `port` (key in the path) as `client`, trusting
+/// the root in `certs` too when `with_root`.
+fn doctor_https(port: u16, client: &str, certs: &Path, with_root: bool) -> (bool, String) {
+    let url = format!("https://localhost:{port}/mcp/{KEY}");
+    let root = certs.join("root.pem");
+    let resolve = resolving(port);
+    let mut args = vec![url.as_str(), "--client", client, "--resolve", &resolve];
+    if with_root {
+        args.extend(["--ca-file", root.to_str().unwrap()]);
+    }
+    doctor(&args)
+}
+
 #[test]
 fn the_certificate_is_checked_as_a_client_checks_it() {
     let chain = Chain::new();
     let (_app, port, certs) = https_app(&chain, true, false);
-    let root = certs.path().join("root.pem");
-    let root = root.to_str().unwrap();
-    let resolve = resolve(port);
-    let url = format!("https://localhost:{port}/mcp/{KEY}");
-    let (ok, text) = doctor(&[
-        &url,
-        "--client",
-        "chatgpt",
-        "--resolve",
-        &resolve,
-        "--ca-file",
-        root,
-    ]);
+    let (ok, text) = doctor_https(port, "chatgpt", certs.path(), true);
     assert!(ok, "{text}");
     assert!(
         text.contains("ok  tls.chain        TLSv1.3, chain trusted"),
@@ -279,39 +280,21 @@ fn the_certificate_is_checked_as_a_client_checks_it() {
     );
     assert!(text.contains("ok  tls.expiry"), "{text}");
     // Claude: port 443 only.
-    let (ok, text) = doctor(&[
-        &url,
-        "--client",
-        "claude",
-        "--resolve",
-        &resolve,
-        "--ca-file",
-        root,
-    ]);
+    let (ok, text) = doctor_https(port, "claude", certs.path(), true);
     assert!(!ok, "{text}");
     assert!(
         text.contains("FAIL  port") && text.contains("443"),
         "{text}"
     );
     // Not trusted without the CA, and nothing further tried.
-    let (ok, text) = doctor(&[&url, "--client", "chatgpt", "--resolve", &resolve]);
+    let (ok, text) = doctor_https(port, "chatgpt", certs.path(), false);
     assert!(!ok, "{text}");
     assert!(text.contains("FAIL  tls.chain"), "{text}");
     assert!(text.contains("skip  mcp"), "{text}");
 
     // The chain without its intermediate.
     let (_app, port, certs) = https_app(&chain, false, false);
-    let root = certs.path().join("root.pem");
-    let url = format!("https://localhost:{port}/mcp/{KEY}");
-    let (ok, text) = doctor(&[
-        &url,
-        "--client",
-        "chatgpt",
-        "--resolve",
-        &resolve_for(port),
-        "--ca-file",
-        root.to_str().unwrap(),
-    ]);
+    let (ok, text) = doctor_https(port, "chatgpt", certs.path(), true);
     assert!(!ok, "{text}");
     assert!(
         text.contains("FAIL  tls.chain") && text.contains("fullchain.pem"),
@@ -320,23 +303,9 @@ fn the_certificate_is_checked_as_a_client_checks_it() {
 
     // An expired certificate.
     let (_app, port, certs) = https_app(&chain, true, true);
-    let root = certs.path().join("root.pem");
-    let url = format!("https://localhost:{port}/mcp/{KEY}");
-    let (ok, text) = doctor(&[
-        &url,
-        "--client",
-        "chatgpt",
-        "--resolve",
-        &resolve_for(port),
-        "--ca-file",
-        root.to_str().unwrap(),
-    ]);
+    let (ok, text) = doctor_https(port, "chatgpt", certs.path(), true);
     assert!(!ok, "{text}");
     assert!(text.contains("the certificate has expired"), "{text}");
-}
-
-fn resolve_for(port: u16) -> String {
-    resolve(port)
 }
 
 #[test]
@@ -351,7 +320,13 @@ fn oauth_metadata_is_checked_against_the_url() {
         .args(&["--state-dir", state.to_str().unwrap()])
         .start();
     let url = format!("http://localhost:{port}/mcp");
-    let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve(port)]);
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolving(port),
+    ]);
     assert!(ok, "{text}");
     assert!(text.contains("ok  oauth"), "{text}");
     assert!(text.contains("with resource_metadata"), "{text}");
@@ -476,7 +451,7 @@ fn faults_of_a_proxy_in_front_each_fail_their_check() {
         "--client",
         "claude-code",
         "--resolve",
-        &resolve(query),
+        &resolving(query),
     ]);
     assert!(!ok, "{text}");
     assert!(has(&text, "FAIL", "mcp.initialize", "401"), "{text}");
@@ -488,7 +463,7 @@ fn faults_of_a_proxy_in_front_each_fail_their_check() {
         "--client",
         "claude-code",
         "--resolve",
-        &resolve(query),
+        &resolving(query),
     ]);
     assert!(ok, "{text}");
 
@@ -498,7 +473,7 @@ fn faults_of_a_proxy_in_front_each_fail_their_check() {
         "--client",
         "chatgpt",
         "--resolve",
-        &resolve(well_known),
+        &resolving(well_known),
     ]);
     assert!(!ok, "{text}");
     assert!(
@@ -512,10 +487,10 @@ fn faults_of_a_proxy_in_front_each_fail_their_check() {
         "--client",
         "claude-code",
         "--resolve",
-        &resolve(agent),
+        &resolving(agent),
     ]);
     assert!(ok, "Claude Code's User-Agent is let through:\n{text}");
-    let (ok, text) = doctor(&[&url, "--client", "any", "--resolve", &resolve(agent)]);
+    let (ok, text) = doctor(&[&url, "--client", "any", "--resolve", &resolving(agent)]);
     assert!(!ok, "{text}");
     assert!(
         has(&text, "FAIL", "user_agent", "Claude-User: 403 Forbidden"),
@@ -546,7 +521,13 @@ fn oauth_metadata_for_another_url_fails() {
         .args(&["--state-dir", state.to_str().unwrap()])
         .start();
     let url = format!("http://localhost:{port}/mcp");
-    let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve(port)]);
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolving(port),
+    ]);
     assert!(!ok, "{text}");
     assert!(
         has(

@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::cli::DoctorArgs;
 use crate::doctor::{self, Options, Target};
@@ -17,7 +17,8 @@ pub struct Failed {
 }
 
 pub async fn run(args: DoctorArgs) -> anyhow::Result<()> {
-    let target = Target::parse(&args.url, header_key(&args)?).context("latchkey doctor")?;
+    let target =
+        Target::parse(args.url.expose_secret(), header_key(&args)?).context("latchkey doctor")?;
     let extra_roots = match &args.ca_file {
         Some(path) => crate::tls::crypto::read_certificates(path, "--ca-file")?,
         None => Vec::new(),
@@ -36,11 +37,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<()> {
     };
     // Nothing in a report is built from the key, but a server may echo it back.
     print!("{}", options.target.scrub(&out));
-    let failed = report
-        .checks
-        .iter()
-        .filter(|c| c.status == doctor::Status::Fail)
-        .count();
+    let failed = report.failed();
     if failed > 0 {
         return Err(Failed { failed }.into());
     }

@@ -55,16 +55,17 @@ async fn every_check(options: &Options) -> anyhow::Result<Report> {
     if addrs.is_empty() {
         return Ok(finish(options, checks));
     }
+    let trusted = network::trusted_roots(&options.extra_roots);
     let (tcp, stream) = network::connect(&addrs).await;
     checks.push(tcp);
     let Some(stream) = stream else {
         return Ok(finish(options, checks));
     };
     if target.https() {
-        let tls = network::tls(target, stream, &options.extra_roots).await;
-        let trusted = tls.iter().all(|c| c.status != Status::Fail);
+        let tls = network::tls(target, stream, &trusted).await;
+        let accepted = tls.iter().all(|c| c.status != Status::Fail);
         checks.extend(tls);
-        if !trusted {
+        if !accepted {
             checks.push(Check::skip(
                 "mcp",
                 "not tried: no client goes past a certificate it does not trust",
@@ -74,7 +75,7 @@ async fn every_check(options: &Options) -> anyhow::Result<Report> {
     } else {
         drop(stream);
     }
-    let probe = probe::Probe::new(target, &options.resolve, &options.extra_roots)?;
+    let probe = probe::Probe::new(target, &options.resolve, &trusted)?;
     checks.extend(probe::checks(&probe, target, *client).await);
     Ok(finish(options, checks))
 }

@@ -140,16 +140,22 @@ pub async fn connect(addrs: &[SocketAddr]) -> (Check, Option<TcpStream>) {
     (check, None)
 }
 
-/// The TLS handshake over `stream`, as a client that trusts the platform's roots (and
-/// `extra`, `--ca-file`) makes it: the chain, the name, the version, the expiry.
+/// What the checks trust: the platform's roots (read once a run) and `extra` (`--ca-file`).
+pub fn trusted_roots(extra: &[CertificateDer<'static>]) -> Vec<CertificateDer<'static>> {
+    let mut roots = rustls_native_certs::load_native_certs().certs;
+    roots.extend_from_slice(extra);
+    roots
+}
+
+/// The TLS handshake over `stream`, as a client that trusts `trusted` makes it: the chain,
+/// the name, the version, the expiry.
 pub async fn tls(
     target: &Target,
     stream: TcpStream,
-    extra: &[CertificateDer<'static>],
+    trusted: &[CertificateDer<'static>],
 ) -> Vec<Check> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    roots.add_parsable_certificates(extra.iter().cloned());
+    roots.add_parsable_certificates(trusted.iter().cloned());
     let config = rustls::ClientConfig::builder_with_provider(crate::tls::crypto::provider())
         .with_safe_default_protocol_versions()
         .map(|c| c.with_root_certificates(roots).with_no_client_auth());

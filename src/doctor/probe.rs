@@ -59,12 +59,10 @@ impl Probe {
     pub fn new(
         target: &Target,
         overrides: &[Resolve],
-        extra: &[CertificateDer<'static>],
+        trusted: &[CertificateDer<'static>],
     ) -> anyhow::Result<Self> {
-        let roots: Vec<reqwest::Certificate> = rustls_native_certs::load_native_certs()
-            .certs
+        let roots: Vec<reqwest::Certificate> = trusted
             .iter()
-            .chain(extra)
             .filter_map(|der| reqwest::Certificate::from_der(der).ok())
             .collect();
         let mut builder = reqwest::Client::builder()

@@ -101,13 +101,22 @@ pub struct Report {
 
 impl Report {
     pub fn new(url: String, client: &'static str, checks: Vec<Check>) -> Self {
-        let ok = checks.iter().all(|c| c.status != Status::Fail);
-        Report {
+        let mut report = Report {
             url,
             client,
             checks,
-            ok,
-        }
+            ok: false,
+        };
+        report.ok = report.failed() == 0;
+        report
+    }
+
+    /// How many checks failed.
+    pub fn failed(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count()
     }
 
     /// One line a check and a last line that sums up; `colour` on a terminal.
@@ -126,12 +135,7 @@ impl Report {
                 out.push_str(&format!("      {:<16} fix: {fix}\n", ""));
             }
         }
-        let failed = self
-            .checks
-            .iter()
-            .filter(|c| c.status == Status::Fail)
-            .count();
-        out.push_str(&match failed {
+        out.push_str(&match self.failed() {
             0 => format!("{} can connect to this URL.\n", self.client),
             n => format!(
                 "{n} check(s) failed: {} will not connect as it is.\n",
