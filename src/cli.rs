@@ -520,6 +520,12 @@ pub struct DoctorArgs {
     /// A file whose first plain key is used as --key is (a latchkey key file will do).
     #[arg(long, value_name = "PATH", conflicts_with = "key")]
     pub key_file: Option<PathBuf>,
+
+    /// With OAuth: register a client with ChatGPT's and Claude's redirect URIs, as they
+    /// would, to see both accepted; the registration is removed again. Without it, only the
+    /// metadata is read, and nothing is written on the server.
+    #[arg(long)]
+    pub register: bool,
 }
 
 /// Keys are never rejected by clap, which would print the value: see `keys::parse_flag_entries`.

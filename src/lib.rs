@@ -42,6 +42,12 @@ pub mod url;
 
 use cli::{Cli, Command};
 
+/// The exit status an error ends `latchkey` with: 1, or 2 when `latchkey doctor` could not
+/// examine its URL at all.
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    commands::doctor::exit_status(error)
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("latchkey: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(latchkey::exit_status(&e))
         }
     }
 }

@@ -14,6 +14,12 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 /// `latchkey doctor` with `args`, its output and whether it exited 0.
 fn doctor(args: &[&str]) -> (bool, String) {
+    let (code, text) = doctor_status(args);
+    (code == 0, text)
+}
+
+/// `latchkey doctor` with `args`: its exit status and output.
+fn doctor_status(args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     // At trace, so that anything it might log is searched for the key too.
     let output: Output = common::command(dir.path())
@@ -29,7 +35,7 @@ fn doctor(args: &[&str]) -> (bool, String) {
     );
     assert!(!text.contains(KEY), "the key was printed:\n{text}");
     assert!(!text.contains("panicked"), "{text}");
-    (output.status.success(), text)
+    (output.status.code().expect("an exit status"), text)
 }
 
 /// Whether a line of `text` says `status` for the check `id` and holds `seen`.
@@ -66,8 +72,13 @@ fn a_working_connector_passes_every_check_and_prints_no_key() {
             ("well_known", "JSON 404 (no OAuth)"),
             ("mcp.no_key", "without the key: 401 and WWW-Authenticate"),
             ("mcp.initialize", "initialize with the key: 200"),
+            (
+                "server",
+                concat!("latchkey ", env!("CARGO_PKG_VERSION"), ", as this doctor"),
+            ),
             ("mcp.tools", "tools/list: 1 tool(s)"),
             ("mcp.stream", "GET of the event stream: 200"),
+            ("mcp.bearer", "Authorization: Bearer reaches latchkey"),
             ("user_agent", "as any other"),
             ("discovery", "the well-known fetches"),
         ] {
@@ -128,6 +139,41 @@ fn a_working_connector_passes_every_check_and_prints_no_key() {
     assert!(initialize["ms"].is_u64(), "{text}");
 }
 
+/// A URL whose path is not latchkey's (a `--base-path` the URL lacks): the key is taken,
+/// and latchkey's 404 says where MCP is.
+#[test]
+fn a_url_off_the_base_path_is_told_where_mcp_is() {
+    let app = Spawn::default().args(&["--base-path", "/tools"]).start();
+    let port = port_of(&app.tcp[0]);
+    let url = format!("http://localhost:{port}/mcp?api_key={KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolving(port),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(
+            &text,
+            "FAIL",
+            "mcp.path",
+            "latchkey took the key, but serves MCP at /tools/mcp"
+        ),
+        "{text}"
+    );
+    let url = format!("http://localhost:{port}/tools/mcp?api_key={KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolving(port),
+    ]);
+    assert!(ok, "{text}");
+}
+
 #[test]
 fn what_a_client_cannot_use_fails_with_its_fix() {
     let app = Spawn::default().start();
@@ -141,16 +187,21 @@ fn what_a_client_cannot_use_fails_with_its_fix() {
     assert!(text.contains("FAIL  key.form"), "{text}");
     assert!(text.contains("put it in the path"), "{text}");
     assert!(text.contains("latchkey: error: "), "{text}");
-    // A key latchkey does not have: the query's fix names a proxy dropping it.
+    // A key latchkey does not have: refused in another form too, so not a proxy's doing.
     let wrong =
         format!("http://localhost:{port}/mcp?api_key=not-the-key-0123456789abcdefghijklmnop");
-    let (ok, text) = doctor(&[&wrong, "--client", "chatgpt", "--resolve", &resolve]);
-    assert!(!ok, "{text}");
+    let (code, text) = doctor_status(&[&wrong, "--client", "chatgpt", "--resolve", &resolve]);
+    assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("FAIL  mcp.initialize   initialize with the key: 401"),
+        has(
+            &text,
+            "FAIL",
+            "mcp.initialize",
+            "401 Unauthorized, and as a header"
+        ),
         "{text}"
     );
-    assert!(text.contains("drop the query string"), "{text}");
+    assert!(text.contains("latchkey does not know this key"), "{text}");
     // No key, and no OAuth to get one: nobody gets in.
     let url = format!("http://localhost:{port}/mcp");
     let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve]);
@@ -171,11 +222,28 @@ fn what_a_client_cannot_use_fails_with_its_fix() {
     ]);
     assert!(!ok, "{text}");
     assert!(text.contains("FAIL  tcp"), "{text}");
-    // Bad input: one line, non-zero.
-    let (ok, text) = doctor(&[&format!("ftp://localhost/mcp/{KEY}")]);
-    assert!(!ok && text.contains("scheme is ftp"), "{text}");
-    let (ok, text) = doctor(&["https://localhost/mcp", "--resolve", "localhost:443"]);
-    assert!(!ok && text.contains("HOST:PORT:ADDR"), "{text}");
+    // A URL that cannot be examined: one line, and 2 (not 1: the doctor could not tell).
+    let (code, text) = doctor_status(&[&format!("ftp://localhost/mcp/{KEY}")]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("scheme is ftp"), "{text}");
+    let (code, text) = doctor_status(&[&format!("ftp://localhost/mcp/{KEY}"), "--json"]);
+    assert_eq!(code, 2, "{text}");
+    let json = text
+        .lines()
+        .take_while(|l| !l.starts_with("latchkey:"))
+        .collect::<String>();
+    let document: serde_json::Value = serde_json::from_str(&json).expect(&text);
+    assert_eq!(document["ok"], false, "{text}");
+    assert!(
+        document["error"]
+            .as_str()
+            .unwrap()
+            .contains("scheme is ftp"),
+        "{text}"
+    );
+    let (code, text) = doctor_status(&["https://localhost/mcp", "--resolve", "localhost:443"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("HOST:PORT:ADDR"), "{text}");
 }
 
 /// A root CA, an intermediate it signs, and leaves the intermediate signs.
@@ -237,6 +305,7 @@ fn https_app(
     chain: &Chain,
     with_intermediate: bool,
     expired: bool,
+    extra: &[&str],
 ) -> (App, u16, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
     chain.write(certs.path(), with_intermediate, expired);
@@ -250,6 +319,7 @@ fn https_app(
             "--tls-key",
             &path("key.pem"),
         ])
+        .args(extra)
         .start();
     let port = port_of(&app.https[0]);
     (app, port, certs)
@@ -271,7 +341,7 @@ fn doctor_https(port: u16, client: &str, certs: &Path, with_root: bool) -> (bool
 #[test]
 fn the_certificate_is_checked_as_a_client_checks_it() {
     let chain = Chain::new();
-    let (_app, port, certs) = https_app(&chain, true, false);
+    let (_app, port, certs) = https_app(&chain, true, false, &[]);
     let (ok, text) = doctor_https(port, "chatgpt", certs.path(), true);
     assert!(ok, "{text}");
     assert!(
@@ -279,6 +349,12 @@ fn the_certificate_is_checked_as_a_client_checks_it() {
         "{text}"
     );
     assert!(text.contains("ok  tls.expiry"), "{text}");
+    // Certificate files: no HSTS unless asked, which latchkey's own fix names.
+    assert!(
+        has(&text, "warn", "tls.hsts", "no Strict-Transport-Security"),
+        "{text}"
+    );
+    assert!(text.contains("serve with --hsts"), "{text}");
     // Claude: port 443 only.
     let (ok, text) = doctor_https(port, "claude", certs.path(), true);
     assert!(!ok, "{text}");
@@ -289,23 +365,51 @@ fn the_certificate_is_checked_as_a_client_checks_it() {
     // Not trusted without the CA, and nothing further tried.
     let (ok, text) = doctor_https(port, "chatgpt", certs.path(), false);
     assert!(!ok, "{text}");
-    assert!(text.contains("FAIL  tls.chain"), "{text}");
+    assert!(
+        has(
+            &text,
+            "FAIL",
+            "tls.chain",
+            "issued by \"doctor test root\", which is not trusted"
+        ),
+        "{text}"
+    );
     assert!(text.contains("skip  mcp"), "{text}");
 
     // The chain without its intermediate.
-    let (_app, port, certs) = https_app(&chain, false, false);
+    let (_app, port, certs) = https_app(&chain, false, false, &[]);
     let (ok, text) = doctor_https(port, "chatgpt", certs.path(), true);
     assert!(!ok, "{text}");
     assert!(
-        text.contains("FAIL  tls.chain") && text.contains("fullchain.pem"),
+        has(
+            &text,
+            "FAIL",
+            "tls.chain",
+            "alone, without the intermediate \"doctor test intermediate\""
+        ),
         "{text}"
     );
+    assert!(text.contains("fullchain.pem"), "{text}");
 
     // An expired certificate.
-    let (_app, port, certs) = https_app(&chain, true, true);
+    let (_app, port, certs) = https_app(&chain, true, true, &[]);
     let (ok, text) = doctor_https(port, "chatgpt", certs.path(), true);
     assert!(!ok, "{text}");
     assert!(text.contains("the certificate has expired"), "{text}");
+
+    // --hsts: the header seen.
+    let (_app, port, certs) = https_app(&chain, true, false, &["--hsts"]);
+    let (ok, text) = doctor_https(port, "chatgpt", certs.path(), true);
+    assert!(ok, "{text}");
+    assert!(
+        has(
+            &text,
+            "ok",
+            "tls.hsts",
+            "Strict-Transport-Security: max-age="
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -333,14 +437,15 @@ fn oauth_metadata_is_checked_against_the_url() {
     assert!(text.contains("skip  mcp.initialize"), "{text}");
 }
 
-/// A real Apache (Debian's, as the bundle's) in front of `backend` on three ports, each with
+/// A real Apache (Debian's, as the bundle's) in front of `backend` on five ports, each with
 /// one fault people meet: the query string dropped on the way (a `RewriteRule` to a fixed
-/// URL), a catch-all page answering `/.well-known/*` with HTML 200, and a rule that refuses
-/// Claude's User-Agent. Killed when dropped.
+/// URL), a catch-all page answering `/.well-known/*` with HTML 200, a rule that refuses
+/// Claude's User-Agent, the key headers unset, and the path rewritten to `/mcp` (the key's
+/// segment lost). Killed when dropped.
 struct Apache {
     child: std::process::Child,
     _dir: tempfile::TempDir,
-    ports: [u16; 3],
+    ports: [u16; 5],
 }
 
 impl Apache {
@@ -352,11 +457,7 @@ impl Apache {
         let www = dir.path().join("www");
         std::fs::create_dir(&www).unwrap();
         std::fs::write(www.join("page.html"), "<html>a catch-all page</html>").unwrap();
-        let ports = [
-            common::free_port(),
-            common::free_port(),
-            common::free_port(),
-        ];
+        let ports = [(); 5].map(|()| common::free_port());
         let root = dir.path().display();
         let modules = "/usr/lib/apache2/modules";
         let conf = format!(
@@ -367,6 +468,7 @@ LoadModule proxy_module {modules}/mod_proxy.so
 LoadModule proxy_http_module {modules}/mod_proxy_http.so
 LoadModule rewrite_module {modules}/mod_rewrite.so
 LoadModule mime_module {modules}/mod_mime.so
+LoadModule headers_module {modules}/mod_headers.so
 ServerName localhost
 TypesConfig /dev/null
 AddType text/html .html
@@ -382,6 +484,8 @@ DocumentRoot {root}/www
 Listen 127.0.0.1:{q}
 Listen 127.0.0.1:{w}
 Listen 127.0.0.1:{u}
+Listen 127.0.0.1:{h}
+Listen 127.0.0.1:{p}
 <VirtualHost 127.0.0.1:{q}>
   RewriteEngine On
   RewriteRule ^/mcp$ http://127.0.0.1:{backend}/mcp? [P]
@@ -399,10 +503,22 @@ Listen 127.0.0.1:{u}
   RewriteRule ^ - [F]
   ProxyPass / http://127.0.0.1:{backend}/
 </VirtualHost>
+<VirtualHost 127.0.0.1:{h}>
+  RequestHeader unset Authorization
+  RequestHeader unset X-API-Key
+  ProxyPass / http://127.0.0.1:{backend}/
+</VirtualHost>
+<VirtualHost 127.0.0.1:{p}>
+  RewriteEngine On
+  RewriteRule ^/mcp/.+$ http://127.0.0.1:{backend}/mcp [P]
+  ProxyPass / http://127.0.0.1:{backend}/
+</VirtualHost>
 "#,
             q = ports[0],
             w = ports[1],
             u = ports[2],
+            h = ports[3],
+            p = ports[4],
         );
         let path = dir.path().join("httpd.conf");
         std::fs::write(&path, conf).unwrap();
@@ -443,7 +559,7 @@ impl Drop for Apache {
 fn faults_of_a_proxy_in_front_each_fail_their_check() {
     let app = Spawn::default().start();
     let apache = Apache::start(port_of(&app.tcp[0]));
-    let [query, well_known, agent] = apache.ports;
+    let [query, well_known, agent, headers, path] = apache.ports;
 
     let url = format!("http://localhost:{query}/mcp?api_key={KEY}");
     let (ok, text) = doctor(&[
@@ -455,7 +571,7 @@ fn faults_of_a_proxy_in_front_each_fail_their_check() {
     ]);
     assert!(!ok, "{text}");
     assert!(has(&text, "FAIL", "mcp.initialize", "401"), "{text}");
-    assert!(text.contains("drop the query string"), "{text}");
+    assert!(text.contains("drops the query string"), "{text}");
     // The same latchkey, the key in the path: through.
     let url = format!("http://localhost:{query}/mcp/{KEY}");
     let (ok, text) = doctor(&[
@@ -500,6 +616,62 @@ fn faults_of_a_proxy_in_front_each_fail_their_check() {
         has(&text, "ok", "user_agent", "openai-mcp/1.0.0: 200"),
         "{text}"
     );
+
+    // The key headers unset: the key in a header is refused where the query's is taken;
+    // with the key in the path, Bearer alone is refused (a warning: no OAuth here).
+    let url = format!("http://localhost:{headers}/mcp");
+    let resolve = resolving(headers);
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolve,
+        "--key",
+        KEY,
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(
+            &text,
+            "FAIL",
+            "mcp.initialize",
+            "but as ?api_key= in the URL: 200"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("strips Authorization and X-API-Key"),
+        "{text}"
+    );
+    let url = format!("http://localhost:{headers}/mcp/{KEY}");
+    let (ok, text) = doctor(&[&url, "--client", "claude-code", "--resolve", &resolve]);
+    assert!(ok, "a warning only:\n{text}");
+    assert!(
+        has(
+            &text,
+            "warn",
+            "mcp.bearer",
+            "401, where the URL's key is taken"
+        ),
+        "{text}"
+    );
+
+    // The path rewritten: the key's segment never reaches latchkey.
+    let url = format!("http://localhost:{path}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolving(path),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(&text, "FAIL", "mcp.initialize", "but as a header"),
+        "{text}"
+    );
+    assert!(text.contains("rewrites the path"), "{text}");
 }
 
 /// OAuth metadata naming another URL than the one pasted (a `--public-url` left from

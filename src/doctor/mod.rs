@@ -4,13 +4,19 @@
 //! client waits — one line a check, with the fix for each failure.
 //!
 //! - `target`: the URL taken apart (where its key is), and what each client accepts;
-//! - `network`: `--resolve`, DNS, TCP and TLS;
-//! - `probe`: the HTTP checks;
+//! - `network`: `--resolve`, DNS and TCP;
+//! - `certificate`: the TLS handshake, and why a chain is refused;
+//! - `probe`: how the HTTP checks send and read;
+//! - `discovery`: the well-known documents and OAuth's metadata;
+//! - `endpoint`: the MCP endpoint, with the key and without, and each client's User-Agent;
 //! - `report`: the checks, as text or JSON.
 //!
 //! Nothing it prints holds the key: the URL is shown with `<key>` in its place, and errors
 //! are shown without their URL.
 
+mod certificate;
+mod discovery;
+mod endpoint;
 mod network;
 mod probe;
 mod report;
@@ -29,6 +35,8 @@ pub struct Options {
     pub resolve: Vec<Resolve>,
     /// Trusted besides the platform's roots (`--ca-file`).
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Try a registration with the clients' redirect URIs (`--register`).
+    pub register: bool,
 }
 
 /// Every check of `options.target` for `options.client`; later ones are skipped once the
@@ -62,7 +70,7 @@ async fn every_check(options: &Options) -> anyhow::Result<Report> {
         return Ok(finish(options, checks));
     };
     if target.https() {
-        let tls = network::tls(target, stream, &trusted).await;
+        let tls = certificate::handshake(target, stream, &trusted).await;
         let accepted = tls.iter().all(|c| c.status != Status::Fail);
         checks.extend(tls);
         if !accepted {
@@ -76,8 +84,33 @@ async fn every_check(options: &Options) -> anyhow::Result<Report> {
         drop(stream);
     }
     let probe = probe::Probe::new(target, &options.resolve, &trusted)?;
-    checks.extend(probe::checks(&probe, target, *client).await);
+    checks.extend(http_checks(&probe, target, *client).await);
     Ok(finish(options, checks))
+}
+
+/// Every HTTP check, in the order a client meets them.
+async fn http_checks(probe: &probe::Probe, target: &Target, client: Client) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let (discovery, oauth) = discovery::well_known(probe, target, client, &mut checks).await;
+    checks.push(endpoint::without_key(probe, target).await);
+    let (keyed, accepted) = endpoint::with_key(probe, target, client, oauth).await;
+    checks.extend(keyed);
+    // A key refused once is not sent again: each refusal counts toward the lockout.
+    checks.extend(endpoint::user_agents(probe, target, client, accepted).await);
+    if let Some(ms) = discovery {
+        let budget = client.connect_budget();
+        checks.push(probe::timed(
+            "discovery",
+            "the well-known fetches",
+            ms,
+            budget,
+        ));
+    }
+    checks
+}
+
+fn ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 fn finish(options: &Options, checks: Vec<Check>) -> Report {

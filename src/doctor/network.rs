@@ -1,12 +1,11 @@
-//! What a client meets before HTTP: the name, the port, the certificate. Names are looked up
+//! What a client meets before HTTP and TLS: the name, the port, the connection. Names are looked up
 //! through `--resolve HOST:PORT:ADDR` first (as curl's option), so that tests and a person
 //! checking a server before its DNS is set need no resolver.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 
 use super::report::Check;
@@ -98,7 +97,15 @@ pub async fn addresses(target: &Target, overrides: &[Resolve]) -> (Check, Vec<So
     let looked_up = tokio::time::timeout(PATIENCE, tokio::net::lookup_host((host, port))).await;
     let found: Vec<SocketAddr> = match looked_up {
         Ok(Ok(found)) => found.collect(),
-        Ok(Err(_)) | Err(_) => Vec::new(),
+        Ok(Err(_)) => Vec::new(),
+        Err(_) => {
+            let check = Check::fail(
+                "dns",
+                format!("looking up {host} took over {} s", PATIENCE.as_secs()),
+                "check this machine's resolver (/etc/resolv.conf), or give the address with --resolve",
+            );
+            return (check, Vec::new());
+        }
     };
     if found.is_empty() {
         let check = Check::fail(
@@ -129,7 +136,7 @@ pub async fn connect(addrs: &[SocketAddr]) -> (Check, Option<TcpStream>) {
     for addr in addrs.iter().take(4) {
         if let Ok(Ok(stream)) = tokio::time::timeout(PATIENCE, TcpStream::connect(addr)).await {
             let check = Check::pass("tcp", format!("{addr} accepts connections"));
-            return (check.took(ms(started)), Some(stream));
+            return (check.took(super::ms(started)), Some(stream));
         }
     }
     let check = Check::fail(
@@ -145,125 +152,6 @@ pub fn trusted_roots(extra: &[CertificateDer<'static>]) -> Vec<CertificateDer<'s
     let mut roots = rustls_native_certs::load_native_certs().certs;
     roots.extend_from_slice(extra);
     roots
-}
-
-/// The TLS handshake over `stream`, as a client that trusts `trusted` makes it: the chain,
-/// the name, the version, the expiry.
-pub async fn tls(
-    target: &Target,
-    stream: TcpStream,
-    trusted: &[CertificateDer<'static>],
-) -> Vec<Check> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(trusted.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(crate::tls::crypto::provider())
-        .with_safe_default_protocol_versions()
-        .map(|c| c.with_root_certificates(roots).with_no_client_auth());
-    let Ok(config) = config else {
-        return vec![Check::fail(
-            "tls",
-            "no TLS configuration could be made",
-            "report this",
-        )];
-    };
-    let host = target
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let Ok(name) = ServerName::try_from(host.clone()) else {
-        return vec![Check::fail(
-            "tls",
-            format!("{host} is not a name TLS can check"),
-            "use a DNS name",
-        )];
-    };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let started = Instant::now();
-    let shaken = tokio::time::timeout(PATIENCE, connector.connect(name, stream)).await;
-    match shaken {
-        Err(_) => vec![Check::fail(
-            "tls",
-            "the TLS handshake did not finish in 10 s",
-            "check that the port serves TLS",
-        )],
-        Ok(Err(error)) => vec![refused(&host, &error)],
-        Ok(Ok(tls)) => {
-            let (_, session) = tls.get_ref();
-            let version = session
-                .protocol_version()
-                .map_or("TLS".to_owned(), |v| format!("{v:?}").replace('_', "."));
-            let chain = Check::pass(
-                "tls.chain",
-                format!("{version}, chain trusted, certificate for {host}"),
-            )
-            .took(ms(started));
-            let leaf = session.peer_certificates().and_then(|c| c.first());
-            vec![chain, expiry(leaf)]
-        }
-    }
-}
-
-/// A failed handshake, in what it means for a person.
-fn refused(host: &str, error: &std::io::Error) -> Check {
-    use rustls::{CertificateError, Error};
-    let inner = error.get_ref().and_then(|e| e.downcast_ref::<Error>());
-    match inner {
-        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => Check::fail(
-            "tls.chain",
-            "the certificate's chain does not lead to a trusted root (an intermediate missing, or a private CA)",
-            "serve the whole chain — the certificate and its intermediates (fullchain.pem, not cert.pem)",
-        ),
-        Some(Error::InvalidCertificate(
-            CertificateError::Expired | CertificateError::ExpiredContext { .. },
-        )) => Check::fail(
-            "tls.chain",
-            "the certificate has expired",
-            "renew it (with --acme-domain latchkey renews its own)",
-        ),
-        Some(Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => Check::fail(
-            "tls.chain",
-            format!("the certificate is not for {host}"),
-            format!("serve a certificate whose names include {host}"),
-        ),
-        Some(other) => Check::fail(
-            "tls.chain",
-            format!("the handshake failed: {other}"),
-            "serve TLS 1.2 or newer with a certificate from a public CA",
-        ),
-        None => Check::fail(
-            "tls",
-            format!("the handshake failed: {error}"),
-            "check that the port serves TLS",
-        ),
-    }
-}
-
-/// How long the certificate has left: a warning under 14 days.
-fn expiry(leaf: Option<&CertificateDer<'_>>) -> Check {
-    let parsed = leaf.and_then(|der| x509_parser::parse_x509_certificate(der).ok());
-    let Some((_, cert)) = parsed else {
-        return Check::skip("tls.expiry", "the certificate could not be read");
-    };
-    let left = cert.validity().time_to_expiration();
-    let days = left.map_or(0, |d| d.whole_days());
-    if days < 14 {
-        return Check::warn(
-            "tls.expiry",
-            format!("the certificate expires in {days} day(s)"),
-            "renew it now: a client refuses it once it expires",
-        );
-    }
-    Check::pass(
-        "tls.expiry",
-        format!("the certificate is valid for {days} more days"),
-    )
-}
-
-fn ms(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -167,6 +167,35 @@ impl Target {
             .map(|(_, key)| key)
     }
 
+    /// The key, wherever it was given.
+    pub fn key(&self) -> Option<&SecretString> {
+        self.key.as_ref().map(|(_, key)| key)
+    }
+
+    /// The URL and header key of a request with the key in `form` rather than where it was
+    /// given: whether another form gets through tells a key latchkey does not know from a form
+    /// that something in front drops.
+    pub fn keyed_as(&self, form: KeyForm) -> (Url, Option<&SecretString>) {
+        let mut url = self.bare();
+        let Some(key) = self.key() else {
+            return (url, None);
+        };
+        match form {
+            KeyForm::Query => {
+                url.query_pairs_mut()
+                    .append_pair(QUERY_PARAM, key.expose_secret());
+                (url, None)
+            }
+            KeyForm::Path => {
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments.pop_if_empty().push(key.expose_secret());
+                }
+                (url, None)
+            }
+            KeyForm::Header => (url, Some(key)),
+        }
+    }
+
     /// The URL to send MCP requests to, the key in it where it was.
     pub fn keyed(&self) -> &Url {
         &self.url

@@ -232,7 +232,8 @@ impl Paths {
         console: Option<crate::console::ConsoleParts>,
     ) -> Router {
         let endpoint = mcp::endpoint(mcp);
-        let mut router = Router::new().fallback(not_found);
+        let mcp_at: Arc<str> = self.mcp[0].trim_end_matches('/').into();
+        let mut router = Router::new().fallback(move || not_found(mcp_at.clone()));
         for path in &self.mcp {
             router = router.route(path, endpoint.clone());
         }
@@ -256,11 +257,14 @@ impl Paths {
     }
 }
 
-async fn not_found() -> Response {
+/// Where MCP is, said: a client pointed at the wrong base path (a proxy's prefix, a
+/// `--base-path` left out) learns the right one, and `latchkey doctor` shows it. The base
+/// path is no secret: the protected resource metadata names it too.
+async fn not_found(mcp_at: Arc<str>) -> Response {
     json_error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "Nothing here: MCP is served at the /mcp path (under the base path, if one is set).",
+        &format!("Nothing here: MCP is served at {mcp_at}."),
     )
 }
 
