@@ -134,6 +134,44 @@ async fn call_through(https: &str, ca: &str, port: u16, how: Via) {
     mcp.cancel().await.unwrap();
 }
 
+/// `latchkey doctor` of the bundle's URL, from outside: every check ChatGPT needs passes
+/// (Claude would want port 443), the bundle's self-signed certificate given as a private CA;
+/// OAuth's metadata under the prefix, HSTS from Apache, and latchkey behind it are seen.
+fn doctor_passes_through_the_bundle(mcp: &str, https_port: u16, ca: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let output = common::command(dir.path())
+        .env("RUST_LOG", "trace")
+        .args([
+            "doctor",
+            &format!("{mcp}?api_key={KEY}"),
+            "--client",
+            "chatgpt",
+        ])
+        .args(["--resolve", &format!("localhost:{https_port}:127.0.0.1")])
+        .args(["--ca-file", ca_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains(KEY), "the key was printed:\n{text}");
+    assert!(output.status.success(), "{text}");
+    for seen in [
+        "ok  tls.chain",
+        "ok  oauth",
+        "ok  server           latchkey",
+        "ok  tls.hsts         Strict-Transport-Security: max-age=31536000",
+        "ok  mcp.bearer",
+        "chatgpt can connect to this URL.",
+    ] {
+        assert!(text.contains(seen), "{seen:?} missing:\n{text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
     let _one_at_a_time = STACKS.lock().await;
@@ -291,6 +329,8 @@ async fn compose_stack_serves_mcp_through_apache_and_a_unix_socket() {
             "{path}"
         );
     }
+    doctor_passes_through_the_bundle(&format!("{public}/mcp"), https_port, &ca);
+
     let consent = client
         .get(format!("{public}/oauth/authorize?client_id=lkcl_unknown"))
         .send()

@@ -435,6 +435,35 @@ fn oauth_metadata_is_checked_against_the_url() {
     assert!(text.contains("ok  oauth"), "{text}");
     assert!(text.contains("with resource_metadata"), "{text}");
     assert!(text.contains("skip  mcp.initialize"), "{text}");
+    assert!(has(&text, "skip", "oauth.register", "loopback"), "{text}");
+
+    // Without --register nothing is written; with it, one trial a redirect URI, removed.
+    let store = state.join("oauth.json");
+    let (_, text) = doctor(&[&url, "--client", "chatgpt", "--resolve", &resolving(port)]);
+    assert!(has(&text, "skip", "oauth.register", "--register"), "{text}");
+    assert!(!store.exists() || !std::fs::read_to_string(&store).unwrap().contains("doctor"));
+    let (_, text) = doctor(&[
+        &url,
+        "--client",
+        "any",
+        "--register",
+        "--resolve",
+        &resolving(port),
+    ]);
+    for uri in [
+        "https://chatgpt.com/connector_platform_oauth_redirect",
+        "https://claude.ai/api/mcp/auth_callback",
+    ] {
+        let seen = format!("registering {uri}: 201 Created, removed again");
+        assert!(has(&text, "ok", "oauth.register", &seen), "{text}");
+    }
+    assert!(
+        !text.contains("lkrg_"),
+        "a registration token was printed:\n{text}"
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    assert_eq!(kept["clients"], serde_json::json!([]), "{kept}");
 }
 
 /// A real Apache (Debian's, as the bundle's) in front of `backend` on five ports, each with
@@ -711,4 +740,75 @@ fn oauth_metadata_for_another_url_fails() {
         "{text}"
     );
     assert!(text.contains("set --public-url"), "{text}");
+}
+
+/// A proxy to `backend` that holds each request for the well-known documents `delay`
+/// before passing it on: a slow discovery, as a cold upstream or a far proxy makes it.
+/// Its port; it serves until the test ends.
+fn slow_discovery(backend: u16, delay: std::time::Duration) -> u16 {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", backend)) else {
+                return;
+            };
+            let (mut from_server, mut to_client) =
+                (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+            std::thread::spawn(move || {
+                let mut buf = [0; 16 * 1024];
+                while let Ok(n @ 1..) = client.read(&mut buf) {
+                    let request = &buf[..n];
+                    if request.starts_with(b"GET /.well-known/")
+                        || request.starts_with(b"HEAD /.well-known/")
+                    {
+                        // The fault this proxy is for, not a wait for readiness.
+                        std::thread::sleep(delay);
+                    }
+                    if server.write_all(request).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Discovery slower than a client waits (about 10 s): its line fails with the time taken.
+#[test]
+fn a_slow_discovery_fails_against_the_clients_budget() {
+    let app = Spawn::default().start();
+    let slow = slow_discovery(
+        port_of(&app.tcp[0]),
+        std::time::Duration::from_millis(5_500),
+    );
+    let url = format!("http://localhost:{slow}/mcp/{KEY}");
+    let (ok, text) = doctor(&[
+        &url,
+        "--client",
+        "claude-code",
+        "--resolve",
+        &resolving(slow),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        has(&text, "FAIL", "discovery", "the well-known fetches, in 1"),
+        "{text}"
+    );
+    assert!(text.contains("clients give up after about 10 s"), "{text}");
+    // What is not slow still passes.
+    assert!(
+        has(
+            &text,
+            "ok",
+            "mcp.initialize",
+            "initialize with the key: 200"
+        ),
+        "{text}"
+    );
 }

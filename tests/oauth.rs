@@ -1758,3 +1758,75 @@ async fn the_console_shows_an_oauth_connection_step_by_step_and_revokes_its_gran
     assert!(page.contains("No client holds a grant"), "{page}");
     assert_nothing_secret_logged(&app, &[&access]);
 }
+
+/// RFC 7592's DELETE: only the token a registration was answered with removes it, and a
+/// refusal — a wrong token, none, another client's id — writes nothing and says nothing more.
+#[tokio::test]
+async fn a_registration_is_deleted_only_with_its_own_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), "", &[]);
+    let flow = Flow::new(&app);
+    let store = dir.path().join("state/oauth.json");
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let answer = flow
+            .register(serde_json::json!({"redirect_uris": [CALLBACK]}))
+            .await;
+        assert_eq!(answer.status(), 201);
+        made.push(answer.json::<serde_json::Value>().await.unwrap());
+    }
+    let (mine, other) = (&made[0], &made[1]);
+    let token = mine["registration_access_token"].as_str().unwrap();
+    assert!(token.starts_with("lkrg_"), "{mine}");
+    let uri = mine["registration_client_uri"].as_str().unwrap();
+    assert_eq!(
+        uri,
+        app.url(&format!(
+            "/oauth/register?client_id={}",
+            mine["client_id"].as_str().unwrap()
+        ))
+    );
+    let other_uri = other["registration_client_uri"].as_str().unwrap();
+    let delete = |url: &str, token: Option<&str>| {
+        let mut request = flow.http.delete(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let before = std::fs::metadata(&store).unwrap().modified().unwrap();
+    let stored_before = std::fs::read_to_string(&store).unwrap();
+    assert!(
+        !stored_before.contains(token),
+        "only the token's hash is kept"
+    );
+    let no_id = app.url("/oauth/register");
+    for (url, sent) in [
+        (no_id.as_str(), Some(token)),
+        (uri, None),
+        (uri, Some("lkrg_not-the-token")),
+        (other_uri, Some(token)),
+        (uri, Some(KEY)),
+    ] {
+        let refused = delete(url, sent).await.unwrap();
+        assert_eq!(refused.status(), 401, "{sent:?}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_token");
+    }
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().modified().unwrap(),
+        before
+    );
+    assert_eq!(stored(&store)["clients"].as_array().unwrap().len(), 2);
+
+    assert_eq!(delete(uri, Some(token)).await.unwrap().status(), 204);
+    let clients = stored(&store)["clients"].clone();
+    assert_eq!(clients.as_array().unwrap().len(), 1, "{clients}");
+    assert_eq!(clients[0]["id"], other["client_id"]);
+    assert_eq!(
+        delete(uri, Some(token)).await.unwrap().status(),
+        401,
+        "gone"
+    );
+    assert_nothing_secret_logged(&app, &[token]);
+}

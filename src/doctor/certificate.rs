@@ -64,7 +64,7 @@ pub async fn handshake(
                 "tls.chain",
                 format!("{version}, chain trusted, certificate for {host}"),
             )
-            .took(super::ms(started));
+            .took(super::report::ms_since(started));
             let leaf = session.peer_certificates().and_then(|c| c.first());
             vec![chain, expiry(leaf)]
         }

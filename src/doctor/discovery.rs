@@ -8,16 +8,18 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use super::probe::{Answer, Probe};
+use super::registration;
 use super::report::Check;
 use super::target::{Client, Target};
 
 /// The well-known documents, with GET and HEAD: JSON 404 without OAuth; with it, protected
 /// resource metadata naming this URL and the authorization server's. Returns how long the
-/// fetches took, when they answered, and whether the server offers OAuth.
+/// fetches took, when they answered, and whether the server offers OAuth. With `register`,
+/// a registration is tried (and removed).
 pub async fn well_known(
     probe: &Probe,
     target: &Target,
-    client: Client,
+    (client, register): (Client, bool),
     checks: &mut Vec<Check>,
 ) -> (Option<u64>, bool) {
     let (origin, path) = target.origin_and_path();
@@ -58,9 +60,16 @@ pub async fn well_known(
             (StatusCode::NOT_FOUND, true) => Check::pass("well_known", format!("GET {shown}: JSON 404 (no OAuth)")),
             (StatusCode::OK, true) => {
                 oauth_offered = true;
-                let (check, ms) = oauth(probe, target, client, &answer).await;
+                let (check, ms, endpoint) = oauth(probe, target, client, &answer).await;
                 total += ms;
-                check
+                checks.push(check);
+                if let Some(endpoint) = endpoint {
+                    checks.extend(match register {
+                        true => registration::trial(probe, &endpoint, client).await,
+                        false => vec![registration::not_tried(client)],
+                    });
+                }
+                continue;
             }
             (StatusCode::OK, false) => Check::fail(
                 "well_known",
@@ -78,8 +87,14 @@ pub async fn well_known(
 }
 
 /// OAuth's metadata: the resource is this URL, and its authorization server advertises what
-/// ChatGPT and Claude need (`S256`, `none`, registration, CIMD).
-async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> (Check, u64) {
+/// ChatGPT and Claude need (`S256`, `none`, registration, CIMD); and, when it does, its
+/// registration endpoint.
+async fn oauth(
+    probe: &Probe,
+    target: &Target,
+    client: Client,
+    prm: &Answer,
+) -> (Check, u64, Option<String>) {
     let Ok(document) = serde_json::from_str::<Value>(&prm.body) else {
         return (
             Check::fail(
@@ -88,6 +103,7 @@ async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> 
                 "let latchkey answer it",
             ),
             0,
+            None,
         );
     };
     let bare = target.bare();
@@ -109,6 +125,7 @@ async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> 
                 "set --public-url to the URL clients use (the one pasted)",
             ),
             0,
+            None,
         );
     }
     let Some(issuer) = document["authorization_servers"][0].as_str() else {
@@ -119,6 +136,7 @@ async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> 
                 "let latchkey answer it (--oauth)",
             ),
             0,
+            None,
         );
     };
     // RFC 8414: the issuer's path goes after the well-known name.
@@ -145,6 +163,7 @@ async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> 
                     "let /.well-known/oauth-authorization-server reach latchkey",
                 ),
                 answer.ms,
+                None,
             );
         }
         Err(error) => {
@@ -155,6 +174,7 @@ async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> 
                     "let /.well-known/oauth-authorization-server reach latchkey",
                 ),
                 0,
+                None,
             );
         }
     };
@@ -192,6 +212,10 @@ async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> 
         .filter(|(on, _)| *on)
         .map(|(_, what)| what)
         .collect();
+    let endpoint = metadata["registration_endpoint"]
+        .as_str()
+        .filter(|_| missing.is_empty())
+        .map(str::to_owned);
     let check = if missing.is_empty() {
         Check::pass(
             "oauth",
@@ -207,5 +231,5 @@ async fn oauth(probe: &Probe, target: &Target, client: Client, prm: &Answer) -> 
             "serve the metadata latchkey --oauth writes: Claude needs registration, or CIMD with none; ChatGPT S256 and a way to register",
         )
     };
-    (check, answer.ms)
+    (check, answer.ms, endpoint)
 }

@@ -8,6 +8,7 @@
 //! - `certificate`: the TLS handshake, and why a chain is refused;
 //! - `probe`: how the HTTP checks send and read;
 //! - `discovery`: the well-known documents and OAuth's metadata;
+//! - `registration`: `--register`'s trial registration, removed again;
 //! - `endpoint`: the MCP endpoint, with the key and without, and each client's User-Agent;
 //! - `report`: the checks, as text or JSON.
 //!
@@ -19,6 +20,7 @@ mod discovery;
 mod endpoint;
 mod network;
 mod probe;
+mod registration;
 mod report;
 mod target;
 
@@ -84,14 +86,19 @@ async fn every_check(options: &Options) -> anyhow::Result<Report> {
         drop(stream);
     }
     let probe = probe::Probe::new(target, &options.resolve, &trusted)?;
-    checks.extend(http_checks(&probe, target, *client).await);
+    checks.extend(http_checks(&probe, target, (*client, options.register)).await);
     Ok(finish(options, checks))
 }
 
 /// Every HTTP check, in the order a client meets them.
-async fn http_checks(probe: &probe::Probe, target: &Target, client: Client) -> Vec<Check> {
+async fn http_checks(
+    probe: &probe::Probe,
+    target: &Target,
+    (client, register): (Client, bool),
+) -> Vec<Check> {
     let mut checks = Vec::new();
-    let (discovery, oauth) = discovery::well_known(probe, target, client, &mut checks).await;
+    let (discovery, oauth) =
+        discovery::well_known(probe, target, (client, register), &mut checks).await;
     checks.push(endpoint::without_key(probe, target).await);
     let (keyed, accepted) = endpoint::with_key(probe, target, client, oauth).await;
     checks.extend(keyed);
@@ -107,10 +114,6 @@ async fn http_checks(probe: &probe::Probe, target: &Target, client: Client) -> V
         ));
     }
     checks
-}
-
-fn ms(since: std::time::Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 fn finish(options: &Options, checks: Vec<Check>) -> Report {

@@ -136,7 +136,7 @@ pub async fn connect(addrs: &[SocketAddr]) -> (Check, Option<TcpStream>) {
     for addr in addrs.iter().take(4) {
         if let Ok(Ok(stream)) = tokio::time::timeout(PATIENCE, TcpStream::connect(addr)).await {
             let check = Check::pass("tcp", format!("{addr} accepts connections"));
-            return (check.took(super::ms(started)), Some(stream));
+            return (check.took(super::report::ms_since(started)), Some(stream));
         }
     }
     let check = Check::fail(

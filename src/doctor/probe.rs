@@ -127,7 +127,7 @@ impl Probe {
             status,
             headers,
             body,
-            ms: super::ms(started),
+            ms: super::report::ms_since(started),
         })
     }
 

@@ -88,6 +88,11 @@ impl Check {
     }
 }
 
+/// Milliseconds since `since`, as the checks report them.
+pub fn ms_since(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Every check made of one URL for one client.
 #[derive(Debug, Serialize)]
 pub struct Report {

@@ -66,6 +66,19 @@ impl Client {
         }
     }
 
+    /// Where it has the authorization server send the person back (../shared/notes); Claude
+    /// Code listens on loopback, which any server must take (RFC 8252), so it is not tried.
+    pub fn redirect_uris(self) -> &'static [&'static str] {
+        const CHATGPT: &str = "https://chatgpt.com/connector_platform_oauth_redirect";
+        const CLAUDE: &str = "https://claude.ai/api/mcp/auth_callback";
+        match self {
+            Client::Chatgpt => &[CHATGPT],
+            Client::Claude => &[CLAUDE],
+            Client::ClaudeCode => &[],
+            Client::Any => &[CHATGPT, CLAUDE],
+        }
+    }
+
     /// Whether it reaches a server on `port` (Claude: 443 only, claude-ai-mcp#125).
     pub fn accepts_port(self, port: u16, https: bool) -> bool {
         match self {

@@ -464,6 +464,11 @@ where
                 if let (Access::Guarded, Some(client)) = (matched.access, admitted.client) {
                     request.extensions_mut().insert(client);
                 }
+                // A registration is deleted with its token as Bearer (RFC 7592), which the
+                // OAuth routes see only as the digest taken here.
+                if matched.access == Access::Guarded && !taken.credentials.is_empty() {
+                    request.extensions_mut().insert(taken.credentials.clone());
+                }
                 // The activity feed says which credential came (it takes keys only).
                 if let Some(auth) = admitted.auth
                     && matched.route.is_some_and(|route| paths.is_activity(route))

@@ -45,7 +45,10 @@ pub fn router(oauth: Arc<OAuth>, base: &str) -> Router {
             get(authorize::show).post(authorize::decide),
         )
         .route(&format!("{base}{TOKEN}"), post(token::token))
-        .route(&format!("{base}{REGISTER}"), post(register::register))
+        .route(
+            &format!("{base}{REGISTER}"),
+            post(register::register).delete(register::unregister),
+        )
         .route(&format!("{base}{REVOKE}"), post(token::revoke))
         .layer(axum::middleware::from_fn_with_state(
             oauth.intake(),

@@ -2,20 +2,26 @@
 //! favour of metadata documents but what Claude still uses. Only redirect URIs of the
 //! allowlist are accepted; the requested auth method is echoed (older ChatGPT demanded
 //! `client_secret_post`); registrations are bounded and expire unused (`store`).
+//!
+//! A registration can be deleted by whoever made it (RFC 7592 §2.3, DELETE only): its answer
+//! holds a registration access token and `registration_client_uri`, the registration
+//! endpoint with the client's id in the query (so that it is one exact route like the
+//! others). `latchkey doctor --register` removes its trial registration this way.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::OAuthError;
-use super::secret::{CLIENT_SECRET_PREFIX, Issued, random_text};
-use super::server::{OAuth, REGISTRATION_WINDOW, REGISTRATIONS_PER_CLIENT};
+use super::secret::{CLIENT_SECRET_PREFIX, Hash, Issued, REGISTRATION_PREFIX, random_text};
+use super::server::{OAuth, REGISTER, REGISTRATION_WINDOW, REGISTRATIONS_PER_CLIENT};
 use super::store::{Client, now};
+use crate::auth::Credentials;
 use crate::clients::ClientAddr;
 
 /// Largest registration: ChatGPT's and Claude's are under 1 KiB. Every byte of one may be
@@ -61,6 +67,8 @@ pub async fn register(
     }
     let checked = check(&oauth, &body)?;
     let (id, secret) = credentials(&checked.method)?;
+    let deletion =
+        Issued::new(REGISTRATION_PREFIX).map_err(|_| OAuthError::server_error("no randomness"))?;
     let name = checked
         .request
         .client_name
@@ -73,6 +81,7 @@ pub async fn register(
         redirect_uris: checked.request.redirect_uris.clone(),
         auth_method: checked.method.clone(),
         secret_hash: secret.as_ref().map(|s| s.hash().to_hex()),
+        registration_hash: Some(deletion.hash().to_hex()),
         registered_at: issued_at,
     };
     save(&oauth, registered, issued_at)?;
@@ -87,6 +96,8 @@ pub async fn register(
         "token_endpoint_auth_method": checked.method,
         "grant_types": checked.grant_types,
         "response_types": checked.response_types,
+        "registration_access_token": deletion.reveal(),
+        "registration_client_uri": format!("{}{}?client_id={id}", oauth.issuer(), REGISTER),
     });
     if let Some(name) = name {
         body["client_name"] = name.into();
@@ -100,6 +111,58 @@ pub async fn register(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// Which registration a DELETE is for; one without is refused as a wrong token is.
+#[derive(Deserialize)]
+pub struct Which {
+    #[serde(default)]
+    client_id: String,
+}
+
+/// `DELETE {registration_client_uri}` with the registration access token as Bearer: the
+/// client and its grants are gone (204). A wrong token and an unknown client get the same 401.
+pub async fn unregister(
+    State(oauth): State<Arc<OAuth>>,
+    Query(which): Query<Which>,
+    sent: Option<axum::Extension<Credentials>>,
+) -> Result<StatusCode, OAuthError> {
+    let refused = || OAuthError::invalid_token("not this client's registration access token");
+    let sent = sent.ok_or_else(refused)?.0;
+    let owns = |hash: &str| {
+        Hash::from_hex(hash).is_some_and(|stored| {
+            sent.bearer_digests()
+                .any(|d| bool::from(subtle::ConstantTimeEq::ct_eq(&stored.0[..], d.as_bytes())))
+        })
+    };
+    // Checked before anything is written: a refusal costs no disk write.
+    let owned = {
+        let mut store = oauth.store();
+        store.recheck();
+        store
+            .clients()
+            .iter()
+            .any(|c| c.id == which.client_id && c.registration_hash.as_deref().is_some_and(owns))
+    };
+    if !owned {
+        return Err(refused());
+    }
+    let removed = oauth
+        .store()
+        .change(|store| store.remove_client(&which.client_id));
+    match removed {
+        Ok((_, grants)) => {
+            tracing::info!(
+                "OAuth client deleted by its registration token: {} ({grants} grants)",
+                which.client_id
+            );
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(e) => {
+            tracing::warn!("cannot save a deletion: {e:#}");
+            Err(OAuthError::server_error("cannot save the deletion"))
+        }
+    }
 }
 
 /// The registration's metadata, or what is wrong with it.

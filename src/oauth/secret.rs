@@ -11,6 +11,7 @@ pub const ACCESS_PREFIX: &str = "lka_";
 pub const REFRESH_PREFIX: &str = "lkr_";
 pub const CODE_PREFIX: &str = "lkc_";
 pub const CLIENT_SECRET_PREFIX: &str = "lks_";
+pub const REGISTRATION_PREFIX: &str = "lkrg_";
 
 /// A new secret, shown to its client once. Never printed.
 pub struct Issued(String);

@@ -50,6 +50,9 @@ pub struct Client {
     /// Hex SHA-256 of its secret, when its method has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// Hex SHA-256 of its registration access token (RFC 7592), which lets it delete itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_hash: Option<String>,
     pub registered_at: u64,
 }
 
@@ -461,6 +464,7 @@ mod tests {
             redirect_uris: vec![],
             auth_method: "none".into(),
             secret_hash: None,
+            registration_hash: None,
             registered_at: at,
         };
         store
