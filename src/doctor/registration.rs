@@ -13,6 +13,9 @@ use super::target::Client;
 
 /// One trial registration a redirect URI `client` uses, at `endpoint`, each removed again.
 pub async fn trial(probe: &Probe, endpoint: &str, client: Client) -> Vec<Check> {
+    if client.redirect_uris().is_empty() {
+        return vec![not_tried(client)];
+    }
     let mut checks = Vec::new();
     for uri in client.redirect_uris() {
         checks.push(register(probe, endpoint, uri).await);
@@ -64,10 +67,16 @@ async fn register(probe: &Probe, endpoint: &str, uri: &str) -> Check {
             .as_str()
             .or(registered["error"].as_str())
             .unwrap_or("no OAuth error");
+        let said: String = said.chars().take(200).filter(|c| !c.is_control()).collect();
+        let fix = if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            "too many registrations from this address: retry after the server's Retry-After"
+        } else {
+            "allow this redirect URI on the authorization server (latchkey takes ChatGPT's and Claude's)"
+        };
         return Check::fail(
             id,
             format!("registering {uri}: {} ({said})", answer.status),
-            "allow this redirect URI on the authorization server (latchkey takes ChatGPT's and Claude's)",
+            fix,
         )
         .took(answer.ms);
     }

@@ -43,8 +43,8 @@ impl OAuthError {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
     }
 
-    /// A registration access token that is not this client's (RFC 7592 §2): told apart
-    /// from an unknown client by nothing, so neither can be probed for.
+    /// A registration access token that is not this client's (RFC 7592 §2): the same answer
+    /// for an unknown client, a wrong token and none.
     pub fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
     }

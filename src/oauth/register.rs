@@ -151,6 +151,8 @@ pub async fn unregister(
         .store()
         .change(|store| store.remove_client(&which.client_id));
     match removed {
+        // Removed meanwhile (`latchkey oauth revoke`, another DELETE): nothing was ours.
+        Ok((0, _)) => Err(refused()),
         Ok((_, grants)) => {
             tracing::info!(
                 "OAuth client deleted by its registration token: {} ({grants} grants)",
