@@ -380,3 +380,23 @@ pub fn client_from(source: &str) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// `latchkey doctor` with `args`, run in `dir` at `RUST_LOG=trace` (so that anything it might
+/// log is searched too): its exit status and output, which must hold neither the key nor a
+/// panic.
+pub fn doctor(dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = command(dir)
+        .env("RUST_LOG", "trace")
+        .arg("doctor")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains(KEY), "the key was printed:\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    (output.status.code().expect("an exit status"), text)
+}
