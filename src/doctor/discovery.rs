@@ -55,23 +55,23 @@ pub async fn well_known(
             }
             continue;
         }
+        if answer.status == StatusCode::OK && answer.is_json() {
+            oauth_offered = true;
+            let (check, ms, endpoint) = oauth(probe, target, client, &answer).await;
+            total += ms;
+            checks.push(check);
+            if let Some(endpoint) = endpoint {
+                checks.extend(match register {
+                    true => registration::trial(probe, &endpoint, client).await,
+                    false => vec![registration::not_tried(client)],
+                });
+            }
+            continue;
+        }
         let shown = format!("/.well-known/oauth-protected-resource{path}");
         checks.push(match (answer.status, answer.is_json()) {
             (StatusCode::NOT_FOUND, true) => Check::pass("well_known", format!("GET {shown}: JSON 404 (no OAuth)")),
-            (StatusCode::OK, true) => {
-                oauth_offered = true;
-                let (check, ms, endpoint) = oauth(probe, target, client, &answer).await;
-                total += ms;
-                checks.push(check);
-                if let Some(endpoint) = endpoint {
-                    checks.extend(match register {
-                        true => registration::trial(probe, &endpoint, client).await,
-                        false => vec![registration::not_tried(client)],
-                    });
-                }
-                continue;
-            }
-            (StatusCode::OK, false) => Check::fail(
+            (StatusCode::OK, _) => Check::fail(
                 "well_known",
                 format!("GET {shown}: 200 that is not JSON (a catch-all page)"),
                 "let /.well-known/ reach latchkey, or answer 404 there: a client takes a 200 for OAuth metadata",

@@ -130,20 +130,18 @@ pub async fn unregister(
     let refused = || OAuthError::invalid_token("not this client's registration access token");
     let sent = sent.ok_or_else(refused)?.0;
     let owns = |hash: &str| {
-        Hash::from_hex(hash).is_some_and(|stored| {
-            sent.bearer_digests()
-                .any(|d| bool::from(subtle::ConstantTimeEq::ct_eq(&stored.0[..], d.as_bytes())))
-        })
+        Hash::from_hex(hash)
+            .is_some_and(|stored| sent.bearer_digests().any(|d| stored.matches(d.as_bytes())))
     };
     // Checked before anything is written: a refusal costs no disk write.
-    let owned = {
-        let mut store = oauth.store();
-        store.recheck();
-        store
-            .clients()
-            .iter()
-            .any(|c| c.id == which.client_id && c.registration_hash.as_deref().is_some_and(owns))
-    };
+    let owned =
+        {
+            let mut store = oauth.store();
+            // Now, not within the second `recheck` allows: a client just revoked is gone.
+            store.refresh().clients().iter().any(|c| {
+                c.id == which.client_id && c.registration_hash.as_deref().is_some_and(owns)
+            })
+        };
     if !owned {
         return Err(refused());
     }

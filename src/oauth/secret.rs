@@ -55,6 +55,11 @@ impl Hash {
         Self(Sha256::digest(secret).into())
     }
 
+    /// Whether `presented` is this hash, compared in constant time.
+    pub fn matches(&self, presented: &[u8; 32]) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &presented[..]).into()
+    }
+
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::cimd::is_document_url;
 use super::consents::CodeLookup;
@@ -101,7 +100,7 @@ impl OAuth {
                 .client_secret
                 .as_deref()
                 .map(|s| Hash::of(s.as_bytes()));
-            if !presented.is_some_and(|p| bool::from(p.0.ct_eq(&hash.0))) {
+            if !presented.is_some_and(|p| hash.matches(&p.0)) {
                 return Err(OAuthError::invalid_client(
                     "the client secret is missing or wrong",
                 ));
