@@ -9,7 +9,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::upstreams::{call, child_pids, front_python, python, stdio_server, text, wait_ready};
+use common::upstreams::{
+    call, child_pids, everything_server, front_python, python, stdio_server, text, wait_ready,
+};
 use common::{App, KEY, Spawn, http, mcp_post, rpc};
 use opentelemetry_proto::tonic::common::v1::any_value;
 
@@ -755,19 +757,6 @@ async fn an_http_upstream_on_a_unix_socket() {
         "Hello socket! (Authenticated by latchkey.)",
         "{answer}"
     );
-}
-
-/// The npm reference server (`@modelcontextprotocol/server-everything`, installed by
-/// `.ci/run` into `target/test-node`).
-fn everything_server() -> String {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/test-node/node_modules/.bin/mcp-server-everything");
-    assert!(
-        bin.exists(),
-        "{} is missing: run .ci/run, which installs tests/upstreams/node there",
-        bin.display()
-    );
-    bin.display().to_string()
 }
 
 /// Real servers of both kinds behind one key: the npm reference server on stdio (its

@@ -16,7 +16,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::{KeyValue, StringValue};
 use rmcp::model::{
     CallToolRequest, CancelledNotificationParam, ClientRequest, ProgressToken, Prompt, Reference,
-    RequestId, Resource, ResourceContents, ResourceTemplate, ServerResult, Tool, ToolsCapability,
+    RequestId, Resource, ResourceTemplate, ServerResult, Tool, ToolsCapability,
 };
 use rmcp::model::{
     CallToolRequestMethod, CallToolRequestParams, CallToolResponse, CompleteRequestMethod,
@@ -32,6 +32,7 @@ use rmcp::service::{
 };
 use rmcp::{ErrorData as McpError, Peer, ServerHandler};
 
+use super::references;
 use crate::telemetry::Export;
 use crate::telemetry::attribute;
 use crate::telemetry::mcp::{Operation, Side};
@@ -251,6 +252,25 @@ impl Bridge {
             Some(error) if !any => Err(error),
             _ => Ok(L::whole(items)),
         }
+    }
+
+    /// The upstream a tool name names, and its own name for it. An unprefixed name asked
+    /// before every upstream listed its tools lists them first, as a client would have.
+    async fn tool<'a>(
+        &self,
+        name: &'a str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(&Upstream, &'a str), McpError> {
+        if let Some(found) = self.upstreams.by_tool_name(name) {
+            return found;
+        }
+        let _ = ServerHandler::list_tools(self, None, context.clone()).await;
+        self.upstreams.by_tool_name(name).unwrap_or_else(|| {
+            Err(McpError::invalid_params(
+                format!("unknown tool {name:?} (not every upstream has listed its tools yet)"),
+                None,
+            ))
+        })
     }
 
     /// Every page of one upstream's listing `method`, each page a traced request.
@@ -532,7 +552,7 @@ impl ServerHandler for Bridge {
     ) -> impl Future<Output = Result<CallToolResponse, McpError>> + Send + '_ {
         Box::pin(async move {
             let asked = std::mem::take(&mut request.name);
-            let (upstream, own) = self.upstreams.by_name(&asked, "tool")?;
+            let (upstream, own) = self.tool(&asked, &context).await?;
             if !upstream.offers_tool(own) {
                 return Err(McpError::invalid_params(
                     format!("unknown tool {asked:?}"),
@@ -558,7 +578,7 @@ impl ServerHandler for Bridge {
                 Some(own),
                 &mut request,
             );
-            match context.meta.get_progress_token() {
+            let mut answer = match context.meta.get_progress_token() {
                 None => {
                     self.forward(
                         upstream,
@@ -578,7 +598,11 @@ impl ServerHandler for Bridge {
                     );
                     self.forward(upstream, &context, call, request).await
                 }
+            };
+            if let Ok(CallToolResponse::Complete(result)) = &mut answer {
+                references::call_result(&upstream.naming, result);
             }
+            answer
         })
     }
 
@@ -638,13 +662,7 @@ impl ServerHandler for Bridge {
                 .await?;
             if let ReadResourceResponse::Complete(read) = &mut read {
                 for contents in &mut read.contents {
-                    match contents {
-                        ResourceContents::TextResourceContents { uri, .. }
-                        | ResourceContents::BlobResourceContents { uri, .. } => {
-                            upstream.naming.rename_uri(uri)
-                        }
-                        _ => {}
-                    }
+                    references::contents(&upstream.naming, contents);
                 }
             }
             Ok(read)
@@ -712,6 +730,7 @@ fn adapt_tools(upstream: &Upstream, tools: &mut Vec<Tool>, page: Page) {
     if upstream.naming.prefix.is_some() {
         for tool in tools {
             tool.name = upstream.naming.name(&tool.name).into_owned().into();
+            references::tool(&upstream.naming, tool);
         }
     }
 }
@@ -727,7 +746,7 @@ fn adapt_prompts(upstream: &Upstream, prompts: &mut Vec<Prompt>, _: Page) {
 fn adapt_resources(upstream: &Upstream, resources: &mut Vec<Resource>, _: Page) {
     for resource in resources {
         upstream.naming.rename(&mut resource.name);
-        upstream.naming.rename_uri(&mut resource.uri);
+        references::resource(&upstream.naming, resource);
     }
 }
 

@@ -6,4 +6,5 @@ pub mod bridge;
 pub mod handler;
 mod json_size;
 pub mod malformed;
+pub mod references;
 pub mod span;

@@ -288,6 +288,13 @@ impl Inventory {
         pins.digest(upstream, &tool.name).as_deref() == Some(&*Fingerprint::of(tool).digest)
     }
 
+    /// Whether the last listing held a tool `tool` (by the upstream's own name); `None`
+    /// before any listing.
+    pub fn lists(&self, tool: &str) -> Option<bool> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        (known.listed || !known.tools.is_empty()).then(|| known.tools.contains_key(tool))
+    }
+
     /// The changes seen, newest first.
     pub fn changes(&self) -> Vec<ToolChange> {
         let kept = self.changes.lock().unwrap_or_else(|e| e.into_inner());

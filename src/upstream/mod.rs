@@ -185,6 +185,53 @@ impl Upstreams {
             .ok_or_else(|| McpError::invalid_params(format!("unknown {what} {name:?}"), None))
     }
 
+    /// The upstream a tool name outside belongs to, and the name it knows: a prefixed
+    /// name, or (with several upstreams) a name only one upstream's last listing offers,
+    /// which is what an MCP App's own code calls. A name several offer is refused with the
+    /// names to call instead. `None` while an upstream has not been listed yet, to list
+    /// and ask again.
+    pub fn by_tool_name<'a>(
+        &self,
+        name: &'a str,
+    ) -> Option<Result<(&Upstream, &'a str), McpError>> {
+        if let Some(only) = self.only() {
+            return Some(Ok((only, name)));
+        }
+        if let Some((prefix, own)) = names::split_name(name)
+            && let Some(upstream) = self.named(prefix)
+        {
+            return Some(Ok((upstream, own)));
+        }
+        let mut offering = Vec::new();
+        for upstream in self.iter() {
+            match upstream.inventory.lists(name) {
+                None => return None,
+                Some(true) if upstream.offers_tool(name) => offering.push(upstream),
+                Some(_) => {}
+            }
+        }
+        Some(match offering[..] {
+            [one] => Ok((one, name)),
+            [] => Err(McpError::invalid_params(
+                format!("unknown tool {name:?}"),
+                None,
+            )),
+            _ => {
+                let names: Vec<String> = offering
+                    .iter()
+                    .map(|u| format!("{:?}", u.naming.name(name)))
+                    .collect();
+                Err(McpError::invalid_params(
+                    format!(
+                        "tool {name:?} is offered by several upstreams: call it as one of {}",
+                        names.join(", ")
+                    ),
+                    None,
+                ))
+            }
+        })
+    }
+
     /// The upstream a resource URI outside belongs to, and the URI it knows.
     pub fn by_uri<'a>(&self, uri: &'a str) -> Result<(&Upstream, &'a str), McpError> {
         if let Some(only) = self.only() {

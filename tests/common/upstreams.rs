@@ -16,6 +16,43 @@ pub fn python() -> String {
     python.display().to_string()
 }
 
+/// The npm reference server (`@modelcontextprotocol/server-everything`, installed by
+/// `.ci/run` into `target/test-node`).
+pub fn everything_server() -> String {
+    let bin = node_dir().join("node_modules/.bin/mcp-server-everything");
+    bin.display().to_string()
+}
+
+/// tests/upstreams/apps_server.mjs, an MCP Apps server on the ext-apps SDK, as the command
+/// that runs it. It is copied beside the packages `.ci/run` installs, where Node's module
+/// resolution finds them.
+pub fn apps_server() -> Vec<String> {
+    let script = node_dir().join("apps_server.mjs");
+    let source = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/upstreams/apps_server.mjs"
+    );
+    let text = std::fs::read(source).unwrap();
+    if std::fs::read(&script).ok().as_ref() != Some(&text) {
+        // Written whole and renamed: tests running at once never see half a file.
+        let mut partial = tempfile::NamedTempFile::new_in(node_dir()).unwrap();
+        std::io::Write::write_all(&mut partial, &text).unwrap();
+        partial.persist(&script).unwrap();
+    }
+    vec!["node".to_owned(), script.display().to_string()]
+}
+
+/// Where `.ci/run` installs tests/upstreams/node.
+fn node_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-node");
+    assert!(
+        dir.join("node_modules").exists(),
+        "{} is missing: run .ci/run, which installs tests/upstreams/node there",
+        dir.display()
+    );
+    dir
+}
+
 pub fn stdio_server() -> String {
     concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -1,0 +1,171 @@
+//! What the bridge passes beyond tools, prompts and resources, with real servers nobody
+//! here wrote: MCP Apps (an app on the npm ext-apps SDK, tests/upstreams/apps_server.mjs)
+//! behind a prefix next to the npm reference server (`server-everything`), whose
+//! elicitation, sampling, roots and long-running tools are answered by the official Python
+//! SDK as the client (tests/clients/python_relay_client.py). `.ci/run` installs both.
+
+mod common;
+
+use common::upstreams::{apps_server, everything_server, wait_ready};
+use common::{App, KEY, Spawn, http, mcp_post, rpc};
+use serde_json::{Value, json};
+
+/// latchkey fronting the apps server and the reference server, from a configuration file,
+/// with `args`.
+async fn apps_and_everything(dir: &tempfile::TempDir, args: &[&str]) -> App {
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstreams.apps]\ncommand = {apps:?}\n\n[upstreams.everything]\ncommand = [{everything:?}, \"stdio\"]\n",
+            apps = apps_server(),
+            everything = everything_server(),
+        ),
+    )
+    .unwrap();
+    let app = Spawn::default()
+        .args(&["--config", &config.display().to_string()])
+        .args(args)
+        .start();
+    wait_ready(&app).await;
+    app
+}
+
+/// One stateless request's JSON-RPC answer.
+async fn request(app: &App, method: &str, params: Value) -> Value {
+    let response = mcp_post(&http(), &app.url("/mcp"), &rpc(method, params))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{method}");
+    response.json().await.unwrap()
+}
+
+fn tool<'a>(listing: &'a Value, name: &str) -> &'a Value {
+    listing["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no tool {name} in {listing}"))
+}
+
+/// Behind a prefix, an app's UI references (`_meta.ui.resourceUri`, the flat
+/// `ui/resourceUri`, ChatGPT's `openai/outputTemplate`) name the prefixed resource, which
+/// reads; the app's own unprefixed calls reach its tools (before any listing too); a name
+/// two upstreams share is refused with both prefixed names; results' references (the app's
+/// `_meta`, `resource_link`s of both servers) are prefixed and everything else in `_meta`
+/// passes as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_app_works_behind_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = apps_and_everything(&dir, &[]).await;
+
+    let tick = request(&app, "tools/call", json!({"name": "tick"})).await;
+    assert_eq!(tick["result"]["content"][0]["text"], "tock", "{tick}");
+
+    let listing = request(&app, "tools/list", json!({})).await;
+    let ui = "apps:ui://clock/app.html";
+    assert_eq!(
+        tool(&listing, "apps__show-clock")["_meta"],
+        json!({"ui": {"resourceUri": ui}, "ui/resourceUri": ui, "openai/outputTemplate": ui})
+    );
+    assert_eq!(
+        tool(&listing, "apps__tick")["_meta"]["ui"],
+        json!({"resourceUri": ui, "visibility": ["app"]})
+    );
+    assert!(!listing.to_string().contains("\"tick\""), "{listing}");
+
+    let read = request(&app, "resources/read", json!({"uri": ui})).await;
+    let contents = &read["result"]["contents"][0];
+    assert_eq!(contents["uri"], ui, "{read}");
+    assert_eq!(contents["mimeType"], "text/html;profile=mcp-app", "{read}");
+    assert_eq!(
+        contents["_meta"],
+        json!({"ui": {"csp": {"connectDomains": []}, "prefersBorder": true}})
+    );
+    assert!(contents["text"].as_str().unwrap().contains("<title>clock"));
+
+    let shown = request(
+        &app,
+        "tools/call",
+        json!({"name": "show-clock", "arguments": {"zone": "UTC"}}),
+    )
+    .await;
+    let result = &shown["result"];
+    assert_eq!(
+        result["_meta"],
+        json!({"ui": {"resourceUri": ui}, "clock/zone": "UTC"}),
+        "{shown}"
+    );
+    assert_eq!(result["content"][1]["type"], "resource_link", "{shown}");
+    assert_eq!(result["content"][1]["uri"], ui, "{shown}");
+    assert_eq!(
+        result["structuredContent"],
+        json!({"zone": "UTC", "time": "12:00"})
+    );
+
+    let echo = request(
+        &app,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "a"}}),
+    )
+    .await;
+    let refused = echo["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{echo}"));
+    assert_eq!(echo["error"]["code"], -32602, "{echo}");
+    assert!(
+        refused.contains("\"apps__echo\"") && refused.contains("\"everything__echo\""),
+        "{refused}"
+    );
+    let prefixed = request(
+        &app,
+        "tools/call",
+        json!({"name": "apps__echo", "arguments": {"message": "a"}}),
+    )
+    .await;
+    assert_eq!(
+        prefixed["result"]["content"][0]["text"], "clock echo: a",
+        "{prefixed}"
+    );
+
+    let links = request(
+        &app,
+        "tools/call",
+        json!({"name": "everything__get-resource-links", "arguments": {"count": 2}}),
+    )
+    .await;
+    let uris: Vec<&str> = links["result"]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "resource_link")
+        .map(|c| c["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(uris.len(), 2, "{links}");
+    for uri in uris {
+        assert!(uri.starts_with("everything:demo://"), "{uri}");
+        let read = request(&app, "resources/read", json!({"uri": uri})).await;
+        assert_eq!(read["result"]["contents"][0]["uri"], uri, "{read}");
+    }
+}
+
+/// With the app as the only upstream, its names and references are its own, untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_app_alone_is_passed_as_it_is() {
+    let mut command = vec!["--".to_owned()];
+    command.extend(apps_server());
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let app = Spawn::default().args(&command).start();
+    wait_ready(&app).await;
+    let listing = request(&app, "tools/list", json!({})).await;
+    let ui = "ui://clock/app.html";
+    assert_eq!(
+        tool(&listing, "show-clock")["_meta"],
+        json!({"ui": {"resourceUri": ui}, "ui/resourceUri": ui, "openai/outputTemplate": ui})
+    );
+    let read = request(&app, "resources/read", json!({"uri": ui})).await;
+    assert_eq!(read["result"]["contents"][0]["uri"], ui, "{read}");
+}
