@@ -169,3 +169,111 @@ async fn an_mcp_app_alone_is_passed_as_it_is() {
     let read = request(&app, "resources/read", json!({"uri": ui})).await;
     assert_eq!(read["result"]["contents"][0]["uri"], ui, "{read}");
 }
+
+/// What tests/clients/python_relay_client.py saw through `app`, with `prefix` before the
+/// reference server's tool names, answering (`answer`) or declaring nothing (`refuse`).
+fn relay_client(app: &App, prefix: &str, mode: &str) -> Value {
+    let out = common::client_script("python_relay_client.py", &[&app.url("/mcp"), prefix, mode]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python client failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
+/// The reference server's elicitation, sampling and roots answered by the client whose call
+/// asked: what it was asked, and its answers in the tools' results.
+fn assert_answered(seen: &Value) {
+    assert_eq!(
+        seen["asked"],
+        json!([
+            [
+                "elicitation",
+                "Please provide inputs for the following fields:"
+            ],
+            [
+                "sampling",
+                "Resource trigger-sampling-request context: what is 2+2"
+            ],
+            ["roots"]
+        ]),
+        "{seen}"
+    );
+    let results = &seen["results"];
+    for (tool, answer) in [
+        ("trigger-elicitation-request", "Name: Ada Lovelace"),
+        (
+            "trigger-sampling-request",
+            "a reply from the client's model",
+        ),
+        ("get-roots-list", "file:///home/ada/notes"),
+    ] {
+        assert_eq!(results[tool]["error"], false, "{tool}: {seen}");
+        let text = results[tool]["text"].as_str().unwrap();
+        assert!(text.contains(answer), "{tool}: {text}");
+    }
+}
+
+/// With sessions, a client that declared nothing has the upstream's elicitation and
+/// sampling refused at once with -32601 and why (and is never asked); roots it cannot give
+/// either. A client that declared them is asked, and its answers reach the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elicitation_sampling_and_roots_reach_the_client_that_called() {
+    let app = Spawn::default()
+        .args(&["--sessions", "--", &everything_server(), "stdio"])
+        .start();
+    wait_ready(&app).await;
+
+    let refused = relay_client(&app, "", "refuse");
+    assert_eq!(refused["asked"], json!([]), "{refused}");
+    for (tool, method) in [
+        ("trigger-elicitation-request", "elicitation/create"),
+        ("trigger-sampling-request", "sampling/createMessage"),
+    ] {
+        let result = &refused["results"][tool];
+        assert_eq!(result["error"], true, "{refused}");
+        let expected = format!(
+            "-32601: latchkey cannot relay {method}: the calling client did not declare that it \
+             can answer it"
+        );
+        assert!(
+            result["text"].as_str().unwrap().contains(&expected),
+            "{result}"
+        );
+    }
+    let roots = refused["results"]["get-roots-list"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(!roots.contains("file://"), "{roots}");
+    app.wait_for_output("upstream asked roots/list; refused");
+
+    assert_answered(&relay_client(&app, "", "answer"));
+}
+
+/// The same behind a prefix, next to a second upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_requests_work_behind_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = apps_and_everything(&dir, &["--sessions"]).await;
+    assert_answered(&relay_client(&app, "everything__", "answer"));
+}
+
+/// Without sessions a client cannot be reached in the middle of its request: the
+/// upstream's request is refused at once, saying so, even to a client that could answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_client_is_never_left_waiting() {
+    let app = Spawn::default()
+        .args(&["--", &everything_server(), "stdio"])
+        .start();
+    wait_ready(&app).await;
+    let seen = relay_client(&app, "", "answer");
+    assert_eq!(seen["asked"], json!([]), "{seen}");
+    let result = &seen["results"]["trigger-elicitation-request"];
+    assert_eq!(result["error"], true, "{seen}");
+    assert!(
+        result["text"]
+            .as_str()
+            .unwrap()
+            .contains("elicitation/create: no client session has a request in flight"),
+        "{result}"
+    );
+}

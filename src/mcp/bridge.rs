@@ -162,6 +162,14 @@ impl Bridge {
         request: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T, McpError> {
         let timeout = upstream.request_timeout();
+        // With sessions, the upstream's requests meanwhile (elicitation, sampling) can be
+        // relayed to this client; a stateless client cannot be reached mid-request.
+        let _calling = self.sessions.then(|| {
+            upstream.calling(
+                context.peer.clone(),
+                context.client_capabilities().unwrap_or_default(),
+            )
+        });
         // rmcp's client futures are large (kilobytes): boxed, the handler's future that
         // rmcp's server moves into a task per request stays small (bench/instructions).
         let request = Box::pin(request);

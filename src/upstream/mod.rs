@@ -23,6 +23,7 @@ pub mod log_line;
 pub mod names;
 pub mod notices;
 mod progress_transport;
+pub mod relay;
 mod stdio;
 mod values;
 
@@ -46,6 +47,7 @@ use error::UpstreamError;
 use log_line::LogLines;
 use names::{Naming, ToolFilter};
 use notices::{Listener, Notice, ProgressRoutes};
+use relay::{Callers, Calling};
 
 /// The first pause before connecting again, and the longest.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -95,6 +97,8 @@ pub struct Upstream {
     notices: broadcast::Sender<Notice>,
     /// Where its progress notifications go.
     pub progress: Arc<ProgressRoutes>,
+    /// Who its requests to a client go to.
+    callers: Arc<Callers>,
     state: watch::Receiver<State>,
     done: watch::Receiver<bool>,
     /// Requests timed out since the last answer: a child wedged mid-line is connected and
@@ -275,6 +279,7 @@ impl Upstream {
             tools: config.tools.clone(),
             notices: notices.clone(),
             progress: Arc::default(),
+            callers: Arc::default(),
             state,
             done,
             unanswered: AtomicU32::new(0),
@@ -287,6 +292,8 @@ impl Upstream {
             log: LogLines::new(config.target.secrets()),
             notices,
             progress: upstream.progress.clone(),
+            callers: upstream.callers.clone(),
+            timeout: config.request_timeout,
         };
         tokio::spawn(async move {
             supervise(config, hub, state_tx, shutdown).await;
@@ -301,6 +308,17 @@ impl Upstream {
 
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// Lists a client session as having a request in flight to it, so that the upstream's
+    /// requests in the meantime (elicitation, sampling, roots) can be relayed to it
+    /// ([`relay`]), until the guard is dropped.
+    pub fn calling(
+        &self,
+        peer: rmcp::Peer<rmcp::RoleServer>,
+        capabilities: rmcp::model::ClientCapabilities,
+    ) -> Calling {
+        self.callers.enter(peer, capabilities)
     }
 
     /// The list changes it announces from now on.
@@ -426,6 +444,8 @@ struct Hub {
     log: LogLines,
     notices: broadcast::Sender<Notice>,
     progress: Arc<ProgressRoutes>,
+    callers: Arc<Callers>,
+    timeout: Duration,
 }
 
 impl Hub {
@@ -434,6 +454,8 @@ impl Hub {
             name: self.name.clone(),
             log: self.log.clone(),
             notices: self.notices.clone(),
+            callers: self.callers.clone(),
+            timeout: self.timeout,
         }
     }
 }

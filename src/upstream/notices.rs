@@ -8,9 +8,21 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rmcp::ClientHandler;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ClientResult, ElicitRequest, ElicitRequestParams,
+    ElicitResult, ElicitationCapability, FormElicitationCapability, ServerRequest,
+    UrlElicitationCapability,
+};
+#[allow(deprecated)]
+use rmcp::model::{
+    CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult, ListRootsRequest,
+    ListRootsResult,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ClientHandler, ErrorData as McpError};
 // MCP logging is deprecated (SEP-2577), but the servers people run today still send it.
 #[allow(deprecated)]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
@@ -19,6 +31,7 @@ use rmcp::service::{NotificationContext, RoleClient};
 use tokio::sync::broadcast;
 
 use super::log_line::LogLines;
+use super::relay::{Ask, Callers};
 
 /// A list an upstream says has changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,14 +104,36 @@ impl ProgressRoutes {
     }
 }
 
-/// latchkey's side of an upstream connection: what it does with notifications.
+/// latchkey's side of an upstream connection: what it does with notifications, and where
+/// the upstream's requests go ([`Callers`]).
 pub(super) struct Listener {
     pub(super) name: Arc<str>,
     pub(super) log: LogLines,
     pub(super) notices: broadcast::Sender<Notice>,
+    pub(super) callers: Arc<Callers>,
+    /// How long a client may take to answer a relayed request (the upstream's request
+    /// timeout).
+    pub(super) timeout: Duration,
 }
 
 impl Listener {
+    /// `request` relayed to the client that can answer `ask`; its answer as `R`.
+    async fn relay<R>(
+        &self,
+        ask: Ask,
+        request: ServerRequest,
+        context: RequestContext<RoleClient>,
+        answer: impl FnOnce(ClientResult) -> Option<R>,
+    ) -> Result<R, McpError> {
+        let result = self
+            .callers
+            .relay(&self.name, ask, request, self.timeout, context.ct)
+            .await?;
+        answer(result).ok_or_else(|| {
+            McpError::internal_error("the client answered with another kind of result", None)
+        })
+    }
+
     fn changed(&self, notice: Notice) {
         tracing::info!(upstream = &*self.name, "upstream says {notice:?}");
         // No receiver (no client session open) is fine: the next listing is fresh anyway.
@@ -107,6 +142,69 @@ impl Listener {
 }
 
 impl ClientHandler for Listener {
+    /// What latchkey can relay ([`Callers`]): upstreams offer what needs it (tools that ask
+    /// the user or the model) only to a client that declares it. Sampling and roots are
+    /// deprecated (SEP-2577) but are what today's servers send.
+    #[allow(deprecated)]
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = ClientCapabilities::builder()
+            .enable_roots()
+            .enable_sampling()
+            .enable_elicitation_with(
+                ElicitationCapability::new()
+                    .with_form(FormElicitationCapability::default())
+                    .with_url(UrlElicitationCapability::default()),
+            )
+            .build();
+        let mut config = ClientConfig::default();
+        config.capabilities = capabilities;
+        config
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        let ask = match &request {
+            ElicitRequestParams::UrlElicitationParams { .. } => Ask::UrlElicitation,
+            _ => Ask::FormElicitation,
+        };
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(request));
+        self.relay(ask, request, context, |answer| match answer {
+            ClientResult::ElicitResult(result) => Some(result),
+            _ => None,
+        })
+        .await
+    }
+
+    #[allow(deprecated)]
+    async fn create_message(
+        &self,
+        request: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, McpError> {
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(request));
+        self.relay(Ask::Sampling, request, context, |answer| match answer {
+            ClientResult::CreateMessageResult(result) => Some(*result),
+            _ => None,
+        })
+        .await
+    }
+
+    #[allow(deprecated)]
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, McpError> {
+        let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+        self.relay(Ask::Roots, request, context, |answer| match answer {
+            ClientResult::ListRootsResult(result) => Some(result),
+            _ => None,
+        })
+        .await
+    }
+
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
         self.changed(Notice::ToolsChanged);
     }

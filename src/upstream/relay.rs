@@ -1,0 +1,186 @@
+//! An upstream's requests to the client in the middle of a call (elicitation, sampling,
+//! roots), relayed to the client session whose request is in flight, and its answer back.
+//!
+//! The wire does not say which of latchkey's requests an upstream's request belongs to (on
+//! stdio there is one stream), so it goes to the newest request in flight to that upstream
+//! whose client declared what is asked: with one person behind the key, all of them are
+//! that person's sessions. A client that cannot answer (none in flight, a stateless
+//! client: without `--sessions` nothing can reach it mid-call, or one that did not declare
+//! the capability) gets the upstream's request refused at once with `-32601`, never left
+//! waiting; an answer not given within the upstream's request timeout is refused as well.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::ErrorData as McpError;
+use rmcp::Peer;
+use rmcp::model::{ClientCapabilities, ClientResult, ErrorCode, ServerRequest};
+use rmcp::service::{RoleServer, ServiceError};
+use tokio_util::sync::CancellationToken;
+
+/// What an upstream may ask a client, and the capability that says the client can answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    FormElicitation,
+    UrlElicitation,
+    Sampling,
+    Roots,
+}
+
+impl Ask {
+    fn method(self) -> &'static str {
+        match self {
+            Ask::FormElicitation | Ask::UrlElicitation => "elicitation/create",
+            Ask::Sampling => "sampling/createMessage",
+            Ask::Roots => "roots/list",
+        }
+    }
+
+    #[allow(deprecated)]
+    fn declared(self, capabilities: &ClientCapabilities) -> bool {
+        match self {
+            // An empty `elicitation` object declares the form mode (2025-11-25).
+            Ask::FormElicitation => capabilities
+                .elicitation
+                .as_ref()
+                .is_some_and(|e| e.form.is_some() || e.url.is_none()),
+            Ask::UrlElicitation => capabilities
+                .elicitation
+                .as_ref()
+                .is_some_and(|e| e.url.is_some()),
+            Ask::Sampling => capabilities.sampling.is_some(),
+            Ask::Roots => capabilities.roots.is_some(),
+        }
+    }
+}
+
+/// One request in flight to the upstream, from a client session that can be asked.
+struct Caller {
+    id: u64,
+    peer: Peer<RoleServer>,
+    capabilities: ClientCapabilities,
+}
+
+/// The client sessions with a request in flight to one upstream, oldest first.
+#[derive(Default)]
+pub struct Callers {
+    next: AtomicU64,
+    calls: Mutex<Vec<Caller>>,
+}
+
+/// Keeps a caller listed while its request is in flight; dropping it removes it.
+pub struct Calling {
+    callers: Arc<Callers>,
+    id: u64,
+}
+
+impl Drop for Calling {
+    fn drop(&mut self) {
+        self.callers.lock().retain(|caller| caller.id != self.id);
+    }
+}
+
+impl Callers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Caller>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lists `peer` (a client session that declared `capabilities`) as a caller until the
+    /// returned guard is dropped.
+    pub fn enter(
+        self: &Arc<Self>,
+        peer: Peer<RoleServer>,
+        capabilities: ClientCapabilities,
+    ) -> Calling {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().push(Caller {
+            id,
+            peer,
+            capabilities,
+        });
+        Calling {
+            callers: self.clone(),
+            id,
+        }
+    }
+
+    /// The newest caller that can answer `ask`, or why there is none.
+    fn answerer(&self, ask: Ask) -> Result<Peer<RoleServer>, &'static str> {
+        let calls = self.lock();
+        if calls.is_empty() {
+            return Err(
+                "no client session has a request in flight to it (stateless clients \
+                        cannot be asked: latchkey runs them without --sessions)",
+            );
+        }
+        calls
+            .iter()
+            .rev()
+            .find(|caller| ask.declared(&caller.capabilities))
+            .map(|caller| caller.peer.clone())
+            .ok_or("the calling client did not declare that it can answer it")
+    }
+
+    /// Sends `request` (what `ask` is) to the client that can answer it and returns its
+    /// answer: the client's own error as it is, a refusal when no client can answer or the
+    /// answer takes longer than `timeout`, or the upstream cancels (`cancelled`).
+    pub async fn relay(
+        &self,
+        upstream: &str,
+        ask: Ask,
+        request: ServerRequest,
+        timeout: Duration,
+        cancelled: CancellationToken,
+    ) -> Result<ClientResult, McpError> {
+        let method = ask.method();
+        let peer = self.answerer(ask).map_err(|why| {
+            tracing::info!(upstream, "upstream asked {method}; refused: {why}");
+            refused(method, why)
+        })?;
+        tracing::info!(upstream, "upstream asked {method}; relayed to the client");
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(timeout, peer.send_request(request)) => answer,
+            _ = cancelled.cancelled() => return Err(refused(method, "the upstream cancelled it")),
+        };
+        match answer {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(ServiceError::McpError(error))) => Err(error),
+            Ok(Err(error)) => Err(refused(
+                method,
+                &format!("the client could not answer: {error}"),
+            )),
+            Err(_) => Err(refused(
+                method,
+                &format!("the client did not answer within {timeout:?}"),
+            )),
+        }
+    }
+}
+
+fn refused(method: &str, why: &str) -> McpError {
+    McpError::new(
+        ErrorCode::METHOD_NOT_FOUND,
+        format!("latchkey cannot relay {method}: {why}"),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_read_as_the_protocol_says() {
+        let declared: ClientCapabilities =
+            serde_json::from_value(serde_json::json!({"elicitation": {}, "roots": {}})).unwrap();
+        assert!(Ask::FormElicitation.declared(&declared));
+        assert!(!Ask::UrlElicitation.declared(&declared));
+        assert!(Ask::Roots.declared(&declared));
+        assert!(!Ask::Sampling.declared(&declared));
+        let url_only: ClientCapabilities =
+            serde_json::from_value(serde_json::json!({"elicitation": {"url": {}}})).unwrap();
+        assert!(!Ask::FormElicitation.declared(&url_only));
+        assert!(Ask::UrlElicitation.declared(&url_only));
+    }
+}
