@@ -277,3 +277,71 @@ async fn a_stateless_client_is_never_left_waiting() {
         "{result}"
     );
 }
+
+/// The progress notifications (value, total, message) a client asking for progress got on
+/// the reference server's long-running tool (three seconds of silence, then its two steps),
+/// through latchkey with `heartbeat`.
+async fn long_call_progress(heartbeat: &str) -> Vec<(f64, Option<f64>, Option<String>)> {
+    let app = Spawn::default()
+        .args(&["--sessions", "--heartbeat", heartbeat])
+        .args(&["--", &everything_server(), "stdio"])
+        .start();
+    wait_ready(&app).await;
+    let out = common::client_script(
+        "python_progress_client.py",
+        &[
+            &app.url("/mcp"),
+            "trigger-long-running-operation",
+            r#"{"duration": 6, "steps": 2}"#,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python client failed:\n{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        seen["text"][0].as_str().unwrap().contains("completed"),
+        "{seen}"
+    );
+    serde_json::from_value(seen["progress"].clone()).unwrap()
+}
+
+/// While the upstream is silent, the client hears latchkey's heartbeats (at the last
+/// value the upstream gave, so its next is still an increase); the upstream's own
+/// progress passes unchanged and in order. With `--heartbeat 0s`, only the upstream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_call_gets_heartbeats_and_the_upstreams_progress_unchanged() {
+    let progress = long_call_progress("1s").await;
+    let (heartbeats, theirs): (Vec<_>, Vec<_>) = progress.iter().partition(|(_, _, message)| {
+        message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("latchkey:"))
+    });
+    assert_eq!(
+        theirs,
+        [&(1.0, Some(2.0), None), &(2.0, Some(2.0), None)],
+        "{progress:?}"
+    );
+    assert!(
+        matches!(progress.first(), Some((value, None, Some(message)))
+            if *value == 0.0 && message.starts_with("latchkey: still waiting on \"mcp-server-everything\"")),
+        "{progress:?}"
+    );
+    let mut last = 0.0;
+    for (value, total, message) in &progress {
+        if heartbeats.contains(&&(*value, *total, message.clone())) {
+            assert_eq!(
+                *value, last,
+                "a heartbeat repeats the last value: {progress:?}"
+            );
+        } else {
+            last = *value;
+        }
+    }
+
+    let without = long_call_progress("0s").await;
+    assert_eq!(
+        without,
+        [(1.0, Some(2.0), None), (2.0, Some(2.0), None)],
+        "{without:?}"
+    );
+}

@@ -32,6 +32,7 @@ use rmcp::service::{
 };
 use rmcp::{ErrorData as McpError, Peer, ServerHandler};
 
+use super::heartbeat::{self, Heard};
 use super::references;
 use crate::telemetry::Export;
 use crate::telemetry::attribute;
@@ -389,10 +390,13 @@ async fn call_tool_with_progress(
         .send_request_with_option(request, PeerRequestOptions::no_options())
         .await?;
     let client = context.peer.clone();
+    let heard = Heard::new();
+    let hearing = heard.clone();
     let _route = upstream.progress.route(
         handle.progress_token.clone(),
-        theirs,
+        theirs.clone(),
         Box::new(move |progress| {
+            hearing.progress(&progress);
             let client = client.clone();
             Box::pin(async move {
                 let _ = client.notify_progress(progress).await;
@@ -400,7 +404,14 @@ async fn call_tool_with_progress(
         }),
     );
     let mut abandoned = CancelOnDrop(Some((peer.clone(), handle.id.clone())));
-    let answer = handle.await_response().await;
+    let response = handle.await_response();
+    let answer = match upstream.heartbeat() {
+        None => response.await,
+        Some(every) => {
+            let client = &context.peer;
+            heartbeat::beat_until(response, every, &heard, client, &theirs, upstream.name()).await
+        }
+    };
     abandoned.0 = None;
     match answer? {
         ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),

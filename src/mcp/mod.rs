@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod handler;
+pub mod heartbeat;
 mod json_size;
 pub mod malformed;
 pub mod references;

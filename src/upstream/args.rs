@@ -33,6 +33,13 @@ pub struct UpstreamArgs {
           value_parser = parse_duration)]
     pub tool_timeout: Duration,
 
+    /// While an upstream says nothing on a tool call whose client asked for progress, send
+    /// that client a progress notification this often, marked as latchkey's (its message
+    /// starts "latchkey:"): Claude Code resets its clock on progress. 0s turns it off.
+    #[arg(long, env = "LATCHKEY_HEARTBEAT", value_name = "DURATION", default_value = "15s",
+          value_parser = parse_duration)]
+    pub heartbeat: Duration,
+
     /// Serve the MCP server this command starts (it speaks MCP on stdin and stdout), instead
     /// of latchkey's own tools: `latchkey serve -- npx -y @modelcontextprotocol/server-everything`.
     /// It gets a clean environment: PATH, HOME and LANG only.
@@ -74,6 +81,7 @@ impl std::fmt::Debug for UpstreamArgs {
             )
             .field("upstream_headers", &headers)
             .field("tool_timeout", &self.tool_timeout)
+            .field("heartbeat", &self.heartbeat)
             .field("command", &self.command)
             .field("config", &self.config)
             .field("pass_env", &self.pass_env)
@@ -92,6 +100,7 @@ impl UpstreamArgs {
         let passed = self.passed_env()?;
         let mut configs = self.named()?;
         for config in &mut configs {
+            config.heartbeat = (!self.heartbeat.is_zero()).then_some(self.heartbeat);
             if let Target::Stdio(command) = &mut config.target {
                 // Before the upstream's own `env`, which wins.
                 command.env.splice(0..0, passed.iter().cloned());
@@ -150,6 +159,7 @@ impl UpstreamArgs {
                 }),
                 request_timeout: self.tool_timeout,
                 tools: ToolFilter::All,
+                heartbeat: None,
             }]);
         }
         let Some(url) = &self.upstream else {
@@ -174,6 +184,7 @@ impl UpstreamArgs {
             target: Target::Http(target),
             request_timeout: self.tool_timeout,
             tools: ToolFilter::All,
+            heartbeat: None,
         }])
     }
 }

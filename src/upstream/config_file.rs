@@ -142,6 +142,7 @@ impl Entry {
             target,
             request_timeout,
             tools,
+            heartbeat: None,
         })
     }
 }

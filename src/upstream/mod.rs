@@ -76,6 +76,9 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     /// Which of its tools are offered.
     pub tools: ToolFilter,
+    /// How often a silent call whose client asked for progress gets latchkey's heartbeat
+    /// (`--heartbeat`, for every upstream).
+    pub heartbeat: Option<Duration>,
 }
 
 /// The upstream's state, as `/healthz` and calls see it.
@@ -91,6 +94,7 @@ pub enum State {
 pub struct Upstream {
     name: Arc<str>,
     request_timeout: Duration,
+    heartbeat: Option<Duration>,
     tools: ToolFilter,
     /// The names its tools, prompts and resources get outside.
     pub naming: Naming,
@@ -276,6 +280,7 @@ impl Upstream {
             },
             name: name.clone(),
             request_timeout: config.request_timeout,
+            heartbeat: config.heartbeat,
             tools: config.tools.clone(),
             notices: notices.clone(),
             progress: Arc::default(),
@@ -308,6 +313,11 @@ impl Upstream {
 
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// How often a silent call whose client asked for progress gets a heartbeat.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat
     }
 
     /// Lists a client session as having a request in flight to it, so that the upstream's
