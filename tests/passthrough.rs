@@ -39,7 +39,14 @@ async fn request(app: &App, method: &str, params: Value) -> Value {
         .await
         .unwrap();
     assert_eq!(response.status(), 200, "{method}");
-    response.json().await.unwrap()
+    // With sessions, rmcp answers on an event stream: the answer is its JSON-RPC event.
+    let body = response.text().await.unwrap();
+    let json = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .find(|data| data.contains("\"jsonrpc\""))
+        .unwrap_or(&body);
+    serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{method}: {e}: {body}"))
 }
 
 fn tool<'a>(listing: &'a Value, name: &str) -> &'a Value {
@@ -344,4 +351,53 @@ async fn a_silent_call_gets_heartbeats_and_the_upstreams_progress_unchanged() {
         [(1.0, Some(2.0), None), (2.0, Some(2.0), None)],
         "{without:?}"
     );
+}
+
+/// With sessions, each session hears of updates only to the resources it subscribed to,
+/// under their prefixed URIs; the upstream is subscribed and unsubscribed (its own URIs,
+/// as its log says), and `logging/setLevel` reaches it (at `error` it says nothing of a
+/// subscription, at `info` it does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_and_log_levels_reach_the_upstream_per_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = apps_and_everything(&dir, &["--sessions"]).await;
+    let capabilities = request(
+        &app,
+        "initialize",
+        json!({
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}
+        }),
+    )
+    .await;
+    assert_eq!(
+        capabilities["result"]["capabilities"]["resources"]["subscribe"], true,
+        "{capabilities}"
+    );
+    let own = |n: u32| format!("demo://resource/dynamic/text/{n}");
+    let outside = |n: u32| format!("everything:{}", own(n));
+    let out = common::client_script(
+        "python_subscriptions_client.py",
+        &[
+            &app.url("/mcp"),
+            &outside(1),
+            &outside(2),
+            &outside(3),
+            "everything__toggle-subscriber-updates",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python client failed:\n{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["a"], json!([outside(1), outside(3)]), "{seen}");
+    assert_eq!(seen["b"], json!([outside(2)]), "{seen}");
+
+    app.wait_for_output(&format!(
+        "Received Unsubscribe Resource request: {}",
+        own(1)
+    ));
+    let output = app.output();
+    let subscribed = |n| format!("Received Subscribe Resource request for URI: {}", own(n));
+    assert!(output.contains(&subscribed(1)) && output.contains(&subscribed(2)));
+    assert!(!output.contains(&subscribed(3)), "said at level error");
 }

@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{KeyValue, StringValue};
 use rmcp::model::{
@@ -27,19 +26,27 @@ use rmcp::model::{
     PaginatedRequestParams, ReadResourceRequestMethod, ReadResourceRequestParams,
     ReadResourceResponse, RequestParamsMeta, ServerCapabilities, ServerConfig,
 };
+use rmcp::model::{
+    ErrorCode, SetLevelRequestMethod, SubscribeRequestMethod, SubscribeRequestParams,
+    UnsubscribeRequestMethod, UnsubscribeRequestParams,
+};
+// MCP logging is deprecated (SEP-2577), but the servers people run today still offer it.
+#[allow(deprecated)]
+use rmcp::model::SetLevelRequestParams;
 use rmcp::service::{
     NotificationContext, PeerRequestOptions, RequestContext, RoleClient, RoleServer, ServiceError,
 };
 use rmcp::{ErrorData as McpError, Peer, ServerHandler};
 
 use super::heartbeat::{self, Heard};
+use super::notices;
 use super::references;
+use super::subscriptions::Subscribed;
 use crate::telemetry::Export;
 use crate::telemetry::attribute;
 use crate::telemetry::mcp::{Operation, Side};
 use crate::telemetry::trace::{ServerSpan, Start, traceparent};
 use crate::upstream::inventory::Page;
-use crate::upstream::notices::Notice;
 use crate::upstream::{Upstream, Upstreams};
 
 /// One per request (stateless) or session: a clone of the upstreams' handle.
@@ -50,6 +57,8 @@ pub struct Bridge {
     export: Option<Export>,
     /// With sessions, each client session hears of the upstreams' list changes.
     sessions: bool,
+    /// The resources this session subscribed to.
+    subscribed: Arc<Subscribed>,
 }
 
 impl Bridge {
@@ -58,6 +67,7 @@ impl Bridge {
             upstreams,
             export,
             sessions,
+            subscribed: Arc::default(),
         }
     }
 
@@ -263,6 +273,32 @@ impl Bridge {
         }
     }
 
+    /// One request `method` with `params` to `upstream` (its `_meta` the client's, its
+    /// trace context, its timeout), sent by `send`.
+    async fn upstream_request<P, T, Fut>(
+        &self,
+        upstream: &Upstream,
+        context: &RequestContext<RoleServer>,
+        method: &'static str,
+        params: &mut P,
+        send: impl FnOnce(Peer<RoleClient>, P) -> Fut,
+    ) -> Result<T, McpError>
+    where
+        P: RequestParamsMeta + Clone,
+        Fut: Future<Output = Result<T, ServiceError>>,
+    {
+        let connection = upstream.ready_connection().await?;
+        Self::pass_meta(context, params);
+        let call = self.call(upstream, context, method, None, params);
+        self.forward(
+            upstream,
+            context,
+            call,
+            send(connection.peer, params.clone()),
+        )
+        .await
+    }
+
     /// The upstream a tool name names, and its own name for it. An unprefixed name asked
     /// before every upstream listed its tools lists them first, as a client would have.
     async fn tool<'a>(
@@ -443,55 +479,6 @@ impl Drop for CancelOnDrop {
 /// level), which latchkey's own connection to the upstream sets.
 const PROTOCOL_META_PREFIX: &str = "io.modelcontextprotocol/";
 
-/// How often a session that hears nothing is checked for having ended.
-const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Tells `peer` of every list change any upstream announces, until its session ends.
-async fn pass_on_notices(upstreams: Upstreams, peer: Peer<RoleServer>) {
-    let mut notices = futures::stream::select_all(
-        upstreams
-            .iter()
-            .map(|upstream| Box::pin(stream_of(upstream.notices()))),
-    );
-    let mut check = tokio::time::interval(SESSION_CHECK);
-    loop {
-        let notice = tokio::select! {
-            notice = notices.next() => notice,
-            _ = check.tick() => {
-                if peer.is_transport_closed() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let sent = match notice {
-            None => return,
-            Some(Notice::ToolsChanged) => peer.notify_tool_list_changed().await,
-            Some(Notice::PromptsChanged) => peer.notify_prompt_list_changed().await,
-            Some(Notice::ResourcesChanged) => peer.notify_resource_list_changed().await,
-        };
-        if sent.is_err() {
-            return;
-        }
-    }
-}
-
-/// A broadcast receiver as a stream of what it receives (a receiver that lagged just
-/// goes on: a list change is the same however many were missed).
-fn stream_of(
-    receiver: tokio::sync::broadcast::Receiver<Notice>,
-) -> impl futures::Stream<Item = Notice> {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(notice) => return Some((notice, receiver)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-}
-
 /// The most items gathered from one upstream's pages (a guard against a server whose
 /// cursors never end).
 const MAX_GATHERED: usize = 100_000;
@@ -509,7 +496,7 @@ impl ServerHandler for Bridge {
     }
 
     /// The upstreams' capabilities and instructions, under latchkey's name; before they
-    /// are ready, tools only. Resource subscriptions are not passed on.
+    /// are ready, tools only.
     fn get_info(&self) -> ServerConfig {
         let mut ours = ServerCapabilities::builder().enable_tools().build();
         let mut instructions = Vec::new();
@@ -528,6 +515,14 @@ impl ServerHandler for Bridge {
             if let Some(resources) = &theirs.resources {
                 let ours = ours.resources.get_or_insert_with(Default::default);
                 ours.list_changed = ours.list_changed.or(resources.list_changed);
+                // Only with sessions can an update reach a client.
+                if self.sessions {
+                    ours.subscribe = ours.subscribe.or(resources.subscribe);
+                }
+            }
+            #[allow(deprecated)]
+            if ours.logging.is_none() {
+                ours.logging = theirs.logging.clone();
             }
             if ours.completions.is_none() {
                 ours.completions = theirs.completions.clone();
@@ -548,11 +543,136 @@ impl ServerHandler for Bridge {
         }
     }
 
+    /// With sessions, a session's subscription to a resource: the upstream's updates to it
+    /// reach this client until it unsubscribes or its session ends. The upstream itself is
+    /// subscribed once, for the first session (`resources/subscribe`, not deprecated in the
+    /// protocol versions latchkey's upstream connections speak).
+    #[allow(deprecated)]
+    fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
+        Box::pin(async move {
+            if !self.sessions {
+                return Err(McpError::invalid_request(
+                    "resources/subscribe needs a client session: latchkey runs without \
+                     --sessions, so no update could reach this client",
+                    None,
+                ));
+            }
+            let (upstream, own) = self.upstreams.by_uri(&request.uri)?;
+            if !upstream.offers_subscriptions() {
+                return Err(McpError::new(
+                    ErrorCode::METHOD_NOT_FOUND,
+                    format!(
+                        "upstream {:?} does not offer resource subscriptions",
+                        upstream.name()
+                    ),
+                    None,
+                ));
+            }
+            if !self.subscribed.add(&request.uri)? || !upstream.hold_subscription(own) {
+                return Ok(());
+            }
+            let mut theirs = SubscribeRequestParams::new(own);
+            let answer = self
+                .upstream_request(
+                    upstream,
+                    &context,
+                    SubscribeRequestMethod::VALUE,
+                    &mut theirs,
+                    |peer, params| async move { peer.subscribe(params).await },
+                )
+                .await;
+            if answer.is_err() {
+                upstream.release_subscription(own);
+                self.subscribed.remove(&request.uri);
+            }
+            answer
+        })
+    }
+
+    #[allow(deprecated)]
+    fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
+        Box::pin(async move {
+            let (upstream, own) = self.upstreams.by_uri(&request.uri)?;
+            if !self.subscribed.remove(&request.uri) || !upstream.release_subscription(own) {
+                return Ok(());
+            }
+            let mut theirs = UnsubscribeRequestParams::new(own);
+            self.upstream_request(
+                upstream,
+                &context,
+                UnsubscribeRequestMethod::VALUE,
+                &mut theirs,
+                |peer, params| async move { peer.unsubscribe(params).await },
+            )
+            .await
+        })
+    }
+
+    /// To every upstream that offers logging (the level holds for every client: each
+    /// upstream has one connection).
+    #[allow(deprecated)]
+    fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
+        Box::pin(async move {
+            let logging = self.upstreams.iter().filter(|upstream| {
+                upstream
+                    .connection()
+                    .is_ok_and(|c| c.info.capabilities.logging.is_some())
+            });
+            let answers = futures::future::join_all(logging.map(|upstream| {
+                let mut theirs = request.clone();
+                let context = &context;
+                async move {
+                    self.upstream_request(
+                        upstream,
+                        context,
+                        SetLevelRequestMethod::VALUE,
+                        &mut theirs,
+                        |peer, params| async move { peer.set_level(params).await },
+                    )
+                    .await
+                }
+            }))
+            .await;
+            match answers.iter().find(|a| a.is_ok()) {
+                Some(_) => Ok(()),
+                None => Err(answers
+                    .into_iter()
+                    .find_map(Result::err)
+                    .unwrap_or_else(McpError::method_not_found::<SetLevelRequestMethod>)),
+            }
+        })
+    }
+
+    /// The client's roots changed: every upstream may ask again.
+    async fn on_roots_list_changed(&self, _: NotificationContext<RoleServer>) {
+        for upstream in self.upstreams.iter() {
+            if let Ok(connection) = upstream.connection() {
+                let _ = connection.peer.notify_roots_list_changed().await;
+            }
+        }
+    }
+
     /// With sessions: from now until the session ends, the upstreams' list changes reach
     /// this client.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         if self.sessions {
-            tokio::spawn(pass_on_notices(self.upstreams.clone(), context.peer));
+            tokio::spawn(notices::pass_on(
+                self.upstreams.clone(),
+                context.peer,
+                self.subscribed.clone(),
+            ));
         }
     }
 

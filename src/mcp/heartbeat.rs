@@ -112,7 +112,12 @@ mod tests {
         let first = heard.beat(Duration::ZERO, &token, "notes").unwrap();
         assert_eq!((first.progress, first.total), (0.0, None));
         assert_eq!(first.progress_token, token);
-        assert!(first.message.unwrap().starts_with("latchkey: still waiting on \"notes\""));
+        assert!(
+            first
+                .message
+                .unwrap()
+                .starts_with("latchkey: still waiting on \"notes\"")
+        );
         assert_eq!(first.meta.unwrap().0.0[HEARTBEAT_META], true);
 
         let mut theirs = ProgressNotificationParam::new(token.clone(), 3.0).with_total(5.0);

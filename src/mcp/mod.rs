@@ -7,5 +7,7 @@ pub mod handler;
 pub mod heartbeat;
 mod json_size;
 pub mod malformed;
+mod notices;
 pub mod references;
 pub mod span;
+pub mod subscriptions;

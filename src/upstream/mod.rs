@@ -25,6 +25,7 @@ pub mod notices;
 mod progress_transport;
 pub mod relay;
 mod stdio;
+mod subscriptions;
 mod values;
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ use log_line::LogLines;
 use names::{Naming, ToolFilter};
 use notices::{Listener, Notice, ProgressRoutes};
 use relay::{Callers, Calling};
+use subscriptions::Holders;
 
 /// The first pause before connecting again, and the longest.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -103,6 +105,8 @@ pub struct Upstream {
     pub progress: Arc<ProgressRoutes>,
     /// Who its requests to a client go to.
     callers: Arc<Callers>,
+    /// The sessions subscribed to each of its resources.
+    subscriptions: Holders,
     state: watch::Receiver<State>,
     done: watch::Receiver<bool>,
     /// Requests timed out since the last answer: a child wedged mid-line is connected and
@@ -273,7 +277,9 @@ impl Upstream {
         let (state_tx, state) = watch::channel(State::Starting);
         let (done_tx, done) = watch::channel(false);
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let (notices, _) = broadcast::channel(16);
+        // Room for a burst of resource updates; a session that lags skips some (list changes
+        // are the same however many were missed).
+        let (notices, _) = broadcast::channel(256);
         let upstream = Upstream {
             naming: Naming {
                 prefix: prefixed.then(|| name.clone()),
@@ -285,6 +291,7 @@ impl Upstream {
             notices: notices.clone(),
             progress: Arc::default(),
             callers: Arc::default(),
+            subscriptions: Holders::default(),
             state,
             done,
             unanswered: AtomicU32::new(0),
@@ -329,6 +336,30 @@ impl Upstream {
         capabilities: rmcp::model::ClientCapabilities,
     ) -> Calling {
         self.callers.enter(peer, capabilities)
+    }
+
+    /// One more client session subscribes to its resource `uri` (its own URI): true when
+    /// it is the first, and the upstream is to be subscribed.
+    pub fn hold_subscription(&self, uri: &str) -> bool {
+        self.subscriptions.hold(uri)
+    }
+
+    /// A client session lets go of its subscription to `uri`: true when it was the last,
+    /// and the upstream is to be unsubscribed.
+    pub fn release_subscription(&self, uri: &str) -> bool {
+        self.subscriptions.release(uri)
+    }
+
+    /// Whether it said it offers resource subscriptions (`resources.subscribe`).
+    pub fn offers_subscriptions(&self) -> bool {
+        self.connection().is_ok_and(|c| {
+            c.info
+                .capabilities
+                .resources
+                .as_ref()
+                .and_then(|r| r.subscribe)
+                .unwrap_or(false)
+        })
     }
 
     /// The list changes it announces from now on.

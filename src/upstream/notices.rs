@@ -26,19 +26,20 @@ use rmcp::{ClientHandler, ErrorData as McpError};
 // MCP logging is deprecated (SEP-2577), but the servers people run today still send it.
 #[allow(deprecated)]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
-use rmcp::model::{ProgressNotificationParam, ProgressToken};
+use rmcp::model::{ProgressNotificationParam, ProgressToken, ResourceUpdatedNotificationParam};
 use rmcp::service::{NotificationContext, RoleClient};
 use tokio::sync::broadcast;
 
 use super::log_line::LogLines;
 use super::relay::{Ask, Callers};
 
-/// A list an upstream says has changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A list an upstream says has changed, or a resource it says was updated (its own URI).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     ToolsChanged,
     PromptsChanged,
     ResourcesChanged,
+    ResourceUpdated(Arc<str>),
 }
 
 /// Where a progress notification goes: the client's side sends it on.
@@ -215,6 +216,21 @@ impl ClientHandler for Listener {
 
     async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
         self.changed(Notice::ResourcesChanged);
+    }
+
+    /// To the sessions subscribed to it (`crate::mcp::subscriptions`).
+    async fn on_resource_updated(
+        &self,
+        updated: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        tracing::debug!(
+            upstream = &*self.name,
+            "upstream says a resource was updated"
+        );
+        let _ = self
+            .notices
+            .send(Notice::ResourceUpdated(updated.uri.into()));
     }
 
     /// The upstream's log message, in latchkey's log at the nearest level, under its name.
