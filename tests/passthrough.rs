@@ -401,3 +401,79 @@ async fn subscriptions_and_log_levels_reach_the_upstream_per_session() {
     assert!(output.contains(&subscribed(1)) && output.contains(&subscribed(2)));
     assert!(!output.contains(&subscribed(3)), "said at level error");
 }
+
+/// Listings across several upstreams come a page at a time: each page holds every
+/// upstream's next page, the cursor carries each upstream's own, and following it lists
+/// every tool once (a FastMCP server that pages two at a time, next to the apps server,
+/// which does not page). A cursor latchkey did not give is refused with -32602.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_across_upstreams_follow_each_upstreams_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    let paged = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/upstreams/paged_server.py"
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[upstreams.apps]\ncommand = {apps:?}\n\n[upstreams.paged]\ncommand = [{python:?}, {paged:?}]\n",
+            apps = apps_server(),
+            python = common::upstreams::python(),
+        ),
+    )
+    .unwrap();
+    let app = Spawn::default()
+        .args(&["--config", &config.display().to_string()])
+        .start();
+    wait_ready(&app).await;
+
+    let mut pages = Vec::new();
+    let mut params = json!({});
+    loop {
+        let page = request(&app, "tools/list", params).await;
+        let names: Vec<String> = page["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        pages.push(names);
+        match page["result"]["nextCursor"].as_str() {
+            Some(cursor) => params = json!({"cursor": cursor}),
+            None => break,
+        }
+        assert!(pages.len() < 10, "{pages:?}");
+    }
+    let mut first = pages[0].clone();
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            "apps__echo",
+            "apps__show-clock",
+            "apps__tick",
+            "paged__page_1",
+            "paged__page_2"
+        ],
+        "{pages:?}"
+    );
+    assert_eq!(
+        pages[1..],
+        [
+            vec!["paged__page_3".to_owned(), "paged__page_4".to_owned()],
+            vec!["paged__page_5".to_owned()]
+        ],
+        "{pages:?}"
+    );
+
+    let refused = request(&app, "tools/list", json!({"cursor": "eyJvIjogMn0="})).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid cursor"),
+        "{refused}"
+    );
+}

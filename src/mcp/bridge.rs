@@ -1,8 +1,12 @@
 //! The MCP server handler when latchkey fronts upstream servers: tools, prompts, resources
 //! and completions are the upstreams', each request forwarded over its upstream's one
-//! connection (`crate::upstream`). With several upstreams, listings gather every ready
-//! upstream's items (all pages, as one page), named as `crate::upstream::names` says, and
-//! a request goes to the upstream its name or URI names.
+//! connection (`crate::upstream`). With several upstreams, a listing's page holds every
+//! ready upstream's next page (`super::cursor`), named as `crate::upstream::names` says
+//! (and the resource references inside, `super::references`), and a request goes to the
+//! upstream its name or URI names. What an upstream asks or says in between goes to the
+//! client it concerns: its requests mid-call (`crate::upstream::relay`), its progress (with
+//! latchkey's heartbeats, `super::heartbeat`), its list changes and resource updates
+//! (`super::notices`, `super::subscriptions`).
 //!
 //! A request that takes longer than the upstream's timeout fails, and so does one whose
 //! client cancels it or goes away; in each case rmcp's client tells the upstream with
@@ -38,6 +42,7 @@ use rmcp::service::{
 };
 use rmcp::{ErrorData as McpError, Peer, ServerHandler};
 
+use super::cursor;
 use super::heartbeat::{self, Heard};
 use super::notices;
 use super::references;
@@ -207,8 +212,9 @@ impl Bridge {
     }
 
     /// One listing `method` for the client: with one upstream, its page as it is (cursor and
-    /// all); with several, every ready upstream's items, all pages, as one page. `adapt`
-    /// filters and renames an upstream's items.
+    /// all); with several, every ready upstream's first page (or the next pages the cursor
+    /// names), with a cursor for their next pages. `adapt` filters and renames an
+    /// upstream's items.
     async fn list<L, F, Fut>(
         &self,
         context: &RequestContext<RoleServer>,
@@ -223,54 +229,29 @@ impl Bridge {
         Fut: Future<Output = Result<L, ServiceError>>,
     {
         if let Some(upstream) = self.upstreams.only() {
-            let connection = upstream.ready_connection().await?;
-            let mut request = request;
-            let first_page = request.as_ref().is_none_or(|r| r.cursor.is_none());
-            let call = self.call_listing(upstream, context, method, &mut request);
-            let mut listed = self
-                .forward(upstream, context, call, fetch(connection.peer, request))
-                .await?;
+            let first = request.as_ref().is_none_or(|r| r.cursor.is_none());
+            let mut listed = self.page(upstream, context, method, fetch, request).await?;
             let page = Page {
-                first: first_page,
+                first,
                 last: listed.next_cursor().is_none(),
             };
             adapt(upstream, listed.items(), page);
             return Ok(listed);
         }
-        let answers = futures::future::join_all(self.upstreams.iter().map(|upstream| async move {
-            let answer = self.all_pages(upstream, context, method, fetch).await;
-            (upstream, answer)
+        let pages = match request.and_then(|r| r.cursor) {
+            None => self.upstreams.iter().map(|u| (u, None)).collect(),
+            Some(cursor) => self.next_pages(&cursor)?,
+        };
+        let answers = futures::future::join_all(pages.into_iter().map(|(upstream, cursor)| {
+            let first = cursor.is_none();
+            let request = cursor.map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
+            async move {
+                let answer = self.page(upstream, context, method, fetch, request).await;
+                (upstream, first, answer)
+            }
         }))
         .await;
-        let mut items = Vec::new();
-        let mut first_error = None;
-        let mut any = false;
-        for (upstream, answer) in answers {
-            match answer {
-                Ok(mut theirs) => {
-                    any = true;
-                    let whole = Page {
-                        first: true,
-                        last: true,
-                    };
-                    adapt(upstream, &mut theirs, whole);
-                    items.append(&mut theirs);
-                }
-                Err(error) => {
-                    // Left out, logged; when every upstream fails, the first error answers.
-                    tracing::warn!(
-                        upstream = upstream.name(),
-                        "{method} left it out: {}",
-                        error.message
-                    );
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        match first_error {
-            Some(error) if !any => Err(error),
-            _ => Ok(L::whole(items)),
-        }
+        gathered(method, answers, adapt)
     }
 
     /// One request `method` with `params` to `upstream` (its `_meta` the client's, its
@@ -318,40 +299,82 @@ impl Bridge {
         })
     }
 
-    /// Every page of one upstream's listing `method`, each page a traced request.
-    async fn all_pages<L, F, Fut>(
+    /// The upstreams a cursor of several (`super::cursor`) names, each with its cursor.
+    fn next_pages(&self, cursor: &str) -> Result<Vec<(&Upstream, Option<String>)>, McpError> {
+        cursor::decode(cursor)?
+            .into_iter()
+            .map(|(name, cursor)| {
+                let upstream = self
+                    .upstreams
+                    .iter()
+                    .find(|u| u.name() == name)
+                    .ok_or_else(|| {
+                        McpError::invalid_params("invalid cursor: not one latchkey gave", None)
+                    })?;
+                Ok((upstream, Some(cursor)))
+            })
+            .collect()
+    }
+
+    /// One page of one upstream's listing `method`, a traced request.
+    async fn page<L, F, Fut>(
         &self,
         upstream: &Upstream,
         context: &RequestContext<RoleServer>,
         method: &'static str,
         fetch: F,
-    ) -> Result<Vec<L::Item>, McpError>
+        mut request: Option<PaginatedRequestParams>,
+    ) -> Result<L, McpError>
     where
-        L: Listing,
         F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut,
         Fut: Future<Output = Result<L, ServiceError>>,
     {
         let connection = upstream.ready_connection().await?;
-        let mut items = Vec::new();
-        let mut cursor = None;
-        loop {
-            let mut request =
-                cursor.map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
-            let call = self.call_listing(upstream, context, method, &mut request);
-            let mut page = self
-                .forward(
-                    upstream,
-                    context,
-                    call,
-                    fetch(connection.peer.clone(), request),
-                )
-                .await?;
-            items.append(page.items());
-            match page.next_cursor() {
-                Some(next) if items.len() < MAX_GATHERED => cursor = Some(next),
-                _ => return Ok(items),
+        let call = self.call_listing(upstream, context, method, &mut request);
+        self.forward(upstream, context, call, fetch(connection.peer, request))
+            .await
+    }
+}
+
+/// One page of several upstreams' pages (each `first` or not): their items adapted, the
+/// cursor of their next pages; an upstream that failed is left out (logged), and when every
+/// one failed, the first error answers.
+fn gathered<L: Listing>(
+    method: &str,
+    answers: Vec<(&Upstream, bool, Result<L, McpError>)>,
+    adapt: impl Fn(&Upstream, &mut Vec<L::Item>, Page),
+) -> Result<L, McpError> {
+    let mut items = Vec::new();
+    let mut next = Vec::new();
+    let mut first_error = None;
+    let mut any = false;
+    for (upstream, first, answer) in answers {
+        match answer {
+            Ok(mut listed) => {
+                any = true;
+                let cursor = listed.next_cursor();
+                let page = Page {
+                    first,
+                    last: cursor.is_none(),
+                };
+                adapt(upstream, listed.items(), page);
+                items.append(listed.items());
+                next.extend(cursor.map(|cursor| (upstream.name(), cursor)));
+            }
+            Err(error) => {
+                // Left out, logged; when every upstream fails, the first error answers.
+                tracing::warn!(
+                    upstream = upstream.name(),
+                    "{method} left it out: {}",
+                    error.message
+                );
+                first_error.get_or_insert(error);
             }
         }
+    }
+    match first_error {
+        Some(error) if !any => Err(error),
+        _ => Ok(L::page(items, cursor::encode(&next))),
     }
 }
 
@@ -360,8 +383,8 @@ trait Listing {
     type Item;
     fn items(&mut self) -> &mut Vec<Self::Item>;
     fn next_cursor(&self) -> Option<String>;
-    /// One page holding every item.
-    fn whole(items: Vec<Self::Item>) -> Self;
+    /// A page of `items`, and the cursor of the next.
+    fn page(items: Vec<Self::Item>, next_cursor: Option<String>) -> Self;
 }
 
 /// Listings, each `name -> Result, method, adapt;`: [`Bridge::list`] of the upstreams'
@@ -397,8 +420,10 @@ macro_rules! listing {
             fn next_cursor(&self) -> Option<String> {
                 self.next_cursor.clone()
             }
-            fn whole(items: Vec<$item>) -> Self {
-                <$result>::with_all_items(items)
+            fn page(items: Vec<$item>, next_cursor: Option<String>) -> Self {
+                let mut page = <$result>::with_all_items(items);
+                page.next_cursor = next_cursor;
+                page
             }
         }
     )*};
@@ -478,10 +503,6 @@ impl Drop for CancelOnDrop {
 /// The `_meta` keys of the protocol itself (version, client info and capabilities, log
 /// level), which latchkey's own connection to the upstream sets.
 const PROTOCOL_META_PREFIX: &str = "io.modelcontextprotocol/";
-
-/// The most items gathered from one upstream's pages (a guard against a server whose
-/// cursors never end).
-const MAX_GATHERED: usize = 100_000;
 
 // Each request's future is boxed: rmcp's server moves the handler's future into a task per
 // request, and without the box that future is as large as the largest method's state,

@@ -3,6 +3,7 @@
 //! around the handler where rmcp has already parsed the message.
 
 pub mod bridge;
+mod cursor;
 pub mod handler;
 pub mod heartbeat;
 mod json_size;
