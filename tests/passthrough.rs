@@ -254,6 +254,21 @@ async fn elicitation_sampling_and_roots_reach_the_client_that_called() {
     app.wait_for_output("upstream asked roots/list; refused");
 
     assert_answered(&relay_client(&app, "", "answer"));
+    assert_on_the_calls_stream(&app);
+}
+
+/// Each relayed request rode the stream of the client's call it belongs to (SEP-2260), not
+/// the session's GET stream, which a client need not open: rmcp warns when it falls back.
+fn assert_on_the_calls_stream(app: &App) {
+    let output = app.output();
+    assert!(
+        output.matches("relayed to the client").count() >= 3,
+        "{output}"
+    );
+    assert!(
+        !output.contains("falling back to standalone stream"),
+        "{output}"
+    );
 }
 
 /// The same behind a prefix, next to a second upstream.
@@ -262,6 +277,7 @@ async fn relayed_requests_work_behind_a_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let app = apps_and_everything(&dir, &["--sessions"]).await;
     assert_answered(&relay_client(&app, "everything__", "answer"));
+    assert_on_the_calls_stream(&app);
 }
 
 /// Without sessions a client cannot be reached in the middle of its request: the

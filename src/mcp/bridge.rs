@@ -183,6 +183,7 @@ impl Bridge {
         let _calling = self.sessions.then(|| {
             upstream.calling(
                 context.peer.clone(),
+                context.id.clone(),
                 context.client_capabilities().unwrap_or_default(),
             )
         });

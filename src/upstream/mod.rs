@@ -333,9 +333,10 @@ impl Upstream {
     pub fn calling(
         &self,
         peer: rmcp::Peer<rmcp::RoleServer>,
+        request: rmcp::model::RequestId,
         capabilities: rmcp::model::ClientCapabilities,
     ) -> Calling {
-        self.callers.enter(peer, capabilities)
+        self.callers.enter(peer, request, capabilities)
     }
 
     /// One more client session subscribes to its resource `uri` (its own URI): true when

@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use rmcp::ErrorData as McpError;
 use rmcp::Peer;
-use rmcp::model::{ClientCapabilities, ClientResult, ErrorCode, ServerRequest};
-use rmcp::service::{RoleServer, ServiceError};
+use rmcp::model::{
+    ClientCapabilities, ClientResult, ErrorCode, GetExtensions as _, RequestId, ServerRequest,
+};
+use rmcp::service::{OriginatingRequestId, RoleServer, ServiceError};
 use tokio_util::sync::CancellationToken;
 
 /// What an upstream may ask a client, and the capability that says the client can answer.
@@ -59,6 +61,9 @@ impl Ask {
 struct Caller {
     id: u64,
     peer: Peer<RoleServer>,
+    /// The client's request: what is relayed rides on its stream (SEP-2260), not on the
+    /// session's GET stream, which a client need not open.
+    request: RequestId,
     capabilities: ClientCapabilities,
 }
 
@@ -91,12 +96,14 @@ impl Callers {
     pub fn enter(
         self: &Arc<Self>,
         peer: Peer<RoleServer>,
+        request: RequestId,
         capabilities: ClientCapabilities,
     ) -> Calling {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().push(Caller {
             id,
             peer,
+            request,
             capabilities,
         });
         Calling {
@@ -106,7 +113,7 @@ impl Callers {
     }
 
     /// The newest caller that can answer `ask`, or why there is none.
-    fn answerer(&self, ask: Ask) -> Result<Peer<RoleServer>, &'static str> {
+    fn answerer(&self, ask: Ask) -> Result<(Peer<RoleServer>, RequestId), &'static str> {
         let calls = self.lock();
         if calls.is_empty() {
             return Err(
@@ -118,7 +125,7 @@ impl Callers {
             .iter()
             .rev()
             .find(|caller| ask.declared(&caller.capabilities))
-            .map(|caller| caller.peer.clone())
+            .map(|caller| (caller.peer.clone(), caller.request.clone()))
             .ok_or("the calling client did not declare that it can answer it")
     }
 
@@ -134,27 +141,53 @@ impl Callers {
         cancelled: CancellationToken,
     ) -> Result<ClientResult, McpError> {
         let method = ask.method();
-        let peer = self.answerer(ask).map_err(|why| {
+        let (peer, originating) = self.answerer(ask).map_err(|why| {
             tracing::info!(upstream, "upstream asked {method}; refused: {why}");
             refused(method, why)
         })?;
         tracing::info!(upstream, "upstream asked {method}; relayed to the client");
+        let mut request = request;
+        request
+            .extensions_mut()
+            .insert(OriginatingRequestId(originating));
+        // In a task of its own: rmcp would mark it as belonging to the request this task
+        // serves, which is the upstream's (its id means nothing on the client's session).
+        let sent = AbortOnDrop(tokio::spawn(async move {
+            tokio::time::timeout(timeout, peer.send_request(request)).await
+        }));
         let answer = tokio::select! {
-            answer = tokio::time::timeout(timeout, peer.send_request(request)) => answer,
+            answer = sent.join() => answer,
             _ = cancelled.cancelled() => return Err(refused(method, "the upstream cancelled it")),
         };
         match answer {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(ServiceError::McpError(error))) => Err(error),
-            Ok(Err(error)) => Err(refused(
+            Some(Ok(Ok(result))) => Ok(result),
+            Some(Ok(Err(ServiceError::McpError(error)))) => Err(error),
+            Some(Ok(Err(error))) => Err(refused(
                 method,
                 &format!("the client could not answer: {error}"),
             )),
-            Err(_) => Err(refused(
+            Some(Err(_)) => Err(refused(
                 method,
                 &format!("the client did not answer within {timeout:?}"),
             )),
+            None => Err(refused(method, "the relay ended without an answer")),
         }
+    }
+}
+
+/// A spawned task, aborted when its handle is dropped (the upstream gave up on its request).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    /// Its output; `None` when it did not finish (it panicked).
+    async fn join(mut self) -> Option<T> {
+        (&mut self.0).await.ok()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
