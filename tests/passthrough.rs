@@ -226,7 +226,13 @@ fn assert_answered(seen: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elicitation_sampling_and_roots_reach_the_client_that_called() {
     let app = Spawn::default()
-        .args(&["--sessions", "--", &everything_server(), "stdio"])
+        .args(&[
+            "--sessions",
+            "--relay-roots",
+            "--",
+            &everything_server(),
+            "stdio",
+        ])
         .start();
     wait_ready(&app).await;
 
@@ -275,7 +281,7 @@ fn assert_on_the_calls_stream(app: &App) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_requests_work_behind_a_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let app = apps_and_everything(&dir, &["--sessions"]).await;
+    let app = apps_and_everything(&dir, &["--sessions", "--relay-roots"]).await;
     assert_answered(&relay_client(&app, "everything__", "answer"));
     assert_on_the_calls_stream(&app);
 }
@@ -290,6 +296,14 @@ async fn a_stateless_client_is_never_left_waiting() {
     wait_ready(&app).await;
     let seen = relay_client(&app, "", "answer");
     assert_eq!(seen["asked"], json!([]), "{seen}");
+    // Without --relay-roots, upstreams are not told latchkey can list roots: the
+    // reference server offers no tool that needs them.
+    let listing = request(&app, "tools/list", json!({})).await;
+    assert!(!listing.to_string().contains("get-roots-list"), "{listing}");
+    assert!(
+        listing.to_string().contains("trigger-sampling-request"),
+        "{listing}"
+    );
     let result = &seen["results"]["trigger-elicitation-request"];
     assert_eq!(result["error"], true, "{seen}");
     assert!(

@@ -31,8 +31,8 @@ use rmcp::model::{
     ReadResourceResponse, RequestParamsMeta, ServerCapabilities, ServerConfig,
 };
 use rmcp::model::{
-    ErrorCode, SetLevelRequestMethod, SubscribeRequestMethod, SubscribeRequestParams,
-    UnsubscribeRequestMethod, UnsubscribeRequestParams,
+    ErrorCode, ProtocolVersion, SetLevelRequestMethod, SubscribeRequestParams,
+    UnsubscribeRequestParams,
 };
 // MCP logging is deprecated (SEP-2577), but the servers people run today still offer it.
 #[allow(deprecated)]
@@ -52,6 +52,7 @@ use crate::telemetry::attribute;
 use crate::telemetry::mcp::{Operation, Side};
 use crate::telemetry::trace::{ServerSpan, Start, traceparent};
 use crate::upstream::inventory::Page;
+use crate::upstream::relay::Calling;
 use crate::upstream::{Upstream, Upstreams};
 
 /// One per request (stateless) or session: a clone of the upstreams' handle.
@@ -178,15 +179,6 @@ impl Bridge {
         request: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T, McpError> {
         let timeout = upstream.request_timeout();
-        // With sessions, the upstream's requests meanwhile (elicitation, sampling) can be
-        // relayed to this client; a stateless client cannot be reached mid-request.
-        let _calling = self.sessions.then(|| {
-            upstream.calling(
-                context.peer.clone(),
-                context.id.clone(),
-                context.client_capabilities().unwrap_or_default(),
-            )
-        });
         // rmcp's client futures are large (kilobytes): boxed, the handler's future that
         // rmcp's server moves into a task per request stays small (bench/instructions).
         let request = Box::pin(request);
@@ -255,6 +247,44 @@ impl Bridge {
         gathered(method, answers, adapt)
     }
 
+    /// With sessions, lists this client's request (a call, a prompt, a read: what an
+    /// upstream asks something in the middle of) so that the upstream's requests meanwhile
+    /// can be relayed to it. Not a stateless client (it cannot be reached mid-request), nor
+    /// one on 2026-07-28 or later (the protocol has no server-to-client requests there;
+    /// rmcp refuses to send them), nor listings and the like, whose stream closes at once.
+    fn calling(
+        &self,
+        upstream: &Upstream,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<Calling> {
+        if !self.sessions
+            || context
+                .protocol_version()
+                .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28)
+        {
+            return None;
+        }
+        Some(upstream.calling(
+            context.peer.clone(),
+            context.id.clone(),
+            context.client_capabilities().unwrap_or_default(),
+        ))
+    }
+
+    /// Passes what the upstreams announce on to this session until it ends, then lets go
+    /// of its subscriptions: started once, at `initialized` or at the first subscription
+    /// (rmcp does not wait for `initialized`, and a session that never sent it must not
+    /// keep an upstream subscribed for ever).
+    fn watch(&self, peer: Peer<RoleServer>) {
+        if self.subscribed.start_watching() {
+            tokio::spawn(notices::pass_on(
+                self.upstreams.clone(),
+                peer,
+                self.subscribed.clone(),
+            ));
+        }
+    }
+
     /// One request `method` with `params` to `upstream` (its `_meta` the client's, its
     /// trace context, its timeout), sent by `send`.
     async fn upstream_request<P, T, Fut>(
@@ -291,7 +321,14 @@ impl Bridge {
         if let Some(found) = self.upstreams.by_tool_name(name) {
             return found;
         }
-        let _ = ServerHandler::list_tools(self, None, context.clone()).await;
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let request = cursor.map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
+            match ServerHandler::list_tools(self, request, context.clone()).await {
+                Ok(page) if page.next_cursor.is_some() => cursor = page.next_cursor,
+                _ => break,
+            }
+        }
         self.upstreams.by_tool_name(name).unwrap_or_else(|| {
             Err(McpError::invalid_params(
                 format!("unknown tool {name:?} (not every upstream has listed its tools yet)"),
@@ -501,6 +538,10 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The most pages of tools listed to find an unprefixed name's upstream (a guard against a
+/// server whose cursors never end).
+const MAX_PAGES: usize = 100;
+
 /// The `_meta` keys of the protocol itself (version, client info and capabilities, log
 /// level), which latchkey's own connection to the upstream sets.
 const PROTOCOL_META_PREFIX: &str = "io.modelcontextprotocol/";
@@ -583,7 +624,7 @@ impl ServerHandler for Bridge {
                     None,
                 ));
             }
-            let (upstream, own) = self.upstreams.by_uri(&request.uri)?;
+            let (upstream, _) = self.upstreams.by_uri(&request.uri)?;
             if !upstream.offers_subscriptions() {
                 return Err(McpError::new(
                     ErrorCode::METHOD_NOT_FOUND,
@@ -594,24 +635,24 @@ impl ServerHandler for Bridge {
                     None,
                 ));
             }
-            if !self.subscribed.add(&request.uri)? || !upstream.hold_subscription(own) {
-                return Ok(());
-            }
-            let mut theirs = SubscribeRequestParams::new(own);
-            let answer = self
-                .upstream_request(
-                    upstream,
-                    &context,
-                    SubscribeRequestMethod::VALUE,
-                    &mut theirs,
-                    |peer, params| async move { peer.subscribe(params).await },
-                )
-                .await;
-            if answer.is_err() {
-                upstream.release_subscription(own);
-                self.subscribed.remove(&request.uri);
-            }
-            answer
+            self.watch(context.peer.clone());
+            // In a task of its own: a client that cancels or goes away mid-way cannot leave
+            // the session's set and the upstream's count apart.
+            let (upstreams, subscribed) = (self.upstreams.clone(), self.subscribed.clone());
+            let task = tokio::spawn(async move {
+                let uri = request.uri;
+                if !subscribed.add(&uri)? {
+                    return Ok(());
+                }
+                let (upstream, own) = upstreams.by_uri(&uri)?;
+                let answer = upstream.subscribe(own).await;
+                if answer.is_err() {
+                    subscribed.remove(&uri);
+                }
+                answer
+            });
+            task.await
+                .unwrap_or_else(|_| Err(McpError::internal_error("the subscription failed", None)))
         })
     }
 
@@ -619,22 +660,20 @@ impl ServerHandler for Bridge {
     fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        _: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
         Box::pin(async move {
-            let (upstream, own) = self.upstreams.by_uri(&request.uri)?;
-            if !self.subscribed.remove(&request.uri) || !upstream.release_subscription(own) {
-                return Ok(());
-            }
-            let mut theirs = UnsubscribeRequestParams::new(own);
-            self.upstream_request(
-                upstream,
-                &context,
-                UnsubscribeRequestMethod::VALUE,
-                &mut theirs,
-                |peer, params| async move { peer.unsubscribe(params).await },
-            )
-            .await
+            self.upstreams.by_uri(&request.uri)?;
+            let (upstreams, subscribed) = (self.upstreams.clone(), self.subscribed.clone());
+            let task = tokio::spawn(async move {
+                if subscribed.remove(&request.uri)
+                    && let Ok((upstream, own)) = upstreams.by_uri(&request.uri)
+                {
+                    upstream.unsubscribe(own).await;
+                }
+            });
+            let _ = task.await;
+            Ok(())
         })
     }
 
@@ -679,7 +718,7 @@ impl ServerHandler for Bridge {
 
     /// The client's roots changed: every upstream may ask again.
     async fn on_roots_list_changed(&self, _: NotificationContext<RoleServer>) {
-        for upstream in self.upstreams.iter() {
+        for upstream in self.upstreams.iter().filter(|u| u.relays_roots()) {
             if let Ok(connection) = upstream.connection() {
                 let _ = connection.peer.notify_roots_list_changed().await;
             }
@@ -690,11 +729,7 @@ impl ServerHandler for Bridge {
     /// this client.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         if self.sessions {
-            tokio::spawn(notices::pass_on(
-                self.upstreams.clone(),
-                context.peer,
-                self.subscribed.clone(),
-            ));
+            self.watch(context.peer);
         }
     }
 
@@ -732,6 +767,7 @@ impl ServerHandler for Bridge {
             let connection = upstream.ready_connection().await?;
             request.name = own.to_owned().into();
             Self::pass_meta(&context, &mut request);
+            let _calling = self.calling(upstream, &context);
             let call = self.call(
                 upstream,
                 &context,
@@ -781,6 +817,7 @@ impl ServerHandler for Bridge {
             let connection = upstream.ready_connection().await?;
             request.name = own.to_owned();
             Self::pass_meta(&context, &mut request);
+            let _calling = self.calling(upstream, &context);
             let call = self.call(
                 upstream,
                 &context,
@@ -809,6 +846,7 @@ impl ServerHandler for Bridge {
             let connection = upstream.ready_connection().await?;
             request.uri = own.to_owned();
             Self::pass_meta(&context, &mut request);
+            let _calling = self.calling(upstream, &context);
             let call = self.call(
                 upstream,
                 &context,

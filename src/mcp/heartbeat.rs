@@ -19,6 +19,9 @@ use tokio::time::Instant;
 /// The `_meta` key that marks a progress notification as latchkey's own.
 pub const HEARTBEAT_META: &str = "latchkey/heartbeat";
 
+/// Longer than any call may take (`--tool-timeout` ends it first).
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What the upstream last said on one call: when, and its progress and total.
 pub struct Heard {
     since: Instant,
@@ -51,12 +54,17 @@ impl Heard {
         token: &ProgressToken,
         upstream: &str,
     ) -> Result<ProgressNotificationParam, Instant> {
-        let (last, progress, total) = *self.lock();
-        let due = last + every;
-        if Instant::now() < due {
-            return Err(due);
-        }
-        *self.lock() = (Instant::now(), progress, total);
+        let (progress, total) = {
+            let mut heard = self.lock();
+            let (last, progress, total) = *heard;
+            // A --heartbeat too long to add is one that never comes.
+            let due = last.checked_add(every).ok_or(last + FOREVER)?;
+            if Instant::now() < due {
+                return Err(due);
+            }
+            heard.0 = Instant::now();
+            (progress, total)
+        };
         let waited = self.since.elapsed().as_secs();
         let mut meta = MetaObject::default();
         meta.0.insert(HEARTBEAT_META.into(), true.into());

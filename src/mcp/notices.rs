@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt as _;
 use rmcp::Peer;
-use rmcp::model::{ResourceUpdatedNotificationParam, UnsubscribeRequestParams};
+use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::RoleServer;
 
 use super::subscriptions::Subscribed;
@@ -69,22 +69,11 @@ async fn tell(
 }
 
 /// Lets go of every subscription of a session that ended: an upstream no session holds it
-/// for any more is unsubscribed (`resources/unsubscribe`: the upstream connections speak
-/// the protocol before 2026-07-28, where it is not deprecated).
-#[allow(deprecated)]
+/// for any more is unsubscribed.
 async fn let_go(upstreams: &Upstreams, subscribed: &Subscribed) {
     for uri in subscribed.take_all() {
-        let Ok((upstream, own)) = upstreams.by_uri(&uri) else {
-            continue;
-        };
-        if !upstream.release_subscription(own) {
-            continue;
-        }
-        if let Ok(connection) = upstream.connection() {
-            let request = connection
-                .peer
-                .unsubscribe(UnsubscribeRequestParams::new(own));
-            let _ = tokio::time::timeout(upstream.request_timeout(), request).await;
+        if let Ok((upstream, own)) = upstreams.by_uri(&uri) {
+            upstream.unsubscribe(own).await;
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rmcp::ErrorData as McpError;
 
@@ -11,11 +12,19 @@ use rmcp::ErrorData as McpError;
 pub const MAX_PER_SESSION: usize = 1024;
 
 #[derive(Debug, Default)]
-pub struct Subscribed(Mutex<HashSet<String>>);
+pub struct Subscribed {
+    held: Mutex<HashSet<String>>,
+    watching: AtomicBool,
+}
 
 impl Subscribed {
+    /// True the first time only: whoever gets it starts the session's watcher.
+    pub fn start_watching(&self) -> bool {
+        !self.watching.swap(true, Ordering::Relaxed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Adds `uri`: true when it is new, an error when the session holds the most already.

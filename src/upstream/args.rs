@@ -40,6 +40,13 @@ pub struct UpstreamArgs {
           value_parser = parse_duration)]
     pub heartbeat: Duration,
 
+    /// Tell upstreams that latchkey can list the client's roots, and relay their
+    /// `roots/list` to the client whose call asks (with --sessions). Off by default: a
+    /// server that takes its directories from the client's roots (server-filesystem does)
+    /// would then serve paths a client names instead of the ones it was started with.
+    #[arg(long, env = "LATCHKEY_RELAY_ROOTS")]
+    pub relay_roots: bool,
+
     /// Serve the MCP server this command starts (it speaks MCP on stdin and stdout), instead
     /// of latchkey's own tools: `latchkey serve -- npx -y @modelcontextprotocol/server-everything`.
     /// It gets a clean environment: PATH, HOME and LANG only.
@@ -82,6 +89,7 @@ impl std::fmt::Debug for UpstreamArgs {
             .field("upstream_headers", &headers)
             .field("tool_timeout", &self.tool_timeout)
             .field("heartbeat", &self.heartbeat)
+            .field("relay_roots", &self.relay_roots)
             .field("command", &self.command)
             .field("config", &self.config)
             .field("pass_env", &self.pass_env)
@@ -101,6 +109,7 @@ impl UpstreamArgs {
         let mut configs = self.named()?;
         for config in &mut configs {
             config.heartbeat = (!self.heartbeat.is_zero()).then_some(self.heartbeat);
+            config.relay_roots = self.relay_roots;
             if let Target::Stdio(command) = &mut config.target {
                 // Before the upstream's own `env`, which wins.
                 command.env.splice(0..0, passed.iter().cloned());
@@ -160,6 +169,7 @@ impl UpstreamArgs {
                 request_timeout: self.tool_timeout,
                 tools: ToolFilter::All,
                 heartbeat: None,
+                relay_roots: false,
             }]);
         }
         let Some(url) = &self.upstream else {
@@ -185,6 +195,7 @@ impl UpstreamArgs {
             request_timeout: self.tool_timeout,
             tools: ToolFilter::All,
             heartbeat: None,
+            relay_roots: false,
         }])
     }
 }

@@ -143,6 +143,7 @@ impl Entry {
             request_timeout,
             tools,
             heartbeat: None,
+            relay_roots: false,
         })
     }
 }

@@ -289,10 +289,10 @@ impl Inventory {
     }
 
     /// Whether the last listing held a tool `tool` (by the upstream's own name); `None`
-    /// before any listing.
+    /// before a listing was seen to its last page.
     pub fn lists(&self, tool: &str) -> Option<bool> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        (known.listed || !known.tools.is_empty()).then(|| known.tools.contains_key(tool))
+        known.listed.then(|| known.tools.contains_key(tool))
     }
 
     /// The changes seen, newest first.

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rmcp::ErrorData as McpError;
-use rmcp::model::ErrorCode;
+use rmcp::model::{ErrorCode, SubscribeRequestParams, UnsubscribeRequestParams};
 use rmcp::service::ServiceError;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -81,6 +81,8 @@ pub struct UpstreamConfig {
     /// How often a silent call whose client asked for progress gets latchkey's heartbeat
     /// (`--heartbeat`, for every upstream).
     pub heartbeat: Option<Duration>,
+    /// Whether the client's roots are offered to it (`--relay-roots`).
+    pub relay_roots: bool,
 }
 
 /// The upstream's state, as `/healthz` and calls see it.
@@ -97,6 +99,7 @@ pub struct Upstream {
     name: Arc<str>,
     request_timeout: Duration,
     heartbeat: Option<Duration>,
+    relay_roots: bool,
     tools: ToolFilter,
     /// The names its tools, prompts and resources get outside.
     pub naming: Naming,
@@ -106,7 +109,7 @@ pub struct Upstream {
     /// Who its requests to a client go to.
     callers: Arc<Callers>,
     /// The sessions subscribed to each of its resources.
-    subscriptions: Holders,
+    subscriptions: Arc<Holders>,
     state: watch::Receiver<State>,
     done: watch::Receiver<bool>,
     /// Requests timed out since the last answer: a child wedged mid-line is connected and
@@ -217,6 +220,8 @@ impl Upstreams {
         let mut offering = Vec::new();
         for upstream in self.iter() {
             match upstream.inventory.lists(name) {
+                // One that is down, or offers no tools, cannot be listed now.
+                None if !upstream.lists_tools() => {}
                 None => return None,
                 Some(true) if upstream.offers_tool(name) => offering.push(upstream),
                 Some(_) => {}
@@ -287,11 +292,12 @@ impl Upstream {
             name: name.clone(),
             request_timeout: config.request_timeout,
             heartbeat: config.heartbeat,
+            relay_roots: config.relay_roots,
             tools: config.tools.clone(),
             notices: notices.clone(),
             progress: Arc::default(),
             callers: Arc::default(),
-            subscriptions: Holders::default(),
+            subscriptions: Arc::default(),
             state,
             done,
             unanswered: AtomicU32::new(0),
@@ -306,6 +312,8 @@ impl Upstream {
             progress: upstream.progress.clone(),
             callers: upstream.callers.clone(),
             timeout: config.request_timeout,
+            relay_roots: config.relay_roots,
+            subscriptions: upstream.subscriptions.clone(),
         };
         tokio::spawn(async move {
             supervise(config, hub, state_tx, shutdown).await;
@@ -320,6 +328,11 @@ impl Upstream {
 
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// Whether it is told of the client's roots (`--relay-roots`).
+    pub fn relays_roots(&self) -> bool {
+        self.relay_roots
     }
 
     /// How often a silent call whose client asked for progress gets a heartbeat.
@@ -339,16 +352,56 @@ impl Upstream {
         self.callers.enter(peer, request, capabilities)
     }
 
-    /// One more client session subscribes to its resource `uri` (its own URI): true when
-    /// it is the first, and the upstream is to be subscribed.
-    pub fn hold_subscription(&self, uri: &str) -> bool {
-        self.subscriptions.hold(uri)
+    /// One more client session subscribes to its resource `uri` (its own URI): the
+    /// upstream is subscribed for the first. A failure counts nothing, and a subscribe
+    /// whose answer never came is undone upstream, in case it was applied.
+    #[allow(deprecated)]
+    pub async fn subscribe(&self, uri: &str) -> Result<(), McpError> {
+        let _turn = self.subscriptions.turn().await;
+        if !self.subscriptions.hold(uri) {
+            return Ok(());
+        }
+        let failed = match self.ready_connection().await {
+            Err(error) => error,
+            Ok(connection) => {
+                let request = connection.peer.subscribe(SubscribeRequestParams::new(uri));
+                match tokio::time::timeout(self.request_timeout, request).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(error)) => self.error(error),
+                    Err(_) => {
+                        let undo = connection
+                            .peer
+                            .unsubscribe(UnsubscribeRequestParams::new(uri));
+                        let _ = tokio::time::timeout(self.request_timeout, undo).await;
+                        self.timed_out(self.request_timeout)
+                    }
+                }
+            }
+        };
+        self.subscriptions.release(uri);
+        Err(failed)
     }
 
-    /// A client session lets go of its subscription to `uri`: true when it was the last,
-    /// and the upstream is to be unsubscribed.
-    pub fn release_subscription(&self, uri: &str) -> bool {
-        self.subscriptions.release(uri)
+    /// A client session lets go of its subscription to `uri`: the upstream is
+    /// unsubscribed after the last.
+    #[allow(deprecated)]
+    pub async fn unsubscribe(&self, uri: &str) {
+        let _turn = self.subscriptions.turn().await;
+        if !self.subscriptions.release(uri) {
+            return;
+        }
+        if let Ok(connection) = self.connection() {
+            let request = connection
+                .peer
+                .unsubscribe(UnsubscribeRequestParams::new(uri));
+            let _ = tokio::time::timeout(self.request_timeout, request).await;
+        }
+    }
+
+    /// Whether it is ready and offers tools.
+    fn lists_tools(&self) -> bool {
+        self.connection()
+            .is_ok_and(|c| c.info.capabilities.tools.is_some())
     }
 
     /// Whether it said it offers resource subscriptions (`resources.subscribe`).
@@ -488,9 +541,29 @@ struct Hub {
     progress: Arc<ProgressRoutes>,
     callers: Arc<Callers>,
     timeout: Duration,
+    relay_roots: bool,
+    subscriptions: Arc<Holders>,
 }
 
 impl Hub {
+    /// A new connection subscribed to what the sessions hold (a restarted server knows
+    /// nothing of the last connection's subscriptions).
+    #[allow(deprecated)]
+    fn resubscribe(&self, connection: &Connection) {
+        let held = self.subscriptions.held();
+        if held.is_empty() {
+            return;
+        }
+        let peer = connection.peer.clone();
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            for uri in held {
+                let request = peer.subscribe(SubscribeRequestParams::new(uri));
+                let _ = tokio::time::timeout(timeout, request).await;
+            }
+        });
+    }
+
     fn listener(&self) -> Listener {
         Listener {
             name: self.name.clone(),
@@ -498,6 +571,7 @@ impl Hub {
             notices: self.notices.clone(),
             callers: self.callers.clone(),
             timeout: self.timeout,
+            relay_roots: self.relay_roots,
         }
     }
 }
@@ -595,6 +669,7 @@ async fn supervise(
                     hub.track.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 last_failure = None;
+                hub.resubscribe(&connection);
                 let _ = state.send(State::Ready(connection));
                 let ready_at = tokio::time::Instant::now();
                 backoff = FIRST_BACKOFF;

@@ -115,6 +115,8 @@ pub(super) struct Listener {
     /// How long a client may take to answer a relayed request (the upstream's request
     /// timeout).
     pub(super) timeout: Duration,
+    /// Whether roots are declared and relayed (`--relay-roots`).
+    pub(super) relay_roots: bool,
 }
 
 impl Listener {
@@ -148,8 +150,7 @@ impl ClientHandler for Listener {
     /// deprecated (SEP-2577) but are what today's servers send.
     #[allow(deprecated)]
     fn get_info(&self) -> ClientConfig {
-        let capabilities = ClientCapabilities::builder()
-            .enable_roots()
+        let mut capabilities = ClientCapabilities::builder()
             .enable_sampling()
             .enable_elicitation_with(
                 ElicitationCapability::new()
@@ -157,6 +158,9 @@ impl ClientHandler for Listener {
                     .with_url(UrlElicitationCapability::default()),
             )
             .build();
+        if self.relay_roots {
+            capabilities.roots = Some(Default::default());
+        }
         let mut config = ClientConfig::default();
         config.capabilities = capabilities;
         config
@@ -198,6 +202,11 @@ impl ClientHandler for Listener {
         &self,
         context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, McpError> {
+        if !self.relay_roots {
+            return Err(McpError::method_not_found::<
+                rmcp::model::ListRootsRequestMethod,
+            >());
+        }
         let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
         self.relay(Ask::Roots, request, context, |answer| match answer {
             ClientResult::ListRootsResult(result) => Some(result),

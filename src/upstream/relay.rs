@@ -117,8 +117,9 @@ impl Callers {
         let calls = self.lock();
         if calls.is_empty() {
             return Err(
-                "no client session has a request in flight to it (stateless clients \
-                        cannot be asked: latchkey runs them without --sessions)",
+                "no client session has a request in flight to it that can be asked (without \
+                 --sessions, or on protocol 2026-07-28, a client cannot be asked in the \
+                 middle of a request)",
             );
         }
         calls

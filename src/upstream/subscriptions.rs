@@ -1,16 +1,30 @@
 //! How many client sessions hold a subscription to each of an upstream's resources: the
 //! upstream has one connection for all of them, so it is subscribed when the first session
-//! subscribes and unsubscribed when the last one lets go.
+//! subscribes and unsubscribed when the last one lets go. Counting and telling the
+//! upstream take turns, so what the upstream hears is in the order counted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
-pub(super) struct Holders(Mutex<HashMap<String, usize>>);
+pub(super) struct Holders {
+    counts: Mutex<HashMap<String, usize>>,
+    turn: tokio::sync::Mutex<()>,
+}
 
 impl Holders {
+    /// Waits for the turn to count and tell the upstream.
+    pub(super) async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
+    }
+
+    /// Every URI held (to subscribe a new connection to).
+    pub(super) fn held(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One more session holds `uri`; true when it is the first (subscribe upstream).
