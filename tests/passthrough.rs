@@ -157,6 +157,19 @@ async fn an_mcp_app_works_behind_a_prefix() {
         let read = request(&app, "resources/read", json!({"uri": uri})).await;
         assert_eq!(read["result"]["contents"][0]["uri"], uri, "{read}");
     }
+
+    let prompt = request(
+        &app,
+        "prompts/get",
+        json!({"name": "everything__resource-prompt",
+               "arguments": {"resourceType": "Text", "resourceId": "2"}}),
+    )
+    .await;
+    let embedded = &prompt["result"]["messages"][1]["content"]["resource"];
+    assert_eq!(
+        embedded["uri"], "everything:demo://resource/dynamic/text/2",
+        "{prompt}"
+    );
 }
 
 /// With the app as the only upstream, its names and references are its own, untouched.

@@ -825,13 +825,18 @@ impl ServerHandler for Bridge {
                 None,
                 &mut request,
             );
-            self.forward(
-                upstream,
-                &context,
-                call,
-                connection.peer.get_prompt_once(request),
-            )
-            .await
+            let mut answer = self
+                .forward(
+                    upstream,
+                    &context,
+                    call,
+                    connection.peer.get_prompt_once(request),
+                )
+                .await;
+            if let Ok(GetPromptResponse::Complete(prompt)) = &mut answer {
+                references::prompt(&upstream.naming, prompt);
+            }
+            answer
         })
     }
 

@@ -11,16 +11,24 @@ use rmcp::ErrorData as McpError;
 /// could send anything).
 const MAX_CURSOR: usize = 64 * 1024;
 
-/// The cursor for the upstreams' next pages; `None` when no upstream has one.
+/// The cursor for the upstreams' next pages; `None` when no upstream has one, or when
+/// their cursors together are longer than latchkey reads back (the listing then ends
+/// there, logged, rather than with a cursor latchkey would refuse).
 pub fn encode(next: &[(&str, String)]) -> Option<String> {
     if next.is_empty() {
         return None;
     }
+
     let object: serde_json::Map<String, serde_json::Value> = next
         .iter()
         .map(|(name, cursor)| ((*name).to_owned(), cursor.clone().into()))
         .collect();
-    Some(URL_SAFE_NO_PAD.encode(serde_json::Value::Object(object).to_string()))
+    let cursor = URL_SAFE_NO_PAD.encode(serde_json::Value::Object(object).to_string());
+    if cursor.len() > MAX_CURSOR {
+        tracing::warn!("the upstreams' cursors are too long to pass on: the listing ends here");
+        return None;
+    }
+    Some(cursor)
 }
 
 /// Each upstream's cursor, by name, from a cursor [`encode`] made.
@@ -69,5 +77,7 @@ mod tests {
             assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{bad}");
         }
         assert!(decode(&"A".repeat(MAX_CURSOR + 1)).is_err());
+        let huge = "x".repeat(MAX_CURSOR);
+        assert_eq!(encode(&[("files", huge)]), None, "never one decode refuses");
     }
 }

@@ -1,13 +1,15 @@
 //! The resource references inside what an upstream returns, renamed the way its resources
 //! are (`crate::upstream::names`), so that with several upstreams a client that follows one
 //! reads the resource it meant: a tool's MCP Apps UI (`_meta.ui.resourceUri`, the ext-apps
-//! SDK's flat `ui/resourceUri`, ChatGPT's `openai/outputTemplate`), a result's
+//! SDK's flat `ui/resourceUri`, ChatGPT's `openai/outputTemplate`), a result's or prompt's
 //! `resource_link` and embedded resources, and the same keys in any `_meta` on the way.
 //!
 //! Everything else in `_meta` passes untouched. With one upstream nothing is renamed (its
 //! URIs are its own), and nothing here runs.
 
-use rmcp::model::{CallToolResult, ContentBlock, MetaObject, Resource, ResourceContents, Tool};
+use rmcp::model::{
+    CallToolResult, ContentBlock, GetPromptResult, MetaObject, Resource, ResourceContents, Tool,
+};
 use serde_json::Value;
 
 use crate::upstream::names::Naming;
@@ -49,15 +51,32 @@ pub fn call_result(naming: &Naming, result: &mut CallToolResult) {
         return;
     }
     meta(naming, result.meta.as_mut());
-    for block in &mut result.content {
-        match block {
-            ContentBlock::ResourceLink(link) => resource(naming, link),
-            ContentBlock::Resource(embedded) => {
-                contents(naming, &mut embedded.resource);
-                meta(naming, embedded.meta.as_mut());
-            }
-            _ => {}
+    for content in &mut result.content {
+        block(naming, content);
+    }
+}
+
+/// A prompt's references renamed: its `_meta`, and each message that names a resource.
+pub fn prompt(naming: &Naming, prompt: &mut GetPromptResult) {
+    if naming.prefix.is_none() {
+        return;
+    }
+    meta(naming, prompt.meta.as_mut());
+    for message in &mut prompt.messages {
+        block(naming, &mut message.content);
+    }
+}
+
+/// A content block that names a resource (a `resource_link`, an embedded resource),
+/// renamed.
+fn block(naming: &Naming, block: &mut ContentBlock) {
+    match block {
+        ContentBlock::ResourceLink(link) => resource(naming, link),
+        ContentBlock::Resource(embedded) => {
+            contents(naming, &mut embedded.resource);
+            meta(naming, embedded.meta.as_mut());
         }
+        _ => {}
     }
 }
 
