@@ -20,6 +20,7 @@ use rmcp::model::{
 };
 use rmcp::service::{OriginatingRequestId, RoleServer, ServiceError};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// What an upstream may ask a client, and the capability that says the client can answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,11 +154,13 @@ impl Callers {
             .insert(OriginatingRequestId(originating));
         // In a task of its own: rmcp would mark it as belonging to the request this task
         // serves, which is the upstream's (its id means nothing on the client's session).
-        let sent = AbortOnDrop(tokio::spawn(async move {
+        // Aborted when dropped: the upstream gave up on its request.
+        let sent = AbortOnDropHandle::new(tokio::spawn(async move {
             tokio::time::timeout(timeout, peer.send_request(request)).await
         }));
         let answer = tokio::select! {
-            answer = sent.join() => answer,
+            // An error: the task did not finish (it panicked).
+            answer = sent => answer.ok(),
             _ = cancelled.cancelled() => return Err(refused(method, "the upstream cancelled it")),
         };
         match answer {
@@ -173,22 +176,6 @@ impl Callers {
             )),
             None => Err(refused(method, "the relay ended without an answer")),
         }
-    }
-}
-
-/// A spawned task, aborted when its handle is dropped (the upstream gave up on its request).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    /// Its output; `None` when it did not finish (it panicked).
-    async fn join(mut self) -> Option<T> {
-        (&mut self.0).await.ok()
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
