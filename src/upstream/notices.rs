@@ -1,6 +1,7 @@
 //! What an upstream says unasked, and where it goes: list changes to whoever watches
 //! ([`Notice`], a broadcast the MCP side forwards to client sessions), progress to the
-//! client whose request asked for it ([`ProgressRoutes`]), log messages to latchkey's log.
+//! client whose request asked for it ([`ProgressRoutes`]), log messages to latchkey's log
+//! and to the client whose request is in flight.
 //!
 //! rmcp's client gives every request to the upstream a progress token of its own, so two
 //! clients that chose the same token never see each other's progress; a route maps it
@@ -242,13 +243,22 @@ impl ClientHandler for Listener {
             .send(Notice::ResourceUpdated(updated.uri.into()));
     }
 
-    /// The upstream's log message, in latchkey's log at the nearest level, under its name.
+    /// The upstream's log message, in latchkey's log at the nearest level, under its name,
+    /// and to the client session whose request is in flight ([`Callers::tell_log`]).
     #[allow(deprecated)]
     async fn on_logging_message(
         &self,
         message: LoggingMessageNotificationParam,
         _: NotificationContext<RoleClient>,
     ) {
+        self.log_line(&message);
+        self.callers.tell_log(message).await;
+    }
+}
+
+impl Listener {
+    #[allow(deprecated)]
+    fn log_line(&self, message: &LoggingMessageNotificationParam) {
         let name = &*self.name;
         let logger = message.logger.as_deref().unwrap_or("");
         let data = match &message.data {

@@ -8,6 +8,10 @@
 //! client: without `--sessions` nothing can reach it mid-call, or one that did not declare
 //! the capability) gets the upstream's request refused at once with `-32601`, never left
 //! waiting; an answer not given within the upstream's request timeout is refused as well.
+//!
+//! What the upstream logs meanwhile goes to the same newest caller's session
+//! ([`Callers::tell_log`]); rmcp sends it on the session's GET stream (its server routes
+//! only progress and requests to a request's own stream).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +19,8 @@ use std::time::Duration;
 
 use rmcp::ErrorData as McpError;
 use rmcp::Peer;
+#[allow(deprecated)]
+use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientCapabilities, ClientResult, ErrorCode, GetExtensions as _, RequestId, ServerRequest,
 };
@@ -129,6 +135,17 @@ impl Callers {
             .find(|caller| ask.declared(&caller.capabilities))
             .map(|caller| (caller.peer.clone(), caller.request.clone()))
             .ok_or("the calling client did not declare that it can answer it")
+    }
+
+    /// Tells the newest caller's session what the upstream logged (`notifications/message`),
+    /// as it is; with no caller it stays in latchkey's log only. A session that is gone is
+    /// no error: the message was for a request that is over.
+    #[allow(deprecated)]
+    pub async fn tell_log(&self, message: LoggingMessageNotificationParam) {
+        let peer = self.lock().last().map(|caller| caller.peer.clone());
+        if let Some(peer) = peer {
+            let _ = peer.notify_logging_message(message).await;
+        }
     }
 
     /// Sends `request` (what `ask` is) to the client that can answer it and returns its

