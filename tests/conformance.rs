@@ -190,3 +190,37 @@ async fn with_several_upstreams_only_prefixed_names_fail() {
     let (failed, summary) = failures(&app.url(&format!("/mcp/{KEY}")));
     assert_failed(&failed, SEVERAL, LOGGING, &summary);
 }
+
+/// The upstream's log messages during a call reach the calling session, all of them and in
+/// order (the suite's own logging scenario cannot tell: it waits only 200 ms for them).
+#[tokio::test]
+async fn an_upstreams_log_messages_reach_the_calling_session() {
+    let reference = reference_server();
+    let app = latchkey(&["--upstream", &reference.url], true).await;
+    let out = common::client_script(
+        "python_logging_client.py",
+        &[
+            &app.url("/mcp"),
+            "test_tool_with_logging",
+            "Tool execution completed",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python client failed:\n{stderr}");
+    let logged: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let texts: Vec<&str> = logged.iter().filter_map(|data| data.as_str()).collect();
+    let ours: Vec<&str> = texts
+        .iter()
+        .copied()
+        .filter(|t| t.starts_with("Tool "))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed"
+        ],
+        "{texts:?}"
+    );
+}

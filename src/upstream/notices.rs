@@ -138,6 +138,26 @@ impl Listener {
         })
     }
 
+    /// The upstream's log message in latchkey's log, at the nearest level, under its name.
+    #[allow(deprecated)]
+    fn log_line(&self, message: &LoggingMessageNotificationParam) {
+        let name = &*self.name;
+        let logger = message.logger.as_deref().unwrap_or("");
+        let data = match &message.data {
+            serde_json::Value::String(text) => text.clone(),
+            other => crate::redact::json(other).to_string(),
+        };
+        let data = self.log.show(data.as_bytes());
+        match message.level {
+            LoggingLevel::Debug => tracing::debug!(upstream = name, logger, "log: {data}"),
+            LoggingLevel::Info | LoggingLevel::Notice => {
+                tracing::info!(upstream = name, logger, "log: {data}")
+            }
+            LoggingLevel::Warning => tracing::warn!(upstream = name, logger, "log: {data}"),
+            _ => tracing::error!(upstream = name, logger, "log: {data}"),
+        }
+    }
+
     fn changed(&self, notice: Notice) {
         tracing::info!(upstream = &*self.name, "upstream says {notice:?}");
         // No receiver (no client session open) is fine: the next listing is fresh anyway.
@@ -253,26 +273,5 @@ impl ClientHandler for Listener {
     ) {
         self.log_line(&message);
         self.callers.tell_log(message).await;
-    }
-}
-
-impl Listener {
-    #[allow(deprecated)]
-    fn log_line(&self, message: &LoggingMessageNotificationParam) {
-        let name = &*self.name;
-        let logger = message.logger.as_deref().unwrap_or("");
-        let data = match &message.data {
-            serde_json::Value::String(text) => text.clone(),
-            other => crate::redact::json(other).to_string(),
-        };
-        let data = self.log.show(data.as_bytes());
-        match message.level {
-            LoggingLevel::Debug => tracing::debug!(upstream = name, logger, "log: {data}"),
-            LoggingLevel::Info | LoggingLevel::Notice => {
-                tracing::info!(upstream = name, logger, "log: {data}")
-            }
-            LoggingLevel::Warning => tracing::warn!(upstream = name, logger, "log: {data}"),
-            _ => tracing::error!(upstream = name, logger, "log: {data}"),
-        }
     }
 }
