@@ -8,7 +8,10 @@ mod common;
 
 use common::upstreams::{apps_server, everything_server, wait_ready};
 use common::{App, KEY, Spawn, http, mcp_post, rpc};
+use rmcp::model::{CallToolRequestParams, ServerNotification, SubscriptionFilter};
+use rmcp::service::SubscriptionEnd;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// latchkey fronting the apps server and the reference server, from a configuration file,
 /// with `args`.
@@ -519,4 +522,86 @@ async fn listings_across_upstreams_follow_each_upstreams_cursor() {
             .contains("invalid cursor"),
         "{refused}"
     );
+}
+
+/// A 2026-07-28 client (rmcp, no `initialize`) opens `subscriptions/listen` for a resource
+/// and one of no upstream's: the acknowledgment names only the first; the upstream
+/// is subscribed; its updates reach the stream under the prefixed URI; cancelling the
+/// stream unsubscribes upstream; a second stream open at shutdown gets its final result
+/// (not a cut connection, without sessions). The same with and without `--sessions`.
+async fn a_2026_07_28_client_listens(sessions: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let args: &[&str] = if sessions { &["--sessions"] } else { &[] };
+    let mut app = apps_and_everything(&dir, args).await;
+    // What each kind of client is offered: a listen stream takes updates in either mode,
+    // a session's subscription only with sessions.
+    let client = common::mcp_client_2026(&app.url("/mcp"), KEY).await;
+    let discovered = client.peer_info().expect("discovered").capabilities.clone();
+    assert_eq!(discovered.resources.and_then(|r| r.subscribe), Some(true));
+    let initialized = request(
+        &app,
+        "initialize",
+        json!({
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}
+        }),
+    )
+    .await;
+    let offered = &initialized["result"]["capabilities"]["resources"]["subscribe"];
+    assert_eq!(offered.as_bool(), sessions.then_some(true), "{initialized}");
+    let own = "demo://resource/dynamic/text/1";
+    let mine = format!("everything:{own}");
+    let filter = SubscriptionFilter::builder()
+        .resource_subscriptions([mine.as_str(), "nowhere:demo://x"])
+        .build();
+    let mut listening = client.peer().listen(filter.clone()).await.expect("listen");
+    assert_eq!(
+        listening.acknowledged().resource_subscriptions,
+        Some(vec![mine.clone()])
+    );
+    app.wait_for_output(&format!(
+        "Received Subscribe Resource request for URI: {own}"
+    ));
+    let toggle = || CallToolRequestParams::new("everything__toggle-subscriber-updates");
+    client.call_tool(toggle()).await.expect("updates on");
+    let update = tokio::time::timeout(Duration::from_secs(30), listening.next())
+        .await
+        .expect("an update within 30 s")
+        .expect("the stream carries it");
+    match update {
+        Some(ServerNotification::ResourceUpdatedNotification(update)) => {
+            assert_eq!(update.params.uri, mine)
+        }
+        other => panic!("not a resource update: {other:?}"),
+    }
+    listening.cancel().await.unwrap();
+    app.wait_for_output(&format!("Received Unsubscribe Resource request: {own}"));
+    client.call_tool(toggle()).await.expect("updates off");
+
+    let mut open = client.peer().listen(filter).await.expect("listen again");
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        while open.next().await.expect("a clean end").is_some() {}
+        open.end().cloned()
+    })
+    .await
+    .expect("the stream ends at shutdown");
+    match end {
+        Some(SubscriptionEnd::Graceful(_)) => {}
+        // With sessions, rmcp ends every stream at shutdown too: which comes first, the
+        // final result or the end of the stream, is a race.
+        Some(SubscriptionEnd::Abrupt) if sessions => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(app.wait().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_client_listens_without_sessions() {
+    a_2026_07_28_client_listens(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_client_listens_with_sessions() {
+    a_2026_07_28_client_listens(true).await;
 }

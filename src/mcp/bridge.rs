@@ -6,7 +6,8 @@
 //! upstream its name or URI names. What an upstream asks or says in between goes to the
 //! client it concerns: its requests mid-call (`crate::upstream::relay`), its progress (with
 //! latchkey's heartbeats, `super::heartbeat`), its list changes and resource updates
-//! (`super::notices`, `super::subscriptions`).
+//! (`super::notices`, `super::subscriptions`, or a 2026-07-28 client's listen stream,
+//! `super::listen`).
 //!
 //! A request that takes longer than the upstream's timeout fails, and so does one whose
 //! client cancels it or goes away; in each case rmcp's client tells the upstream with
@@ -31,19 +32,22 @@ use rmcp::model::{
     ReadResourceResponse, RequestParamsMeta, ServerCapabilities, ServerConfig,
 };
 use rmcp::model::{
-    ErrorCode, ProtocolVersion, SetLevelRequestMethod, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    ErrorCode, InitializeRequestParams, InitializeResult, ProtocolVersion, SetLevelRequestMethod,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 // MCP logging is deprecated (SEP-2577), but the servers people run today still offer it.
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::service::{
     NotificationContext, PeerRequestOptions, RequestContext, RoleClient, RoleServer, ServiceError,
+    SubscriptionContext,
 };
 use rmcp::{ErrorData as McpError, Peer, ServerHandler};
+use tokio_util::sync::CancellationToken;
 
 use super::cursor;
 use super::heartbeat::{self, Heard};
+use super::listen;
 use super::notices;
 use super::references;
 use super::subscriptions::Subscribed;
@@ -65,15 +69,23 @@ pub struct Bridge {
     sessions: bool,
     /// The resources this session subscribed to.
     subscribed: Arc<Subscribed>,
+    /// Cancelled at shutdown: ends every `subscriptions/listen` stream.
+    shutdown: CancellationToken,
 }
 
 impl Bridge {
-    pub fn new(upstreams: Upstreams, export: Option<Export>, sessions: bool) -> Self {
+    pub fn new(
+        upstreams: Upstreams,
+        export: Option<Export>,
+        sessions: bool,
+        shutdown: CancellationToken,
+    ) -> Self {
         Bridge {
             upstreams,
             export,
             sessions,
             subscribed: Arc::default(),
+            shutdown,
         }
     }
 
@@ -578,10 +590,9 @@ impl ServerHandler for Bridge {
             if let Some(resources) = &theirs.resources {
                 let ours = ours.resources.get_or_insert_with(Default::default);
                 ours.list_changed = ours.list_changed.or(resources.list_changed);
-                // Only with sessions can an update reach a client.
-                if self.sessions {
-                    ours.subscribe = ours.subscribe.or(resources.subscribe);
-                }
+                // A 2026-07-28 client's listen stream takes updates in either mode; a
+                // session's subscriptions need sessions (`initialize` says so).
+                ours.subscribe = ours.subscribe.or(resources.subscribe);
             }
             #[allow(deprecated)]
             if ours.logging.is_none() {
@@ -604,6 +615,43 @@ impl ServerHandler for Bridge {
         } else {
             config.with_instructions(instructions.join("\n\n"))
         }
+    }
+
+    /// Without sessions, no subscription of an `initialize`d client's could reach it: the
+    /// capability is not offered (2026-07-28 clients, which `server/discover`, can listen).
+    fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<InitializeResult, McpError>> + Send + '_ {
+        context.peer.set_peer_info(request.clone());
+        let mut answer = self.negotiate_initialize(&request);
+        if let Ok(result) = &mut answer
+            && !self.sessions
+            && let Some(resources) = &mut result.capabilities.resources
+        {
+            resources.subscribe = None;
+        }
+        std::future::ready(answer)
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(listen::accepted(&self.upstreams, requested))
+    }
+
+    /// A 2026-07-28 client's listen stream (`super::listen`), with or without sessions.
+    fn listen(
+        &self,
+        context: SubscriptionContext,
+    ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
+        let (upstreams, shutdown) = (self.upstreams.clone(), self.shutdown.clone());
+        Box::pin(async move {
+            listen::listen(upstreams, context, shutdown).await;
+            Ok(())
+        })
     }
 
     /// With sessions, a session's subscription to a resource: the upstream's updates to it

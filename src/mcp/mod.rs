@@ -7,6 +7,7 @@ mod cursor;
 pub mod handler;
 pub mod heartbeat;
 mod json_size;
+mod listen;
 pub mod malformed;
 mod notices;
 pub mod references;

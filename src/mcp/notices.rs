@@ -21,10 +21,7 @@ const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 /// Tells `peer` what any upstream announces, until its session ends; then lets go of its
 /// subscriptions.
 pub async fn pass_on(upstreams: Upstreams, peer: Peer<RoleServer>, subscribed: Arc<Subscribed>) {
-    let mut notices = futures::stream::select_all(upstreams.iter().map(|upstream| {
-        let naming = upstream.naming.clone();
-        Box::pin(stream_of(upstream.notices()).map(move |notice| (naming.clone(), notice)))
-    }));
+    let mut notices = every_notice(&upstreams);
     let mut check = tokio::time::interval(SESSION_CHECK);
     loop {
         let notice = tokio::select! {
@@ -44,6 +41,17 @@ pub async fn pass_on(upstreams: Upstreams, peer: Peer<RoleServer>, subscribed: A
         }
     }
     let_go(&upstreams, &subscribed).await;
+}
+
+/// What every upstream announces from now on, each with the naming of the upstream that
+/// said it.
+pub(super) fn every_notice(
+    upstreams: &Upstreams,
+) -> impl futures::Stream<Item = (Naming, Notice)> + use<> {
+    futures::stream::select_all(upstreams.iter().map(|upstream| {
+        let naming = upstream.naming.clone();
+        Box::pin(stream_of(upstream.notices()).map(move |notice| (naming.clone(), notice)))
+    }))
 }
 
 /// Sends `notice` to `peer`, when it is for it.
@@ -68,9 +76,9 @@ async fn tell(
     }
 }
 
-/// Lets go of every subscription of a session that ended: an upstream no session holds it
-/// for any more is unsubscribed.
-async fn let_go(upstreams: &Upstreams, subscribed: &Subscribed) {
+/// Lets go of every subscription of a session (or listen stream) that ended: an upstream no
+/// session holds it for any more is unsubscribed.
+pub(super) async fn let_go(upstreams: &Upstreams, subscribed: &Subscribed) {
     for uri in subscribed.take_all() {
         if let Ok((upstream, own)) = upstreams.by_uri(&uri) {
             upstream.unsubscribe(own).await;

@@ -70,13 +70,19 @@ fn rmcp_config(options: &McpOptions, cancel: CancellationToken) -> StreamableHtt
 pub fn endpoint(options: &McpOptions) -> MethodRouter {
     let sessions = options.sessions.is_some();
     let tracing = options.tracing.clone();
+    let shutdown = options.shutdown.clone();
     match options.upstreams.clone() {
         None => rmcp_endpoint(options, move || {
             Traced::new(Latchkey::new(), tracing.clone())
         }),
         Some(upstream) => rmcp_endpoint(options, move || {
             Traced::new(
-                Bridge::new(upstream.clone(), tracing.export.clone(), sessions),
+                Bridge::new(
+                    upstream.clone(),
+                    tracing.export.clone(),
+                    sessions,
+                    shutdown.clone(),
+                ),
                 tracing.clone(),
             )
         }),

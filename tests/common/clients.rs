@@ -89,6 +89,20 @@ pub async fn mcp_client(url: &str, key: &str, how: Via) -> RunningService<RoleCl
         .expect("the MCP client initializes")
 }
 
+/// A real rmcp client on protocol 2026-07-28: no `initialize`, `server/discover` first and
+/// each request's version and capabilities in its own `_meta`; the key as a Bearer token.
+pub async fn mcp_client_2026(url: &str, key: &str) -> RunningService<RoleClient, ()> {
+    use rmcp::{ClientLifecycleMode, ClientServiceExt, model::ProtocolVersion};
+    let (_, config) = client_config(url, key, Via::Bearer);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    ().serve_with_lifecycle(transport, lifecycle)
+        .await
+        .expect("the 2026-07-28 client discovers")
+}
+
 /// A real rmcp client over a given HTTP client (e.g. one that trusts a test CA).
 pub async fn mcp_client_with(
     http: reqwest::Client,
