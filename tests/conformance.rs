@@ -3,7 +3,9 @@
 //! reference server (tests/upstreams/conformance_server.ts): what the server passes alone,
 //! it passes through latchkey. Without `--sessions` and with several upstreams, what fails
 //! by design is listed below, and any other failure, or a listed one that passes, fails the
-//! test.
+//! test. The same for the suite's scenarios that protocol 2026-07-28 requires (0.2.0-alpha.11,
+//! installed as `conformance-2026-07-28`), against its reference server of that release
+//! (tests/upstreams/conformance_server_2026.ts), whose failures alone are listed too.
 
 mod common;
 
@@ -54,6 +56,78 @@ const LOGGING: &[&str] = &["tools-call-with-logging"];
 /// both to pass with no checks and to count as failed.
 const STREAMS: &[&str] = &["server-sse-multiple-streams"];
 
+/// What the 2026-07-28 reference server fails alone: the tasks extension (it does not
+/// implement its 2026-07-28 form), `resultType` missing from its tool calls' results,
+/// header checks its SDK does not make, and custom headers it has no tool to test with.
+const ALONE_2026: &[&str] = &[
+    "tasks-capability-negotiation",
+    "tasks-dispatch-and-envelope",
+    "tasks-lifecycle",
+    "tasks-mrtr-composition",
+    "tasks-mrtr-input",
+    "tasks-request-headers",
+    "tasks-request-state-removal",
+    "tasks-required-task-error",
+    "tasks-wire-fields",
+    "tools-call-simple-text",
+    "tools-call-image",
+    "tools-call-audio",
+    "tools-call-embedded-resource",
+    "tools-call-mixed-content",
+    "tools-call-error",
+    "tools-call-with-progress",
+    "http-header-validation",
+    "http-custom-header-server-validation",
+];
+
+/// What it fails through latchkey. latchkey says `resultType` and checks the headers (rmcp),
+/// so those pass. But latchkey's own connection to an upstream is on 2025-11-25 (one
+/// connection serves every client): the server then offers none of its 2026-07-28 test
+/// tools (`test_input_required_*`, `test_missing_capability`, `test_trigger_*_change`), so
+/// every `input_required` scenario and the stateless one fail. Tasks fail as alone.
+const THROUGH_LATCHKEY_2026: &[&str] = &[
+    "tasks-capability-negotiation",
+    "tasks-dispatch-and-envelope",
+    "tasks-lifecycle",
+    "tasks-mrtr-composition",
+    "tasks-mrtr-input",
+    "tasks-request-headers",
+    "tasks-request-state-removal",
+    "tasks-required-task-error",
+    "tasks-wire-fields",
+    "http-custom-header-server-validation",
+    "server-stateless",
+    "input-required-result-basic-elicitation",
+    "input-required-result-basic-sampling",
+    "input-required-result-basic-list-roots",
+    "input-required-result-request-state",
+    "input-required-result-multiple-input-requests",
+    "input-required-result-multi-round",
+    "input-required-result-non-tool-request",
+    "input-required-result-result-type",
+    "input-required-result-tampered-state",
+    "input-required-result-capability-check",
+];
+
+/// Which suite runs: the package's folder under node_modules, and its arguments.
+#[derive(Clone, Copy)]
+struct Suite {
+    package: &'static str,
+    args: &'static [&'static str],
+}
+
+/// 0.1.16's active server scenarios.
+const SUITE: Suite = Suite {
+    package: "@modelcontextprotocol/conformance",
+    args: &[],
+};
+
+/// Exactly the scenarios protocol 2026-07-28 requires.
+const SUITE_2026: Suite = Suite {
+    package: "conformance-2026-07-28",
+    args: &["--requirements", "2026-07-28"],
+};
+
 /// The reference server, on a port of its own choosing; killed when dropped.
 struct Reference {
     child: Child,
@@ -67,10 +141,10 @@ impl Drop for Reference {
     }
 }
 
-/// Starts tests/upstreams/conformance_server.ts (beside the packages it imports) with
-/// tsx's loader, and reads the URL it prints once it listens.
-fn reference_server() -> Reference {
-    let script = common::upstreams::beside_node_modules("conformance_server.ts");
+/// Starts tests/upstreams/`script` (beside the packages it imports) with tsx's loader, and
+/// reads the URL it prints once it listens.
+fn reference_server_of(script: &str) -> Reference {
+    let script = common::upstreams::beside_node_modules(script);
     let mut child = Command::new(newer_node())
         // tsx's loader in this process (its `tsx` command would run the server in a child
         // that outlives a kill).
@@ -97,13 +171,30 @@ fn reference_server() -> Reference {
     Reference { child, url }
 }
 
+/// The 0.1.16 suite's reference server.
+fn reference_server() -> Reference {
+    reference_server_of("conformance_server.ts")
+}
+
 /// Runs every active server scenario against `url`: the scenarios that failed, and the
 /// summary.
 fn failures(url: &str) -> (BTreeSet<String>, String) {
+    failures_of(SUITE, url)
+}
+
+/// Runs `suite`'s server scenarios against `url`.
+fn failures_of(suite: Suite, url: &str) -> (BTreeSet<String>, String) {
     let results = tempfile::tempdir().unwrap();
     let output = Command::new(newer_node())
-        .arg(node_dir().join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
-        .args(["server", "--url", url, "--output-dir"])
+        .arg(
+            node_dir()
+                .join("node_modules")
+                .join(suite.package)
+                .join("dist/index.js"),
+        )
+        .args(["server", "--url", url])
+        .args(suite.args)
+        .arg("--output-dir")
         .arg(results.path())
         .current_dir(results.path())
         .output()
@@ -223,4 +314,19 @@ async fn an_upstreams_log_messages_reach_the_calling_session() {
         ],
         "{texts:?}"
     );
+}
+
+/// The 2026-07-28 scenarios: alone, the reference server fails what is listed, and through
+/// latchkey, with and without sessions, exactly what needs latchkey's upstream connection
+/// on 2026-07-28 or the tasks extension fails.
+#[tokio::test]
+async fn the_2026_07_28_suite_fails_through_latchkey_only_what_needs_the_upstream_on_it() {
+    let reference = reference_server_of("conformance_server_2026.ts");
+    let (alone, summary) = failures_of(SUITE_2026, &reference.url);
+    assert_failed(&alone, ALONE_2026, &[], &summary);
+    for sessions in [false, true] {
+        let app = latchkey(&["--upstream", &reference.url], sessions).await;
+        let (failed, summary) = failures_of(SUITE_2026, &app.url(&format!("/mcp/{KEY}")));
+        assert_failed(&failed, THROUGH_LATCHKEY_2026, &[], &summary);
+    }
 }

@@ -833,3 +833,55 @@ async fn a_known_method_with_params_it_cannot_take_gets_invalid_params() {
     let answer: Value = unknown.json().await.unwrap();
     assert_eq!(answer["error"]["code"], -32601, "{answer}");
 }
+
+/// A request on protocol 2026-07-28 for a method that protocol removed (`initialize`,
+/// `logging/setLevel`, `resources/subscribe`…) is not found, HTTP 404 and -32601, whether
+/// its params are the old method's or not: from latchkey's own tools and through the
+/// bridge. On the protocols that have them, bad params stay -32602.
+#[tokio::test]
+async fn a_method_2026_07_28_removed_is_not_found_there_whatever_its_params() {
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let removed = [
+        ("initialize", json!({"_meta": meta})),
+        ("logging/setLevel", json!({"_meta": meta})),
+        ("logging/setLevel", json!({"_meta": meta, "level": "info"})),
+        ("resources/subscribe", json!({"_meta": meta})),
+        ("resources/unsubscribe", json!({"_meta": meta})),
+    ];
+    let own = App::start(Spawn::default());
+    let bridged = common::upstreams::front_python(&[], &[]).await;
+    for app in [&own, &bridged] {
+        for (method, params) in &removed {
+            let response = http()
+                .post(app.url("/mcp"))
+                .bearer_auth(KEY)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", *method)
+                .json(&json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap();
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {params}: {answer}");
+            assert_eq!(answer["error"]["code"], -32601, "{method}: {answer}");
+            assert_eq!(answer["id"], 9);
+        }
+        let legacy = mcp_post(
+            &http(),
+            &app.url("/mcp"),
+            &rpc("logging/setLevel", json!({})),
+        )
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+        let answer: Value = legacy.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    }
+}

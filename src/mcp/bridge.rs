@@ -32,7 +32,7 @@ use rmcp::model::{
     ReadResourceResponse, RequestParamsMeta, ServerCapabilities, ServerConfig,
 };
 use rmcp::model::{
-    ErrorCode, InitializeRequestParams, InitializeResult, ProtocolVersion, SetLevelRequestMethod,
+    ErrorCode, InitializeRequestParams, InitializeResult, SetLevelRequestMethod,
     SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 // MCP logging is deprecated (SEP-2577), but the servers people run today still offer it.
@@ -48,8 +48,10 @@ use tokio_util::sync::CancellationToken;
 use super::cursor;
 use super::heartbeat::{self, Heard};
 use super::listen;
+use super::malformed;
 use super::notices;
 use super::references;
+use super::result_type::Completed;
 use super::subscriptions::Subscribed;
 use crate::telemetry::Export;
 use crate::telemetry::attribute;
@@ -189,7 +191,10 @@ impl Bridge {
         context: &RequestContext<RoleServer>,
         call: Option<Operation>,
         request: impl Future<Output = Result<T, ServiceError>>,
-    ) -> Result<T, McpError> {
+    ) -> Result<T, McpError>
+    where
+        T: Completed,
+    {
         let timeout = upstream.request_timeout();
         // rmcp's client futures are large (kilobytes): boxed, the handler's future that
         // rmcp's server moves into a task per request stays small (bench/instructions).
@@ -198,7 +203,11 @@ impl Bridge {
             answer = tokio::time::timeout(timeout, request) => {
                 upstream.answered(answer.is_ok());
                 match answer {
-                    Ok(answer) => answer.map_err(|e| upstream.error(e)),
+                    Ok(Ok(mut answer)) => {
+                        answer.complete();
+                        Ok(answer)
+                    }
+                    Ok(Err(e)) => Err(upstream.error(e)),
                     Err(_) => Err(upstream.timed_out(timeout)),
                 }
             }
@@ -269,10 +278,7 @@ impl Bridge {
         upstream: &Upstream,
         context: &RequestContext<RoleServer>,
     ) -> Option<Calling> {
-        if !self.sessions
-            || context
-                .protocol_version()
-                .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28)
+        if !self.sessions || malformed::is_2026_07_28_or_later(context.protocol_version().as_ref())
         {
             return None;
         }
@@ -309,6 +315,7 @@ impl Bridge {
     ) -> Result<T, McpError>
     where
         P: RequestParamsMeta + Clone,
+        T: Completed,
         Fut: Future<Output = Result<T, ServiceError>>,
     {
         let connection = upstream.ready_connection().await?;
@@ -377,6 +384,7 @@ impl Bridge {
     ) -> Result<L, McpError>
     where
         F: Fn(Peer<RoleClient>, Option<PaginatedRequestParams>) -> Fut,
+        L: Completed,
         Fut: Future<Output = Result<L, ServiceError>>,
     {
         let connection = upstream.ready_connection().await?;
@@ -429,7 +437,7 @@ fn gathered<L: Listing>(
 }
 
 /// What the four listings' results share (rmcp's own trait for it is private).
-trait Listing {
+trait Listing: Completed {
     type Item;
     fn items(&mut self) -> &mut Vec<Self::Item>;
     fn next_cursor(&self) -> Option<String>;
@@ -565,9 +573,9 @@ impl ServerHandler for Bridge {
     async fn on_custom_request(
         &self,
         request: rmcp::model::CustomRequest,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CustomResult, McpError> {
-        super::malformed::answer(&request)
+        malformed::answer(&request, context.protocol_version().as_ref())
     }
 
     /// The upstreams' capabilities and instructions, under latchkey's name; before they
@@ -726,7 +734,7 @@ impl ServerHandler for Bridge {
     }
 
     /// To every upstream that offers logging (the level holds for every client: each
-    /// upstream has one connection).
+    /// upstream has one connection). Not on 2026-07-28, which removed it.
     #[allow(deprecated)]
     fn set_level(
         &self,
@@ -734,6 +742,9 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
         Box::pin(async move {
+            if malformed::is_2026_07_28_or_later(context.protocol_version().as_ref()) {
+                return Err(malformed::removed(SetLevelRequestMethod::VALUE));
+            }
             let logging = self.upstreams.iter().filter(|upstream| {
                 upstream
                     .connection()

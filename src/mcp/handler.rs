@@ -36,8 +36,8 @@ impl ServerHandler for Latchkey {
     async fn on_custom_request(
         &self,
         request: rmcp::model::CustomRequest,
-        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Result<rmcp::model::CustomResult, rmcp::ErrorData> {
-        super::malformed::answer(&request)
+        super::malformed::answer(&request, context.protocol_version().as_ref())
     }
 }

@@ -11,5 +11,6 @@ mod listen;
 pub mod malformed;
 mod notices;
 pub mod references;
+mod result_type;
 pub mod span;
 pub mod subscriptions;
