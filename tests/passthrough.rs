@@ -401,6 +401,90 @@ async fn a_silent_call_gets_heartbeats_and_the_upstreams_progress_unchanged() {
     );
 }
 
+/// A tool the reference server runs only as a task (2025-11-25 `taskSupport: "required"`,
+/// which rmcp's types drop, so no client of latchkey can know) answers a plain call with its
+/// result, stateless and behind a prefix next to a second upstream: latchkey calls it as a
+/// task and waits on `tasks/result`. Nothing of latchkey's task reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_the_upstream_runs_only_as_a_task_answers_a_plain_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = apps_and_everything(&dir, &[]).await;
+    let arguments = json!({"topic": "tides"});
+    let params = json!({"name": "everything__simulate-research-query", "arguments": arguments});
+    let answer = request(&app, "tools/call", params).await;
+    let text = answer["result"]["content"][0]["text"].as_str();
+    assert!(
+        text.is_some_and(|text| text.starts_with("# Research Report: tides\n")),
+        "{answer}"
+    );
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    assert!(!answer.to_string().contains("related-task"), "{answer}");
+}
+
+/// With sessions, the task's wait gets heartbeats like any silent call, and what the task
+/// asks on the way (which meaning of its topic, elicitation) reaches the client that called
+/// and its answer the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_the_client_cannot_see_gets_heartbeats_and_its_questions_answered() {
+    let app = Spawn::default()
+        .args(&["--sessions", "--heartbeat", "1s"])
+        .args(&["--", &everything_server(), "stdio"])
+        .start();
+    wait_ready(&app).await;
+    let url = app.url("/mcp");
+    let tool = ["simulate-research-query", r#"{"topic": "tides"}"#];
+    let out = common::client_script("python_progress_client.py", &[&url, tool[0], tool[1]]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python client failed:\n{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = seen["text"][0].as_str().unwrap_or_default();
+    assert!(report.starts_with("# Research Report: tides\n"), "{seen}");
+    let beats = seen["progress"].as_array().unwrap();
+    assert!(
+        beats.iter().any(|beat| beat[2]
+            .as_str()
+            .is_some_and(|m| m.starts_with("latchkey: still waiting"))),
+        "{seen}"
+    );
+
+    let seen = relay_client(&app, "", "research");
+    let question = "The research query \"tides\" could have multiple interpretations. Please \
+                    clarify what you're looking for:";
+    assert_eq!(seen["asked"], json!([["elicitation", question]]), "{seen}");
+    let result = &seen["results"]["simulate-research-query"];
+    assert_eq!(result["error"], false, "{seen}");
+    let report = result["text"].as_str().unwrap();
+    assert!(
+        report.starts_with("# Research Report: tides (the sea)\n"),
+        "{report}"
+    );
+}
+
+/// A client that goes away while the task works: the upstream's task is cancelled (latchkey
+/// logs what the upstream says of it after `tasks/cancel`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_cancels_the_upstreams_task() {
+    let app = Spawn::default()
+        .args(&["--", &everything_server(), "stdio"])
+        .start();
+    wait_ready(&app).await;
+    let params = json!({"name": "simulate-research-query", "arguments": {"topic": "tides"}});
+    // The task takes four seconds; the client gives up after one and closes its connection.
+    let gave_up = mcp_post(&http(), &app.url("/mcp"), &rpc("tools/call", params))
+        .bearer_auth(KEY)
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    app.wait_for_output("cancelled the upstream's task");
+    let output = app.output();
+    let said = output
+        .lines()
+        .find(|line| line.contains("cancelled the upstream's task"))
+        .unwrap();
+    assert!(said.contains("it is cancelled"), "{said}");
+}
+
 /// With sessions, each session hears of updates only to the resources it subscribed to,
 /// under their prefixed URIs; the upstream is subscribed and unsubscribed (its own URIs,
 /// as its log says), and `logging/setLevel` reaches it (at `error` it says nothing of a

@@ -2,7 +2,9 @@
 //! `crate::tools`; or `bridge`, forwarding to an upstream server) and the span every message gets when traces are exported (`span`), made
 //! around the handler where rmcp has already parsed the message.
 
+mod as_task;
 pub mod bridge;
+mod cancel_on_drop;
 mod cursor;
 pub mod handler;
 pub mod heartbeat;

@@ -3,9 +3,11 @@ latchkey (with --sessions), calls the reference server's tools that ask the clie
 in the middle of the call (elicitation, sampling, roots) and prints one JSON line with each
 call's text (or error) and what the client was asked.
 
-    python_relay_client.py URL PREFIX answer|refuse
+    python_relay_client.py URL PREFIX answer|refuse|research
 
-`answer` declares the three capabilities and answers them; `refuse` declares none. PREFIX is
+`answer` declares the three capabilities and answers them; `refuse` declares none;
+`research` answers them too but calls only the research tool, which the reference server
+runs only as a task and which asks (elicitation) which meaning of its topic is meant. PREFIX is
 put before each tool name ("" with one upstream, "everything__" with several). The key
 comes from LATCHKEY_TEST_KEY, sent as a Bearer token.
 """
@@ -29,6 +31,8 @@ async def main(url: str, prefix: str, mode: str) -> None:
 
     async def on_elicitation(context, params):
         asked.append(["elicitation", params.message])
+        if "interpretation" in params.requested_schema.get("properties", {}):
+            return types.ElicitResult(action="accept", content={"interpretation": "the sea"})
         return types.ElicitResult(action="accept", content={"name": "Ada Lovelace"})
 
     async def on_sampling(context, params):
@@ -44,7 +48,7 @@ async def main(url: str, prefix: str, mode: str) -> None:
         return types.ListRootsResult(roots=[types.Root(uri=ROOT, name="notes")])
 
     callbacks = {}
-    if mode == "answer":
+    if mode in ("answer", "research"):
         callbacks = dict(
             elicitation_callback=on_elicitation,
             sampling_callback=on_sampling,
@@ -55,6 +59,8 @@ async def main(url: str, prefix: str, mode: str) -> None:
         ("trigger-sampling-request", {"prompt": "what is 2+2", "maxTokens": 10}),
         ("get-roots-list", {}),
     ]
+    if mode == "research":
+        calls = [("simulate-research-query", {"topic": "tides", "ambiguous": True})]
     results = {}
     async with create_mcp_http_client(headers=headers) as http:
         async with streamable_http_client(url, http_client=http) as (read, write):
