@@ -482,7 +482,8 @@ async fn a_client_that_goes_away_cancels_the_upstreams_task() {
         .lines()
         .find(|line| line.contains("cancelled the upstream's task"))
         .unwrap();
-    assert!(said.contains("it is cancelled"), "{said}");
+    // The upstream's word, quoted (and escaped again in the JSON log line).
+    assert!(said.contains(r#"it is \"cancelled\""#), "{said}");
 }
 
 /// With sessions, each session hears of updates only to the resources it subscribed to,

@@ -139,7 +139,8 @@ impl Drop for CancelTaskOnDrop {
                         let answer = serde_json::to_value(answer).unwrap_or_default();
                         let status = answer.get("status").and_then(Value::as_str);
                         let status = status.unwrap_or("not said");
-                        tracing::info!("cancelled the upstream's task {id:?}: it is {status}");
+                        // Quoted: what the upstream says is not the log's own text.
+                        tracing::info!("cancelled the upstream's task {id:?}: it is {status:?}");
                     }
                     Err(error) => tracing::warn!("cancelling the upstream's task {id:?}: {error}"),
                 }
