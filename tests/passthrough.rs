@@ -331,26 +331,33 @@ async fn a_stateless_client_is_never_left_waiting() {
     );
 }
 
-/// The progress notifications (value, total, message) a client asking for progress got on
-/// the reference server's long-running tool (three seconds of silence, then its two steps),
-/// through latchkey with `heartbeat`.
-async fn long_call_progress(heartbeat: &str) -> Vec<(f64, Option<f64>, Option<String>)> {
+/// latchkey with `--sessions --heartbeat heartbeat` in front of the reference server.
+async fn everything_with_heartbeat(heartbeat: &str) -> App {
     let app = Spawn::default()
         .args(&["--sessions", "--heartbeat", heartbeat])
         .args(&["--", &everything_server(), "stdio"])
         .start();
     wait_ready(&app).await;
-    let out = common::client_script(
-        "python_progress_client.py",
-        &[
-            &app.url("/mcp"),
-            "trigger-long-running-operation",
-            r#"{"duration": 6, "steps": 2}"#,
-        ],
-    );
+    app
+}
+
+/// What the Python client asking for progress saw of `tool` called with `arguments`: the
+/// progress notifications (value, total, message) and the result's text.
+fn progress_client(app: &App, tool: &str, arguments: &str) -> Value {
+    let url = app.url("/mcp");
+    let out = common::client_script("python_progress_client.py", &[&url, tool, arguments]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the Python client failed:\n{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The progress notifications (value, total, message) a client asking for progress got on
+/// the reference server's long-running tool (three seconds of silence, then its two steps),
+/// through latchkey with `heartbeat`.
+async fn long_call_progress(heartbeat: &str) -> Vec<(f64, Option<f64>, Option<String>)> {
+    let app = everything_with_heartbeat(heartbeat).await;
+    let long = r#"{"duration": 6, "steps": 2}"#;
+    let seen = progress_client(&app, "trigger-long-running-operation", long);
     assert!(
         seen["text"][0].as_str().unwrap().contains("completed"),
         "{seen}"
@@ -426,17 +433,8 @@ async fn a_tool_the_upstream_runs_only_as_a_task_answers_a_plain_call() {
 /// and its answer the task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_the_client_cannot_see_gets_heartbeats_and_its_questions_answered() {
-    let app = Spawn::default()
-        .args(&["--sessions", "--heartbeat", "1s"])
-        .args(&["--", &everything_server(), "stdio"])
-        .start();
-    wait_ready(&app).await;
-    let url = app.url("/mcp");
-    let tool = ["simulate-research-query", r#"{"topic": "tides"}"#];
-    let out = common::client_script("python_progress_client.py", &[&url, tool[0], tool[1]]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the Python client failed:\n{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let app = everything_with_heartbeat("1s").await;
+    let seen = progress_client(&app, "simulate-research-query", r#"{"topic": "tides"}"#);
     let report = seen["text"][0].as_str().unwrap_or_default();
     assert!(report.starts_with("# Research Report: tides\n"), "{seen}");
     let beats = seen["progress"].as_array().unwrap();
@@ -469,10 +467,11 @@ async fn a_client_that_goes_away_cancels_the_upstreams_task() {
         .start();
     wait_ready(&app).await;
     let params = json!({"name": "simulate-research-query", "arguments": {"topic": "tides"}});
-    // The task takes four seconds; the client gives up after one and closes its connection.
+    // The task takes four seconds (four stages of one); the client gives up after three,
+    // time enough under load for the call to become a task, and closes its connection.
     let gave_up = mcp_post(&http(), &app.url("/mcp"), &rpc("tools/call", params))
         .bearer_auth(KEY)
-        .timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(3))
         .send()
         .await;
     assert!(gave_up.is_err(), "{gave_up:?}");

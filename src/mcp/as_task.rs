@@ -14,10 +14,10 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest, CustomRequest,
     ErrorCode, ProgressToken, ServerResult,
 };
-use rmcp::service::{PeerRequestOptions, RoleClient, ServiceError};
+use rmcp::service::{RoleClient, ServiceError};
 use serde_json::{Value, json};
 
-use super::cancel_on_drop::CancelOnDrop;
+use super::cancel_on_drop;
 
 /// Where a task's result says which task it is (2025-11-25): about latchkey's task, not
 /// the client's call, so it is not passed on.
@@ -53,14 +53,7 @@ pub async fn run<Route>(
     params: CallToolRequestParams,
     route: impl FnOnce(ProgressToken) -> Route,
 ) -> Option<Result<CallToolResponse, ServiceError>> {
-    let handle = peer
-        .send_request_with_option(task_request(params), PeerRequestOptions::no_options())
-        .await
-        .ok()?;
-    let _route = route(handle.progress_token.clone());
-    let mut abandoned = CancelOnDrop::new(peer, handle.id.clone());
-    let created = handle.await_response().await;
-    abandoned.disarm();
+    let created = cancel_on_drop::send(peer, task_request(params), route).await;
     match created.ok()? {
         // An upstream that ignored `task` and ran the tool: its answer is the call's.
         ServerResult::CallToolResult(result) => Some(Ok(CallToolResponse::Complete(result))),
@@ -98,15 +91,8 @@ async fn task_result(
 ) -> Result<CallToolResponse, ServiceError> {
     let mut cancel = CancelTaskOnDrop(Some((peer.clone(), id.clone())));
     let request = CustomRequest::new("tasks/result", Some(json!({ "taskId": id })));
-    let handle = peer
-        .send_request_with_option(
-            ClientRequest::CustomRequest(request),
-            PeerRequestOptions::no_options(),
-        )
-        .await?;
-    let mut abandoned = CancelOnDrop::new(peer, handle.id.clone());
-    let answer = handle.await_response().await;
-    abandoned.disarm();
+    let request = ClientRequest::CustomRequest(request);
+    let answer = cancel_on_drop::send(peer, request, |_| ()).await;
     cancel.0 = None;
     let mut result = match answer? {
         ServerResult::CallToolResult(result) => result,

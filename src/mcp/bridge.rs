@@ -39,14 +39,13 @@ use rmcp::model::{
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::service::{
-    NotificationContext, PeerRequestOptions, RequestContext, RoleClient, RoleServer, ServiceError,
-    SubscriptionContext,
+    NotificationContext, RequestContext, RoleClient, RoleServer, ServiceError, SubscriptionContext,
 };
 use rmcp::{ErrorData as McpError, Peer, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
 use super::as_task;
-use super::cancel_on_drop::CancelOnDrop;
+use super::cancel_on_drop;
 use super::cursor;
 use super::heartbeat::{self, Heard};
 use super::listen;
@@ -547,13 +546,7 @@ async fn call_tool_routed<Route>(
     route: impl FnOnce(ProgressToken) -> Route,
 ) -> Result<CallToolResponse, ServiceError> {
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    let handle = peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await?;
-    let _route = route(handle.progress_token.clone());
-    let mut abandoned = CancelOnDrop::new(peer, handle.id.clone());
-    let answer = handle.await_response().await;
-    abandoned.disarm();
+    let answer = cancel_on_drop::send(peer, request, route).await;
     match answer? {
         ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
         ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
