@@ -9,8 +9,8 @@
 //! the capability) gets the upstream's request refused at once with `-32601`, never left
 //! waiting; an answer not given within the upstream's request timeout is refused as well.
 //!
-//! What the upstream logs meanwhile goes to the same newest caller's session
-//! ([`Callers::tell_log`]); rmcp sends it on the session's GET stream (its server routes
+//! What the upstream logs meanwhile goes to the same newest caller's session, or after the
+//! call to the session that called last ([`Callers::tell_log`]); rmcp sends it on the session's GET stream (its server routes
 //! only progress and requests to a request's own stream).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +79,11 @@ struct Caller {
 pub struct Callers {
     next: AtomicU64,
     calls: Mutex<Vec<Caller>>,
+    /// The session that called last, kept after its call: rmcp may hand latchkey an
+    /// upstream's answer before the log message the upstream sent just ahead of it (seen
+    /// under load: a call's last message lost in two runs of three), and that message is still
+    /// the caller's.
+    latest: Mutex<Option<Peer<RoleServer>>>,
 }
 
 /// Keeps a caller listed while its request is in flight; dropping it removes it.
@@ -107,6 +112,7 @@ impl Callers {
         capabilities: ClientCapabilities,
     ) -> Calling {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer.clone());
         self.lock().push(Caller {
             id,
             peer,
@@ -138,11 +144,16 @@ impl Callers {
     }
 
     /// Tells the newest caller's session what the upstream logged (`notifications/message`),
-    /// as it is; with no caller it stays in latchkey's log only. A session that is gone is
-    /// no error: the message was for a request that is over.
+    /// as it is: with no call in flight, the session that called last; with none ever, it
+    /// stays in latchkey's log only. A session that is gone is no error: the message was for
+    /// a request that is over.
     #[allow(deprecated)]
     pub async fn tell_log(&self, message: LoggingMessageNotificationParam) {
-        let peer = self.lock().last().map(|caller| caller.peer.clone());
+        let in_flight = self.lock().last().map(|caller| caller.peer.clone());
+        let peer = in_flight.or_else(|| {
+            let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+            latest.clone()
+        });
         if let Some(peer) = peer {
             let _ = peer.notify_logging_message(message).await;
         }
