@@ -217,9 +217,9 @@ async fn a_slow_call_times_out_and_is_cancelled_upstream() {
     .await;
 }
 
-/// A client that goes away mid-call: the upstream is told to cancel the call.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_goes_away_cancels_the_call_upstream() {
+/// A client that goes away mid-call: the upstream is told to cancel the call, with and
+/// without a progress token (which takes the call the progress-routing way).
+async fn a_client_that_goes_away_cancels_the_call_upstream(params: serde_json::Value) {
     let log = tempfile::NamedTempFile::new().unwrap();
     let log_path = log.path().display().to_string();
     let python = python();
@@ -234,22 +234,42 @@ async fn a_client_that_goes_away_cancels_the_call_upstream() {
         ])
         .start();
     wait_ready(&app).await;
-    let body = rpc(
-        "tools/call",
-        serde_json::json!({"name": "slow", "arguments": {"seconds": 30}}),
+    let body = rpc("tools/call", params);
+    let calling = tokio::spawn(
+        mcp_post(&http(), &app.url("/mcp"), &body)
+            .bearer_auth(KEY)
+            .send(),
     );
-    // The client gives up after 1 s and closes its connection.
-    let gave_up = mcp_post(&http(), &app.url("/mcp"), &body)
-        .bearer_auth(KEY)
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await;
-    assert!(gave_up.is_err(), "{gave_up:?}");
+    common::eventually("the upstream to start the call", || async {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("started")
+    })
+    .await;
+    // The client gives up and closes its connection.
+    calling.abort();
+    assert!(calling.await.unwrap_err().is_cancelled());
     common::eventually("the upstream to log the cancellation", || async {
         std::fs::read_to_string(&log_path)
             .unwrap_or_default()
             .contains("cancelled")
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_cancels_the_call_upstream_plain() {
+    a_client_that_goes_away_cancels_the_call_upstream(
+        serde_json::json!({"name": "slow", "arguments": {"seconds": 30}}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_cancels_the_call_upstream_with_progress() {
+    a_client_that_goes_away_cancels_the_call_upstream(serde_json::json!({
+        "name": "slow", "arguments": {"seconds": 30}, "_meta": {"progressToken": "p1"}
+    }))
     .await;
 }
 
