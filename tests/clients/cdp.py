@@ -19,6 +19,11 @@ import websockets
 
 PATIENCE = 30
 
+# What Runtime.evaluate says when the page navigated while it ran (a submitted form, a
+# reload): not an answer yet, so a wait looks again.
+NAVIGATING = ("Inspected target navigated or closed", "Execution context was destroyed",
+              "Cannot find context with specified id")
+
 
 class Page:
     def __init__(self, socket):
@@ -39,10 +44,19 @@ class Page:
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         return result["result"].get("value")
 
+    async def look(self, expression):
+        """`expression`'s value, or None while the page navigates."""
+        try:
+            return await self.evaluate(expression)
+        except RuntimeError as error:
+            if any(said in str(error) for said in NAVIGATING):
+                return None
+            raise
+
     async def until(self, what, expression):
         deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
-            value = await self.evaluate(expression)
+            value = await self.look(expression)
             if value:
                 return value
             await asyncio.sleep(0.05)
@@ -63,7 +77,7 @@ class Page:
         deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            value = await self.evaluate(expression)
+            value = await self.look(expression)
             if value:
                 return value
             await self.call("Page.reload")
