@@ -57,7 +57,12 @@ pub async fn run<Route>(
     match created.ok()? {
         // An upstream that ignored `task` and ran the tool: its answer is the call's.
         ServerResult::CallToolResult(result) => Some(Ok(CallToolResponse::Complete(result))),
-        created => Some(task_result(peer, task_id(created)?).await),
+        created => {
+            let id = task_id(created)?;
+            // Quoted: the id is the upstream's word.
+            tracing::info!("the upstream runs the call as its task {id:?}");
+            Some(task_result(peer, id).await)
+        }
     }
 }
 

@@ -10,8 +10,9 @@
 //! waiting; an answer not given within the upstream's request timeout is refused as well.
 //!
 //! What the upstream logs meanwhile goes to the same newest caller's session, or after the
-//! call to the session that called last ([`Callers::tell_log`]); rmcp sends it on the session's GET stream (its server routes
-//! only progress and requests to a request's own stream).
+//! call to the session that called last ([`Callers::tell_log`]); rmcp sends it on the
+//! session's GET stream (its server routes only progress and requests to a request's own
+//! stream).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
