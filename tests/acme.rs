@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{KEY, Spawn, Via, free_port};
@@ -18,10 +18,89 @@ use rustls::pki_types::pem::PemObject;
 
 const DOMAIN: &str = "mcp.example.com";
 
-fn wait_for_port(port: u16, what: &str) {
-    common::wait_for(what, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+/// Pebble's API certificate, from a CA made here (Debian ships none); returns the CA's path.
+fn write_api_certificate(dir: &Path) -> PathBuf {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "pebble API CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let api_ca = dir.join("api-ca.pem");
+    std::fs::write(&api_ca, ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    api_ca
+}
+
+/// The ports Pebble and pebble-challtestsrv listen on themselves.
+struct PebblePorts {
+    api: u16,
+    management: u16,
+    dns: u16,
+    dns_management: u16,
+}
+
+impl PebblePorts {
+    fn pick() -> PebblePorts {
+        PebblePorts {
+            api: free_port(),
+            management: free_port(),
+            dns: free_port(),
+            dns_management: free_port(),
+        }
+    }
+
+    /// Starts pebble-challtestsrv and Pebble, their output in files of `dir`.
+    fn launch(
+        &self,
+        dir: &Path,
+        tls_port: u16,
+        http_port: u16,
+        validity: Option<u64>,
+    ) -> Vec<Child> {
+        let mut config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{}", self.api),
+            "managementListenAddress": format!("127.0.0.1:{}", self.management),
+            "certificate": dir.join("cert.pem"),
+            "privateKey": dir.join("key.pem"),
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }});
+        if let Some(seconds) = validity {
+            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
+        std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
+
+        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let challtestsrv = Command::new("pebble-challtestsrv")
+            .args(["-dns01", &format!("127.0.0.1:{}", self.dns)])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{}", self.dns_management)])
+            .args(["-defaultIPv6", ""])
+            .stdout(log("challtestsrv.log"))
+            .stderr(log("challtestsrv.err"))
+            .spawn()
+            .expect("pebble-challtestsrv runs (Debian package pebble)");
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(dir.join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{}", self.dns)])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .expect("pebble runs (Debian package pebble)");
+        vec![challtestsrv, pebble]
+    }
 }
 
 /// Pebble and its DNS, for one test.
@@ -37,74 +116,76 @@ struct Pebble {
 
 impl Pebble {
     /// `tls_port`/`http_port`: where Pebble validates; `validity`: certificate lifetime.
+    ///
+    /// Pebble's own four ports come from `free_port`, which another test's connection can take
+    /// before Pebble binds it (seen once in CI: Pebble's management port up, its ACME port never);
+    /// then Pebble exits, and it is started again on fresh ports.
     fn start(tls_port: u16, http_port: u16, validity: Option<u64>) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
-        // Pebble's API certificate, from a CA made here (Debian ships none).
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "pebble API CA");
-        let ca = ca.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let api_ca = dir.path().join("api-ca.pem");
-        std::fs::write(&api_ca, ca.pem()).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
-
-        let (api, management, dns, dns_management) =
-            (free_port(), free_port(), free_port(), free_port());
-        let mut config = serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{api}"),
-            "managementListenAddress": format!("127.0.0.1:{management}"),
-            "certificate": dir.path().join("cert.pem"),
-            "privateKey": dir.path().join("key.pem"),
-            "httpPort": http_port,
-            "tlsPort": tls_port,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-        }});
-        if let Some(seconds) = validity {
-            config["pebble"]["certificateValidityPeriod"] = seconds.into();
-        }
-        std::fs::write(dir.path().join("pebble.json"), config.to_string()).unwrap();
-
-        let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
-        let challtestsrv = Command::new("pebble-challtestsrv")
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{dns_management}")])
-            .args(["-defaultIPv6", ""])
-            .stdout(log("challtestsrv.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv runs (Debian package pebble)");
-        let pebble = Command::new("pebble")
-            .arg("-config")
-            .arg(dir.path().join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(log("pebble.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble runs (Debian package pebble)");
+        let api_ca = write_api_certificate(dir.path());
         let mut pebble = Pebble {
             dir,
-            processes: vec![challtestsrv, pebble],
-            directory: format!("https://127.0.0.1:{api}/dir"),
+            processes: Vec::new(),
+            directory: String::new(),
             api_ca,
             issuing_root: String::new(),
         };
-        wait_for_port(dns_management, "pebble-challtestsrv");
-        wait_for_port(management, "pebble's management port");
-        wait_for_port(api, "pebble's ACME port");
-        pebble.issuing_root = pebble.fetch(&format!("https://127.0.0.1:{management}/roots/0"));
-        pebble
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let ports = PebblePorts::pick();
+            pebble.processes = ports.launch(pebble.dir.path(), tls_port, http_port, validity);
+            pebble.directory = format!("https://127.0.0.1:{}/dir", ports.api);
+            match pebble.wait_until_listening(&ports) {
+                Ok(()) => {
+                    let roots = format!("https://127.0.0.1:{}/roots/0", ports.management);
+                    pebble.issuing_root = pebble.fetch(&roots);
+                    return pebble;
+                }
+                Err(failure) => failures.push(failure),
+            }
+            pebble.stop();
+        }
+        panic!("Pebble did not start, 3 times:\n{}", failures.join("\n"));
+    }
+
+    /// Until Pebble and its DNS listen on every port; an error with their output when one
+    /// of them exits first.
+    fn wait_until_listening(&mut self, ports: &PebblePorts) -> Result<(), String> {
+        let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        let mut exited = None;
+        common::wait_for("Pebble to listen on its ports", || {
+            exited = self
+                .processes
+                .iter_mut()
+                .find_map(|process| process.try_wait().unwrap());
+            exited.is_some()
+                || [ports.dns_management, ports.management, ports.api]
+                    .into_iter()
+                    .all(listening)
+        });
+        match exited {
+            None => Ok(()),
+            Some(status) => Err(format!(
+                "a Pebble process exited ({status}):\n{}",
+                self.logs()
+            )),
+        }
+    }
+
+    /// What Pebble and its DNS have printed so far.
+    fn logs(&self) -> String {
+        [
+            "challtestsrv.log",
+            "challtestsrv.err",
+            "pebble.log",
+            "pebble.err",
+        ]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            format!("--- {name}\n{text}")
+        })
+        .collect()
     }
 
     /// A GET with the blocking client, on its own thread (the tests run in a runtime).
