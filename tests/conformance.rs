@@ -265,6 +265,14 @@ async fn without_sessions_only_what_needs_a_session_fails() {
 #[tokio::test]
 async fn with_several_upstreams_only_prefixed_names_fail() {
     let reference = reference_server();
+    let (_config, app) = with_the_paged_server(&reference).await;
+    let (failed, summary) = failures(&app.url(&format!("/mcp/{KEY}")));
+    assert_failed(&failed, SEVERAL, LOGGING, &summary);
+}
+
+/// latchkey with `--sessions` in front of `reference` as `conformance` and the FastMCP
+/// paged server as `paged`, from a configuration file (kept in the directory returned).
+async fn with_the_paged_server(reference: &Reference) -> (tempfile::TempDir, App) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("latchkey.toml");
     let paged = concat!(
@@ -278,42 +286,48 @@ async fn with_several_upstreams_only_prefixed_names_fail() {
     );
     std::fs::write(&config, toml).unwrap();
     let app = latchkey(&["--config", config.to_str().unwrap()], true).await;
-    let (failed, summary) = failures(&app.url(&format!("/mcp/{KEY}")));
-    assert_failed(&failed, SEVERAL, LOGGING, &summary);
+    (dir, app)
 }
 
 /// The upstream's log messages during a call reach the calling session, all of them and in
-/// order (the suite's own logging scenario cannot tell: it waits only 200 ms for them).
+/// order (the suite's own logging scenario cannot tell: it waits only 200 ms for them); with
+/// several upstreams their logger names the upstream.
 #[tokio::test]
 async fn an_upstreams_log_messages_reach_the_calling_session() {
     let reference = reference_server();
-    let app = latchkey(&["--upstream", &reference.url], true).await;
+    let alone = latchkey(&["--upstream", &reference.url], true).await;
+    assert_logged_through(&alone, "test_tool_with_logging", None);
+    let (_config, several) = with_the_paged_server(&reference).await;
+    assert_logged_through(
+        &several,
+        "conformance__test_tool_with_logging",
+        Some("conformance"),
+    );
+}
+
+/// Calls `tool` with the Python SDK's logging client: the reference server's three messages
+/// arrive in order, each with `logger`.
+fn assert_logged_through(app: &App, tool: &str, logger: Option<&str>) {
     let out = common::client_script(
         "python_logging_client.py",
-        &[
-            &app.url("/mcp"),
-            "test_tool_with_logging",
-            "Tool execution completed",
-        ],
+        &[&app.url("/mcp"), tool, "Tool execution completed"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the Python client failed:\n{stderr}");
     let logged: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let texts: Vec<&str> = logged.iter().filter_map(|data| data.as_str()).collect();
-    let ours: Vec<&str> = texts
+    let ours: Vec<&serde_json::Value> = logged
         .iter()
-        .copied()
-        .filter(|t| t.starts_with("Tool "))
+        .filter(|m| m["data"].as_str().is_some_and(|t| t.starts_with("Tool ")))
         .collect();
-    assert_eq!(
-        ours,
-        [
-            "Tool execution started",
-            "Tool processing data",
-            "Tool execution completed"
-        ],
-        "{texts:?}"
-    );
+    let expected: Vec<serde_json::Value> = [
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
+    ]
+    .into_iter()
+    .map(|data| serde_json::json!({"logger": logger, "data": data}))
+    .collect();
+    assert_eq!(ours, expected.iter().collect::<Vec<_>>(), "{logged:?}");
 }
 
 /// The 2026-07-28 scenarios: alone, the reference server fails what is listed, and through

@@ -307,6 +307,7 @@ impl Upstream {
         let hub = Hub {
             track: upstream.track.clone(),
             name,
+            naming: upstream.naming.clone(),
             log: LogLines::new(config.target.secrets()),
             notices,
             progress: upstream.progress.clone(),
@@ -535,6 +536,7 @@ impl Upstream {
 /// What each connection's [`Listener`] is made of.
 struct Hub {
     name: Arc<str>,
+    naming: Naming,
     track: Arc<Track>,
     log: LogLines,
     notices: broadcast::Sender<Notice>,
@@ -567,6 +569,7 @@ impl Hub {
     fn listener(&self) -> Listener {
         Listener {
             name: self.name.clone(),
+            naming: self.naming.clone(),
             log: self.log.clone(),
             notices: self.notices.clone(),
             callers: self.callers.clone(),

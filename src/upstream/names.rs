@@ -76,6 +76,17 @@ impl Naming {
         }
     }
 
+    /// A log message's `logger` as clients see it: with several upstreams the upstream's
+    /// name comes first (`NAME:logger`, or `NAME` when it gave none), so a client can tell
+    /// which server logged.
+    pub fn logger(&self, logger: Option<String>) -> Option<String> {
+        match (&self.prefix, logger) {
+            (None, logger) => logger,
+            (Some(prefix), None) => Some(prefix.to_string()),
+            (Some(prefix), Some(logger)) => Some(format!("{prefix}{URI_SEPARATOR}{logger}")),
+        }
+    }
+
     /// Renames `name` in place to what clients see (nothing to do with one upstream).
     pub fn rename(&self, name: &mut String) {
         if self.prefix.is_some() {
@@ -124,9 +135,16 @@ mod tests {
         let uri = naming.uri("file:///tmp/a");
         assert_eq!(uri, "files:file:///tmp/a");
         assert_eq!(split_uri(&uri), Some(("files", "file:///tmp/a")));
+        assert_eq!(naming.logger(None).as_deref(), Some("files"));
+        assert_eq!(
+            naming.logger(Some("fs".into())).as_deref(),
+            Some("files:fs")
+        );
         let alone = Naming { prefix: None };
         assert_eq!(alone.name("read"), "read");
         assert_eq!(alone.uri("file:///a"), "file:///a");
+        assert_eq!(alone.logger(None), None);
+        assert_eq!(alone.logger(Some("fs".into())).as_deref(), Some("fs"));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use rmcp::service::{NotificationContext, RoleClient};
 use tokio::sync::broadcast;
 
 use super::log_line::LogLines;
+use super::names::Naming;
 use super::relay::{Ask, Callers};
 
 /// A list an upstream says has changed, or a resource it says was updated (its own URI).
@@ -110,6 +111,8 @@ impl ProgressRoutes {
 /// the upstream's requests go ([`Callers`]).
 pub(super) struct Listener {
     pub(super) name: Arc<str>,
+    /// What its log messages' `logger` becomes outside.
+    pub(super) naming: Naming,
     pub(super) log: LogLines,
     pub(super) notices: broadcast::Sender<Notice>,
     pub(super) callers: Arc<Callers>,
@@ -264,14 +267,16 @@ impl ClientHandler for Listener {
     }
 
     /// The upstream's log message, in latchkey's log at the nearest level, under its name,
-    /// and to the client session whose request is in flight ([`Callers::tell_log`]).
+    /// and to the client session whose request is in flight ([`Callers::tell_log`]), its
+    /// logger named like the upstream's tools.
     #[allow(deprecated)]
     async fn on_logging_message(
         &self,
-        message: LoggingMessageNotificationParam,
+        mut message: LoggingMessageNotificationParam,
         _: NotificationContext<RoleClient>,
     ) {
         self.log_line(&message);
+        message.logger = self.naming.logger(message.logger.take());
         self.callers.tell_log(message).await;
     }
 }

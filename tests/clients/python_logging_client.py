@@ -1,8 +1,8 @@
 """A real MCP client, the official Python SDK (PyPI `mcp`), for the log test in
 tests/conformance.rs: through latchkey (with --sessions), sets the log level to debug, calls
 TOOL, then waits (at most 20 s) for the log message LAST to arrive, and prints one JSON line
-with every log message's data in the order it came. Log messages come on the session's GET
-stream, so they may follow the call's result.
+with every log message in the order it came. Log messages come on the session's GET
+stream, so they may follow the call's result. Each message is printed as {"logger", "data"}.
 
     python_logging_client.py URL TOOL LAST
 
@@ -25,7 +25,7 @@ async def main(url: str, tool: str, last: str) -> None:
     heard_last = asyncio.Event()
 
     async def on_log(params):
-        logged.append(params.data)
+        logged.append({"logger": params.logger, "data": params.data})
         if params.data == last:
             heard_last.set()
 
