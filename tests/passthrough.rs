@@ -175,6 +175,44 @@ async fn an_mcp_app_works_behind_a_prefix() {
     );
 }
 
+/// What an app's own code reads and gets by the names it knows reaches the one upstream
+/// that offers it: a resource it lists (`ui://…`), one that fits a template of another
+/// upstream, a prompt; the answers come named as everywhere else, prefixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_resources_are_reached_by_their_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = apps_and_everything(&dir, &[]).await;
+
+    let read = request(
+        &app,
+        "resources/read",
+        json!({"uri": "ui://clock/app.html"}),
+    )
+    .await;
+    let contents = &read["result"]["contents"][0];
+    assert_eq!(contents["uri"], "apps:ui://clock/app.html", "{read}");
+    assert!(contents["text"].as_str().unwrap().contains("<title>clock"));
+
+    let own = "demo://resource/dynamic/text/2";
+    let read = request(&app, "resources/read", json!({"uri": own})).await;
+    let contents = &read["result"]["contents"][0];
+    assert_eq!(contents["uri"], format!("everything:{own}"), "{read}");
+    assert!(!contents["text"].as_str().unwrap().is_empty(), "{read}");
+
+    let prompt = request(
+        &app,
+        "prompts/get",
+        json!({"name": "resource-prompt",
+               "arguments": {"resourceType": "Text", "resourceId": "2"}}),
+    )
+    .await;
+    let embedded = &prompt["result"]["messages"][1]["content"]["resource"];
+    assert_eq!(embedded["uri"], format!("everything:{own}"), "{prompt}");
+
+    let unknown = request(&app, "resources/read", json!({"uri": "ui://nowhere"})).await;
+    assert_eq!(unknown["error"]["code"], -32002, "{unknown}");
+}
+
 /// With the app as the only upstream, its names and references are its own, untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_app_alone_is_passed_as_it_is() {

@@ -498,6 +498,72 @@ timeout = "10s"
         .start();
     wait_ready(&app).await;
 
+    assert_listed_prefixed(&app).await;
+
+    for (tool, expected) in [("py__echo", "echo: a"), ("web__echo", "echo over http: a")] {
+        let answer = call(&app, tool, serde_json::json!({"text": "a"})).await;
+        assert_eq!(text(&answer), expected, "{answer}");
+    }
+    for refused in ["py__crash", "nobody__echo", "echo"] {
+        let answer = call(&app, refused, serde_json::json!({})).await;
+        assert_eq!(answer["error"]["code"], -32602, "{refused}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(refused),
+            "{answer}"
+        );
+    }
+    let greet = |name: &str| serde_json::json!({"name": name, "arguments": {"name": "Ada"}});
+    let greeting = ask(&app, "prompts/get", greet("py__greet")).await;
+    assert!(
+        greeting.to_string().contains("Say hello to Ada."),
+        "{greeting}"
+    );
+    // Only `py` offers them: its own names reach it too.
+    let greeting = ask(&app, "prompts/get", greet("greet")).await;
+    assert!(
+        greeting.to_string().contains("Say hello to Ada."),
+        "{greeting}"
+    );
+    let note = ask(
+        &app,
+        "resources/read",
+        serde_json::json!({"uri": "note://hello"}),
+    )
+    .await;
+    assert_eq!(
+        note["result"]["contents"][0]["uri"], "py:note://hello",
+        "{note}"
+    );
+
+    assert_eq!(
+        text(&call(&app, "py__leak", serde_json::json!({})).await),
+        "leaked"
+    );
+    assert_eq!(
+        text(&call(&app, "py__progress", serde_json::json!({"steps": 1})).await),
+        "progressed"
+    );
+    app.wait_for_output("stderr: leaking REDACTED and Bearer REDACTED");
+    app.wait_for_output("log: progress done, token REDACTED");
+    let output = app.output();
+    assert_absent(&output, secret, "the child's secret");
+    assert!(
+        !output.contains(token),
+        "the HTTP upstream's token is in latchkey's output"
+    );
+    assert!(
+        !output.contains("abc123"),
+        "a Bearer token is in latchkey's output"
+    );
+}
+
+/// What the Rust SDK lists through the `py` and `web` upstreams of
+/// `several_upstreams_from_a_config_file`: prefixed names, the denied tool absent, and the
+/// prefixed resource read.
+async fn assert_listed_prefixed(app: &App) {
     let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
     let tools = common::tool_names(&client).await;
     for expected in ["py__echo", "py__leak", "py__progress", "web__echo"] {
@@ -527,59 +593,68 @@ timeout = "10s"
         "{read}"
     );
     client.cancel().await.unwrap();
+}
 
-    for (tool, expected) in [("py__echo", "echo: a"), ("web__echo", "echo over http: a")] {
-        let answer = call(&app, tool, serde_json::json!({"text": "a"})).await;
-        assert_eq!(text(&answer), expected, "{answer}");
-    }
-    for refused in ["py__crash", "nobody__echo", "echo"] {
-        let answer = call(&app, refused, serde_json::json!({})).await;
-        assert_eq!(answer["error"]["code"], -32602, "{refused}: {answer}");
-        assert!(
-            answer["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains(refused),
-            "{answer}"
-        );
-    }
-    let greeting = mcp_post(
-        &http(),
-        &app.url("/mcp"),
-        &rpc(
-            "prompts/get",
-            serde_json::json!({"name": "py__greet", "arguments": {"name": "Ada"}}),
-        ),
+/// One JSON-RPC request to `app` with the key, and its answer.
+async fn ask(app: &App, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let body = mcp_post(&http(), &app.url("/mcp"), &rpc(method, params))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// With two upstreams that offer the same prompt and resource, the unprefixed name and URI
+/// are refused with the prefixed ones, and those work. One upstream is named like the
+/// resource's scheme (`note`): `note://hello` is still no prefixed URI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_or_resource_several_upstreams_offer_is_refused_with_the_prefixed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    let server = format!("[{:?}, {:?}]", python(), stdio_server());
+    std::fs::write(
+        &config,
+        format!("[upstreams.note]\ncommand = {server}\n\n[upstreams.py]\ncommand = {server}\n"),
     )
-    .bearer_auth(KEY)
-    .send()
-    .await
-    .unwrap()
-    .text()
-    .await
     .unwrap();
-    assert!(greeting.contains("Say hello to Ada."), "{greeting}");
-
+    let app = Spawn::default()
+        .args(&["--config", &config.display().to_string()])
+        .start();
+    wait_ready(&app).await;
+    let greet = serde_json::json!({"name": "greet", "arguments": {"name": "Ada"}});
+    let refused = ask(&app, "prompts/get", greet).await;
     assert_eq!(
-        text(&call(&app, "py__leak", serde_json::json!({})).await),
-        "leaked"
+        refused["error"]["message"],
+        "prompt \"greet\" is offered by several upstreams: get it as one of \
+         \"note__greet\", \"py__greet\"",
+        "{refused}"
     );
+    let refused = ask(
+        &app,
+        "resources/read",
+        serde_json::json!({"uri": "note://hello"}),
+    )
+    .await;
     assert_eq!(
-        text(&call(&app, "py__progress", serde_json::json!({"steps": 1})).await),
-        "progressed"
+        refused["error"]["message"],
+        "resource \"note://hello\" is offered by several upstreams: read it as one of \
+         \"note:note://hello\", \"py:note://hello\"",
+        "{refused}"
     );
-    app.wait_for_output("stderr: leaking REDACTED and Bearer REDACTED");
-    app.wait_for_output("log: progress done, token REDACTED");
-    let output = app.output();
-    assert_absent(&output, secret, "the child's secret");
+    let greet = serde_json::json!({"name": "py__greet", "arguments": {"name": "Ada"}});
+    let greeting = ask(&app, "prompts/get", greet).await;
     assert!(
-        !output.contains(token),
-        "the HTTP upstream's token is in latchkey's output"
+        greeting.to_string().contains("Say hello to Ada."),
+        "{greeting}"
     );
-    assert!(
-        !output.contains("abc123"),
-        "a Bearer token is in latchkey's output"
-    );
+    for uri in ["note:note://hello", "py:note://hello"] {
+        let read = ask(&app, "resources/read", serde_json::json!({"uri": uri})).await;
+        assert_eq!(read["result"]["contents"][0]["uri"], uri, "{read}");
+    }
 }
 
 /// A mistake in the configuration file stops the start with one line naming the file, the

@@ -3,11 +3,11 @@
 //! connection (`crate::upstream`). With several upstreams, a listing's page holds every
 //! ready upstream's next page (`super::cursor`), named as `crate::upstream::names` says
 //! (and the resource references inside, `super::references`), and a request goes to the
-//! upstream its name or URI names. What an upstream asks or says in between goes to the
-//! client it concerns: its requests mid-call (`crate::upstream::relay`), its progress (with
-//! latchkey's heartbeats, `super::heartbeat`), its list changes and resource updates
-//! (`super::notices`, `super::subscriptions`, or a 2026-07-28 client's listen stream,
-//! `super::listen`).
+//! upstream its name or URI names (unprefixed, the one that offers it: `super::unprefixed`).
+//! What an upstream asks or says in between goes to the client it concerns: its requests
+//! mid-call (`crate::upstream::relay`), its progress (with latchkey's heartbeats,
+//! `super::heartbeat`), its list changes and resource updates (`super::notices`,
+//! `super::subscriptions`, or a 2026-07-28 client's listen stream, `super::listen`).
 //!
 //! A request that takes longer than the upstream's timeout fails, and so does one whose
 //! client cancels it or goes away; in each case rmcp's client tells the upstream with
@@ -54,6 +54,7 @@ use super::notices;
 use super::references;
 use super::result_type::Completed;
 use super::subscriptions::Subscribed;
+use super::unprefixed;
 use crate::telemetry::Export;
 use crate::telemetry::attribute;
 use crate::telemetry::mcp::{Operation, Side};
@@ -342,7 +343,7 @@ impl Bridge {
             return found;
         }
         let mut cursor = None;
-        for _ in 0..MAX_PAGES {
+        for _ in 0..unprefixed::MAX_PAGES {
             let request = cursor.map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
             match ServerHandler::list_tools(self, request, context.clone()).await {
                 Ok(page) if page.next_cursor.is_some() => cursor = page.next_cursor,
@@ -355,6 +356,41 @@ impl Bridge {
                 None,
             ))
         })
+    }
+
+    /// The upstream a prompt name names, and its own name for it: prefixed, or (with
+    /// several upstreams) the one whose prompts list it (`super::unprefixed`).
+    async fn prompt<'a>(
+        &self,
+        name: &'a str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(&Upstream, &'a str), McpError> {
+        match self.upstreams.by_prefixed_name(name) {
+            Some(found) => Ok(found),
+            None => unless_cancelled(context, unprefixed::prompt(&self.upstreams, name))
+                .await
+                .map(|upstream| (upstream, name)),
+        }
+    }
+
+    /// [`Self::prompt`] for a resource URI; with `completing`, a completion's reference
+    /// (a URI template, most often).
+    async fn resource<'a>(
+        &self,
+        uri: &'a str,
+        completing: bool,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(&Upstream, &'a str), McpError> {
+        if let Some(found) = self.upstreams.by_prefixed_uri(uri) {
+            return Ok(found);
+        }
+        let upstreams = &self.upstreams;
+        let found = if completing {
+            unless_cancelled(context, unprefixed::completed(upstreams, uri)).await
+        } else {
+            unless_cancelled(context, unprefixed::resource(upstreams, uri)).await
+        };
+        found.map(|upstream| (upstream, uri))
     }
 
     /// The upstreams a cursor of several (`super::cursor`) names, each with its cursor.
@@ -575,9 +611,20 @@ async fn call_tool(
         .unwrap_or(answer)
 }
 
-/// The most pages of tools listed to find an unprefixed name's upstream (a guard against a
-/// server whose cursors never end).
-const MAX_PAGES: usize = 100;
+/// `lookup`'s answer, unless the client cancels its request first: a lookup lists every
+/// upstream, which nothing else would stop.
+async fn unless_cancelled<T>(
+    context: &RequestContext<RoleServer>,
+    lookup: impl Future<Output = Result<T, McpError>>,
+) -> Result<T, McpError> {
+    tokio::select! {
+        found = lookup => found,
+        _ = context.ct.cancelled() => Err(McpError::internal_error(
+            "the client cancelled the request",
+            None,
+        )),
+    }
+}
 
 /// The `_meta` keys of the protocol itself (version, client info and capabilities, log
 /// level), which latchkey's own connection to the upstream sets.
@@ -884,7 +931,7 @@ impl ServerHandler for Bridge {
     ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + Send + '_ {
         Box::pin(async move {
             let asked = std::mem::take(&mut request.name);
-            let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
+            let (upstream, own) = self.prompt(&asked, &context).await?;
             let connection = upstream.ready_connection().await?;
             request.name = own.to_owned();
             Self::pass_meta(&context, &mut request);
@@ -918,7 +965,7 @@ impl ServerHandler for Bridge {
     ) -> impl Future<Output = Result<ReadResourceResponse, McpError>> + Send + '_ {
         Box::pin(async move {
             let asked = std::mem::take(&mut request.uri);
-            let (upstream, own) = self.upstreams.by_uri(&asked)?;
+            let (upstream, own) = self.resource(&asked, false, &context).await?;
             let connection = upstream.ready_connection().await?;
             request.uri = own.to_owned();
             Self::pass_meta(&context, &mut request);
@@ -956,13 +1003,13 @@ impl ServerHandler for Bridge {
             let upstream = match &mut request.r#ref {
                 Reference::Prompt(prompt) => {
                     let asked = std::mem::take(&mut prompt.name);
-                    let (upstream, own) = self.upstreams.by_name(&asked, "prompt")?;
+                    let (upstream, own) = self.prompt(&asked, &context).await?;
                     prompt.name = own.to_owned();
                     upstream
                 }
                 Reference::Resource(resource) => {
                     let asked = std::mem::take(&mut resource.uri);
-                    let (upstream, own) = self.upstreams.by_uri(&asked)?;
+                    let (upstream, own) = self.resource(&asked, true, &context).await?;
                     resource.uri = own.to_owned();
                     upstream
                 }

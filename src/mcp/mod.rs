@@ -16,3 +16,4 @@ pub mod references;
 mod result_type;
 pub mod span;
 pub mod subscriptions;
+mod unprefixed;

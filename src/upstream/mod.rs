@@ -190,14 +190,14 @@ impl Upstreams {
         }
     }
 
-    /// The upstream a tool or prompt name outside belongs to, and the name it knows.
-    pub fn by_name<'a>(&self, name: &'a str, what: &str) -> Result<(&Upstream, &'a str), McpError> {
+    /// The upstream a tool or prompt name outside names, and the name it knows: with one
+    /// upstream, every name; with several, a prefixed one (`None` for any other, which only
+    /// a listing can place).
+    pub fn by_prefixed_name<'a>(&self, name: &'a str) -> Option<(&Upstream, &'a str)> {
         if let Some(only) = self.only() {
-            return Ok((only, name));
+            return Some((only, name));
         }
-        names::split_name(name)
-            .and_then(|(prefix, own)| Some((self.named(prefix)?, own)))
-            .ok_or_else(|| McpError::invalid_params(format!("unknown {what} {name:?}"), None))
+        names::split_name(name).and_then(|(prefix, own)| Some((self.named(prefix)?, own)))
     }
 
     /// The upstream a tool name outside belongs to, and the name it knows: a prefixed
@@ -251,12 +251,16 @@ impl Upstreams {
 
     /// The upstream a resource URI outside belongs to, and the URI it knows.
     pub fn by_uri<'a>(&self, uri: &'a str) -> Result<(&Upstream, &'a str), McpError> {
-        if let Some(only) = self.only() {
-            return Ok((only, uri));
-        }
-        names::split_uri(uri)
-            .and_then(|(prefix, own)| Some((self.named(prefix)?, own)))
+        self.by_prefixed_uri(uri)
             .ok_or_else(|| McpError::resource_not_found(format!("unknown resource {uri:?}"), None))
+    }
+
+    /// [`Self::by_prefixed_name`] for a resource URI or URI template.
+    pub fn by_prefixed_uri<'a>(&self, uri: &'a str) -> Option<(&Upstream, &'a str)> {
+        if let Some(only) = self.only() {
+            return Some((only, uri));
+        }
+        names::split_uri(uri).and_then(|(prefix, own)| Some((self.named(prefix)?, own)))
     }
 
     fn named(&self, name: &str) -> Option<&Upstream> {

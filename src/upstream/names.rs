@@ -115,9 +115,13 @@ pub fn split_name(name: &str) -> Option<(&str, &str)> {
     name.split_once(NAME_SEPARATOR)
 }
 
-/// `(upstream name, the upstream's own URI)` of a prefixed URI.
+/// `(upstream name, the upstream's own URI)` of a prefixed URI. What follows the prefix
+/// never starts with `//`: that is an upstream's own `scheme://…` URI whose scheme is some
+/// upstream's name (`file:///tmp/a` beside an upstream named `file`), not `///tmp/a` of
+/// that upstream. Any other rest is the upstream's own, with or without a scheme.
 pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
-    uri.split_once(URI_SEPARATOR)
+    let (prefix, own) = uri.split_once(URI_SEPARATOR)?;
+    (!own.starts_with("//")).then_some((prefix, own))
 }
 
 #[cfg(test)]
@@ -135,6 +139,16 @@ mod tests {
         let uri = naming.uri("file:///tmp/a");
         assert_eq!(uri, "files:file:///tmp/a");
         assert_eq!(split_uri(&uri), Some(("files", "file:///tmp/a")));
+        // An upstream's own URI whose scheme is some upstream's name is no prefixed one.
+        assert_eq!(split_uri("file:///tmp/a"), None);
+        assert_eq!(split_uri("ui://clock/app.html"), None);
+        assert_eq!(
+            split_uri("apps:ui://clock/app.html"),
+            Some(("apps", "ui://clock/app.html"))
+        );
+        // Without a scheme of their own, and templates: the upstream's as they are.
+        assert_eq!(split_uri("apps:readme"), Some(("apps", "readme")));
+        assert_eq!(split_uri("apps:{+uri}"), Some(("apps", "{+uri}")));
         assert_eq!(naming.logger(None).as_deref(), Some("files"));
         assert_eq!(
             naming.logger(Some("fs".into())).as_deref(),
