@@ -526,9 +526,10 @@ async fn a_client_that_goes_away_cancels_the_upstreams_task() {
 }
 
 /// With sessions, each session hears of updates only to the resources it subscribed to,
-/// under their prefixed URIs; the upstream is subscribed and unsubscribed (its own URIs,
-/// as its log says), and `logging/setLevel` reaches it (at `error` it says nothing of a
-/// subscription, at `info` it does).
+/// under the URIs it subscribed with (prefixed, or the upstream's own: then unsubscribed by
+/// it too); the upstream is subscribed and unsubscribed (its own URIs, as its log says),
+/// and `logging/setLevel` reaches it (at `error` it says nothing of a subscription, at
+/// `info` it does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_and_log_levels_reach_the_upstream_per_session() {
     let dir = tempfile::tempdir().unwrap();
@@ -548,26 +549,36 @@ async fn subscriptions_and_log_levels_reach_the_upstream_per_session() {
     );
     let own = |n: u32| format!("demo://resource/dynamic/text/{n}");
     let outside = |n: u32| format!("everything:{}", own(n));
-    let out = common::client_script(
+    let (line, script) = common::client_script_paused(
         "python_subscriptions_client.py",
         &[
             &app.url("/mcp"),
-            &outside(1),
+            &own(1),
             &outside(2),
             &outside(3),
             "everything__toggle-subscriber-updates",
         ],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the Python client failed:\n{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(seen["a"], json!([outside(1), outside(3)]), "{seen}");
-    assert_eq!(seen["b"], json!([outside(2)]), "{seen}");
-
+    if line.is_empty() {
+        let out = script.finish();
+        panic!(
+            "the Python client failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Unsubscribed upstream while both sessions are open: by the unsubscribe, not the end.
     app.wait_for_output(&format!(
         "Received Unsubscribe Resource request: {}",
         own(1)
     ));
+    let out = script.finish();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python client failed:\n{stderr}");
+    let seen: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}\n{stderr}"));
+    assert_eq!(seen["a"], json!([own(1), outside(3)]), "{seen}");
+    assert_eq!(seen["b"], json!([outside(2)]), "{seen}");
+
     let output = app.output();
     let subscribed = |n| format!("Received Subscribe Resource request for URI: {}", own(n));
     assert!(output.contains(&subscribed(1)) && output.contains(&subscribed(2)));

@@ -744,7 +744,7 @@ impl ServerHandler for Bridge {
                     None,
                 ));
             }
-            let (upstream, _) = self.upstreams.by_uri(&request.uri)?;
+            let (upstream, own) = self.resource(&request.uri, false, &context).await?;
             if !upstream.offers_subscriptions() {
                 return Err(McpError::new(
                     ErrorCode::METHOD_NOT_FOUND,
@@ -756,12 +756,13 @@ impl ServerHandler for Bridge {
                 ));
             }
             self.watch(context.peer.clone());
+            // Held as latchkey names it, whatever URI the client subscribed with.
+            let uri = upstream.naming.uri(own).into_owned();
             // In a task of its own: a client that cancels or goes away mid-way cannot leave
             // the session's set and the upstream's count apart.
             let (upstreams, subscribed) = (self.upstreams.clone(), self.subscribed.clone());
             let task = tokio::spawn(async move {
-                let uri = request.uri;
-                if !subscribed.add(&uri)? {
+                if !subscribed.add(&uri, &request.uri)? {
                     return Ok(());
                 }
                 let (upstream, own) = upstreams.by_uri(&uri)?;
@@ -783,11 +784,20 @@ impl ServerHandler for Bridge {
         _: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
         Box::pin(async move {
-            self.upstreams.by_uri(&request.uri)?;
+            // A URI the session subscribed with unprefixed is held as latchkey names it.
+            let uri = match self.upstreams.by_prefixed_uri(&request.uri) {
+                Some(_) => request.uri,
+                None => self.subscribed.subscribed_as(&request.uri).ok_or_else(|| {
+                    McpError::resource_not_found(
+                        format!("unknown resource {:?}", request.uri),
+                        None,
+                    )
+                })?,
+            };
             let (upstreams, subscribed) = (self.upstreams.clone(), self.subscribed.clone());
             let task = tokio::spawn(async move {
-                if subscribed.remove(&request.uri)
-                    && let Ok((upstream, own)) = upstreams.by_uri(&request.uri)
+                if subscribed.remove(&uri)
+                    && let Ok((upstream, own)) = upstreams.by_uri(&uri)
                 {
                     upstream.unsubscribe(own).await;
                 }

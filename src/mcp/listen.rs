@@ -103,7 +103,7 @@ async fn subscribe(upstreams: &Upstreams, uris: &[String], subscribed: &Subscrib
         let Ok((upstream, own)) = upstreams.by_uri(uri) else {
             continue;
         };
-        if !subscribed.add(uri).unwrap_or(false) {
+        if !subscribed.add(uri, uri).unwrap_or(false) {
             continue;
         }
         if let Err(error) = upstream.subscribe(own).await {
@@ -136,11 +136,10 @@ async fn tell(
             sink.notify_resource_list_changed().await
         }
         Notice::ResourceUpdated(own) => {
-            let uri = naming.uri(&own);
-            if !subscribed.contains(&uri) {
+            let Some(uri) = subscribed.told_as(&naming.uri(&own)) else {
                 return Ok(());
-            }
-            sink.notify_resource_updated(uri.into_owned()).await
+            };
+            sink.notify_resource_updated(uri).await
         }
         _ => Ok(()),
     }

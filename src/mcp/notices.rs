@@ -66,11 +66,10 @@ async fn tell(
         Notice::PromptsChanged => peer.notify_prompt_list_changed().await,
         Notice::ResourcesChanged => peer.notify_resource_list_changed().await,
         Notice::ResourceUpdated(own) => {
-            let uri = naming.uri(&own);
-            if !subscribed.contains(&uri) {
+            let Some(uri) = subscribed.told_as(&naming.uri(&own)) else {
                 return Ok(());
-            }
-            peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.into_owned()))
+            };
+            peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
                 .await
         }
     }

@@ -3,7 +3,9 @@ tests/passthrough.rs: two sessions through latchkey (with --sessions) to the ref
 server. Session A sets the log level to `error`, subscribes to QUIET, sets it to `info`
 and subscribes to MINE; session B subscribes to THEIRS; A starts the server's simulated
 updates (TOGGLE) and both wait for an update of each resource they hold; then A
-unsubscribes from MINE. Prints one JSON line: the URIs each session was told of.
+unsubscribes from MINE. Prints one JSON line, the URIs each session was told of, then keeps
+both sessions open until its standard input ends (so the test can tell an unsubscribe from
+the end of a session).
 
     python_subscriptions_client.py URL MINE THEIRS QUIET TOGGLE
 
@@ -55,7 +57,8 @@ async def main(url, mine, theirs, quiet, toggle):
         await asyncio.wait_for(until(lambda: {mine, quiet} <= told_a and theirs in told_b), 30)
         await a.unsubscribe_resource(mine)
         await a.call_tool(toggle, {})
-    print(json.dumps({"a": sorted(told_a), "b": sorted(told_b)}))
+        print(json.dumps({"a": sorted(told_a), "b": sorted(told_b)}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,51 @@ use super::{App, KEY};
 /// Runs `tests/clients/<script>` with the test venv's Python (`.ci/run` makes it) and `args`:
 /// the key in `LATCHKEY_TEST_KEY` (never on a command line), no proxy. Blocks.
 pub fn client_script(script: &str, args: &[&str]) -> std::process::Output {
+    script_command(script, args).output().unwrap()
+}
+
+/// [`client_script`] for a script that prints its first line, then waits until its
+/// standard input ends: the line, and a handle that ends the script and returns its output.
+pub fn client_script_paused(script: &str, args: &[&str]) -> (String, PausedScript) {
+    use std::io::BufRead as _;
+    let mut child = script_command(script, args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    (line, PausedScript { child })
+}
+
+/// A client script waiting for its standard input to end.
+pub struct PausedScript {
+    child: std::process::Child,
+}
+
+impl PausedScript {
+    /// Ends its standard input and waits for it to exit.
+    pub fn finish(mut self) -> std::process::Output {
+        drop(self.child.stdin.take());
+        self.child.wait_with_output().unwrap()
+    }
+}
+
+fn script_command(script: &str, args: &[&str]) -> std::process::Command {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
-    std::process::Command::new(super::upstreams::python())
+    let mut command = std::process::Command::new(super::upstreams::python());
+    command
         .arg(path)
         .args(args)
         .env("LATCHKEY_TEST_KEY", KEY)
         .env_remove("HTTP_PROXY")
         .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .output()
-        .unwrap()
+        .env_remove("ALL_PROXY");
+    command
 }
 
 pub fn http() -> reqwest::Client {
