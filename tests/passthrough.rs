@@ -723,13 +723,8 @@ async fn a_2026_07_28_client_listens(sessions: bool) {
     })
     .await
     .expect("the stream ends at shutdown");
-    match end {
-        Some(SubscriptionEnd::Graceful(_)) => {}
-        // With sessions, rmcp ends every stream at shutdown too: which comes first, the
-        // final result or the end of the stream, is a race.
-        Some(SubscriptionEnd::Abrupt) if sessions => {}
-        other => panic!("{other:?}"),
-    }
+    // With sessions too: rmcp's sessions end only after the final result is sent.
+    assert!(matches!(end, Some(SubscriptionEnd::Graceful(_))), "{end:?}");
     assert!(app.wait().success());
 }
 

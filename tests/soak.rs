@@ -317,6 +317,49 @@ async fn sigterm_mid_load_lets_every_accepted_request_finish() {
     .await;
 }
 
+/// With `--sessions`, a call in flight at SIGTERM gets its answer on the session's stream
+/// too, though the session's GET stream is open (it ends once the answers are sent), and
+/// latchkey exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sessions_a_call_in_flight_at_sigterm_is_answered() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().display().to_string();
+    let mut app = Spawn::default()
+        .args(&[
+            "--sessions",
+            "--",
+            "env",
+            &format!("SLOW_LOG={log_path}"),
+            &python(),
+            &stdio_server(),
+        ])
+        .start();
+    wait_ready(&app).await;
+    let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
+    let slow = rmcp::model::CallToolRequestParams::new("slow")
+        .with_arguments(json!({"seconds": 2}).as_object().unwrap().clone());
+    let call = tokio::spawn({
+        let peer = client.peer().clone();
+        async move { peer.call_tool(slow).await }
+    });
+    common::eventually("the upstream to start the call", || async {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("started"))
+    })
+    .await;
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    let answer = call.await.unwrap().expect("the call in flight is answered");
+    let text = serde_json::to_string(&answer.content).unwrap();
+    assert!(text.contains("done"), "{text}");
+    let status = app.wait();
+    assert!(status.success(), "{status}\n{}", app.output());
+    assert!(
+        !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("cancelled"),
+        "the upstream's call was cancelled"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_sessions_is_capped_and_expires() {
     let app = App::start(Spawn::default().args(&[

@@ -18,6 +18,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
+use super::in_flight::InFlight;
 use super::json_rpc_errors::JsonRpcErrorsLayer;
 use crate::error_response::json_error;
 use crate::mcp::bridge::Bridge;
@@ -123,9 +124,12 @@ where
             manager.session_config.keep_alive = Some(limits.idle_timeout);
             manager.session_config.sse_retry = None;
             let manager = Arc::new(manager);
-            // Sessions hold SSE streams open: they end at shutdown, or it would wait on them.
-            let config =
-                rmcp_config(options, options.shutdown.child_token()).with_legacy_session_mode(true);
+            // Sessions hold SSE streams open: they end at shutdown, or it would wait on them;
+            // but only once the answers in flight have been sent (`in_flight`).
+            let sessions_end = CancellationToken::new();
+            let in_flight = InFlight::default();
+            in_flight.end_sessions_after(options.shutdown.clone(), sessions_end.clone());
+            let config = rmcp_config(options, sessions_end).with_legacy_session_mode(true);
             let service = JsonRpcErrorsLayer {
                 max_body: options.max_body,
             }
@@ -134,6 +138,7 @@ where
                 Sessions {
                     manager,
                     max: limits.max_sessions,
+                    in_flight,
                 },
                 session_rules,
             ))
@@ -183,12 +188,17 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 struct Sessions {
     manager: Arc<LocalSessionManager>,
     max: usize,
+    in_flight: InFlight,
 }
 
-/// What rmcp's sessions lack: a cap, and a `DELETE` answered as clients expect.
+/// What rmcp's sessions lack: a cap, a `DELETE` answered as clients expect, and answers
+/// in flight sent before the sessions end at shutdown.
 async fn session_rules(State(sessions): State<Sessions>, request: Request, next: Next) -> Response {
     match *request.method() {
-        Method::POST => cap_sessions(&sessions, request, next).await,
+        Method::POST => {
+            let answer = cap_sessions(&sessions, request, next);
+            sessions.in_flight.track(answer).await
+        }
         Method::DELETE => end_session(&sessions, request, next).await,
         _ => next.run(request).await,
     }

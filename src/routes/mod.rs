@@ -13,6 +13,7 @@
 //! both the gate and the router are built from, so they cannot disagree on a path.
 
 pub mod health;
+mod in_flight;
 mod json_rpc_errors;
 pub mod mcp;
 pub mod redirect;
