@@ -723,7 +723,8 @@ async fn a_2026_07_28_client_listens(sessions: bool) {
     })
     .await
     .expect("the stream ends at shutdown");
-    // With sessions too: rmcp's sessions end only after the final result is sent.
+    // With sessions too: rmcp's sessions end only after the final result is sent (the GET
+    // stream's end that follows is, for rmcp's client, a stream to open again later).
     assert!(matches!(end, Some(SubscriptionEnd::Graceful(_))), "{end:?}");
     assert!(app.wait().success());
 }

@@ -337,7 +337,7 @@ async fn with_sessions_a_call_in_flight_at_sigterm_is_answered() {
     wait_ready(&app).await;
     let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
     let slow = rmcp::model::CallToolRequestParams::new("slow")
-        .with_arguments(json!({"seconds": 2}).as_object().unwrap().clone());
+        .with_arguments(json!({"seconds": 4}).as_object().unwrap().clone());
     let call = tokio::spawn({
         let peer = client.peer().clone();
         async move { peer.call_tool(slow).await }
@@ -352,6 +352,12 @@ async fn with_sessions_a_call_in_flight_at_sigterm_is_answered() {
     assert!(text.contains("done"), "{text}");
     let status = app.wait();
     assert!(status.success(), "{status}\n{}", app.output());
+    // The sessions ended once the answer was sent, not when --shutdown-timeout ran out.
+    assert!(
+        !app.output().contains("requests still running"),
+        "{}",
+        app.output()
+    );
     assert!(
         !std::fs::read_to_string(&log_path)
             .unwrap()

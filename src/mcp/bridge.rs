@@ -762,10 +762,10 @@ impl ServerHandler for Bridge {
             // the session's set and the upstream's count apart.
             let (upstreams, subscribed) = (self.upstreams.clone(), self.subscribed.clone());
             let task = tokio::spawn(async move {
+                let (upstream, own) = upstreams.by_uri(&uri)?;
                 if !subscribed.add(&uri, &request.uri)? {
                     return Ok(());
                 }
-                let (upstream, own) = upstreams.by_uri(&uri)?;
                 let answer = upstream.subscribe(own).await;
                 if answer.is_err() {
                     subscribed.remove(&uri);
@@ -781,18 +781,20 @@ impl ServerHandler for Bridge {
     fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<(), McpError>> + Send + '_ {
         Box::pin(async move {
-            // A URI the session subscribed with unprefixed is held as latchkey names it.
+            // A URI the session subscribed with unprefixed is held as latchkey names it; one
+            // it subscribed with in the other form is found as subscribing finds it.
             let uri = match self.upstreams.by_prefixed_uri(&request.uri) {
                 Some(_) => request.uri,
-                None => self.subscribed.subscribed_as(&request.uri).ok_or_else(|| {
-                    McpError::resource_not_found(
-                        format!("unknown resource {:?}", request.uri),
-                        None,
-                    )
-                })?,
+                None => match self.subscribed.subscribed_as(&request.uri) {
+                    Some(uri) => uri,
+                    None => {
+                        let (upstream, own) = self.resource(&request.uri, false, &context).await?;
+                        upstream.naming.uri(own).into_owned()
+                    }
+                },
             };
             let (upstreams, subscribed) = (self.upstreams.clone(), self.subscribed.clone());
             let task = tokio::spawn(async move {

@@ -30,8 +30,9 @@ impl Subscribed {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds `uri`, subscribed as `told_as`: true when it is new, an error when the session
-    /// holds the most already.
+    /// Adds `uri`, subscribed as `told_as` (its updates are told under the URI it was first
+    /// subscribed with): true when it is new, an error when the session holds the most
+    /// already.
     pub fn add(&self, uri: &str, told_as: &str) -> Result<bool, McpError> {
         let mut held = self.lock();
         if held.contains_key(uri) {

@@ -2,9 +2,9 @@
 //! rmcp's sessions end only once every one of them has been sent, so a call in flight gets
 //! its answer and a `subscriptions/listen` stream its final result; ending the sessions at
 //! the same moment as the listeners cut both (a listen stream at SIGTERM ended without its
-//! result, seen). The wait is bounded by `--shutdown-timeout`: the server then drops every
-//! connection, and with them the answers here. The session's own GET streams are not
-//! tracked: they end only when the sessions do.
+//! result, seen). The wait is bounded by `--shutdown-timeout`, after which latchkey exits
+//! whatever is still being sent. The session's own GET streams are not tracked: they end
+//! only when the sessions do.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -139,6 +139,7 @@ where
                     manager,
                     max: limits.max_sessions,
                     in_flight,
+                    shutdown: options.shutdown.clone(),
                 },
                 session_rules,
             ))
@@ -189,6 +190,8 @@ struct Sessions {
     manager: Arc<LocalSessionManager>,
     max: usize,
     in_flight: InFlight,
+    /// Once cancelled, no new session starts: the ones there end after their answers.
+    shutdown: CancellationToken,
 }
 
 /// What rmcp's sessions lack: a cap, a `DELETE` answered as clients expect, and answers
@@ -208,6 +211,17 @@ async fn session_rules(State(sessions): State<Sessions>, request: Request, next:
 /// grow memory without bound. An `initialize` (a POST without a session id) beyond the cap
 /// gets 503; idle sessions expire after the idle timeout and free their slot.
 async fn cap_sessions(cap: &Sessions, request: Request, next: Next) -> Response {
+    if !request.headers().contains_key(SESSION_ID) && cap.shutdown.is_cancelled() {
+        let mut response = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "The server is shutting down; retry in a moment.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
     if !request.headers().contains_key(SESSION_ID) {
         let live = cap.manager.sessions.read().await.len();
         if live >= cap.max {

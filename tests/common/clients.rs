@@ -29,22 +29,32 @@ pub fn client_script_paused(script: &str, args: &[&str]) -> (String, PausedScrip
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Read on a thread of its own: a full stderr pipe would stop the script before its line.
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut text);
+        text
+    });
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    (line, PausedScript { child })
+    (line, PausedScript { child, stderr })
 }
 
 /// A client script waiting for its standard input to end.
 pub struct PausedScript {
     child: std::process::Child,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
 }
 
 impl PausedScript {
     /// Ends its standard input and waits for it to exit.
     pub fn finish(mut self) -> std::process::Output {
         drop(self.child.stdin.take());
-        self.child.wait_with_output().unwrap()
+        let mut output = self.child.wait_with_output().unwrap();
+        output.stderr = self.stderr.join().unwrap();
+        output
     }
 }
 
