@@ -259,21 +259,24 @@ async fn an_upstream_killed_mid_load_costs_only_the_calls_in_flight() {
     assert_ne!(child_pids(app.pid()), children, "a new child serves");
 }
 
+/// latchkey with `flags` in front of the Python stdio server, whose `slow` tool writes to
+/// `log_path` when it starts and when it is cancelled; once the upstream is ready. The
+/// child's environment is clean: SLOW_LOG is set by `env` in the command.
+async fn with_slow_log(flags: &[&str], log_path: &str) -> App {
+    let slow_log = format!("SLOW_LOG={log_path}");
+    let (python, server) = (python(), stdio_server());
+    let mut args = flags.to_vec();
+    args.extend(["--", "env", &slow_log, &python, &server]);
+    let app = Spawn::default().args(&args).start();
+    wait_ready(&app).await;
+    app
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_load_lets_every_accepted_request_finish() {
     let log = tempfile::NamedTempFile::new().unwrap();
     let log_path = log.path().display().to_string();
-    // The child's environment is clean: SLOW_LOG is set by `env` in the command.
-    let app = Spawn::default()
-        .args(&[
-            "--",
-            "env",
-            &format!("SLOW_LOG={log_path}"),
-            &python(),
-            &stdio_server(),
-        ])
-        .start();
-    wait_ready(&app).await;
+    let app = with_slow_log(&[], &log_path).await;
     const CALLS: usize = 30;
     let mut conns = Vec::new();
     for _ in 0..CALLS {
@@ -324,17 +327,7 @@ async fn sigterm_mid_load_lets_every_accepted_request_finish() {
 async fn with_sessions_a_call_in_flight_at_sigterm_is_answered() {
     let log = tempfile::NamedTempFile::new().unwrap();
     let log_path = log.path().display().to_string();
-    let mut app = Spawn::default()
-        .args(&[
-            "--sessions",
-            "--",
-            "env",
-            &format!("SLOW_LOG={log_path}"),
-            &python(),
-            &stdio_server(),
-        ])
-        .start();
-    wait_ready(&app).await;
+    let mut app = with_slow_log(&["--sessions"], &log_path).await;
     let client = common::mcp_client(&app.url("/mcp"), KEY, common::Via::Bearer).await;
     let slow = rmcp::model::CallToolRequestParams::new("slow")
         .with_arguments(json!({"seconds": 4}).as_object().unwrap().clone());

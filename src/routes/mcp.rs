@@ -211,37 +211,37 @@ async fn session_rules(State(sessions): State<Sessions>, request: Request, next:
 /// grow memory without bound. An `initialize` (a POST without a session id) beyond the cap
 /// gets 503; idle sessions expire after the idle timeout and free their slot.
 async fn cap_sessions(cap: &Sessions, request: Request, next: Next) -> Response {
-    if !request.headers().contains_key(SESSION_ID) && cap.shutdown.is_cancelled() {
-        let mut response = json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+    if request.headers().contains_key(SESSION_ID) {
+        return next.run(request).await;
+    }
+    if cap.shutdown.is_cancelled() {
+        return retry_later(
             "shutting_down",
             "The server is shutting down; retry in a moment.",
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
     }
-    if !request.headers().contains_key(SESSION_ID) {
-        let live = cap.manager.sessions.read().await.len();
-        if live >= cap.max {
-            tracing::warn!(
-                live,
-                max = cap.max,
-                "refused a new MCP session: at --max-sessions"
-            );
-            let mut response = json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_sessions",
-                "The server holds as many MCP sessions as --max-sessions allows; retry later.",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return response;
-        }
+    let live = cap.manager.sessions.read().await.len();
+    if live >= cap.max {
+        tracing::warn!(
+            live,
+            max = cap.max,
+            "refused a new MCP session: at --max-sessions"
+        );
+        return retry_later(
+            "too_many_sessions",
+            "The server holds as many MCP sessions as --max-sessions allows; retry later.",
+        );
     }
     next.run(request).await
+}
+
+/// 503 with `Retry-After: 5`: a new session cannot start now, but may soon.
+fn retry_later(error: &'static str, description: &'static str) -> Response {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, error, description);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 /// rmcp answers every `DELETE` 202, which clients (the MCP Python SDK among them) report as
